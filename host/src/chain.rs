@@ -1,0 +1,419 @@
+//! A chain of effects rendered in order as one function `y = f(x, θ)` of all its trainable parameters.
+
+use crate::audio::Audio;
+use crate::config::{Config, ConfigError};
+use crate::host::{Host, LoadError};
+use crate::param::{ParamSpec, ValueError};
+use crate::plugin::Effect;
+use crate::render::{RenderError, RenderSettings};
+use crate::suggest;
+
+/// Why a chain could not be built or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("plugin {stage:?}: {source}")]
+    Load { stage: String, source: LoadError },
+    #[error("{path}: [plugins.{stage}.params.{param}]: {message}")]
+    BadEntry {
+        path: String,
+        stage: String,
+        param: String,
+        message: String,
+    },
+    #[error("{0}")]
+    UnknownParam(String),
+    #[error("parameter {param}: {source}")]
+    BadValue { param: String, source: ValueError },
+    #[error("chain {chain:?} takes {expected} normalised parameters, got {got}")]
+    ThetaLength {
+        chain: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// One plugin of a chain.
+pub struct Stage {
+    name: String,
+    effect: Effect,
+    /// Plain values used for every parameter that is not trained: defaults, or fixed in `plugins.toml`.
+    base: Vec<f32>,
+    /// Trained parameters: index into the plugin's parameters and the spec θ maps through (narrowed range,
+    /// chosen scale).
+    trainable: Vec<(usize, ParamSpec)>,
+}
+
+impl Stage {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn effect(&self) -> &Effect {
+        &self.effect
+    }
+
+    /// The plain value of every parameter when nothing is trained or set.
+    pub fn base_values(&self) -> &[f32] {
+        &self.base
+    }
+
+    /// Trained parameters as (plugin parameter index, spec in the trained range).
+    pub fn trainable(&self) -> &[(usize, ParamSpec)] {
+        &self.trainable
+    }
+}
+
+/// A trainable parameter of a chain, in θ order.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainParam<'a> {
+    pub stage: &'a str,
+    pub spec: &'a ParamSpec,
+}
+
+/// Effects rendered in order. θ ∈ [0, 1]^P covers the trainable parameters of every stage, stage by stage,
+/// each stage's in the plugin's parameter order.
+pub struct Chain {
+    name: String,
+    stages: Vec<Stage>,
+    scratch: Audio,
+}
+
+impl Chain {
+    /// A chain or plugin named in `config`, or else any installed plugin by id or name (then every continuous
+    /// parameter is trained over its full range).
+    pub fn resolve(host: &Host, config: Option<&Config>, key: &str) -> Result<Chain, ChainError> {
+        if let Some(config) = config {
+            if let Some(entry) = config.chains.get(key) {
+                let stages = entry
+                    .plugins
+                    .iter()
+                    .map(|p| stage_from_config(host, config, p))
+                    .collect::<Result<_, _>>()?;
+                return Ok(Chain::new(key, stages));
+            }
+            if config.plugins.contains_key(key) {
+                return Ok(Chain::new(key, vec![stage_from_config(host, config, key)?]));
+            }
+        }
+        match host.load(key, None) {
+            Ok(effect) => Ok(Chain::new(key, vec![stage_from_plugin(key, effect)])),
+            Err(LoadError::NotFound { suggestions, .. }) => {
+                let mut near = config
+                    .map(|c| suggest::nearest(key, c.names(), 3))
+                    .unwrap_or_default();
+                near.extend(suggestions);
+                let source = config
+                    .map(|c| format!(" in {} or", c.path.display()))
+                    .unwrap_or_default();
+                Err(ChainError::NotFound(format!(
+                    "{key:?} is not a chain or plugin{source} an installed plugin's id or name{}",
+                    suggest::did_you_mean(&near)
+                )))
+            }
+            Err(source) => Err(ChainError::Load {
+                stage: key.into(),
+                source,
+            }),
+        }
+    }
+
+    fn new(name: &str, stages: Vec<Stage>) -> Chain {
+        Chain {
+            name: name.into(),
+            stages,
+            scratch: Audio::silence(1, 1, 0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The trainable parameters, in θ order.
+    pub fn params(&self) -> Vec<ChainParam<'_>> {
+        self.stages
+            .iter()
+            .flat_map(|s| {
+                s.trainable.iter().map(move |(_, spec)| ChainParam {
+                    stage: &s.name,
+                    spec,
+                })
+            })
+            .collect()
+    }
+
+    /// The number of trainable parameters, P.
+    pub fn num_params(&self) -> usize {
+        self.stages.iter().map(|s| s.trainable.len()).sum()
+    }
+
+    /// Plain values for every parameter of every stage, from normalised θ.
+    pub fn plain_values(&self, theta: &[f32]) -> Result<Vec<Vec<f32>>, ChainError> {
+        if theta.len() != self.num_params() {
+            return Err(ChainError::ThetaLength {
+                chain: self.name.clone(),
+                expected: self.num_params(),
+                got: theta.len(),
+            });
+        }
+        let mut theta = theta.iter();
+        let mut values = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let mut v = stage.base.clone();
+            for (index, spec) in &stage.trainable {
+                let n = *theta.next().expect("length checked");
+                v[*index] = spec.to_plain(n).map_err(|source| ChainError::BadValue {
+                    param: format!("{}.{}", stage.name, spec.id),
+                    source,
+                })?;
+            }
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    /// Every stage's base values with some parameters set, by `id` (when one stage has it) or `stage.id`.
+    /// With `normalized`, values are in [0, 1] of the trained range (or of the plugin's range for parameters
+    /// that are not trained).
+    pub fn values_with(
+        &self,
+        sets: &[(String, f32)],
+        normalized: bool,
+    ) -> Result<Vec<Vec<f32>>, ChainError> {
+        let mut values: Vec<Vec<f32>> = self.stages.iter().map(|s| s.base.clone()).collect();
+        for (key, value) in sets {
+            let (s, index) = self.find_param(key)?;
+            let stage = &self.stages[s];
+            let spec = &stage.effect.info().params[index];
+            let qualified = format!("{}.{}", stage.name, spec.id);
+            let plain = if normalized {
+                let mapped = stage
+                    .trainable
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map_or(spec, |(_, t)| t);
+                mapped
+                    .to_plain(*value)
+                    .map_err(|source| ChainError::BadValue {
+                        param: qualified.clone(),
+                        source,
+                    })?
+            } else {
+                *value
+            };
+            spec.check(plain).map_err(|source| ChainError::BadValue {
+                param: qualified,
+                source,
+            })?;
+            values[s][index] = plain;
+        }
+        Ok(values)
+    }
+
+    fn find_param(&self, key: &str) -> Result<(usize, usize), ChainError> {
+        let (stage_name, id) = match key.split_once('.') {
+            Some((s, id)) if self.stages.iter().any(|st| st.name == s) => (Some(s), id),
+            _ => (None, key),
+        };
+        let hits: Vec<(usize, usize)> = self
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| stage_name.is_none_or(|n| n == st.name))
+            .filter_map(|(s, st)| st.effect.info().param_index(id).map(|i| (s, i)))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(*one),
+            [] => {
+                let all: Vec<String> = self.all_param_keys();
+                let near = suggest::nearest(key, all.iter().map(String::as_str), 5);
+                Err(ChainError::UnknownParam(format!(
+                    "{} has no parameter {key:?}{}",
+                    self.name,
+                    if near.is_empty() {
+                        format!("; valid: {}", all.join(", "))
+                    } else {
+                        suggest::did_you_mean(&near)
+                    }
+                )))
+            }
+            many => Err(ChainError::UnknownParam(format!(
+                "{key:?} is ambiguous in {}: {}",
+                self.name,
+                many.iter()
+                    .map(|&(s, _)| format!("{}.{id}", self.stages[s].name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn all_param_keys(&self) -> Vec<String> {
+        let qualify = self.stages.len() > 1;
+        self.stages
+            .iter()
+            .flat_map(|s| {
+                s.effect.info().params.iter().map(move |p| {
+                    if qualify {
+                        format!("{}.{}", s.name, p.id)
+                    } else {
+                        p.id.clone()
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Renders `input` through every stage with the given plain values (one `Vec` per stage).
+    pub fn render(
+        &mut self,
+        input: &Audio,
+        values: &[Vec<f32>],
+        settings: &RenderSettings,
+    ) -> Result<Audio, ChainError> {
+        let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
+        self.render_into(input, values, settings, &mut output)?;
+        Ok(output)
+    }
+
+    /// Like [`Chain::render`], reusing `output`'s buffers.
+    pub fn render_into(
+        &mut self,
+        input: &Audio,
+        values: &[Vec<f32>],
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), ChainError> {
+        if values.len() != self.stages.len() {
+            return Err(ChainError::ThetaLength {
+                chain: self.name.clone(),
+                expected: self.stages.len(),
+                got: values.len(),
+            });
+        }
+        for (i, (stage, v)) in self.stages.iter_mut().zip(values).enumerate() {
+            if i == 0 {
+                stage.effect.render_into(input, v, settings, output)?;
+            } else {
+                std::mem::swap(output, &mut self.scratch);
+                stage
+                    .effect
+                    .render_into(&self.scratch, v, settings, output)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders with normalised θ over the trainable parameters.
+    pub fn render_normalized(
+        &mut self,
+        input: &Audio,
+        theta: &[f32],
+        settings: &RenderSettings,
+    ) -> Result<Audio, ChainError> {
+        let values = self.plain_values(theta)?;
+        self.render(input, &values, settings)
+    }
+}
+
+fn stage_from_plugin(name: &str, effect: Effect) -> Stage {
+    let info = effect.info();
+    let trainable = info
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.is_continuous())
+        .map(|(i, p)| (i, p.clone()))
+        .collect();
+    Stage {
+        name: name.into(),
+        base: info.default_values(),
+        trainable,
+        effect,
+    }
+}
+
+fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, ChainError> {
+    let entry = &config.plugins[name];
+    let effect = host
+        .load(&entry.id, Some(entry.format))
+        .map_err(|source| ChainError::Load {
+            stage: name.into(),
+            source,
+        })?;
+    let info = effect.info();
+    let bad = |param: &str, message: String| ChainError::BadEntry {
+        path: config.path.display().to_string(),
+        stage: name.into(),
+        param: param.into(),
+        message,
+    };
+    let mut base = info.default_values();
+    let mut trainable = vec![];
+    for (id, p) in &entry.params {
+        let Some(index) = info.param_index(id) else {
+            let near = suggest::nearest(id, info.params.iter().map(|p| p.id.as_str()), 5);
+            let valid = info
+                .params
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(bad(
+                id,
+                format!(
+                    "{} has no parameter {id:?}{}; valid: {valid}",
+                    info.name,
+                    suggest::did_you_mean(&near)
+                ),
+            ));
+        };
+        let spec = &info.params[index];
+        if let Some(value) = p.value {
+            spec.check(value).map_err(|e| bad(id, e.to_string()))?;
+            base[index] = value;
+            continue;
+        }
+        if !spec.is_continuous() {
+            return Err(bad(
+                id,
+                format!(
+                    "{} is not continuous ({:?}); fix it with `value = ...`",
+                    spec.id, spec.kind
+                ),
+            ));
+        }
+        let mut trained = spec.clone();
+        trained.min = p.min.unwrap_or(spec.min);
+        trained.max = p.max.unwrap_or(spec.max);
+        trained.scale = p.scale.unwrap_or(spec.scale);
+        for bound in [trained.min, trained.max] {
+            spec.check(bound)
+                .map_err(|e| bad(id, format!("trained range: {e}")))?;
+        }
+        if trained.min >= trained.max {
+            return Err(bad(
+                id,
+                format!("empty trained range [{}, {}]", trained.min, trained.max),
+            ));
+        }
+        trainable.push((index, trained));
+    }
+    trainable.sort_by_key(|(i, _)| *i);
+    Ok(Stage {
+        name: name.into(),
+        base,
+        trainable,
+        effect,
+    })
+}

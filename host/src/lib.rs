@@ -1,0 +1,52 @@
+//! Audio plugins as deterministic functions `y = f(x, params)`.
+//!
+//! `afx-host` loads installed effects (LV2 now; CLAP and VST3 next) and renders audio through them offline,
+//! the way a training harness needs:
+//!
+//! 1. [`Host::new`] discovers what is installed; [`Host::scan`] describes it ([`PluginInfo`], with every
+//!    parameter as a [`ParamSpec`]: plain range, default, unit, scale and kind).
+//! 2. [`Host::load`] gives an [`Effect`] for one plugin, by id (LV2 URI) or name.
+//! 3. [`Effect::render`] renders an [`Audio`] buffer with plain parameter values: a fresh plugin state per
+//!    render, values applied from sample 0, the plugin's latency trimmed so output frame `n` lines up with
+//!    input frame `n`, denormals flushed, and NaN/Inf output reported as an error.
+//! 4. [`Config`] reads `plugins.toml` (named plugins, trainable and fixed parameters, chains) and
+//!    [`Chain`] renders a chain of effects from one normalised parameter vector θ ∈ [0, 1]^P.
+//!
+//! ```no_run
+//! use afx_host::{Audio, Host, RenderSettings};
+//!
+//! let host = Host::new();
+//! let mut comp = host.load("urn:zamaudio:ZamComp", None)?;
+//! let input = Audio::read_wav("drums.wav".as_ref())?;
+//! let mut values = comp.info().default_values();
+//! let thr = comp.info().param_index("thr").unwrap();
+//! values[thr] = -30.0;
+//! let output = comp.render(&input, &values, &RenderSettings::default())?;
+//! output.write_wav("drums-compressed.wav".as_ref())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A [`Host`] and the effects it loads stay on the thread that made them; run one host per worker thread or
+//! process. This crate knows nothing of machine learning.
+
+pub mod atomic;
+pub mod audio;
+pub mod chain;
+pub mod config;
+mod denormals;
+mod host;
+mod lv2;
+pub mod param;
+mod plugin;
+pub mod render;
+mod suggest;
+
+pub use audio::{Audio, AudioError};
+pub use chain::{Chain, ChainError};
+pub use config::{Config, ConfigError};
+pub use denormals::FlushDenormals;
+pub use host::{Host, LoadError};
+pub use lv2::Lv2World;
+pub use param::{ParamKind, ParamSpec, Scale};
+pub use plugin::{AudioPort, Effect, Format, PluginInfo};
+pub use render::{RenderError, RenderSettings};

@@ -1,0 +1,348 @@
+//! The format-independent render: channel mapping, zero padding, latency trimming and output checks.
+//!
+//! # Channel mapping
+//! The output always has the input's channel count. With `C` file channels, `I` main (non-sidechain) plugin
+//! inputs and `O` plugin outputs:
+//! - `I == C`: channel `c` feeds input `c`.
+//! - `I == 1 < C`: if `O == 1`, one instance per channel ("dual mono"); if `O == C`, the channels are averaged
+//!   into the one input.
+//! - `C == 1 < I`: the mono signal feeds every main input.
+//! - outputs: `O == C` maps one to one; `O > C == 1` averages the outputs; `O == 1 < C` copies the one output.
+//! - anything else is an error naming the counts.
+//!
+//! Sidechain inputs are fed silence.
+
+use crate::audio::Audio;
+use crate::denormals::FlushDenormals;
+use crate::param::ValueError;
+use crate::plugin::{Backend, PluginInfo};
+
+/// How to render: everything but the audio and the parameter values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderSettings {
+    /// Frames per `process` call. Every block is full: the tail is padded with silence.
+    pub block_size: usize,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings { block_size: 512 }
+    }
+}
+
+/// Why a render failed. Every variant names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{plugin}: expected {expected} parameter values, got {got}")]
+    ValueCount {
+        plugin: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{plugin}: parameter {param:?}: {source}")]
+    BadValue {
+        plugin: String,
+        param: String,
+        source: ValueError,
+    },
+    #[error("{plugin}: cannot render {channels}-channel audio: {reason}")]
+    Channels {
+        plugin: String,
+        channels: usize,
+        reason: String,
+    },
+    #[error("{plugin}: block size must be at least 1")]
+    BlockSize { plugin: String },
+    #[error("{plugin}: {message}")]
+    Plugin { plugin: String, message: String },
+    #[error("{plugin}: reports a latency of {frames} frames, more than afx accepts ({max})")]
+    Latency {
+        plugin: String,
+        frames: usize,
+        max: usize,
+    },
+    #[error(
+        "{plugin} produced {value} at frame {frame} of channel {channel} with parameters {params}"
+    )]
+    NonFinite {
+        plugin: String,
+        value: f32,
+        frame: usize,
+        channel: usize,
+        params: String,
+    },
+}
+
+/// Port buffers kept between renders so that rendering allocates only when the audio grows.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    inputs: Vec<Vec<f32>>,
+    outputs: Vec<Vec<f32>>,
+}
+
+/// How file channels reach plugin inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputMap {
+    /// Channel `c` to main input `c`, one instance.
+    Direct,
+    /// One instance per channel, each with one main input.
+    PerChannel,
+    /// All channels averaged into the single main input.
+    Downmix,
+    /// The mono channel into every main input.
+    Spread,
+}
+
+/// How plugin outputs (of one instance) become file channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputMap {
+    Direct,
+    Mean,
+    Copy,
+}
+
+fn channel_map(info: &PluginInfo, channels: usize) -> Result<(InputMap, OutputMap), RenderError> {
+    let (i, o, c) = (info.main_inputs(), info.audio_outputs.len(), channels);
+    let err = |reason: String| RenderError::Channels {
+        plugin: info.name.clone(),
+        channels: c,
+        reason,
+    };
+    if i == 0 || o == 0 {
+        return Err(err(format!(
+            "the plugin has {i} main audio inputs and {o} audio outputs; afx renders effects"
+        )));
+    }
+    let input = if i == c {
+        InputMap::Direct
+    } else if i == 1 && o == 1 {
+        InputMap::PerChannel
+    } else if i == 1 && o == c {
+        InputMap::Downmix
+    } else if c == 1 {
+        InputMap::Spread
+    } else {
+        return Err(err(format!(
+            "the plugin has {i} main inputs and {o} outputs; supported: as many inputs as channels, \
+             a mono plugin (one instance per channel), or a mono file"
+        )));
+    };
+    let lane_channels = if input == InputMap::PerChannel { 1 } else { c };
+    let output = if o == lane_channels {
+        OutputMap::Direct
+    } else if lane_channels == 1 {
+        OutputMap::Mean
+    } else if o == 1 {
+        OutputMap::Copy
+    } else {
+        return Err(err(format!(
+            "the plugin has {o} outputs, which do not map onto {c} channels"
+        )));
+    };
+    Ok((input, output))
+}
+
+/// The longest latency afx will compensate: ten seconds at the render's rate.
+fn max_latency(sample_rate: u32) -> usize {
+    10 * sample_rate as usize
+}
+
+pub(crate) fn render(
+    backend: &mut dyn Backend,
+    scratch: &mut Scratch,
+    input: &Audio,
+    values: &[f32],
+    settings: &RenderSettings,
+    output: &mut Audio,
+) -> Result<(), RenderError> {
+    let _ftz = FlushDenormals::enable();
+    let info = backend.info();
+    info.check_values(values)?;
+    let block = settings.block_size;
+    if block == 0 {
+        return Err(RenderError::BlockSize {
+            plugin: info.name.clone(),
+        });
+    }
+    let (input_map, output_map) = channel_map(info, input.num_channels())?;
+    let (n, num_channels, rate) = (input.frames(), input.num_channels(), input.sample_rate());
+    let num_inputs = info.audio_inputs.len();
+    let num_outputs = info.audio_outputs.len();
+    let main_inputs: Vec<usize> = (0..num_inputs)
+        .filter(|&p| !info.audio_inputs[p].sidechain)
+        .collect();
+    let plugin_name = info.name.clone();
+    output.reshape(rate, num_channels, n);
+    scratch.inputs.resize_with(num_inputs, Vec::new);
+    scratch.outputs.resize_with(num_outputs, Vec::new);
+
+    let lanes = if input_map == InputMap::PerChannel {
+        num_channels
+    } else {
+        1
+    };
+    for lane in 0..lanes {
+        // Fill the port buffers with the signal, zero-padded to whole blocks.
+        let padded = n.div_ceil(block) * block;
+        for (port, buffer) in scratch.inputs.iter_mut().enumerate() {
+            buffer.clear();
+            match main_inputs.iter().position(|&p| p == port) {
+                None => {}
+                Some(k) => {
+                    match input_map {
+                        InputMap::Direct => buffer.extend_from_slice(input.channel(k)),
+                        InputMap::PerChannel => buffer.extend_from_slice(input.channel(lane)),
+                        InputMap::Spread => buffer.extend_from_slice(input.channel(0)),
+                        InputMap::Downmix => {
+                            let scale = 1.0 / num_channels as f32;
+                            buffer.extend((0..n).map(|f| {
+                                input.channels().iter().map(|c| c[f]).sum::<f32>() * scale
+                            }));
+                        }
+                    }
+                }
+            }
+            buffer.resize(padded, 0.0);
+        }
+        for buffer in &mut scratch.outputs {
+            buffer.clear();
+            buffer.resize(padded, 0.0);
+        }
+
+        let mut instance = backend.instantiate(rate, block, values)?;
+        instance.process(&scratch.inputs, &mut scratch.outputs, 0, block)?;
+        // Latency is read after the first block: LV2 plugins report it through a control output written in run().
+        let latency = instance.latency()?;
+        if latency > max_latency(rate) {
+            return Err(RenderError::Latency {
+                plugin: plugin_name,
+                frames: latency,
+                max: max_latency(rate),
+            });
+        }
+        let total = (n + latency).div_ceil(block).max(1) * block;
+        for buffer in scratch.inputs.iter_mut().chain(scratch.outputs.iter_mut()) {
+            buffer.resize(total, 0.0);
+        }
+        let mut start = block;
+        while start < total {
+            instance.process(&scratch.inputs, &mut scratch.outputs, start, block)?;
+            start += block;
+        }
+        drop(instance);
+
+        let aligned = |port: usize| &scratch.outputs[port][latency..latency + n];
+        let targets: &mut [Vec<f32>] = if lanes > 1 {
+            &mut output.channels_mut()[lane..lane + 1]
+        } else {
+            output.channels_mut()
+        };
+        match output_map {
+            OutputMap::Direct => {
+                for (port, target) in targets.iter_mut().enumerate() {
+                    target.copy_from_slice(aligned(port));
+                }
+            }
+            OutputMap::Copy => {
+                for target in targets.iter_mut() {
+                    target.copy_from_slice(aligned(0));
+                }
+            }
+            OutputMap::Mean => {
+                let target = &mut targets[0];
+                target.copy_from_slice(aligned(0));
+                for port in 1..num_outputs {
+                    for (t, s) in target.iter_mut().zip(aligned(port)) {
+                        *t += s;
+                    }
+                }
+                let scale = 1.0 / num_outputs as f32;
+                target.iter_mut().for_each(|t| *t *= scale);
+            }
+        }
+    }
+    check_finite(backend.info(), values, output)
+}
+
+fn check_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> Result<(), RenderError> {
+    for (channel, samples) in output.channels().iter().enumerate() {
+        if let Some(frame) = samples.iter().position(|s| !s.is_finite()) {
+            let params = info
+                .params
+                .iter()
+                .zip(values)
+                .map(|(p, v)| format!("{}={v}", p.id))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(RenderError::NonFinite {
+                plugin: info.name.clone(),
+                value: samples[frame],
+                frame,
+                channel,
+                params,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{AudioPort, Format};
+
+    fn info(inputs: usize, sidechains: usize, outputs: usize) -> PluginInfo {
+        let port = |sidechain| AudioPort {
+            name: "p".into(),
+            sidechain,
+        };
+        PluginInfo {
+            format: Format::Lv2,
+            id: "urn:test".into(),
+            name: "Test".into(),
+            path: "/".into(),
+            audio_inputs: (0..inputs)
+                .map(|_| port(false))
+                .chain((0..sidechains).map(|_| port(true)))
+                .collect(),
+            audio_outputs: (0..outputs).map(|_| port(false)).collect(),
+            params: vec![],
+        }
+    }
+
+    #[test]
+    fn channel_mapping_follows_the_documented_rules() {
+        use InputMap as I;
+        use OutputMap as O;
+        assert_eq!(
+            channel_map(&info(1, 1, 1), 1).unwrap(),
+            (I::Direct, O::Direct)
+        );
+        assert_eq!(
+            channel_map(&info(1, 1, 1), 2).unwrap(),
+            (I::PerChannel, O::Direct)
+        );
+        assert_eq!(
+            channel_map(&info(2, 0, 2), 2).unwrap(),
+            (I::Direct, O::Direct)
+        );
+        assert_eq!(
+            channel_map(&info(2, 0, 2), 1).unwrap(),
+            (I::Spread, O::Mean)
+        );
+        assert_eq!(
+            channel_map(&info(1, 0, 2), 2).unwrap(),
+            (I::Downmix, O::Direct)
+        );
+        assert_eq!(
+            channel_map(&info(1, 0, 2), 1).unwrap(),
+            (I::Direct, O::Mean)
+        );
+        assert_eq!(
+            channel_map(&info(2, 0, 1), 2).unwrap(),
+            (I::Direct, O::Copy)
+        );
+        assert!(channel_map(&info(4, 0, 4), 2).is_err());
+        assert!(channel_map(&info(0, 0, 2), 2).is_err());
+    }
+}
