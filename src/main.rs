@@ -1,1 +1,51 @@
-fn main() {}
+//! `afx`: the command line. Parsing and wiring only; the work happens in the library crates.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "afx", version, about = "Train neural networks to drive real audio plugins as black boxes")]
+struct Cli {
+    /// plugins.toml to use [default: $AFX_CONFIG, else ./plugins.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List installed plugins with their parameters
+    Scan(commands::scan::Args),
+    /// Render a WAV file through a plugin or chain
+    Render(commands::render::Args),
+    /// Measure the harness against direct loops
+    #[command(subcommand)]
+    Bench(commands::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AFX_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(args) => commands::scan::run(args),
+        Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
+        Command::Bench(bench) => commands::bench::run(bench),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

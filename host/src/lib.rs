@@ -31,6 +31,7 @@
 
 pub mod atomic;
 pub mod audio;
+pub mod bench;
 pub mod chain;
 pub mod config;
 mod denormals;

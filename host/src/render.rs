@@ -220,6 +220,7 @@ pub(crate) fn render(
                 max: max_latency(rate),
             });
         }
+        tracing::debug!(plugin = %plugin_name, latency, lane, "first block done");
         let total = (n + latency).div_ceil(block).max(1) * block;
         for buffer in scratch.inputs.iter_mut().chain(scratch.outputs.iter_mut()) {
             buffer.resize(total, 0.0);
