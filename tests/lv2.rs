@@ -24,9 +24,7 @@ fn lv2info(uri: &str) -> LilvPlugin {
         let audio = port.contains("lv2core#AudioPort");
         let control = port.contains("lv2core#ControlPort");
         let input = port.contains("lv2core#InputPort");
-        let field = |name: &str| {
-            port.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
-        };
+        let field = |name: &str| port.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()));
         match (audio, control, input) {
             (true, _, true) => p.audio_in += 1,
             (true, _, false) => p.audio_out += 1,
@@ -84,7 +82,11 @@ fn scan_json_lists_every_plugin_lilv_reports_with_parameters_and_ranges() {
         assert_eq!((n_in, n_out), (lilv.audio_in, lilv.audio_out), "{uri}: audio ports");
         let params: BTreeMap<&str, &serde_json::Value> =
             p["params"].as_array().unwrap().iter().map(|q| (q["id"].as_str().unwrap(), q)).collect();
-        assert_eq!(params.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>(), lilv.controls.keys().cloned().collect(), "{uri}");
+        assert_eq!(
+            params.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>(),
+            lilv.controls.keys().cloned().collect(),
+            "{uri}"
+        );
         for (symbol, (min, max)) in &lilv.controls {
             let q = params[symbol.as_str()];
             for key in ["id", "name", "min", "max", "default"] {
@@ -131,12 +133,19 @@ fn afx_vs_lv2file(dir: &Path, input: &Path, uri: &str, sets: &[(&str, f32)], con
     max_abs_diff(&a[0], &b[0])
 }
 
+/// A plugin, the values to set, and lv2file's `-c` connections.
+type Reference = (&'static str, &'static [(&'static str, f32)], &'static [&'static str]);
+
 #[test]
 fn renders_match_lv2file_sample_for_sample_on_a_real_recording() {
     let dir = tempfile::tempdir().unwrap();
     let input = amen_mono(dir.path());
-    let cases: [(&str, &[(&str, f32)], &[&str]); 3] = [
-        (ZAM_COMP, &[("thr", -30.0), ("rat", 6.0), ("att", 5.0), ("rel", 120.0)], &["1:lv2_audio_in_1", "1:lv2_sidechain_in"]),
+    let cases: [Reference; 3] = [
+        (
+            ZAM_COMP,
+            &[("thr", -30.0), ("rat", 6.0), ("att", 5.0), ("rel", 120.0)],
+            &["1:lv2_audio_in_1", "1:lv2_sidechain_in"],
+        ),
         (ZAM_EQ2, &[("boost1", 9.0), ("f1", 800.0), ("bw1", 2.0), ("boosth", -6.0)], &[]),
         (FIL4_MONO, &[("gain", -6.0), ("sec1", 1.0), ("freq1", 1000.0), ("gain1", 6.0)], &[]),
     ];
@@ -161,7 +170,17 @@ fn an_impulse_comes_out_at_its_input_index_through_a_plugin_with_latency() {
     let output = dir.path().join("out.wav");
     ok(afx(
         dir.path(),
-        &["render", "--plugin", DPL_MONO, "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "threshold=0"],
+        &[
+            "render",
+            "--plugin",
+            DPL_MONO,
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--set",
+            "threshold=0",
+        ],
     ));
     let (_, y) = read_wav(&output);
     assert_eq!(y[0].len(), n, "output length must equal input length");

@@ -5,10 +5,7 @@ use std::path::Path;
 
 /// Creates a temporary file beside `path`, lets `write` fill it, and renames it over `path` only on success.
 /// On failure the temporary file is removed and `path` is untouched.
-pub fn write_with(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> Result<(), String>,
-) -> Result<(), String> {
+pub fn write_with(path: &Path, write: impl FnOnce(&mut File) -> Result<(), String>) -> Result<(), String> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

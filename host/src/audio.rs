@@ -12,6 +12,8 @@ pub enum AudioError {
     NotWav { path: PathBuf, reason: String },
     #[error("{path} holds no audio (0 frames)")]
     Empty { path: PathBuf },
+    #[error("{path}: sample {value} (NaN or infinite) at frame {frame} of channel {channel}")]
+    NonFinite { path: PathBuf, value: f32, frame: usize, channel: usize },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("invalid audio buffer: {0}")]
@@ -41,18 +43,12 @@ impl Audio {
                 channels[c].len()
             )));
         }
-        Ok(Audio {
-            sample_rate,
-            channels,
-        })
+        Ok(Audio { sample_rate, channels })
     }
 
     /// Silence of the given shape.
     pub fn silence(sample_rate: u32, num_channels: usize, frames: usize) -> Audio {
-        Audio {
-            sample_rate,
-            channels: vec![vec![0.0; frames]; num_channels.max(1)],
-        }
+        Audio { sample_rate, channels: vec![vec![0.0; frames]; num_channels.max(1)] }
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -81,28 +77,16 @@ impl Audio {
 
     /// Reads a WAV file (integer PCM of any width or 32-bit float) into f32 samples in [-1, 1].
     pub fn read_wav(path: &Path) -> Result<Audio, AudioError> {
-        let file = std::fs::File::open(path).map_err(|source| AudioError::Open {
-            path: path.into(),
-            source,
-        })?;
-        let not_wav = |e: hound::Error| AudioError::NotWav {
-            path: path.into(),
-            reason: e.to_string(),
-        };
+        let file = std::fs::File::open(path).map_err(|source| AudioError::Open { path: path.into(), source })?;
+        let not_wav = |e: hound::Error| AudioError::NotWav { path: path.into(), reason: e.to_string() };
         let reader = hound::WavReader::new(io::BufReader::new(file)).map_err(not_wav)?;
         let spec = reader.spec();
         let num_channels = usize::from(spec.channels);
         if num_channels == 0 {
-            return Err(AudioError::NotWav {
-                path: path.into(),
-                reason: "header says 0 channels".into(),
-            });
+            return Err(AudioError::NotWav { path: path.into(), reason: "header says 0 channels".into() });
         }
         let interleaved: Vec<f32> = match spec.sample_format {
-            hound::SampleFormat::Float => reader
-                .into_samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(not_wav)?,
+            hound::SampleFormat::Float => reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(not_wav)?,
             hound::SampleFormat::Int => {
                 let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
                 reader
@@ -116,6 +100,10 @@ impl Audio {
         if frames == 0 {
             return Err(AudioError::Empty { path: path.into() });
         }
+        if let Some(i) = interleaved.iter().position(|s| !s.is_finite()) {
+            let (frame, channel) = (i / num_channels, i % num_channels);
+            return Err(AudioError::NonFinite { path: path.into(), value: interleaved[i], frame, channel });
+        }
         let mut channels = vec![Vec::with_capacity(frames); num_channels];
         for frame in interleaved.chunks_exact(num_channels) {
             for (channel, &sample) in channels.iter_mut().zip(frame) {
@@ -128,25 +116,18 @@ impl Audio {
     /// Writes 32-bit float WAV through a temporary file in the same folder, renamed at the end, so a failure
     /// never leaves a half-written file under `path`.
     pub fn write_wav(&self, path: &Path) -> Result<(), AudioError> {
-        let fail = |reason: String| AudioError::Write {
-            path: path.into(),
-            reason,
-        };
+        let fail = |reason: String| AudioError::Write { path: path.into(), reason };
         let spec = hound::WavSpec {
-            channels: u16::try_from(self.num_channels())
-                .map_err(|_| fail("too many channels".into()))?,
+            channels: u16::try_from(self.num_channels()).map_err(|_| fail("too many channels".into()))?,
             sample_rate: self.sample_rate,
             bits_per_sample: 32,
             sample_format: hound::SampleFormat::Float,
         };
         crate::atomic::write_with(path, |file| {
-            let mut writer =
-                hound::WavWriter::new(io::BufWriter::new(file), spec).map_err(|e| e.to_string())?;
+            let mut writer = hound::WavWriter::new(io::BufWriter::new(file), spec).map_err(|e| e.to_string())?;
             for frame in 0..self.frames() {
                 for channel in &self.channels {
-                    writer
-                        .write_sample(channel[frame])
-                        .map_err(|e| e.to_string())?;
+                    writer.write_sample(channel[frame]).map_err(|e| e.to_string())?;
                 }
             }
             writer.finalize().map_err(|e| e.to_string())

@@ -18,22 +18,13 @@ pub enum ChainError {
     #[error("plugin {stage:?}: {source}")]
     Load { stage: String, source: LoadError },
     #[error("{path}: [plugins.{stage}.params.{param}]: {message}")]
-    BadEntry {
-        path: String,
-        stage: String,
-        param: String,
-        message: String,
-    },
+    BadEntry { path: String, stage: String, param: String, message: String },
     #[error("{0}")]
     UnknownParam(String),
     #[error("parameter {param}: {source}")]
     BadValue { param: String, source: ValueError },
     #[error("chain {chain:?} takes {expected} normalised parameters, got {got}")]
-    ThetaLength {
-        chain: String,
-        expected: usize,
-        got: usize,
-    },
+    ThetaLength { chain: String, expected: usize, got: usize },
     #[error(transparent)]
     Render(#[from] RenderError),
 }
@@ -90,11 +81,8 @@ impl Chain {
     pub fn resolve(host: &Host, config: Option<&Config>, key: &str) -> Result<Chain, ChainError> {
         if let Some(config) = config {
             if let Some(entry) = config.chains.get(key) {
-                let stages = entry
-                    .plugins
-                    .iter()
-                    .map(|p| stage_from_config(host, config, p))
-                    .collect::<Result<_, _>>()?;
+                let stages =
+                    entry.plugins.iter().map(|p| stage_from_config(host, config, p)).collect::<Result<_, _>>()?;
                 return Ok(Chain::new(key, stages));
             }
             if config.plugins.contains_key(key) {
@@ -104,31 +92,20 @@ impl Chain {
         match host.load(key, None) {
             Ok(effect) => Ok(Chain::new(key, vec![stage_from_plugin(key, effect)])),
             Err(LoadError::NotFound { suggestions, .. }) => {
-                let mut near = config
-                    .map(|c| suggest::nearest(key, c.names(), 3))
-                    .unwrap_or_default();
+                let mut near = config.map(|c| suggest::nearest(key, c.names(), 3)).unwrap_or_default();
                 near.extend(suggestions);
-                let source = config
-                    .map(|c| format!(" in {} or", c.path.display()))
-                    .unwrap_or_default();
-                Err(ChainError::NotFound(format!(
-                    "{key:?} is not a chain or plugin{source} an installed plugin's id or name{}",
-                    suggest::did_you_mean(&near)
-                )))
+                let known = match config {
+                    Some(c) => format!("a chain or plugin in {} or an installed plugin's id or name", c.path.display()),
+                    None => "an installed plugin's id or name (and no plugins.toml was given)".into(),
+                };
+                Err(ChainError::NotFound(format!("{key:?} is not {known}{}", suggest::did_you_mean(&near))))
             }
-            Err(source) => Err(ChainError::Load {
-                stage: key.into(),
-                source,
-            }),
+            Err(source) => Err(ChainError::Load { stage: key.into(), source }),
         }
     }
 
     fn new(name: &str, stages: Vec<Stage>) -> Chain {
-        Chain {
-            name: name.into(),
-            stages,
-            scratch: Audio::silence(1, 1, 0),
-        }
+        Chain { name: name.into(), stages, scratch: Audio::silence(1, 1, 0) }
     }
 
     pub fn name(&self) -> &str {
@@ -143,12 +120,7 @@ impl Chain {
     pub fn params(&self) -> Vec<ChainParam<'_>> {
         self.stages
             .iter()
-            .flat_map(|s| {
-                s.trainable.iter().map(move |(_, spec)| ChainParam {
-                    stage: &s.name,
-                    spec,
-                })
-            })
+            .flat_map(|s| s.trainable.iter().map(move |(_, spec)| ChainParam { stage: &s.name, spec }))
             .collect()
     }
 
@@ -172,10 +144,9 @@ impl Chain {
             let mut v = stage.base.clone();
             for (index, spec) in &stage.trainable {
                 let n = *theta.next().expect("length checked");
-                v[*index] = spec.to_plain(n).map_err(|source| ChainError::BadValue {
-                    param: format!("{}.{}", stage.name, spec.id),
-                    source,
-                })?;
+                v[*index] = spec
+                    .to_plain(n)
+                    .map_err(|source| ChainError::BadValue { param: format!("{}.{}", stage.name, spec.id), source })?;
             }
             values.push(v);
         }
@@ -185,11 +156,7 @@ impl Chain {
     /// Every stage's base values with some parameters set, by `id` (when one stage has it) or `stage.id`.
     /// With `normalized`, values are in [0, 1] of the trained range (or of the plugin's range for parameters
     /// that are not trained).
-    pub fn values_with(
-        &self,
-        sets: &[(String, f32)],
-        normalized: bool,
-    ) -> Result<Vec<Vec<f32>>, ChainError> {
+    pub fn values_with(&self, sets: &[(String, f32)], normalized: bool) -> Result<Vec<Vec<f32>>, ChainError> {
         let mut values: Vec<Vec<f32>> = self.stages.iter().map(|s| s.base.clone()).collect();
         for (key, value) in sets {
             let (s, index) = self.find_param(key)?;
@@ -197,24 +164,12 @@ impl Chain {
             let spec = &stage.effect.info().params[index];
             let qualified = format!("{}.{}", stage.name, spec.id);
             let plain = if normalized {
-                let mapped = stage
-                    .trainable
-                    .iter()
-                    .find(|(i, _)| *i == index)
-                    .map_or(spec, |(_, t)| t);
-                mapped
-                    .to_plain(*value)
-                    .map_err(|source| ChainError::BadValue {
-                        param: qualified.clone(),
-                        source,
-                    })?
+                let mapped = stage.trainable.iter().find(|(i, _)| *i == index).map_or(spec, |(_, t)| t);
+                mapped.to_plain(*value).map_err(|source| ChainError::BadValue { param: qualified.clone(), source })?
             } else {
                 *value
             };
-            spec.check(plain).map_err(|source| ChainError::BadValue {
-                param: qualified,
-                source,
-            })?;
+            spec.check(plain).map_err(|source| ChainError::BadValue { param: qualified, source })?;
             values[s][index] = plain;
         }
         Ok(values)
@@ -240,20 +195,13 @@ impl Chain {
                 Err(ChainError::UnknownParam(format!(
                     "{} has no parameter {key:?}{}",
                     self.name,
-                    if near.is_empty() {
-                        format!("; valid: {}", all.join(", "))
-                    } else {
-                        suggest::did_you_mean(&near)
-                    }
+                    if near.is_empty() { format!("; valid: {}", all.join(", ")) } else { suggest::did_you_mean(&near) }
                 )))
             }
             many => Err(ChainError::UnknownParam(format!(
                 "{key:?} is ambiguous in {}: {}",
                 self.name,
-                many.iter()
-                    .map(|&(s, _)| format!("{}.{id}", self.stages[s].name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                many.iter().map(|&(s, _)| format!("{}.{id}", self.stages[s].name)).collect::<Vec<_>>().join(", ")
             ))),
         }
     }
@@ -263,13 +211,11 @@ impl Chain {
         self.stages
             .iter()
             .flat_map(|s| {
-                s.effect.info().params.iter().map(move |p| {
-                    if qualify {
-                        format!("{}.{}", s.name, p.id)
-                    } else {
-                        p.id.clone()
-                    }
-                })
+                s.effect.info().params.iter().map(
+                    move |p| {
+                        if qualify { format!("{}.{}", s.name, p.id) } else { p.id.clone() }
+                    },
+                )
             })
             .collect()
     }
@@ -306,9 +252,7 @@ impl Chain {
                 stage.effect.render_into(input, v, settings, output)?;
             } else {
                 std::mem::swap(output, &mut self.scratch);
-                stage
-                    .effect
-                    .render_into(&self.scratch, v, settings, output)?;
+                stage.effect.render_into(&self.scratch, v, settings, output)?;
             }
         }
         Ok(())
@@ -328,29 +272,15 @@ impl Chain {
 
 fn stage_from_plugin(name: &str, effect: Effect) -> Stage {
     let info = effect.info();
-    let trainable = info
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.is_continuous())
-        .map(|(i, p)| (i, p.clone()))
-        .collect();
-    Stage {
-        name: name.into(),
-        base: info.default_values(),
-        trainable,
-        effect,
-    }
+    let trainable =
+        info.params.iter().enumerate().filter(|(_, p)| p.is_continuous()).map(|(i, p)| (i, p.clone())).collect();
+    Stage { name: name.into(), base: info.default_values(), trainable, effect }
 }
 
 fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, ChainError> {
     let entry = &config.plugins[name];
-    let effect = host
-        .load(&entry.id, Some(entry.format))
-        .map_err(|source| ChainError::Load {
-            stage: name.into(),
-            source,
-        })?;
+    let effect =
+        host.load(&entry.id, Some(entry.format)).map_err(|source| ChainError::Load { stage: name.into(), source })?;
     let info = effect.info();
     let bad = |param: &str, message: String| ChainError::BadEntry {
         path: config.path.display().to_string(),
@@ -363,19 +293,10 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
     for (id, p) in &entry.params {
         let Some(index) = info.param_index(id) else {
             let near = suggest::nearest(id, info.params.iter().map(|p| p.id.as_str()), 5);
-            let valid = info
-                .params
-                .iter()
-                .map(|p| p.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let valid = info.params.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
             return Err(bad(
                 id,
-                format!(
-                    "{} has no parameter {id:?}{}; valid: {valid}",
-                    info.name,
-                    suggest::did_you_mean(&near)
-                ),
+                format!("{} has no parameter {id:?}{}; valid: {valid}", info.name, suggest::did_you_mean(&near)),
             ));
         };
         let spec = &info.params[index];
@@ -385,35 +306,20 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
             continue;
         }
         if !spec.is_continuous() {
-            return Err(bad(
-                id,
-                format!(
-                    "{} is not continuous ({:?}); fix it with `value = ...`",
-                    spec.id, spec.kind
-                ),
-            ));
+            return Err(bad(id, format!("{} is not continuous ({:?}); fix it with `value = ...`", spec.id, spec.kind)));
         }
         let mut trained = spec.clone();
         trained.min = p.min.unwrap_or(spec.min);
         trained.max = p.max.unwrap_or(spec.max);
         trained.scale = p.scale.unwrap_or(spec.scale);
         for bound in [trained.min, trained.max] {
-            spec.check(bound)
-                .map_err(|e| bad(id, format!("trained range: {e}")))?;
+            spec.check(bound).map_err(|e| bad(id, format!("trained range: {e}")))?;
         }
         if trained.min >= trained.max {
-            return Err(bad(
-                id,
-                format!("empty trained range [{}, {}]", trained.min, trained.max),
-            ));
+            return Err(bad(id, format!("empty trained range [{}, {}]", trained.min, trained.max)));
         }
         trainable.push((index, trained));
     }
     trainable.sort_by_key(|(i, _)| *i);
-    Ok(Stage {
-        name: name.into(),
-        base,
-        trainable,
-        effect,
-    })
+    Ok(Stage { name: name.into(), base, trainable, effect })
 }

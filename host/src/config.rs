@@ -29,18 +29,11 @@ use crate::suggest;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: [{table}]: {message}")]
-    Invalid {
-        path: PathBuf,
-        table: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, table: String, message: String },
 }
 
 /// A parsed and checked `plugins.toml`.
@@ -96,79 +89,55 @@ impl Config {
     /// Reads and checks a `plugins.toml`. Parse errors carry the line and column; errors found after parsing
     /// name the table (`[plugins.comp.params.thr]`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Config::parse(&text, path)
     }
 
     /// Parses `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         config.path = path.into();
         config.validate()?;
         Ok(config)
     }
 
     fn invalid(&self, table: String, message: String) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.clone(),
-            table,
-            message,
-        }
+        ConfigError::Invalid { path: self.path.clone(), table, message }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (name, plugin) in &self.plugins {
             if self.chains.contains_key(name) {
-                return Err(self.invalid(
-                    format!("chains.{name}"),
-                    "a chain and a plugin share this name".into(),
-                ));
+                return Err(self.invalid(format!("chains.{name}"), "a chain and a plugin share this name".into()));
             }
             for (id, p) in &plugin.params {
                 let table = format!("plugins.{name}.params.{id}");
                 let narrowed = p.min.is_some() || p.max.is_some() || p.scale.is_some();
                 match (p.train, p.value) {
                     (true, Some(_)) => {
-                        return Err(self.invalid(
-                            table,
-                            "a parameter is either trained or fixed to a value, not both".into(),
-                        ));
+                        return Err(
+                            self.invalid(table, "a parameter is either trained or fixed to a value, not both".into())
+                        );
                     }
                     (false, None) => {
-                        return Err(self.invalid(
-                            table,
-                            "expected `train = true` or `value = <number>`".into(),
-                        ));
+                        return Err(self.invalid(table, "expected `train = true` or `value = <number>`".into()));
                     }
                     (false, Some(_)) if narrowed => {
-                        return Err(self.invalid(
-                            table,
-                            "min, max and scale apply to trained parameters only".into(),
-                        ));
+                        return Err(self.invalid(table, "min, max and scale apply to trained parameters only".into()));
                     }
                     _ => {}
                 }
                 if let (Some(min), Some(max)) = (p.min, p.max)
                     && min >= max
                 {
-                    return Err(
-                        self.invalid(table, format!("min ({min}) must be below max ({max})"))
-                    );
+                    return Err(self.invalid(table, format!("min ({min}) must be below max ({max})")));
                 }
             }
         }
         for (name, chain) in &self.chains {
             if chain.plugins.is_empty() {
-                return Err(self.invalid(
-                    format!("chains.{name}"),
-                    "expected at least one plugin".into(),
-                ));
+                return Err(self.invalid(format!("chains.{name}"), "expected at least one plugin".into()));
             }
             for plugin in &chain.plugins {
                 if !self.plugins.contains_key(plugin) {
@@ -185,10 +154,7 @@ impl Config {
 
     /// Chain and plugin names, for error messages.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.chains
-            .keys()
-            .chain(self.plugins.keys())
-            .map(String::as_str)
+        self.chains.keys().chain(self.plugins.keys()).map(String::as_str)
     }
 }
 
@@ -221,39 +187,27 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_file_and_line() {
-        let e = parse("[plugins.comp]\nformat = \"lv2\"\nid = \n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[plugins.comp]\nformat = \"lv2\"\nid = \n").unwrap_err().to_string();
         assert!(e.starts_with("plugins.toml:"), "{e}");
         assert!(e.contains("line 3"), "{e}");
     }
 
     #[test]
     fn wrong_types_and_unknown_keys_are_errors() {
-        let e = parse("[plugins.comp]\nformat = \"lv3\"\nid = \"x\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[plugins.comp]\nformat = \"lv3\"\nid = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("lv2"), "{e}");
-        let e = parse("[plugins.comp]\nformat = \"lv2\"\nid = \"x\"\nurl = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[plugins.comp]\nformat = \"lv2\"\nid = \"x\"\nurl = 1\n").unwrap_err().to_string();
         assert!(e.contains("line 4") && e.contains("url"), "{e}");
     }
 
     #[test]
     fn semantic_errors_name_the_table() {
-        let e = parse(
-            "[plugins.c]\nformat=\"lv2\"\nid=\"x\"\nparams.t = { train = true, value = 1 }\n",
-        )
-        .unwrap_err();
+        let e = parse("[plugins.c]\nformat=\"lv2\"\nid=\"x\"\nparams.t = { train = true, value = 1 }\n").unwrap_err();
         assert!(e.to_string().contains("[plugins.c.params.t]"), "{e}");
-        let e = parse("[plugins.comp]\nformat=\"lv2\"\nid=\"x\"\n[chains.k]\nplugins=[\"cmop\"]\n")
-            .unwrap_err();
+        let e = parse("[plugins.comp]\nformat=\"lv2\"\nid=\"x\"\n[chains.k]\nplugins=[\"cmop\"]\n").unwrap_err();
         assert!(e.to_string().contains("did you mean comp"), "{e}");
-        let e = parse("[plugins.c]\nformat=\"lv2\"\nid=\"x\"\nparams.t = { train = true, min = 2, max = 1 }\n").unwrap_err();
-        assert!(
-            e.to_string().contains("min (2) must be below max (1)"),
-            "{e}"
-        );
+        let e = parse("[plugins.c]\nformat=\"lv2\"\nid=\"x\"\nparams.t = { train = true, min = 2, max = 1 }\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("min (2) must be below max (1)"), "{e}");
     }
 }

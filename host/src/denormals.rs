@@ -48,9 +48,7 @@ impl FlushDenormals {
         // SAFETY: reading FPCR has no side effects.
         unsafe { std::arch::asm!("mrs {}, fpcr", out(reg) saved, options(nomem, nostack)) };
         // SAFETY: setting FZ only changes how denormals are treated.
-        unsafe {
-            std::arch::asm!("msr fpcr, {}", in(reg) saved | Self::FZ, options(nomem, nostack))
-        };
+        unsafe { std::arch::asm!("msr fpcr, {}", in(reg) saved | Self::FZ, options(nomem, nostack)) };
         FlushDenormals { saved }
     }
 }

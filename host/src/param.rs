@@ -78,9 +78,7 @@ impl ParamSpec {
     /// The scale actually used: a log scale needs a range that does not touch or cross zero.
     pub fn effective_scale(&self) -> Scale {
         match self.scale {
-            Scale::Log if self.min > 0.0 && self.max > 0.0 || self.min < 0.0 && self.max < 0.0 => {
-                Scale::Log
-            }
+            Scale::Log if self.min > 0.0 && self.max > 0.0 || self.min < 0.0 && self.max < 0.0 => Scale::Log,
             _ => Scale::Linear,
         }
     }
@@ -144,26 +142,14 @@ impl ParamSpec {
         }
         match &self.kind {
             ParamKind::Continuous => Ok(()),
-            ParamKind::Integer if value.fract() != 0.0 => {
-                Err(ValueError::NotInteger { value, min, max })
-            }
+            ParamKind::Integer if value.fract() != 0.0 => Err(ValueError::NotInteger { value, min, max }),
             ParamKind::Integer => Ok(()),
-            ParamKind::Toggle if value != min && value != max => {
-                Err(ValueError::NotToggle { value, min, max })
-            }
+            ParamKind::Toggle if value != min && value != max => Err(ValueError::NotToggle { value, min, max }),
             ParamKind::Toggle => Ok(()),
-            ParamKind::Enumeration(choices)
-                if choices.is_empty() || choices.iter().any(|c| c.value == value) =>
-            {
-                Ok(())
-            }
+            ParamKind::Enumeration(choices) if choices.is_empty() || choices.iter().any(|c| c.value == value) => Ok(()),
             ParamKind::Enumeration(choices) => Err(ValueError::NotAChoice {
                 value,
-                choices: choices
-                    .iter()
-                    .map(|c| format!("{} ({})", c.value, c.label))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                choices: choices.iter().map(|c| format!("{} ({})", c.value, c.label)).collect::<Vec<_>>().join(", "),
             }),
         }
     }
@@ -182,16 +168,7 @@ mod tests {
     use super::*;
 
     fn spec(min: f32, max: f32, scale: Scale, kind: ParamKind) -> ParamSpec {
-        ParamSpec {
-            id: "p".into(),
-            name: "P".into(),
-            unit: None,
-            min,
-            max,
-            default: min,
-            scale,
-            kind,
-        }
+        ParamSpec { id: "p".into(), name: "P".into(), unit: None, min, max, default: min, scale, kind }
     }
 
     #[test]
@@ -220,38 +197,17 @@ mod tests {
 
     #[test]
     fn stepped_parameters_snap() {
-        assert_eq!(
-            spec(0.0, 10.0, Scale::Linear, ParamKind::Integer)
-                .to_plain(0.33)
-                .unwrap(),
-            3.0
-        );
-        assert_eq!(
-            spec(0.0, 1.0, Scale::Linear, ParamKind::Toggle)
-                .to_plain(0.6)
-                .unwrap(),
-            1.0
-        );
+        assert_eq!(spec(0.0, 10.0, Scale::Linear, ParamKind::Integer).to_plain(0.33).unwrap(), 3.0);
+        assert_eq!(spec(0.0, 1.0, Scale::Linear, ParamKind::Toggle).to_plain(0.6).unwrap(), 1.0);
     }
 
     #[test]
     fn check_rejects_instead_of_clamping() {
         let s = spec(-80.0, 0.0, Scale::Linear, ParamKind::Continuous);
-        assert_eq!(
-            s.check(3.0),
-            Err(ValueError::OutOfRange {
-                value: 3.0,
-                min: -80.0,
-                max: 0.0
-            })
-        );
+        assert_eq!(s.check(3.0), Err(ValueError::OutOfRange { value: 3.0, min: -80.0, max: 0.0 }));
         assert!(s.check(f32::NAN).is_err());
         assert!(s.check(-3.0).is_ok());
-        assert!(
-            spec(0.0, 4.0, Scale::Linear, ParamKind::Integer)
-                .check(2.5)
-                .is_err()
-        );
+        assert!(spec(0.0, 4.0, Scale::Linear, ParamKind::Integer).check(2.5).is_err());
         assert!(s.to_plain(1.5).is_err());
     }
 }

@@ -100,12 +100,11 @@ impl PluginInfo {
             });
         }
         for (spec, &value) in self.params.iter().zip(values) {
-            spec.check(value)
-                .map_err(|source: ValueError| RenderError::BadValue {
-                    plugin: self.name.clone(),
-                    param: spec.id.clone(),
-                    source,
-                })?;
+            spec.check(value).map_err(|source: ValueError| RenderError::BadValue {
+                plugin: self.name.clone(),
+                param: spec.id.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -154,10 +153,7 @@ pub struct Effect {
 
 impl Effect {
     pub(crate) fn new(backend: Box<dyn Backend>) -> Effect {
-        Effect {
-            backend,
-            scratch: Scratch::default(),
-        }
+        Effect { backend, scratch: Scratch::default() }
     }
 
     pub fn info(&self) -> &PluginInfo {
@@ -165,12 +161,7 @@ impl Effect {
     }
 
     /// Renders `input` with every parameter at the given plain value (one per [`PluginInfo::params`]).
-    pub fn render(
-        &mut self,
-        input: &Audio,
-        values: &[f32],
-        settings: &RenderSettings,
-    ) -> Result<Audio, RenderError> {
+    pub fn render(&mut self, input: &Audio, values: &[f32], settings: &RenderSettings) -> Result<Audio, RenderError> {
         let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
         self.render_into(input, values, settings, &mut output)?;
         Ok(output)
@@ -184,13 +175,6 @@ impl Effect {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), RenderError> {
-        render::render(
-            self.backend.as_mut(),
-            &mut self.scratch,
-            input,
-            values,
-            settings,
-            output,
-        )
+        render::render(self.backend.as_mut(), &mut self.scratch, input, values, settings, output)
     }
 }

@@ -34,43 +34,19 @@ impl Default for RenderSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("{plugin}: expected {expected} parameter values, got {got}")]
-    ValueCount {
-        plugin: String,
-        expected: usize,
-        got: usize,
-    },
+    ValueCount { plugin: String, expected: usize, got: usize },
     #[error("{plugin}: parameter {param:?}: {source}")]
-    BadValue {
-        plugin: String,
-        param: String,
-        source: ValueError,
-    },
+    BadValue { plugin: String, param: String, source: ValueError },
     #[error("{plugin}: cannot render {channels}-channel audio: {reason}")]
-    Channels {
-        plugin: String,
-        channels: usize,
-        reason: String,
-    },
+    Channels { plugin: String, channels: usize, reason: String },
     #[error("{plugin}: block size must be at least 1")]
     BlockSize { plugin: String },
     #[error("{plugin}: {message}")]
     Plugin { plugin: String, message: String },
     #[error("{plugin}: reports a latency of {frames} frames, more than afx accepts ({max})")]
-    Latency {
-        plugin: String,
-        frames: usize,
-        max: usize,
-    },
-    #[error(
-        "{plugin} produced {value} at frame {frame} of channel {channel} with parameters {params}"
-    )]
-    NonFinite {
-        plugin: String,
-        value: f32,
-        frame: usize,
-        channel: usize,
-        params: String,
-    },
+    Latency { plugin: String, frames: usize, max: usize },
+    #[error("{plugin} produced {value} at frame {frame} of channel {channel} with parameters {params}")]
+    NonFinite { plugin: String, value: f32, frame: usize, channel: usize, params: String },
 }
 
 /// Port buffers kept between renders so that rendering allocates only when the audio grows.
@@ -103,15 +79,9 @@ enum OutputMap {
 
 fn channel_map(info: &PluginInfo, channels: usize) -> Result<(InputMap, OutputMap), RenderError> {
     let (i, o, c) = (info.main_inputs(), info.audio_outputs.len(), channels);
-    let err = |reason: String| RenderError::Channels {
-        plugin: info.name.clone(),
-        channels: c,
-        reason,
-    };
+    let err = |reason: String| RenderError::Channels { plugin: info.name.clone(), channels: c, reason };
     if i == 0 || o == 0 {
-        return Err(err(format!(
-            "the plugin has {i} main audio inputs and {o} audio outputs; afx renders effects"
-        )));
+        return Err(err(format!("the plugin has {i} main audio inputs and {o} audio outputs; afx renders effects")));
     }
     let input = if i == c {
         InputMap::Direct
@@ -135,9 +105,7 @@ fn channel_map(info: &PluginInfo, channels: usize) -> Result<(InputMap, OutputMa
     } else if o == 1 {
         OutputMap::Copy
     } else {
-        return Err(err(format!(
-            "the plugin has {o} outputs, which do not map onto {c} channels"
-        )));
+        return Err(err(format!("the plugin has {o} outputs, which do not map onto {c} channels")));
     };
     Ok((input, output))
 }
@@ -160,27 +128,19 @@ pub(crate) fn render(
     info.check_values(values)?;
     let block = settings.block_size;
     if block == 0 {
-        return Err(RenderError::BlockSize {
-            plugin: info.name.clone(),
-        });
+        return Err(RenderError::BlockSize { plugin: info.name.clone() });
     }
     let (input_map, output_map) = channel_map(info, input.num_channels())?;
     let (n, num_channels, rate) = (input.frames(), input.num_channels(), input.sample_rate());
     let num_inputs = info.audio_inputs.len();
     let num_outputs = info.audio_outputs.len();
-    let main_inputs: Vec<usize> = (0..num_inputs)
-        .filter(|&p| !info.audio_inputs[p].sidechain)
-        .collect();
+    let main_inputs: Vec<usize> = (0..num_inputs).filter(|&p| !info.audio_inputs[p].sidechain).collect();
     let plugin_name = info.name.clone();
     output.reshape(rate, num_channels, n);
     scratch.inputs.resize_with(num_inputs, Vec::new);
     scratch.outputs.resize_with(num_outputs, Vec::new);
 
-    let lanes = if input_map == InputMap::PerChannel {
-        num_channels
-    } else {
-        1
-    };
+    let lanes = if input_map == InputMap::PerChannel { num_channels } else { 1 };
     for lane in 0..lanes {
         // Fill the port buffers with the signal, zero-padded to whole blocks.
         let padded = n.div_ceil(block) * block;
@@ -188,24 +148,20 @@ pub(crate) fn render(
             buffer.clear();
             match main_inputs.iter().position(|&p| p == port) {
                 None => {}
-                Some(k) => {
-                    match input_map {
-                        InputMap::Direct => buffer.extend_from_slice(input.channel(k)),
-                        InputMap::PerChannel => buffer.extend_from_slice(input.channel(lane)),
-                        InputMap::Spread => buffer.extend_from_slice(input.channel(0)),
-                        InputMap::Downmix => {
-                            let scale = 1.0 / num_channels as f32;
-                            buffer.extend((0..n).map(|f| {
-                                input.channels().iter().map(|c| c[f]).sum::<f32>() * scale
-                            }));
-                        }
+                Some(k) => match input_map {
+                    InputMap::Direct => buffer.extend_from_slice(input.channel(k)),
+                    InputMap::PerChannel => buffer.extend_from_slice(input.channel(lane)),
+                    InputMap::Spread => buffer.extend_from_slice(input.channel(0)),
+                    InputMap::Downmix => {
+                        let scale = 1.0 / num_channels as f32;
+                        buffer.extend((0..n).map(|f| input.channels().iter().map(|c| c[f]).sum::<f32>() * scale));
                     }
-                }
+                },
             }
             buffer.resize(padded, 0.0);
         }
+        // No need to zero: the plugin writes every frame of every output block.
         for buffer in &mut scratch.outputs {
-            buffer.clear();
             buffer.resize(padded, 0.0);
         }
 
@@ -214,11 +170,7 @@ pub(crate) fn render(
         // Latency is read after the first block: LV2 plugins report it through a control output written in run().
         let latency = instance.latency()?;
         if latency > max_latency(rate) {
-            return Err(RenderError::Latency {
-                plugin: plugin_name,
-                frames: latency,
-                max: max_latency(rate),
-            });
+            return Err(RenderError::Latency { plugin: plugin_name, frames: latency, max: max_latency(rate) });
         }
         tracing::debug!(plugin = %plugin_name, latency, lane, "first block done");
         let total = (n + latency).div_ceil(block).max(1) * block;
@@ -233,11 +185,8 @@ pub(crate) fn render(
         drop(instance);
 
         let aligned = |port: usize| &scratch.outputs[port][latency..latency + n];
-        let targets: &mut [Vec<f32>] = if lanes > 1 {
-            &mut output.channels_mut()[lane..lane + 1]
-        } else {
-            output.channels_mut()
-        };
+        let targets: &mut [Vec<f32>] =
+            if lanes > 1 { &mut output.channels_mut()[lane..lane + 1] } else { output.channels_mut() };
         match output_map {
             OutputMap::Direct => {
                 for (port, target) in targets.iter_mut().enumerate() {
@@ -265,16 +214,21 @@ pub(crate) fn render(
     check_finite(backend.info(), values, output)
 }
 
+/// True when every sample is finite. A max over the magnitude bits vectorises, unlike `all(is_finite)`; this
+/// runs on every render, so it has to cost no more than a memcpy.
+fn all_finite(samples: &[f32]) -> bool {
+    const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
+    samples.iter().fold(0u32, |m, s| m.max(s.to_bits() & 0x7fff_ffff)) < EXPONENT_ALL_ONES
+}
+
 fn check_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> Result<(), RenderError> {
     for (channel, samples) in output.channels().iter().enumerate() {
+        if all_finite(samples) {
+            continue;
+        }
         if let Some(frame) = samples.iter().position(|s| !s.is_finite()) {
-            let params = info
-                .params
-                .iter()
-                .zip(values)
-                .map(|(p, v)| format!("{}={v}", p.id))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let params =
+                info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.id)).collect::<Vec<_>>().join(" ");
             return Err(RenderError::NonFinite {
                 plugin: info.name.clone(),
                 value: samples[frame],
@@ -293,21 +247,28 @@ mod tests {
     use crate::plugin::{AudioPort, Format};
 
     fn info(inputs: usize, sidechains: usize, outputs: usize) -> PluginInfo {
-        let port = |sidechain| AudioPort {
-            name: "p".into(),
-            sidechain,
-        };
+        let port = |sidechain| AudioPort { name: "p".into(), sidechain };
         PluginInfo {
             format: Format::Lv2,
             id: "urn:test".into(),
             name: "Test".into(),
             path: "/".into(),
-            audio_inputs: (0..inputs)
-                .map(|_| port(false))
-                .chain((0..sidechains).map(|_| port(true)))
-                .collect(),
+            audio_inputs: (0..inputs).map(|_| port(false)).chain((0..sidechains).map(|_| port(true))).collect(),
             audio_outputs: (0..outputs).map(|_| port(false)).collect(),
             params: vec![],
+        }
+    }
+
+    #[test]
+    fn all_finite_catches_nan_and_both_infinities_anywhere() {
+        let mut x = vec![0.25f32; 1001];
+        assert!(all_finite(&x));
+        x[17] = f32::MAX;
+        assert!(all_finite(&x));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            x[999] = bad;
+            assert!(!all_finite(&x), "{bad} passed");
+            x[999] = 0.0;
         }
     }
 
@@ -315,34 +276,13 @@ mod tests {
     fn channel_mapping_follows_the_documented_rules() {
         use InputMap as I;
         use OutputMap as O;
-        assert_eq!(
-            channel_map(&info(1, 1, 1), 1).unwrap(),
-            (I::Direct, O::Direct)
-        );
-        assert_eq!(
-            channel_map(&info(1, 1, 1), 2).unwrap(),
-            (I::PerChannel, O::Direct)
-        );
-        assert_eq!(
-            channel_map(&info(2, 0, 2), 2).unwrap(),
-            (I::Direct, O::Direct)
-        );
-        assert_eq!(
-            channel_map(&info(2, 0, 2), 1).unwrap(),
-            (I::Spread, O::Mean)
-        );
-        assert_eq!(
-            channel_map(&info(1, 0, 2), 2).unwrap(),
-            (I::Downmix, O::Direct)
-        );
-        assert_eq!(
-            channel_map(&info(1, 0, 2), 1).unwrap(),
-            (I::Direct, O::Mean)
-        );
-        assert_eq!(
-            channel_map(&info(2, 0, 1), 2).unwrap(),
-            (I::Direct, O::Copy)
-        );
+        assert_eq!(channel_map(&info(1, 1, 1), 1).unwrap(), (I::Direct, O::Direct));
+        assert_eq!(channel_map(&info(1, 1, 1), 2).unwrap(), (I::PerChannel, O::Direct));
+        assert_eq!(channel_map(&info(2, 0, 2), 2).unwrap(), (I::Direct, O::Direct));
+        assert_eq!(channel_map(&info(2, 0, 2), 1).unwrap(), (I::Spread, O::Mean));
+        assert_eq!(channel_map(&info(1, 0, 2), 2).unwrap(), (I::Downmix, O::Direct));
+        assert_eq!(channel_map(&info(1, 0, 2), 1).unwrap(), (I::Direct, O::Mean));
+        assert_eq!(channel_map(&info(2, 0, 1), 2).unwrap(), (I::Direct, O::Copy));
         assert!(channel_map(&info(4, 0, 4), 2).is_err());
         assert!(channel_map(&info(0, 0, 2), 2).is_err());
     }

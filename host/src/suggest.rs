@@ -1,11 +1,7 @@
 //! "Did you mean": the nearest valid names to a misspelt one.
 
 /// Up to `count` candidates closest to `wanted` (case-insensitive), best first, leaving out poor matches.
-pub fn nearest<'a>(
-    wanted: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-    count: usize,
-) -> Vec<String> {
+pub fn nearest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>, count: usize) -> Vec<String> {
     let wanted = wanted.to_lowercase();
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
@@ -21,20 +17,12 @@ pub fn nearest<'a>(
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored
-        .into_iter()
-        .take(count)
-        .map(|(_, c)| c.to_string())
-        .collect()
+    scored.into_iter().take(count).map(|(_, c)| c.to_string()).collect()
 }
 
 /// "; did you mean a, b?" or "" when there is nothing close.
 pub fn did_you_mean(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
-        String::new()
-    } else {
-        format!("; did you mean {}?", suggestions.join(", "))
-    }
+    if suggestions.is_empty() { String::new() } else { format!("; did you mean {}?", suggestions.join(", ")) }
 }
 
 #[cfg(test)]

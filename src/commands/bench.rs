@@ -29,7 +29,13 @@ pub struct RenderArgs {
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Render(args) => {
-            let r = afx_host::bench::render_overhead(&Host::new(), &args.plugin, args.seconds, args.block_size, args.repeats)?;
+            let r = afx_host::bench::render_overhead(
+                &Host::new(),
+                &args.plugin,
+                args.seconds,
+                args.block_size,
+                args.repeats,
+            )?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

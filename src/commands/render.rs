@@ -1,9 +1,10 @@
 //! `afx render`: one render of a WAV file through a plugin or chain.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use afx_host::{Audio, Chain, Host, RenderSettings};
+use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,9 +47,12 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         .render(&input, &values, &RenderSettings { block_size: args.block_size })
         .with_context(|| format!("rendering {}", args.input.display()))?;
     output.write_wav(&args.output)?;
+    let qualify = chain.stages().len() > 1;
+    let mut out = std::io::stdout().lock();
     for (stage, stage_values) in chain.stages().iter().zip(&values) {
         for (spec, &value) in stage.effect().info().params.iter().zip(stage_values) {
-            println!("{}.{} = {}", stage.name(), spec.id, spec.display_value(value));
+            let prefix = if qualify { format!("{}.", stage.name()) } else { String::new() };
+            writeln!(out, "{prefix}{} = {}", spec.id, spec.display_value(value))?;
         }
     }
     eprintln!("wrote {} ({} frames, {} Hz)", args.output.display(), output.frames(), output.sample_rate());

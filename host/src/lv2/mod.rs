@@ -67,10 +67,7 @@ impl Lv2World {
 
     /// Every plugin livi can host, effects or not.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        self.world
-            .iter_plugins()
-            .map(|p| self.describe(&p).0)
-            .collect()
+        self.world.iter_plugins().map(|p| self.describe(&p).0).collect()
     }
 
     /// A backend for the plugin with this URI, or `None` when no installed plugin has it.
@@ -91,11 +88,7 @@ impl Lv2World {
 
     fn describe(&self, plugin: &livi::Plugin) -> (PluginInfo, Vec<PortIndex>) {
         let raw = plugin.raw();
-        let path = raw
-            .bundle_uri()
-            .path()
-            .map(|(_, p)| PathBuf::from(p))
-            .unwrap_or_default();
+        let path = raw.bundle_uri().path().map(|(_, p)| PathBuf::from(p)).unwrap_or_default();
         let mut info = PluginInfo {
             format: Format::Lv2,
             id: plugin.uri(),
@@ -111,14 +104,12 @@ impl Lv2World {
                 continue;
             };
             match port.port_type {
-                PortType::AudioInput => info.audio_inputs.push(AudioPort {
-                    name: port.name.clone(),
-                    sidechain: lport.has_property(&self.uris.sidechain),
-                }),
-                PortType::AudioOutput => info.audio_outputs.push(AudioPort {
-                    name: port.name.clone(),
-                    sidechain: false,
-                }),
+                PortType::AudioInput => info
+                    .audio_inputs
+                    .push(AudioPort { name: port.name.clone(), sidechain: lport.has_property(&self.uris.sidechain) }),
+                PortType::AudioOutput => {
+                    info.audio_outputs.push(AudioPort { name: port.name.clone(), sidechain: false })
+                }
                 PortType::ControlInput => {
                     param_ports.push(port.index);
                     info.params.push(self.param_spec(&port, &lport));
@@ -144,10 +135,7 @@ impl Lv2World {
                 .scale_points()
                 .iter()
                 .filter_map(|sp| {
-                    Some(Choice {
-                        value: sp.value().as_float()?,
-                        label: sp.label().as_str().unwrap_or("").to_string(),
-                    })
+                    Some(Choice { value: sp.value().as_float()?, label: sp.label().as_str().unwrap_or("").to_string() })
                 })
                 .collect();
             choices.sort_by(|a, b| a.value.total_cmp(&b.value));
@@ -162,11 +150,7 @@ impl Lv2World {
                 .raw()
                 .get(Some(&unit), Some(&u.unit_symbol), None)
                 .and_then(|s| s.as_str().map(str::to_string))
-                .or_else(|| {
-                    unit.as_uri()
-                        .and_then(|uri| uri.rsplit('#').next())
-                        .map(str::to_string)
-                })
+                .or_else(|| unit.as_uri().and_then(|uri| uri.rsplit('#').next()).map(str::to_string))
         });
         ParamSpec {
             id: port.symbol.clone(),
@@ -175,11 +159,7 @@ impl Lv2World {
             min,
             max,
             default: port.default_value.clamp(min, max),
-            scale: if lport.has_property(&u.logarithmic) {
-                Scale::Log
-            } else {
-                Scale::Linear
-            },
+            scale: if lport.has_property(&u.logarithmic) { Scale::Log } else { Scale::Linear },
             kind,
         }
     }
@@ -215,20 +195,11 @@ impl Lv2Backend {
         }
         let features = self
             .world
-            .try_build_features(livi::FeaturesBuilder {
-                min_block_length: 1,
-                max_block_length: block_size,
-            })
-            .map_err(|e| {
-                self.error(format!(
-                    "cannot build LV2 features for block size {block_size}: {e}"
-                ))
-            })?;
+            .try_build_features(livi::FeaturesBuilder { min_block_length: 1, max_block_length: block_size })
+            .map_err(|e| self.error(format!("cannot build LV2 features for block size {block_size}: {e}")))?;
         let counts = self.plugin.port_counts();
         self.atoms = Atoms {
-            inputs: (0..counts.atom_sequence_inputs)
-                .map(|_| LV2AtomSequence::new(&features, ATOM_CAPACITY))
-                .collect(),
+            inputs: (0..counts.atom_sequence_inputs).map(|_| LV2AtomSequence::new(&features, ATOM_CAPACITY)).collect(),
             outputs: (0..counts.atom_sequence_outputs)
                 .map(|_| LV2AtomSequence::new(&features, ATOM_CAPACITY))
                 .collect(),
@@ -240,10 +211,7 @@ impl Lv2Backend {
     }
 
     fn error(&self, message: String) -> RenderError {
-        RenderError::Plugin {
-            plugin: self.info.name.clone(),
-            message,
-        }
+        RenderError::Plugin { plugin: self.info.name.clone(), message }
     }
 }
 
@@ -278,12 +246,7 @@ impl Backend for Lv2Backend {
         }
         let latency_port = self.latency_port;
         let name = self.info.name.clone();
-        Ok(Box::new(Lv2Instance {
-            instance,
-            atoms: &mut self.atoms,
-            latency_port,
-            name,
-        }))
+        Ok(Box::new(Lv2Instance { instance, atoms: &mut self.atoms, latency_port, name }))
     }
 }
 
@@ -303,12 +266,7 @@ impl Instance for Lv2Instance<'_> {
         frames: usize,
     ) -> Result<(), RenderError> {
         let range = start..start + frames;
-        let Atoms {
-            inputs: atom_in,
-            outputs: atom_out,
-            cv_inputs,
-            cv_outputs,
-        } = &mut *self.atoms;
+        let Atoms { inputs: atom_in, outputs: atom_out, cv_inputs, cv_outputs } = &mut *self.atoms;
         let ports = livi::EmptyPortConnections::new()
             .with_audio_inputs(inputs.iter().map(|b| &b[range.clone()]))
             .with_audio_outputs(outputs.iter_mut().map(|b| &mut b[range.clone()]))
@@ -319,10 +277,8 @@ impl Instance for Lv2Instance<'_> {
         // SAFETY: every port gets a buffer of at least `frames` frames in ascending port order (the iterators
         // follow livi's own port order), atom sequences were made with this instance's features, and the
         // buffers outlive the call. `frames` is within the block bounds the features were built with.
-        unsafe { self.instance.run(frames, ports) }.map_err(|e| RenderError::Plugin {
-            plugin: self.name.clone(),
-            message: format!("run failed: {e}"),
-        })
+        unsafe { self.instance.run(frames, ports) }
+            .map_err(|e| RenderError::Plugin { plugin: self.name.clone(), message: format!("run failed: {e}") })
     }
 
     fn latency(&self) -> Result<usize, RenderError> {
