@@ -141,6 +141,7 @@ pub(crate) fn render(
     scratch.outputs.resize_with(num_outputs, Vec::new);
 
     let lanes = if input_map == InputMap::PerChannel { num_channels } else { 1 };
+    let mut finite = true;
     for lane in 0..lanes {
         // Fill the port buffers with the signal, zero-padded to whole blocks.
         let padded = n.div_ceil(block) * block;
@@ -187,15 +188,18 @@ pub(crate) fn render(
         let aligned = |port: usize| &scratch.outputs[port][latency..latency + n];
         let targets: &mut [Vec<f32>] =
             if lanes > 1 { &mut output.channels_mut()[lane..lane + 1] } else { output.channels_mut() };
+        // The finiteness check rides along with the copy: one pass over the output instead of two.
         match output_map {
             OutputMap::Direct => {
                 for (port, target) in targets.iter_mut().enumerate() {
-                    target.copy_from_slice(aligned(port));
+                    finite &= copy_finite(target, aligned(port));
                 }
             }
             OutputMap::Copy => {
-                for target in targets.iter_mut() {
-                    target.copy_from_slice(aligned(0));
+                let (first, rest) = targets.split_first_mut().expect("at least one channel");
+                finite &= copy_finite(first, aligned(0));
+                for target in rest {
+                    target.copy_from_slice(first);
                 }
             }
             OutputMap::Mean => {
@@ -208,37 +212,42 @@ pub(crate) fn render(
                 }
                 let scale = 1.0 / num_outputs as f32;
                 target.iter_mut().for_each(|t| *t *= scale);
+                finite &= all_finite(target);
             }
         }
     }
-    check_finite(backend.info(), values, output)
+    if finite { Ok(()) } else { Err(non_finite(backend.info(), values, output)) }
 }
 
-/// True when every sample is finite. A max over the magnitude bits vectorises, unlike `all(is_finite)`; this
-/// runs on every render, so it has to cost no more than a memcpy.
-fn all_finite(samples: &[f32]) -> bool {
-    const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
-    samples.iter().fold(0u32, |m, s| m.max(s.to_bits() & 0x7fff_ffff)) < EXPONENT_ALL_ONES
-}
+/// Bit pattern of the smallest non-finite magnitude: exponent all ones.
+const NON_FINITE_BITS: u32 = 0x7f80_0000;
 
-fn check_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> Result<(), RenderError> {
-    for (channel, samples) in output.channels().iter().enumerate() {
-        if all_finite(samples) {
-            continue;
-        }
-        if let Some(frame) = samples.iter().position(|s| !s.is_finite()) {
-            let params =
-                info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.id)).collect::<Vec<_>>().join(" ");
-            return Err(RenderError::NonFinite {
-                plugin: info.name.clone(),
-                value: samples[frame],
-                frame,
-                channel,
-                params,
-            });
-        }
+/// Copies `src` into `dst` and says whether every sample was finite. A max over the magnitude bits
+/// vectorises, unlike `all(is_finite)`; this runs on every render, so it has to cost no more than the copy.
+fn copy_finite(dst: &mut [f32], src: &[f32]) -> bool {
+    let mut max_bits = 0u32;
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s;
+        max_bits = max_bits.max(s.to_bits() & 0x7fff_ffff);
     }
-    Ok(())
+    max_bits < NON_FINITE_BITS
+}
+
+/// True when every sample is finite (see [`copy_finite`]).
+fn all_finite(samples: &[f32]) -> bool {
+    samples.iter().fold(0u32, |m, s| m.max(s.to_bits() & 0x7fff_ffff)) < NON_FINITE_BITS
+}
+
+/// The error for a render whose output holds NaN or Inf: where, and with which parameters.
+fn non_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> RenderError {
+    let (channel, frame) = output
+        .channels()
+        .iter()
+        .enumerate()
+        .find_map(|(c, samples)| samples.iter().position(|s| !s.is_finite()).map(|f| (c, f)))
+        .unwrap_or((0, 0));
+    let params = info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.id)).collect::<Vec<_>>().join(" ");
+    RenderError::NonFinite { plugin: info.name.clone(), value: output.channel(channel)[frame], frame, channel, params }
 }
 
 #[cfg(test)]
@@ -257,6 +266,15 @@ mod tests {
             audio_outputs: (0..outputs).map(|_| port(false)).collect(),
             params: vec![],
         }
+    }
+
+    #[test]
+    fn copy_finite_copies_and_flags_a_bad_sample() {
+        let src = [0.5f32, -1.0, f32::INFINITY, 0.0];
+        let mut dst = [0.0f32; 4];
+        assert!(!copy_finite(&mut dst, &src));
+        assert_eq!(dst[..2], src[..2]);
+        assert!(copy_finite(&mut dst[..2], &src[..2]));
     }
 
     #[test]
