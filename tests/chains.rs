@@ -118,3 +118,38 @@ fn bench_render_json_reports_the_overhead_ratio() {
     assert!((overhead - harness / direct).abs() < 1e-9);
     assert_eq!(v["frames"], 24_000);
 }
+
+#[test]
+fn a_sidechain_signal_keys_the_compressor_and_a_mismatched_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = amen_mono(dir.path());
+    let (rate, x) = read_wav(&input);
+    let n = x[0].len();
+    // A loud key: the compressor, listening to its sidechain, pulls the drums down.
+    let key = dir.path().join("key.wav");
+    let tone: Vec<f32> = (0..n).map(|i| 0.9 * (i as f32 * 0.05).sin()).collect();
+    write_wav(&key, rate, &[tone.clone()]);
+    let keyed = dir.path().join("keyed.wav");
+    let sets = ["--set", "sidech=1", "--set", "thr=-30", "--set", "rat=10"];
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec!["render", "--plugin", ZAM_COMP, "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(sets);
+        args.extend(extra);
+        afx(dir.path(), &args)
+    };
+    ok(run(&["--sidechain", key.to_str().unwrap()], &keyed));
+    let silent = dir.path().join("silent.wav");
+    ok(run(&[], &silent));
+    let (k, s) = (read_wav(&keyed).1, read_wav(&silent).1);
+    assert!(rms(&k[0]) < 0.5 * rms(&s[0]), "key had no effect: {} vs {}", rms(&k[0]), rms(&s[0]));
+
+    let short = dir.path().join("short.wav");
+    write_wav(&short, rate, &[tone[..n - 1].to_vec()]);
+    let out = run(&["--sidechain", short.to_str().unwrap()], &dir.path().join("x.wav"));
+    fails_with(&out, &["sidechain", &format!("{} frames against the input's {n}", n - 1)]);
+    let other_rate = dir.path().join("rate.wav");
+    write_wav(&other_rate, 48_000, &[tone]);
+    let out = run(&["--sidechain", other_rate.to_str().unwrap()], &dir.path().join("x.wav"));
+    fails_with(&out, &["sidechain", &format!("48000 Hz against the input's {rate} Hz")]);
+    assert!(!dir.path().join("x.wav").exists());
+}

@@ -240,6 +240,30 @@ impl Chain {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), ChainError> {
+        self.render_stages(input, None, values, settings, output)
+    }
+
+    /// Like [`Chain::render`], feeding `sidechain` to every stage's sidechain (key) inputs instead of silence.
+    pub fn render_keyed(
+        &mut self,
+        input: &Audio,
+        sidechain: &Audio,
+        values: &[Vec<f32>],
+        settings: &RenderSettings,
+    ) -> Result<Audio, ChainError> {
+        let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
+        self.render_stages(input, Some(sidechain), values, settings, &mut output)?;
+        Ok(output)
+    }
+
+    fn render_stages(
+        &mut self,
+        input: &Audio,
+        sidechain: Option<&Audio>,
+        values: &[Vec<f32>],
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), ChainError> {
         if values.len() != self.stages.len() {
             return Err(ChainError::ThetaLength {
                 chain: self.name.clone(),
@@ -248,11 +272,15 @@ impl Chain {
             });
         }
         for (i, (stage, v)) in self.stages.iter_mut().zip(values).enumerate() {
-            if i == 0 {
-                stage.effect.render_into(input, v, settings, output)?;
+            let source = if i == 0 {
+                input
             } else {
                 std::mem::swap(output, &mut self.scratch);
-                stage.effect.render_into(&self.scratch, v, settings, output)?;
+                &self.scratch
+            };
+            match sidechain {
+                Some(key) => stage.effect.render_keyed_into(source, key, v, settings, output)?,
+                None => stage.effect.render_into(source, v, settings, output)?,
             }
         }
         Ok(())

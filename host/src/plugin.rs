@@ -175,6 +175,19 @@ impl Effect {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), RenderError> {
-        render::render(self.backend.as_mut(), &mut self.scratch, input, values, settings, output)
+        render::render(self.backend.as_mut(), &mut self.scratch, input, None, values, settings, output)
+    }
+
+    /// Like [`Effect::render_into`], feeding `sidechain` to the plugin's sidechain (key) inputs instead of
+    /// silence. It must match the input's rate and length (see [`crate::render`] for the channel rules).
+    pub fn render_keyed_into(
+        &mut self,
+        input: &Audio,
+        sidechain: &Audio,
+        values: &[f32],
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), RenderError> {
+        render::render(self.backend.as_mut(), &mut self.scratch, input, Some(sidechain), values, settings, output)
     }
 }

@@ -10,7 +10,10 @@
 //! - outputs: `O == C` maps one to one; `O > C == 1` averages the outputs; `O == 1 < C` copies the one output.
 //! - anything else is an error naming the counts.
 //!
-//! Sidechain inputs are fed silence.
+//! Sidechain inputs are fed silence unless a sidechain (key) signal is given. A key must have the input's
+//! sample rate and length, and one channel (fed to every sidechain input) or as many channels as the input
+//! (lane `c` of a per-channel render gets key channel `c`; otherwise sidechain input `s` gets key channel
+//! `s mod C`).
 
 use crate::audio::Audio;
 use crate::denormals::FlushDenormals;
@@ -39,6 +42,8 @@ pub enum RenderError {
     BadValue { plugin: String, param: String, source: ValueError },
     #[error("{plugin}: cannot render {channels}-channel audio: {reason}")]
     Channels { plugin: String, channels: usize, reason: String },
+    #[error("{plugin}: sidechain signal does not match the input: {reason}")]
+    Sidechain { plugin: String, reason: String },
     #[error("{plugin}: block size must be at least 1")]
     BlockSize { plugin: String },
     #[error("{plugin}: {message}")]
@@ -119,6 +124,7 @@ pub(crate) fn render(
     backend: &mut dyn Backend,
     scratch: &mut Scratch,
     input: &Audio,
+    sidechain: Option<&Audio>,
     values: &[f32],
     settings: &RenderSettings,
     output: &mut Audio,
@@ -135,6 +141,10 @@ pub(crate) fn render(
     let num_inputs = info.audio_inputs.len();
     let num_outputs = info.audio_outputs.len();
     let main_inputs: Vec<usize> = (0..num_inputs).filter(|&p| !info.audio_inputs[p].sidechain).collect();
+    let sidechain_inputs: Vec<usize> = (0..num_inputs).filter(|&p| info.audio_inputs[p].sidechain).collect();
+    if let Some(key) = sidechain {
+        check_sidechain(info, input, key)?;
+    }
     let plugin_name = info.name.clone();
     output.reshape(rate, num_channels, n);
     scratch.inputs.resize_with(num_inputs, Vec::new);
@@ -147,6 +157,14 @@ pub(crate) fn render(
         let padded = n.div_ceil(block) * block;
         for (port, buffer) in scratch.inputs.iter_mut().enumerate() {
             buffer.clear();
+            if let (Some(key), Some(s)) = (sidechain, sidechain_inputs.iter().position(|&p| p == port)) {
+                let channel = match key.num_channels() {
+                    1 => 0,
+                    _ if lanes > 1 => lane,
+                    k => s % k,
+                };
+                buffer.extend_from_slice(key.channel(channel));
+            }
             match main_inputs.iter().position(|&p| p == port) {
                 None => {}
                 Some(k) => match input_map {
@@ -217,6 +235,19 @@ pub(crate) fn render(
         }
     }
     if finite { Ok(()) } else { Err(non_finite(backend.info(), values, output)) }
+}
+
+fn check_sidechain(info: &PluginInfo, input: &Audio, key: &Audio) -> Result<(), RenderError> {
+    let reason = if key.sample_rate() != input.sample_rate() {
+        format!("{} Hz against the input's {} Hz", key.sample_rate(), input.sample_rate())
+    } else if key.frames() != input.frames() {
+        format!("{} frames against the input's {}", key.frames(), input.frames())
+    } else if key.num_channels() != 1 && key.num_channels() != input.num_channels() {
+        format!("{} channels; expected 1 or {} (the input's)", key.num_channels(), input.num_channels())
+    } else {
+        return Ok(());
+    };
+    Err(RenderError::Sidechain { plugin: info.name.clone(), reason })
 }
 
 /// Bit pattern of the smallest non-finite magnitude: exponent all ones.

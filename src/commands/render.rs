@@ -17,6 +17,9 @@ pub struct Args {
     /// Output WAV file (32-bit float; written to a temporary name and renamed)
     #[arg(long, short)]
     output: PathBuf,
+    /// WAV fed to the plugins' sidechain (key) inputs [default: silence]
+    #[arg(long, value_name = "WAV")]
+    sidechain: Option<PathBuf>,
     /// Set a parameter: `id=value`, or `plugin.id=value` in a chain (repeatable)
     #[arg(long = "set", value_name = "ID=VALUE", value_parser = parse_set)]
     sets: Vec<(String, f32)>,
@@ -43,9 +46,12 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let host = Host::new();
     let mut chain = Chain::resolve(&host, config.as_ref(), &args.plugin)?;
     let values = chain.values_with(&args.sets, args.normalized)?;
-    let output = chain
-        .render(&input, &values, &RenderSettings { block_size: args.block_size })
-        .with_context(|| format!("rendering {}", args.input.display()))?;
+    let settings = RenderSettings { block_size: args.block_size };
+    let output = match &args.sidechain {
+        None => chain.render(&input, &values, &settings),
+        Some(path) => chain.render_keyed(&input, &Audio::read_wav(path)?, &values, &settings),
+    }
+    .with_context(|| format!("rendering {}", args.input.display()))?;
     output.write_wav(&args.output)?;
     let qualify = chain.stages().len() > 1;
     let mut out = std::io::stdout().lock();
