@@ -128,7 +128,7 @@ fn a_sidechain_signal_keys_the_compressor_and_a_mismatched_one_is_refused() {
     // A loud key: the compressor, listening to its sidechain, pulls the drums down.
     let key = dir.path().join("key.wav");
     let tone: Vec<f32> = (0..n).map(|i| 0.9 * (i as f32 * 0.05).sin()).collect();
-    write_wav(&key, rate, &[tone.clone()]);
+    write_wav(&key, rate, std::slice::from_ref(&tone));
     let keyed = dir.path().join("keyed.wav");
     let sets = ["--set", "sidech=1", "--set", "thr=-30", "--set", "rat=10"];
     let run = |extra: &[&str], out: &Path| {
