@@ -4,7 +4,7 @@ use crate::audio::Audio;
 use crate::config::{Config, ConfigError};
 use crate::host::{Host, LoadError};
 use crate::param::{ParamSpec, ValueError};
-use crate::plugin::Effect;
+use crate::plugin::{Effect, Format};
 use crate::render::{RenderError, RenderSettings};
 use crate::suggest;
 
@@ -78,7 +78,13 @@ pub struct Chain {
 impl Chain {
     /// A chain or plugin named in `config`, or else any installed plugin by id or name (then every continuous
     /// parameter is trained over its full range).
-    pub fn resolve(host: &Host, config: Option<&Config>, key: &str) -> Result<Chain, ChainError> {
+    /// `format` narrows the search among installed plugins (names such as "ZamComp" exist in several formats).
+    pub fn resolve(
+        host: &Host,
+        config: Option<&Config>,
+        key: &str,
+        format: Option<Format>,
+    ) -> Result<Chain, ChainError> {
         if let Some(config) = config {
             if let Some(entry) = config.chains.get(key) {
                 let stages =
@@ -89,7 +95,7 @@ impl Chain {
                 return Ok(Chain::new(key, vec![stage_from_config(host, config, key)?]));
             }
         }
-        match host.load(key, None) {
+        match host.load(key, format) {
             Ok(effect) => Ok(Chain::new(key, vec![stage_from_plugin(key, effect)])),
             Err(LoadError::NotFound { suggestions, .. }) => {
                 let mut near = config.map(|c| suggest::nearest(key, c.names(), 3)).unwrap_or_default();
@@ -185,7 +191,7 @@ impl Chain {
             .iter()
             .enumerate()
             .filter(|(_, st)| stage_name.is_none_or(|n| n == st.name))
-            .filter_map(|(s, st)| st.effect.info().param_index(id).map(|i| (s, i)))
+            .filter_map(|(s, st)| st.effect.info().find_param(id).map(|i| (s, i)))
             .collect();
         match hits.as_slice() {
             [one] => Ok(*one),
@@ -319,7 +325,7 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
     let mut base = info.default_values();
     let mut trainable = vec![];
     for (id, p) in &entry.params {
-        let Some(index) = info.param_index(id) else {
+        let Some(index) = info.find_param(id) else {
             let near = suggest::nearest(id, info.params.iter().map(|p| p.id.as_str()), 5);
             let valid = info.params.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
             return Err(bad(

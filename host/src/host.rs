@@ -1,7 +1,10 @@
-//! The plugins installed on this machine, by format: scanning and loading by id or name.
+//! The plugins installed on this machine, in every format: scanning and loading by id or name.
 
+use std::cell::OnceCell;
+
+use crate::clap::ClapWorld;
 use crate::lv2::Lv2World;
-use crate::plugin::{Effect, Format, PluginInfo};
+use crate::plugin::{Backend, Effect, Format, PluginInfo};
 use crate::suggest;
 
 /// Why a plugin could not be loaded.
@@ -9,55 +12,89 @@ use crate::suggest;
 pub enum LoadError {
     #[error("no installed {scope}plugin has the id or name {key:?}{}", suggest::did_you_mean(.suggestions))]
     NotFound { key: String, scope: String, suggestions: Vec<String> },
-    #[error("{key:?} names several plugins ({}); use the id", .matches.join(", "))]
+    #[error("{key:?} names several plugins: {}; give the format (--format) or the id", .matches.join(", "))]
     Ambiguous { key: String, matches: Vec<String> },
-    #[error("{name} ({id}) is not an effect: it has {inputs} main audio inputs and {outputs} audio outputs")]
-    NotAnEffect { name: String, id: String, inputs: usize, outputs: usize },
-    #[error("{format} plugins are not supported yet")]
-    Unsupported { format: Format },
+    #[error("{name} ({format} {id}) is not an effect: it has {inputs} main audio inputs and {outputs} audio outputs")]
+    NotAnEffect { name: String, format: Format, id: String, inputs: usize, outputs: usize },
+    #[error("{format} plugin {id} was listed but could not be loaded (see the log)")]
+    Unloadable { format: Format, id: String },
+}
+
+/// One format's plugins, discovered on first use.
+struct FormatWorld<W> {
+    world: OnceCell<W>,
+    plugins: OnceCell<Vec<PluginInfo>>,
+}
+
+impl<W> Default for FormatWorld<W> {
+    fn default() -> Self {
+        FormatWorld { world: OnceCell::new(), plugins: OnceCell::new() }
+    }
 }
 
 /// Every installed plugin afx can host. Create one per thread: plugin libraries and their worlds are not
-/// shared between threads (see `../shared/notes/hosting.md`: a shared lilv world crashed under concurrency).
+/// shared between threads (a lilv world shared by two instantiating threads crashed in our measurements), and
+/// the effects it loads stay on its thread.
+///
+/// Each format is discovered the first time it is needed, so an LV2-only job never loads CLAP files.
+#[derive(Default)]
 pub struct Host {
-    lv2: Lv2World,
-}
-
-impl Default for Host {
-    fn default() -> Self {
-        Self::new()
-    }
+    lv2: FormatWorld<Lv2World>,
+    clap: FormatWorld<ClapWorld>,
 }
 
 impl Host {
-    /// Discovers installed plugins the way hosts do (LV2: `LV2_PATH`, else `~/.lv2`, `/usr/local/lib/lv2`,
-    /// `/usr/lib/lv2`).
+    /// A host that discovers plugins the way other hosts do: LV2 in `LV2_PATH`, else `~/.lv2`,
+    /// `/usr/local/lib/lv2`, `/usr/lib/lv2`; CLAP in `CLAP_PATH`, `~/.clap`, `/usr/lib/clap`,
+    /// `/usr/local/lib/clap`.
     pub fn new() -> Host {
-        Host { lv2: Lv2World::new() }
+        Host::default()
     }
 
-    /// Descriptions of every installed plugin of the given format (all formats when `None`), effects or not.
-    pub fn scan(&self, format: Option<Format>) -> Vec<PluginInfo> {
-        let mut plugins = vec![];
-        if format.is_none_or(|f| f == Format::Lv2) {
-            plugins.extend(self.lv2.plugins());
+    fn lv2(&self) -> &Lv2World {
+        self.lv2.world.get_or_init(Lv2World::new)
+    }
+
+    fn clap(&self) -> &ClapWorld {
+        self.clap.world.get_or_init(ClapWorld::new)
+    }
+
+    /// Descriptions of every installed plugin of one format.
+    pub fn plugins(&self, format: Format) -> &[PluginInfo] {
+        match format {
+            Format::Lv2 => self.lv2.plugins.get_or_init(|| self.lv2().plugins()),
+            Format::Clap => self.clap.plugins.get_or_init(|| self.clap().plugins()),
+            Format::Vst3 => &[],
         }
+    }
+
+    /// Descriptions of every installed plugin of the given format (all formats when `None`), effects or not,
+    /// sorted by format, name and id.
+    pub fn scan(&self, format: Option<Format>) -> Vec<PluginInfo> {
+        let mut plugins: Vec<PluginInfo> = Format::ALL
+            .into_iter()
+            .filter(|f| format.is_none_or(|wanted| wanted == *f))
+            .flat_map(|f| self.plugins(f).iter().cloned())
+            .collect();
         plugins.sort_by(|a, b| (a.format.as_str(), &a.name, &a.id).cmp(&(b.format.as_str(), &b.name, &b.id)));
         plugins
     }
 
-    /// Loads an effect by its id (LV2 URI) or, when unique, its name (case-insensitive).
+    /// Loads an effect by its id (LV2 URI, CLAP id) or, when unique, its name (case-insensitive), in one
+    /// format or in all.
     pub fn load(&self, key: &str, format: Option<Format>) -> Result<Effect, LoadError> {
-        if let Some(f @ (Format::Clap | Format::Vst3)) = format {
-            return Err(LoadError::Unsupported { format: f });
-        }
-        let id = self.resolve(key, format)?;
-        let backend = self.lv2.backend(&id).expect("resolve returned an installed id");
-        let effect = Effect::new(Box::new(backend));
+        let (format, id) = self.resolve(key, format)?;
+        let backend: Option<Box<dyn Backend>> = match format {
+            Format::Lv2 => self.lv2().backend(&id).map(|b| Box::new(b) as Box<dyn Backend>),
+            Format::Clap => self.clap().backend(&id).map(|b| Box::new(b) as Box<dyn Backend>),
+            Format::Vst3 => None,
+        };
+        let effect = Effect::new(backend.ok_or(LoadError::Unloadable { format, id })?);
         let info = effect.info();
         if !info.is_effect() {
             return Err(LoadError::NotAnEffect {
                 name: info.name.clone(),
+                format: info.format,
                 id: info.id.clone(),
                 inputs: info.main_inputs(),
                 outputs: info.audio_outputs.len(),
@@ -66,18 +103,20 @@ impl Host {
         Ok(effect)
     }
 
-    fn resolve(&self, key: &str, format: Option<Format>) -> Result<String, LoadError> {
-        let plugins = self.scan(format);
-        if let Some(p) = plugins.iter().find(|p| p.id == key) {
-            return Ok(p.id.clone());
+    fn resolve(&self, key: &str, format: Option<Format>) -> Result<(Format, String), LoadError> {
+        let formats: Vec<Format> = Format::ALL.into_iter().filter(|f| format.is_none_or(|w| w == *f)).collect();
+        // An id is looked up format by format, so an LV2 URI never makes afx load every CLAP file.
+        if let Some(p) = formats.iter().find_map(|&f| self.plugins(f).iter().find(|p| p.id == key)) {
+            return Ok((p.format, p.id.clone()));
         }
-        let by_name: Vec<&PluginInfo> = plugins.iter().filter(|p| p.name.eq_ignore_ascii_case(key)).collect();
-        match by_name.as_slice() {
-            [one] => Ok(one.id.clone()),
+        let candidates = || formats.iter().flat_map(|&f| self.plugins(f).iter());
+        let matches: Vec<&PluginInfo> = candidates().filter(|p| p.name.eq_ignore_ascii_case(key)).collect();
+        match matches.as_slice() {
+            [one] => Ok((one.format, one.id.clone())),
             [] => Err(LoadError::NotFound {
                 key: key.into(),
                 scope: format.map(|f| format!("{f} ")).unwrap_or_default(),
-                suggestions: suggest::nearest(key, plugins.iter().flat_map(|p| [p.id.as_str(), p.name.as_str()]), 5),
+                suggestions: suggest::nearest(key, candidates().flat_map(|p| [p.id.as_str(), p.name.as_str()]), 5),
             }),
             many => Err(LoadError::Ambiguous {
                 key: key.into(),

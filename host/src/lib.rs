@@ -33,6 +33,7 @@ pub mod atomic;
 pub mod audio;
 pub mod bench;
 pub mod chain;
+mod clap;
 pub mod config;
 mod denormals;
 mod host;
@@ -44,6 +45,7 @@ mod suggest;
 
 pub use audio::{Audio, AudioError};
 pub use chain::{Chain, ChainError};
+pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};
 pub use denormals::FlushDenormals;
 pub use host::{Host, LoadError};

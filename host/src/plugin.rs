@@ -85,6 +85,18 @@ impl PluginInfo {
         self.params.iter().position(|p| p.id == id)
     }
 
+    /// The parameter with this id or, failing that, the one parameter with this name (case-insensitive).
+    /// CLAP and VST3 ids are numbers; their names match the LV2 versions' port names.
+    pub fn find_param(&self, key: &str) -> Option<usize> {
+        self.param_index(key).or_else(|| {
+            let mut named = self.params.iter().enumerate().filter(|(_, p)| p.name.eq_ignore_ascii_case(key));
+            match (named.next(), named.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        })
+    }
+
     /// Default plain values of every parameter.
     pub fn default_values(&self) -> Vec<f32> {
         self.params.iter().map(|p| p.default).collect()

@@ -82,7 +82,7 @@ fn output_lines_up_with_input_for_any_block_size_through_a_latent_plugin() {
 fn a_chain_maps_theta_through_the_configured_ranges_and_renders_deterministically() {
     let host = Host::new();
     let config = Config::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins.toml").as_ref()).unwrap();
-    let mut chain = Chain::resolve(&host, Some(&config), "eq_comp").unwrap();
+    let mut chain = Chain::resolve(&host, Some(&config), "eq_comp", None).unwrap();
     let p = chain.num_params();
     assert_eq!(p, chain.params().len());
     assert!(p >= 14, "eq_comp trains {p} parameters");

@@ -1,4 +1,31 @@
-//! Gradients of black-box plugin chains: a crash-proof worker pool and the SPSA and finite-difference
-//! estimators (DeepAFx's perturbed double renders).
+//! Gradients of black-box plugin chains: a crash-proof parallel worker pool and the estimators it runs.
 //!
-//! Not built yet: this crate holds its place in the workspace (host ← spsa ← trainer) until the SPSA issue.
+//! - [`estimator`]: SPSA (DeepAFx's perturbed double renders) and central finite differences, as
+//!   vector-Jacobian products `ĝ ≈ (∂y/∂θ)ᵀ ∂L/∂y`: only P floats per item come back.
+//! - [`Pool`]: N workers, each hosting the chain (processes by default, threads for trusted plugins), fed
+//!   batches of [`Job`]s; results in order, per-item [`ItemError`]s for crashes, hangs and NaN.
+//! - [`wire`]: the binary protocol between the pool and worker processes.
+//!
+//! ```no_run
+//! use afx_spsa::{Isolation, Job, Pool, PoolConfig, WorkerCommand, WorkerSpec};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = WorkerSpec::new(Some("plugins.toml".into()), "eq_comp");
+//! let mut pool = Pool::new(PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?)))?;
+//! # let (input, grad) = (afx_host::Audio::silence(44_100, 1, 44_100), afx_host::Audio::silence(44_100, 1, 44_100));
+//! let theta = vec![0.5; pool.num_params()];
+//! let jobs = vec![Job::Spsa { input, theta, grad, epsilon: 1e-3, perturbations: 4, seed: afx_spsa::item_seed(7, 0) }];
+//! for result in pool.run(jobs) {
+//!     println!("{:?}", result?.into_gradient());
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod estimator;
+mod job;
+mod pool;
+pub mod wire;
+pub mod worker;
+
+pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
+pub use pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
+pub use worker::WorkerSpec;

@@ -19,3 +19,8 @@ pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Option<afx_host::C
     let config = afx_host::Config::load(&path).context("reading the plugin configuration")?;
     Ok(Some(config))
 }
+
+/// `--format lv2|clap|vst3`.
+pub fn parse_format(s: &str) -> Result<afx_host::Format, String> {
+    s.parse()
+}

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Audio, Chain, Host, RenderSettings};
+use afx_host::{Audio, Chain, Format, Host, RenderSettings};
 use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
@@ -11,6 +11,9 @@ pub struct Args {
     /// A chain or plugin named in plugins.toml, or an installed plugin's id (LV2 URI) or name
     #[arg(long, value_name = "NAME|URI")]
     plugin: String,
+    /// Only look among installed plugins of this format
+    #[arg(long, value_parser = super::parse_format)]
+    format: Option<Format>,
     /// Input WAV file
     #[arg(long, short)]
     input: PathBuf,
@@ -44,7 +47,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let config = super::load_config(config)?;
     let input = Audio::read_wav(&args.input)?;
     let host = Host::new();
-    let mut chain = Chain::resolve(&host, config.as_ref(), &args.plugin)?;
+    let mut chain = Chain::resolve(&host, config.as_ref(), &args.plugin, args.format)?;
     let values = chain.values_with(&args.sets, args.normalized)?;
     let settings = RenderSettings { block_size: args.block_size };
     let output = match &args.sidechain {

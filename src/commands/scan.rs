@@ -1,30 +1,31 @@
 //! `afx scan`: every installed plugin with its parameters.
 
+use std::io::Write;
+
 use afx_host::{Format, Host, ParamKind};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Only this format
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long, value_parser = super::parse_format)]
     format: Option<Format>,
     /// One JSON array on stdout
     #[arg(long)]
     json: bool,
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let plugins = Host::new().scan(args.format);
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plugins)?);
+        serde_json::to_writer_pretty(&mut out, &plugins)?;
+        writeln!(out)?;
         return Ok(());
     }
     for p in &plugins {
         let sidechains = p.audio_inputs.len() - p.main_inputs();
-        println!(
+        writeln!(
+            out,
             "{} {} ({})\n  {} in{} / {} out  {}",
             p.format,
             p.name,
@@ -33,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if sidechains > 0 { format!(" + {sidechains} sidechain") } else { String::new() },
             p.audio_outputs.len(),
             p.path.display()
-        );
+        )?;
         for q in &p.params {
             let kind = match &q.kind {
                 ParamKind::Continuous => String::new(),
@@ -41,7 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ParamKind::Toggle => " toggle".into(),
                 ParamKind::Enumeration(c) => format!(" one of {}", c.len()),
             };
-            println!(
+            writeln!(
+                out,
                 "    {:<12} {:<28} [{}, {}] default {}{}{}{}",
                 q.id,
                 q.name,
@@ -51,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 q.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default(),
                 if q.scale == afx_host::Scale::Log { " log" } else { "" },
                 kind
-            );
+            )?;
         }
     }
     eprintln!("{} plugins", plugins.len());

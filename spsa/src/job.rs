@@ -1,0 +1,130 @@
+//! What the pool computes: jobs, their outputs, and why an item failed.
+
+use std::fmt;
+use std::time::Duration;
+
+use afx_host::Audio;
+
+/// One unit of work for a worker, on one batch item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// `y = f(x, θ)`.
+    Render { input: Audio, theta: Vec<f32> },
+    /// SPSA estimate of `(∂y/∂θ)ᵀ g` (see [`crate::estimator::spsa_vjp`]).
+    Spsa { input: Audio, theta: Vec<f32>, grad: Audio, epsilon: f32, perturbations: u32, seed: u64 },
+    /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
+    FiniteDifference { input: Audio, theta: Vec<f32>, grad: Audio, step: f32 },
+}
+
+impl Job {
+    pub fn theta(&self) -> &[f32] {
+        match self {
+            Job::Render { theta, .. } | Job::Spsa { theta, .. } | Job::FiniteDifference { theta, .. } => theta,
+        }
+    }
+}
+
+/// A job's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutput {
+    Audio(Audio),
+    Gradient(Vec<f32>),
+}
+
+impl JobOutput {
+    pub fn into_audio(self) -> Option<Audio> {
+        match self {
+            JobOutput::Audio(a) => Some(a),
+            JobOutput::Gradient(_) => None,
+        }
+    }
+
+    pub fn into_gradient(self) -> Option<Vec<f32>> {
+        match self {
+            JobOutput::Gradient(g) => Some(g),
+            JobOutput::Audio(_) => None,
+        }
+    }
+}
+
+/// How an item failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureKind {
+    /// The worker process died (a signal such as SIGSEGV or SIGABRT, or an exit code).
+    Crashed { signal: Option<i32>, code: Option<i32> },
+    /// The job ran past the pool's time limit; the worker was killed.
+    TimedOut { after: Duration },
+    /// The plugin produced NaN or Inf.
+    NonFinite(String),
+    /// The plugin or chain reported an error (bad value, instantiation failure, ...).
+    Plugin(String),
+    /// The worker answered something the pool did not expect.
+    Protocol(String),
+}
+
+impl FailureKind {
+    /// Crashes and timeouts may be the machine's fault and are retried once on a fresh worker; the others are
+    /// deterministic.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FailureKind::Crashed { .. } | FailureKind::TimedOut { .. } | FailureKind::Protocol(_))
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Crashed { signal: Some(s), .. } => {
+                write!(f, "worker crashed with signal {s} ({})", signal_name(*s))
+            }
+            FailureKind::Crashed { code: Some(c), .. } => write!(f, "worker exited with code {c}"),
+            FailureKind::Crashed { .. } => write!(f, "worker died"),
+            FailureKind::TimedOut { after } => write!(f, "timed out after {:.1} s; worker killed", after.as_secs_f64()),
+            FailureKind::NonFinite(m) => write!(f, "non-finite output: {m}"),
+            FailureKind::Plugin(m) => write!(f, "{m}"),
+            FailureKind::Protocol(m) => write!(f, "worker protocol error: {m}"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// One failed batch item: which chain, at which parameters, why, and what the worker printed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ItemError {
+    pub chain: String,
+    pub theta: Vec<f32>,
+    pub kind: FailureKind,
+    /// The last lines the worker wrote to stderr (process isolation only).
+    pub stderr: String,
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let theta: Vec<String> = self.theta.iter().map(|t| format!("{t:.4}")).collect();
+        write!(f, "chain {} at θ = [{}]: {}", self.chain, theta.join(", "), self.kind)?;
+        if !self.stderr.trim().is_empty() {
+            write!(f, "\nworker stderr:\n{}", self.stderr.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// The seed of item `index` of a batch seeded with `seed`: independent of how items are spread over workers.
+pub fn item_seed(seed: u64, index: usize) -> u64 {
+    // SplitMix64's finaliser: nearby (seed, index) pairs give unrelated streams.
+    let mut z = seed ^ (index as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,340 @@
+//! The worker protocol: length-prefixed binary frames over a pipe, little-endian, audio as raw f32.
+//!
+//! ```text
+//! frame   = len:u32 payload[len]
+//! payload = HELLO  version:u32 num_params:u32 chain:str          (worker → pool, once at start)
+//!         | JOB    id:u64 job                                     (pool → worker)
+//!         | RESULT id:u64 (OK output | ERR kind:u8 message:str)   (worker → pool)
+//! job     = RENDER input:audio theta:f32s
+//!         | SPSA   input:audio theta:f32s grad:audio epsilon:f32 perturbations:u32 seed:u64
+//!         | FD     input:audio theta:f32s grad:audio step:f32
+//! output  = AUDIO audio | GRADIENT f32s
+//! audio   = rate:u32 channels:u16 frames:u32 samples:f32[channels*frames] (planar)
+//! f32s    = n:u32 f32[n];   str = n:u32 utf8[n]
+//! ```
+
+use std::io::{self, Read, Write};
+
+use afx_host::Audio;
+
+use crate::job::{FailureKind, Job, JobOutput};
+
+/// Bumped on any change to the format above.
+pub const VERSION: u32 = 1;
+
+/// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
+const MAX_FRAME: usize = 1 << 31;
+
+const HELLO: u8 = 1;
+const JOB: u8 = 2;
+const RESULT: u8 = 3;
+const RENDER: u8 = 1;
+const SPSA: u8 = 2;
+const FD: u8 = 3;
+const OK_AUDIO: u8 = 1;
+const OK_GRADIENT: u8 = 2;
+const ERR: u8 = 3;
+const KIND_NON_FINITE: u8 = 1;
+const KIND_PLUGIN: u8 = 2;
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Hello { version: u32, num_params: u32, chain: String },
+    Job { id: u64, job: Job },
+    Result { id: u64, result: Result<JobOutput, FailureKind> },
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("pipe: {0}")]
+    Io(#[from] io::Error),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Appends the frame for `message` to `out` (cleared first), ready to write in one call.
+pub fn encode(message: &Message, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    match message {
+        Message::Hello { version, num_params, chain } => {
+            out.push(HELLO);
+            put_u32(out, *version);
+            put_u32(out, *num_params);
+            put_str(out, chain);
+        }
+        Message::Job { id, job } => put_job(out, *id, job),
+        Message::Result { id, result } => {
+            out.push(RESULT);
+            out.extend_from_slice(&id.to_le_bytes());
+            match result {
+                Ok(JobOutput::Audio(a)) => {
+                    out.push(OK_AUDIO);
+                    put_audio(out, a);
+                }
+                Ok(JobOutput::Gradient(g)) => {
+                    out.push(OK_GRADIENT);
+                    put_f32s(out, g);
+                }
+                Err(kind) => {
+                    out.push(ERR);
+                    let (tag, message) = match kind {
+                        FailureKind::NonFinite(m) => (KIND_NON_FINITE, m.clone()),
+                        other => (KIND_PLUGIN, other.to_string()),
+                    };
+                    out.push(tag);
+                    put_str(out, &message);
+                }
+            }
+        }
+    }
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Like [`encode`] for `Message::Job { id, job }`, without owning the job.
+pub fn encode_job(id: u64, job: &Job, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    put_job(out, id, job);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn put_job(out: &mut Vec<u8>, id: u64, job: &Job) {
+    out.push(JOB);
+    out.extend_from_slice(&id.to_le_bytes());
+    match job {
+        Job::Render { input, theta } => {
+            out.push(RENDER);
+            put_audio(out, input);
+            put_f32s(out, theta);
+        }
+        Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
+            out.push(SPSA);
+            put_audio(out, input);
+            put_f32s(out, theta);
+            put_audio(out, grad);
+            out.extend_from_slice(&epsilon.to_le_bytes());
+            put_u32(out, *perturbations);
+            out.extend_from_slice(&seed.to_le_bytes());
+        }
+        Job::FiniteDifference { input, theta, grad, step } => {
+            out.push(FD);
+            put_audio(out, input);
+            put_f32s(out, theta);
+            put_audio(out, grad);
+            out.extend_from_slice(&step.to_le_bytes());
+        }
+    }
+}
+
+/// Reads one frame's payload into `buf` (blocking). `Ok(false)` at a clean end of stream.
+pub fn read_frame(reader: &mut impl Read, buf: &mut Vec<u8>) -> Result<bool, WireError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let len = frame_len(len)?;
+    buf.resize(len, 0);
+    reader.read_exact(buf)?;
+    Ok(true)
+}
+
+/// Checks a frame's length prefix.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(WireError::Malformed(format!("frame length {len}")));
+    }
+    Ok(len)
+}
+
+/// Writes an encoded frame and flushes.
+pub fn write_frame(writer: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    writer.write_all(frame)?;
+    writer.flush()
+}
+
+/// Decodes a frame's payload (without the length prefix).
+pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
+    let mut r = Cursor { data: payload, at: 0 };
+    let message = match r.u8()? {
+        HELLO => Message::Hello { version: r.u32()?, num_params: r.u32()?, chain: r.str()? },
+        JOB => {
+            let id = r.u64()?;
+            let job = match r.u8()? {
+                RENDER => Job::Render { input: r.audio()?, theta: r.f32s()? },
+                SPSA => Job::Spsa {
+                    input: r.audio()?,
+                    theta: r.f32s()?,
+                    grad: r.audio()?,
+                    epsilon: r.f32()?,
+                    perturbations: r.u32()?,
+                    seed: r.u64()?,
+                },
+                FD => Job::FiniteDifference { input: r.audio()?, theta: r.f32s()?, grad: r.audio()?, step: r.f32()? },
+                t => return Err(WireError::Malformed(format!("unknown job tag {t}"))),
+            };
+            Message::Job { id, job }
+        }
+        RESULT => {
+            let id = r.u64()?;
+            let result = match r.u8()? {
+                OK_AUDIO => Ok(JobOutput::Audio(r.audio()?)),
+                OK_GRADIENT => Ok(JobOutput::Gradient(r.f32s()?)),
+                ERR => match (r.u8()?, r.str()?) {
+                    (KIND_NON_FINITE, m) => Err(FailureKind::NonFinite(m)),
+                    (_, m) => Err(FailureKind::Plugin(m)),
+                },
+                t => return Err(WireError::Malformed(format!("unknown result tag {t}"))),
+            };
+            Message::Result { id, result }
+        }
+        t => return Err(WireError::Malformed(format!("unknown message tag {t}"))),
+    };
+    if r.at != payload.len() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", payload.len() - r.at)));
+    }
+    Ok(message)
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    put_u32(out, v.len() as u32);
+    out.reserve(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn put_audio(out: &mut Vec<u8>, a: &Audio) {
+    put_u32(out, a.sample_rate());
+    out.extend_from_slice(&(a.num_channels() as u16).to_le_bytes());
+    put_u32(out, a.frames() as u32);
+    out.reserve(a.num_channels() * a.frames() * 4);
+    for c in a.channels() {
+        for x in c {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(|| WireError::Malformed(format!("truncated at byte {}", self.at)))?;
+        let bytes = &self.data[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn f32(&mut self) -> Result<f32, WireError> {
+        Ok(f32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn str(&mut self) -> Result<String, WireError> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+
+    fn floats(&mut self, n: usize) -> Result<Vec<f32>, WireError> {
+        let bytes = self.take(n.checked_mul(4).ok_or_else(|| WireError::Malformed("length overflow".into()))?)?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+    }
+
+    fn f32s(&mut self) -> Result<Vec<f32>, WireError> {
+        let n = self.u32()? as usize;
+        self.floats(n)
+    }
+
+    fn audio(&mut self) -> Result<Audio, WireError> {
+        let rate = self.u32()?;
+        let channels = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize;
+        let frames = self.u32()? as usize;
+        let planar = (0..channels).map(|_| self.floats(frames)).collect::<Result<Vec<_>, _>>()?;
+        Audio::new(rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(m: Message) {
+        let mut frame = vec![];
+        encode(&m, &mut frame);
+        let mut payload = vec![];
+        assert!(read_frame(&mut &frame[..], &mut payload).unwrap());
+        assert_eq!(decode(&payload).unwrap(), m);
+    }
+
+    #[test]
+    fn every_message_round_trips_bit_exactly() {
+        let audio = Audio::new(44_100, vec![vec![0.5, -0.25, f32::MIN_POSITIVE], vec![1.0, 0.0, -1.0]]).unwrap();
+        round_trip(Message::Hello { version: VERSION, num_params: 14, chain: "eq_comp".into() });
+        round_trip(Message::Job { id: 3, job: Job::Render { input: audio.clone(), theta: vec![0.1, 0.9] } });
+        round_trip(Message::Job {
+            id: 4,
+            job: Job::Spsa {
+                input: audio.clone(),
+                theta: vec![0.5],
+                grad: audio.clone(),
+                epsilon: 1e-3,
+                perturbations: 8,
+                seed: u64::MAX,
+            },
+        });
+        round_trip(Message::Job {
+            id: 5,
+            job: Job::FiniteDifference { input: audio.clone(), theta: vec![0.5], grad: audio.clone(), step: 1e-2 },
+        });
+        round_trip(Message::Result { id: 6, result: Ok(JobOutput::Audio(audio)) });
+        round_trip(Message::Result { id: 7, result: Ok(JobOutput::Gradient(vec![1.0, -2.0])) });
+        round_trip(Message::Result { id: 8, result: Err(FailureKind::NonFinite("NaN at 3".into())) });
+        round_trip(Message::Result { id: 9, result: Err(FailureKind::Plugin("bad".into())) });
+    }
+
+    #[test]
+    fn truncated_and_garbage_frames_are_errors_not_panics() {
+        let mut frame = vec![];
+        encode(&Message::Result { id: 1, result: Ok(JobOutput::Gradient(vec![1.0; 4])) }, &mut frame);
+        for cut in 5..frame.len() {
+            assert!(decode(&frame[4..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode(&[99]).is_err());
+        assert!(frame_len([0, 0, 0, 0]).is_err());
+        let mut payload = vec![];
+        assert!(!read_frame(&mut &[][..], &mut payload).unwrap(), "clean EOF");
+        assert!(read_frame(&mut &[8u8, 0, 0, 0, 1][..], &mut payload).is_err(), "EOF mid-frame");
+    }
+}

@@ -1,0 +1,179 @@
+//! A worker: one chain, hosted on one thread, executing jobs. The same [`Executor`] runs inside a worker
+//! process ([`serve`], behind `afx worker` or the `afx-worker` binary) and inside a pool thread.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
+
+use crate::estimator::{Workspace, finite_difference_vjp, spsa_vjp};
+use crate::job::{FailureKind, Job, JobOutput};
+use crate::wire::{self, Message};
+
+/// Which chain a worker hosts and how it renders. Travels to worker processes as command-line arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// plugins.toml; `None` when the chain is an installed plugin's id.
+    pub config: Option<PathBuf>,
+    /// A chain or plugin name from the config, or an installed plugin's id.
+    pub chain: String,
+    /// Narrows an installed plugin's id or name to one format.
+    pub format: Option<Format>,
+    pub block_size: usize,
+}
+
+impl WorkerSpec {
+    pub fn new(config: Option<PathBuf>, chain: impl Into<String>) -> WorkerSpec {
+        WorkerSpec { config, chain: chain.into(), format: None, block_size: RenderSettings::default().block_size }
+    }
+
+    /// The arguments [`WorkerSpec::from_args`] reads back.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["--chain".to_string(), self.chain.clone()];
+        if let Some(config) = &self.config {
+            args.extend(["--config".to_string(), config.display().to_string()]);
+        }
+        if let Some(format) = self.format {
+            args.extend(["--format".to_string(), format.to_string()]);
+        }
+        args.extend(["--block-size".to_string(), self.block_size.to_string()]);
+        args
+    }
+
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<WorkerSpec, String> {
+        let mut spec = WorkerSpec::new(None, "");
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--chain" => spec.chain = value()?,
+                "--config" => spec.config = Some(value()?.into()),
+                "--format" => spec.format = Some(value()?.parse()?),
+                "--block-size" => {
+                    let v = value()?;
+                    spec.block_size = v.parse().map_err(|_| format!("--block-size: {v:?} is not a number"))?;
+                }
+                other => return Err(format!("unknown worker argument {other:?}")),
+            }
+        }
+        if spec.chain.is_empty() {
+            return Err("--chain is required".into());
+        }
+        Ok(spec)
+    }
+}
+
+/// Hosts the chain and runs jobs on it. Not `Send`: create it on the thread that uses it.
+pub struct Executor {
+    chain: Chain,
+    settings: RenderSettings,
+    work: Workspace,
+}
+
+impl Executor {
+    pub fn new(spec: &WorkerSpec) -> Result<Executor, ChainError> {
+        let config = spec.config.as_deref().map(Config::load).transpose()?;
+        let chain = Chain::resolve(&Host::new(), config.as_ref(), &spec.chain, spec.format)?;
+        Ok(Executor { chain, settings: RenderSettings { block_size: spec.block_size }, work: Workspace::default() })
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// Runs one job. Plugin errors and NaN/Inf are returned, not panicked: the worker stays usable.
+    pub fn run(&mut self, job: &Job) -> Result<JobOutput, FailureKind> {
+        let Executor { chain, settings, work } = self;
+        match job {
+            Job::Render { input, theta } => {
+                let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
+                render(chain, settings, input, theta, &mut output)?;
+                Ok(JobOutput::Audio(output))
+            }
+            Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
+                check_grad(input, grad)?;
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
+                spsa_vjp(&mut f, theta, grad, *epsilon, *perturbations as usize, *seed, work).map(JobOutput::Gradient)
+            }
+            Job::FiniteDifference { input, theta, grad, step } => {
+                check_grad(input, grad)?;
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
+                finite_difference_vjp(&mut f, theta, grad, *step, work).map(JobOutput::Gradient)
+            }
+        }
+    }
+}
+
+fn check_grad(input: &Audio, grad: &Audio) -> Result<(), FailureKind> {
+    if (grad.num_channels(), grad.frames()) != (input.num_channels(), input.frames()) {
+        return Err(FailureKind::Plugin(format!(
+            "upstream gradient is {}x{}, the output is {}x{}",
+            grad.num_channels(),
+            grad.frames(),
+            input.num_channels(),
+            input.frames()
+        )));
+    }
+    Ok(())
+}
+
+fn render(
+    chain: &mut Chain,
+    settings: &RenderSettings,
+    input: &Audio,
+    theta: &[f32],
+    output: &mut Audio,
+) -> Result<(), FailureKind> {
+    let values = chain.plain_values(theta).map_err(failure)?;
+    chain.render_into(input, &values, settings, output).map_err(failure)
+}
+
+fn failure(e: ChainError) -> FailureKind {
+    match e {
+        ChainError::Render(e @ RenderError::NonFinite { .. }) => FailureKind::NonFinite(e.to_string()),
+        e => FailureKind::Plugin(e.to_string()),
+    }
+}
+
+/// The worker process's main loop: say hello, then answer each job frame on `output` until `input` closes.
+pub fn serve(spec: &WorkerSpec, input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
+    let mut executor = Executor::new(spec).map_err(|e| e.to_string())?;
+    let mut frame = vec![];
+    let hello = Message::Hello {
+        version: wire::VERSION,
+        num_params: executor.chain().num_params() as u32,
+        chain: spec.chain.clone(),
+    };
+    wire::encode(&hello, &mut frame);
+    wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
+    let mut payload = vec![];
+    while wire::read_frame(input, &mut payload).map_err(|e| e.to_string())? {
+        let Message::Job { id, job } = wire::decode(&payload).map_err(|e| e.to_string())? else {
+            return Err("expected a job frame".into());
+        };
+        let result = executor.run(&job);
+        wire::encode(&Message::Result { id, result }, &mut frame);
+        wire::write_frame(output, &frame).map_err(|e| format!("writing result: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `main` of a worker process: arguments as [`WorkerSpec::to_args`] writes them, jobs on stdin, results on
+/// stdout, diagnostics on stderr (which the pool captures).
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    let spec = match WorkerSpec::from_args(args) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("afx worker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    match serve(&spec, &mut stdin.lock(), &mut std::io::BufWriter::new(stdout.lock())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("afx worker ({}): {e}", spec.chain);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
