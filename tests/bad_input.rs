@@ -16,7 +16,7 @@ struct Case {
 impl Case {
     fn new() -> Case {
         let dir = tempfile::tempdir().unwrap();
-        let input = amen_mono(dir.path());
+        let input = amen_mono_wav(dir.path());
         let output = dir.path().join("out.wav");
         Case { dir, input, output }
     }
@@ -112,7 +112,8 @@ fn unreadable_non_wav_and_empty_inputs_are_refused() {
 fn a_channel_layout_the_plugin_cannot_take_is_refused() {
     let c = Case::new();
     let three = c.path("three.wav");
-    let (rate, x) = recording("loop_amen.flac");
+    let amen = recording("loop_amen.flac");
+    let (rate, x) = (amen.sample_rate(), amen.channels().to_vec());
     write_wav(&three, rate, &[x[0].clone(), x[1].clone(), x[0].clone()]);
     let out = afx(c.dir.path(), &["render", "--plugin", "urn:zamaudio:ZaMaximX2", "-i", s(&three), "-o", s(&c.output)]);
     c.assert_failed(&out, &["ZaMaximX2", "3-channel", "2 main inputs"]);
@@ -123,7 +124,7 @@ fn nan_from_a_plugin_is_an_error_naming_the_plugin_and_the_parameters() {
     // x42 fil4's filters blow up at a 1 Hz sample rate: a real plugin producing NaN.
     let c = Case::new();
     let odd = c.path("one-hertz.wav");
-    let (_, x) = recording("loop_amen.flac");
+    let x = recording("loop_amen.flac").channels().to_vec();
     write_wav(&odd, 1, &[x[0][..4000].to_vec()]);
     let out = afx(c.dir.path(), &["render", "--plugin", FIL4_MONO, "-i", s(&odd), "-o", s(&c.output)]);
     c.assert_failed(&out, &["x42-eq - Parametric Equalizer Mono produced NaN", "freq1=160", "gain1=0"]);

@@ -26,7 +26,7 @@ fn bits(x: &[Vec<f32>]) -> Vec<Vec<u32>> {
 #[test]
 fn a_chain_renders_as_its_plugins_one_after_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let chained = render(dir.path(), "eq_comp", &input, "chain.wav", &["boost1=6", "f1=200", "thr=-30", "rat=6"]);
     let eq = render(dir.path(), "zam_eq", &input, "eq.wav", &["boost1=6", "f1=200"]);
     let eq_path = dir.path().join("eq.wav");
@@ -38,7 +38,7 @@ fn a_chain_renders_as_its_plugins_one_after_the_other() {
 #[test]
 fn fixed_values_from_plugins_toml_are_applied_and_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let output = dir.path().join("lim.wav");
     let config = repo_config();
     let out = ok(afx(
@@ -62,7 +62,7 @@ fn fixed_values_from_plugins_toml_are_applied_and_printed() {
 #[test]
 fn normalized_values_map_through_the_trained_range_and_scale() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let config = repo_config();
     let run = |sets: &[&str]| {
         let output = dir.path().join("n.wav");
@@ -80,7 +80,8 @@ fn normalized_values_map_through_the_trained_range_and_scale() {
 #[test]
 fn a_stereo_file_through_a_mono_plugin_renders_each_channel_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let (rate, x) = recording("loop_amen.flac");
+    let amen = recording("loop_amen.flac");
+    let (rate, x) = (amen.sample_rate(), amen.channels().to_vec());
     let stereo = dir.path().join("stereo.wav");
     write_wav(&stereo, rate, &x);
     let both = render(dir.path(), ZAM_COMP, &stereo, "both.wav", &["thr=-30"]);
@@ -95,7 +96,7 @@ fn a_stereo_file_through_a_mono_plugin_renders_each_channel_alone() {
 #[test]
 fn a_mono_file_through_a_stereo_plugin_feeds_both_inputs_and_averages_the_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let (rate, x) = read_wav(&input);
     let dual = dir.path().join("dual.wav");
     write_wav(&dual, rate, &[x[0].clone(), x[0].clone()]);
@@ -122,7 +123,7 @@ fn bench_render_json_reports_the_overhead_ratio() {
 #[test]
 fn a_sidechain_signal_keys_the_compressor_and_a_mismatched_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let (rate, x) = read_wav(&input);
     let n = x[0].len();
     // A loud key: the compressor, listening to its sidechain, pulls the drums down.

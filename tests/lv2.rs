@@ -139,7 +139,7 @@ type Reference = (&'static str, &'static [(&'static str, f32)], &'static [&'stat
 #[test]
 fn renders_match_lv2file_sample_for_sample_on_a_real_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let cases: [Reference; 3] = [
         (
             ZAM_COMP,
@@ -192,7 +192,7 @@ fn an_impulse_comes_out_at_its_input_index_through_a_plugin_with_latency() {
 #[test]
 fn rendering_a_then_b_then_a_gives_a_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono(dir.path());
+    let input = amen_mono_wav(dir.path());
     let render = |sets: &[&str], out: &str| {
         let out = dir.path().join(out);
         let mut args = vec!["render", "--plugin", ZAM_COMP, "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()];

@@ -2,20 +2,10 @@
 //! latency alignment, and the chain's normalised parameter space.
 
 use afx_host::{Audio, Chain, Config, Host, RenderSettings};
+use afx_testkit::bits;
 
-/// The left channel of sonic-pi-samples' loop_amen (a real drum recording, CC0).
 fn amen() -> Audio {
-    let path = "/usr/share/sonic-pi/samples/loop_amen.flac";
-    let mut reader = claxon::FlacReader::open(path).expect("install Debian's sonic-pi-samples");
-    let info = reader.streaminfo();
-    let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
-    let channels = info.channels as usize;
-    let left = reader.samples().step_by(channels).map(|s| s.unwrap() as f32 * scale).collect();
-    Audio::new(info.sample_rate, vec![left]).unwrap()
-}
-
-fn bits(a: &Audio) -> Vec<u32> {
-    a.channels().iter().flatten().map(|v| v.to_bits()).collect()
+    afx_testkit::amen_mono()
 }
 
 #[test]
