@@ -6,6 +6,7 @@ use crate::clap::ClapWorld;
 use crate::lv2::Lv2World;
 use crate::plugin::{Backend, Effect, Format, PluginInfo};
 use crate::suggest;
+use crate::vst3::Vst3World;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +42,13 @@ impl<W> Default for FormatWorld<W> {
 pub struct Host {
     lv2: FormatWorld<Lv2World>,
     clap: FormatWorld<ClapWorld>,
+    vst3: FormatWorld<Vst3World>,
 }
 
 impl Host {
     /// A host that discovers plugins the way other hosts do: LV2 in `LV2_PATH`, else `~/.lv2`,
     /// `/usr/local/lib/lv2`, `/usr/lib/lv2`; CLAP in `CLAP_PATH`, `~/.clap`, `/usr/lib/clap`,
-    /// `/usr/local/lib/clap`.
+    /// `/usr/local/lib/clap`; VST3 in `~/.vst3`, `/usr/lib/vst3`, `/usr/local/lib/vst3`.
     pub fn new() -> Host {
         Host::default()
     }
@@ -59,12 +61,16 @@ impl Host {
         self.clap.world.get_or_init(ClapWorld::new)
     }
 
+    fn vst3(&self) -> &Vst3World {
+        self.vst3.world.get_or_init(Vst3World::new)
+    }
+
     /// Descriptions of every installed plugin of one format.
     pub fn plugins(&self, format: Format) -> &[PluginInfo] {
         match format {
             Format::Lv2 => self.lv2.plugins.get_or_init(|| self.lv2().plugins()),
             Format::Clap => self.clap.plugins.get_or_init(|| self.clap().plugins()),
-            Format::Vst3 => &[],
+            Format::Vst3 => self.vst3.plugins.get_or_init(|| self.vst3().plugins()),
         }
     }
 
@@ -80,14 +86,14 @@ impl Host {
         plugins
     }
 
-    /// Loads an effect by its id (LV2 URI, CLAP id) or, when unique, its name (case-insensitive), in one
+    /// Loads an effect by its id (LV2 URI, CLAP id, VST3 class id) or, when unique, its name (case-insensitive), in one
     /// format or in all.
     pub fn load(&self, key: &str, format: Option<Format>) -> Result<Effect, LoadError> {
         let (format, id) = self.resolve(key, format)?;
         let backend: Option<Box<dyn Backend>> = match format {
             Format::Lv2 => self.lv2().backend(&id).map(|b| Box::new(b) as Box<dyn Backend>),
             Format::Clap => self.clap().backend(&id).map(|b| Box::new(b) as Box<dyn Backend>),
-            Format::Vst3 => None,
+            Format::Vst3 => self.vst3().backend(&id).map(|b| Box::new(b) as Box<dyn Backend>),
         };
         let effect = Effect::new(backend.ok_or(LoadError::Unloadable { format, id })?);
         let info = effect.info();

@@ -42,6 +42,7 @@ pub mod param;
 mod plugin;
 pub mod render;
 mod suggest;
+mod vst3;
 
 pub use audio::{Audio, AudioError};
 pub use chain::{Chain, ChainError};
@@ -53,3 +54,4 @@ pub use lv2::Lv2World;
 pub use param::{ParamKind, ParamSpec, Scale};
 pub use plugin::{AudioPort, Effect, Format, PluginInfo};
 pub use render::{RenderError, RenderSettings};
+pub use vst3::Vst3World;
