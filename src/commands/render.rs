@@ -61,7 +61,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     for (stage, stage_values) in chain.stages().iter().zip(&values) {
         for (spec, &value) in stage.effect().info().params.iter().zip(stage_values) {
             let prefix = if qualify { format!("{}.", stage.name()) } else { String::new() };
-            writeln!(out, "{prefix}{} = {}", spec.id, spec.display_value(value))?;
+            writeln!(out, "{prefix}{} = {} ({})", spec.id, spec.display_value(value), spec.name)?;
         }
     }
     eprintln!("wrote {} ({} frames, {} Hz)", args.output.display(), output.frames(), output.sample_rate());

@@ -1,8 +1,8 @@
 //! CLAP through clack-host: discovery, parameter metadata, and fresh instances for each render.
 //!
 //! Lifecycle of one render: [`ClapWorld`] (one per thread; it loads every `.clap` file once) →
-//! [`ClapBackend::instantiate`] (a fresh `PluginInstance` whose parameters are set with `params.flush` while it
-//! is inactive, then activated for the render's rate and block size and started) → `process` block by block, the
+//! [`ClapBackend::instantiate`] (a fresh `PluginInstance`, activated for the render's rate and block size, its
+//! parameters set with `params.flush` before processing starts) → `process` block by block, the
 //! parameter values repeated as events at frame 0 of the first block → stopped, deactivated and destroyed. A
 //! fresh instance per render is the reset: it cannot carry state over, whatever the plugin's `reset` does.
 
@@ -11,7 +11,7 @@ use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
 use clack_extensions::audio_ports::{AudioPortFlags, AudioPortInfoBuffer, PluginAudioPorts};
-use clack_extensions::latency::PluginLatency;
+use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::params::{ParamInfoBuffer, ParamInfoFlags, PluginParams};
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
@@ -20,8 +20,29 @@ use crate::param::{ParamKind, ParamSpec, Scale};
 use crate::plugin::{AudioPort, Backend, Format, Instance, PluginInfo};
 use crate::render::RenderError;
 
-/// afx hosts plugins with no host-side extensions: offline rendering needs no callbacks from the plugin.
-type NoHandlers = ();
+/// afx's side of the CLAP host interface. Offline rendering needs no callbacks, but a plugin may call one
+/// anyway: DPF plugins that report latency (ZaMaximX2) call `clap_host_latency.changed` without checking that the
+/// host offers it, and crashed on a null pointer when it did not. afx re-reads the latency after activation, so
+/// `changed` has nothing to do.
+struct Handlers;
+
+struct MainThread;
+
+impl MainThreadHandler<'_> for MainThread {}
+
+impl HostLatencyImpl for MainThread {
+    fn changed(&self) {}
+}
+
+impl HostHandlers for Handlers {
+    type Shared<'a> = ();
+    type MainThread<'a> = MainThread;
+    type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &()) {
+        builder.register::<HostLatency>();
+    }
+}
 
 /// Folders searched after those in `CLAP_PATH`, in the order the CLAP spec lists them for Linux.
 const SYSTEM_FOLDERS: [&str; 2] = ["/usr/lib/clap", "/usr/local/lib/clap"];
@@ -276,8 +297,9 @@ fn param_spec(info: &clack_extensions::params::ParamInfo) -> ParamSpec {
     }
 }
 
-fn new_instance(entry: &PluginEntry, id: &CStr, host: &HostInfo) -> Result<PluginInstance<NoHandlers>, String> {
-    PluginInstance::<NoHandlers>::new(|_| (), |_| (), entry, id, host).map_err(|e| format!("instantiation failed: {e}"))
+fn new_instance(entry: &PluginEntry, id: &CStr, host: &HostInfo) -> Result<PluginInstance<Handlers>, String> {
+    PluginInstance::<Handlers>::new(|_| (), |_| MainThread, entry, id, host)
+        .map_err(|e| format!("instantiation failed: {e}"))
 }
 
 pub(crate) struct ClapBackend {
@@ -315,35 +337,35 @@ impl Backend for ClapBackend {
             events.push(&ParamValueEvent::new(0, id, Pckn::match_all(), f64::from(value)));
         }
 
-        // Values go in before activation, so that a plugin that derives coefficients in `activate` (or starts
-        // its smoothers at the current value) sees them; reading them back catches a plugin that clamps or drops.
         let shared = instance.plugin_shared_handle();
         let params = shared.get_extension::<PluginParams>();
         let latency_ext = shared.get_extension::<PluginLatency>();
-        if let Some(params) = params {
-            if let Some(mut inactive) = instance.inactive_plugin_handle() {
-                params.flush(&mut inactive, &events.as_input(), &mut OutputEvents::void());
-            }
-            let handle = instance.plugin_handle();
-            for ((spec, &id), &value) in self.info.params.iter().zip(&self.param_ids).zip(values) {
-                let got = params.get_value(&handle, id);
-                if got != Some(f64::from(value)) {
-                    return Err(self.error(format!(
-                        "parameter {} ({:?}) holds {got:?} instead of {value} after params.flush (range [{}, {}])",
-                        spec.id, spec.name, spec.min, spec.max
-                    )));
-                }
-            }
-        }
-
         let config = PluginAudioConfiguration {
             sample_rate: f64::from(sample_rate),
             min_frames_count: 1,
             max_frames_count: max_frames,
         };
-        let stopped = instance
+        let mut stopped = instance
             .activate(|_, _| (), config)
             .map_err(|e| self.error(format!("activation at {sample_rate} Hz, {block_size} frames failed: {e}")))?;
+        // Values are flushed once active, before processing starts, and repeated as events at frame 0 of the
+        // first block; both reach the DSP before its first sample. Reading them back catches a plugin that
+        // clamps or drops a value.
+        if let Some(params) = params {
+            params.flush_active(&mut stopped.plugin_handle(), &events.as_input(), &mut OutputEvents::void());
+            let handle = instance.plugin_handle();
+            for ((spec, &id), &value) in self.info.params.iter().zip(&self.param_ids).zip(values) {
+                let got = params.get_value(&handle, id);
+                if got != Some(f64::from(value)) {
+                    let message = format!(
+                        "parameter {} ({:?}) holds {got:?} instead of {value} after params.flush (range [{}, {}])",
+                        spec.id, spec.name, spec.min, spec.max
+                    );
+                    instance.deactivate(stopped);
+                    return Err(self.error(message));
+                }
+            }
+        }
         // The latency extension may be read from activation on; the value is fixed until the next activation.
         let latency = latency_ext.map_or(0, |l| l.get(&instance.plugin_handle())) as usize;
         let processor = match stopped.start_processing() {
@@ -372,8 +394,8 @@ impl Backend for ClapBackend {
 
 struct ClapInstance<'a> {
     /// `None` only while dropping.
-    processor: Option<StartedPluginAudioProcessor<NoHandlers>>,
-    instance: PluginInstance<NoHandlers>,
+    processor: Option<StartedPluginAudioProcessor<Handlers>>,
+    instance: PluginInstance<Handlers>,
     /// Parameter values for frame 0 of the first block; empty after it.
     events: EventBuffer,
     /// Copies of one block of every input channel: CLAP hands plugins mutable input buffers, and a plugin that
