@@ -71,6 +71,9 @@ fn render(dir: &Path, input: &Path, plugin: &str, format: &str, sets: &[(&str, f
     read_wav(&output).1
 }
 
+/// A plugin name, the file it renders, and parameter values by name.
+type Case<'a> = (&'a str, &'a Path, &'a [(&'a str, f32)]);
+
 #[test]
 fn four_zam_effects_render_the_same_recording_alike_in_lv2_clap_and_vst3() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +81,7 @@ fn four_zam_effects_render_the_same_recording_alike_in_lv2_clap_and_vst3() {
     let stereo = dir.path().join("amen.wav");
     write_wav(&stereo, amen.sample_rate(), amen.channels());
     let mono = amen_mono_wav(dir.path());
-    let cases: [(&str, &Path, &[(&str, f32)]); 4] = [
+    let cases: [Case; 4] = [
         ("ZamComp", &mono, &[("Threshold", -30.0), ("Ratio", 6.0), ("Attack", 5.0), ("Release", 120.0)]),
         ("ZamEQ2", &mono, &[("Boost/Cut 1", 9.0), ("Frequency 1", 800.0), ("Bandwidth 1", 2.0), ("Boost/Cut H", -6.0)]),
         // Reports 480 frames of latency at 44.1 kHz in every format.
