@@ -48,7 +48,8 @@ pub struct Host {
 impl Host {
     /// A host that discovers plugins the way other hosts do: LV2 in `LV2_PATH`, else `~/.lv2`,
     /// `/usr/local/lib/lv2`, `/usr/lib/lv2`; CLAP in `CLAP_PATH`, `~/.clap`, `/usr/lib/clap`,
-    /// `/usr/local/lib/clap`; VST3 in `~/.vst3`, `/usr/lib/vst3`, `/usr/local/lib/vst3`.
+    /// `/usr/local/lib/clap`; VST3 in `VST3_PATH` (afx's own), `~/.vst3`,
+    /// `/usr/lib/vst3`, `/usr/local/lib/vst3`.
     pub fn new() -> Host {
         Host::default()
     }

@@ -154,6 +154,11 @@ impl ParamSpec {
         }
     }
 
+    /// How messages name this parameter: its id, or its name where the id is a bare number (CLAP, VST3).
+    pub fn label(&self) -> &str {
+        if self.id.bytes().all(|b| b.is_ascii_digit()) { &self.name } else { &self.id }
+    }
+
     /// `value` with its unit, for printing.
     pub fn display_value(&self, value: f32) -> String {
         match &self.unit {

@@ -277,7 +277,8 @@ fn non_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> RenderError 
         .enumerate()
         .find_map(|(c, samples)| samples.iter().position(|s| !s.is_finite()).map(|f| (c, f)))
         .unwrap_or((0, 0));
-    let params = info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.id)).collect::<Vec<_>>().join(" ");
+    let params =
+        info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.label())).collect::<Vec<_>>().join(" ");
     RenderError::NonFinite { plugin: info.name.clone(), value: output.channel(channel)[frame], frame, channel, params }
 }
 

@@ -96,3 +96,41 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// afx's own test effect, built and packaged for every format: put these folders in `LV2_PATH`, `CLAP_PATH`
+/// and `VST3_PATH`.
+#[derive(Debug, Clone)]
+pub struct TestFxPaths {
+    pub lv2: std::path::PathBuf,
+    pub clap: std::path::PathBuf,
+    pub vst3: std::path::PathBuf,
+}
+
+impl TestFxPaths {
+    /// The environment variables that make a host (afx, lv2file, a worker) find the test effect.
+    pub fn env(&self) -> [(&'static str, &std::path::Path); 3] {
+        [("LV2_PATH", &self.lv2), ("CLAP_PATH", &self.clap), ("VST3_PATH", &self.vst3)]
+    }
+}
+
+/// Builds the test effect's cdylib (`cargo build -p afx-testfx`, the tests' own profile and target folder) and
+/// packages it under `<target>/testfx/`, once per test process.
+pub fn testfx() -> &'static TestFxPaths {
+    static PATHS: std::sync::OnceLock<TestFxPaths> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit sits in the workspace");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "afx-testfx", "--lib"])
+            .current_dir(root)
+            .status()
+            .expect("run cargo to build the test effect");
+        assert!(status.success(), "cargo build -p afx-testfx failed");
+        let library = target.join("debug").join(afx_testfx::bundle::LIBRARY_FILE);
+        let bundles = afx_testfx::bundle::package(&library, &target.join("testfx"))
+            .unwrap_or_else(|e| panic!("packaging {}: {e}", library.display()));
+        let parent = |p: &Path| p.parent().expect("bundles sit in a folder").to_path_buf();
+        TestFxPaths { lv2: parent(&bundles.lv2), clap: parent(&bundles.clap), vst3: parent(&bundles.vst3) }
+    })
+}

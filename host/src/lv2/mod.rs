@@ -135,7 +135,10 @@ impl Lv2World {
                 .scale_points()
                 .iter()
                 .filter_map(|sp| {
-                    Some(Choice { value: sp.value().as_float()?, label: sp.label().as_str().unwrap_or("").to_string() })
+                    // Turtle writes `rdf:value 2` as an integer literal, `2.0` as a decimal: accept both.
+                    let value = sp.value();
+                    let value = value.as_float().or_else(|| value.as_int().map(|i| i as f32))?;
+                    Some(Choice { value, label: sp.label().as_str().unwrap_or("").to_string() })
                 })
                 .collect();
             choices.sort_by(|a, b| a.value.total_cmp(&b.value));

@@ -61,7 +61,8 @@ impl Default for Vst3World {
 }
 
 impl Vst3World {
-    /// Finds the bundles in `~/.vst3`, `/usr/lib/vst3` and `/usr/local/lib/vst3` (and their subfolders).
+    /// Finds the bundles in `VST3_PATH`, `~/.vst3`, `/usr/lib/vst3` and `/usr/local/lib/vst3` (and their
+    /// subfolders).
     pub fn new() -> Vst3World {
         Self::with_dirs(&module::standard_dirs())
     }

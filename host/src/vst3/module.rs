@@ -52,9 +52,12 @@ pub(super) fn serial() -> Serial {
     Serial(SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
-/// The folders hosts search on Linux, in the order the VST3 spec lists them.
+/// `VST3_PATH` (colon-separated; afx's own variable, VST3 defines none, like `LV2_PATH` and `CLAP_PATH`), then
+/// the folders hosts search on Linux, in the order the VST3 spec lists them.
 pub(super) fn standard_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("VST3_PATH")
+        .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".vst3"));
     }
