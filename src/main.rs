@@ -26,6 +26,12 @@ enum Command {
     /// Measure the harness against direct loops
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// A worker process of the SPSA pool (jobs on stdin, results on stdout)
+    #[command(hide = true)]
+    Worker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,10 +40,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Worker { args } = cli.command {
+        // The pool talks to workers over stdout: nothing else may print there.
+        return afx_spsa::worker::main_with_args(args);
+    }
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
-        Command::Bench(bench) => commands::bench::run(bench),
+        Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
+        Command::Worker { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod estimator;
 mod job;
 mod pool;

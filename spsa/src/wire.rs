@@ -212,12 +212,18 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+// Audio is most of every frame: samples are copied as raw bytes, which is little-endian f32 on the targets
+// afx supports (checked at compile time below).
+#[cfg(not(target_endian = "little"))]
+compile_error!("the worker protocol copies f32 samples as little-endian bytes");
+
+fn put_samples(out: &mut Vec<u8>, v: &[f32]) {
+    out.extend_from_slice(bytemuck::cast_slice(v));
+}
+
 fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
     put_u32(out, v.len() as u32);
-    out.reserve(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    put_samples(out, v);
 }
 
 fn put_audio(out: &mut Vec<u8>, a: &Audio) {
@@ -226,9 +232,7 @@ fn put_audio(out: &mut Vec<u8>, a: &Audio) {
     put_u32(out, a.frames() as u32);
     out.reserve(a.num_channels() * a.frames() * 4);
     for c in a.channels() {
-        for x in c {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
+        put_samples(out, c);
     }
 }
 
@@ -269,7 +273,10 @@ impl Cursor<'_> {
 
     fn floats(&mut self, n: usize) -> Result<Vec<f32>, WireError> {
         let bytes = self.take(n.checked_mul(4).ok_or_else(|| WireError::Malformed("length overflow".into()))?)?;
-        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+        // The payload buffer has no alignment guarantee for f32: copy bytes into an f32 vector.
+        let mut floats = vec![0.0f32; n];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut floats).copy_from_slice(bytes);
+        Ok(floats)
     }
 
     fn f32s(&mut self) -> Result<Vec<f32>, WireError> {

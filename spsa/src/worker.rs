@@ -158,6 +158,24 @@ pub fn serve(spec: &WorkerSpec, input: &mut impl Read, output: &mut impl Write) 
     Ok(())
 }
 
+/// The protocol's own handles on stdin and stdout, with fd 1 then pointed at stderr: a plugin that prints to
+/// stdout (some do) must not corrupt the frames, and Rust's stdout is line-buffered, which would split every
+/// frame at each 0x0A byte of audio.
+fn protocol_pipes() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::{AsFd, FromRawFd};
+    let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    // SAFETY: dup(1) returns a new descriptor (or -1) that nothing else owns; dup2(2, 1) atomically makes fd 1
+    // another name for stderr, which every process has open. Rust's `Stdout` keeps writing to fd 1, now stderr.
+    let output = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    Ok((input, output))
+}
+
 /// `main` of a worker process: arguments as [`WorkerSpec::to_args`] writes them, jobs on stdin, results on
 /// stdout, diagnostics on stderr (which the pool captures).
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
@@ -168,8 +186,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
             return std::process::ExitCode::from(2);
         }
     };
-    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    match serve(&spec, &mut stdin.lock(), &mut std::io::BufWriter::new(stdout.lock())) {
+    let (input, output) = match protocol_pipes() {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            eprintln!("afx worker: cannot set up its pipes: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
+    match serve(&spec, &mut input, &mut output) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("afx worker ({}): {e}", spec.chain);

@@ -6,6 +6,27 @@ use afx_host::Host;
 pub enum Bench {
     /// Render throughput of the harness over a direct livi loop (same plugin, buffer and block size)
     Render(RenderArgs),
+    /// Worker pool throughput: isolated vs in-process vs direct renders, SPSA with 1 and 2 workers
+    Spsa(SpsaArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SpsaArgs {
+    /// Chains or plugins to measure (plugins.toml names or installed plugin ids); a light and a heavy one
+    #[arg(long = "chain", default_values_t = ["urn:zamaudio:ZamComp".to_string(), "urn:zamaudio:ZamVerb".to_string()])]
+    chains: Vec<String>,
+    /// Seconds of audio per render
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Renders (or SPSA items) per batch
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed rounds (after one warm-up round)
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// One JSON object on stdout: the first chain's ratios at the top level, every chain under `chains`
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -26,8 +47,9 @@ pub struct RenderArgs {
     json: bool,
 }
 
-pub fn run(bench: Bench) -> anyhow::Result<()> {
+pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     match bench {
+        Bench::Spsa(args) => spsa(args, config),
         Bench::Render(args) => {
             let r = afx_host::bench::render_overhead(
                 &Host::new(),
@@ -55,4 +77,44 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = super::config_path(config);
+    let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
+    let mut results = vec![];
+    for chain in &args.chains {
+        let spec = afx_spsa::WorkerSpec::new(config.clone(), chain.clone());
+        let r = afx_spsa::bench::pool_throughput(&spec, &worker, args.seconds, args.batch, args.rounds)?;
+        if !args.json {
+            println!(
+                "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s",
+                r.chain,
+                r.seconds,
+                args.rounds,
+                r.direct_s * 1e3,
+                r.inprocess_s * 1e3,
+                r.isolated_s * 1e3,
+                r.isolated_over_inprocess,
+                r.inprocess_over_direct,
+                r.spsa_items_per_s_1_worker,
+                r.spsa_items_per_s_2_workers,
+                r.speedup_2_workers,
+                r.renders_per_s
+            );
+        }
+        results.push(r);
+    }
+    if args.json {
+        let first = results.first().ok_or_else(|| anyhow::anyhow!("no chain to measure"))?;
+        let json = serde_json::json!({
+            "isolated_over_inprocess": first.isolated_over_inprocess,
+            "inprocess_over_direct": first.inprocess_over_direct,
+            "speedup_2_workers": first.speedup_2_workers,
+            "renders_per_s": first.renders_per_s,
+            "chains": results,
+        });
+        println!("{json}");
+    }
+    Ok(())
 }

@@ -9,13 +9,18 @@ use std::path::Path;
 use anyhow::Context;
 
 /// The plugins.toml in force: `--config`, else `$AFX_CONFIG`, else `./plugins.toml` if it exists.
-pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Option<afx_host::Config>> {
+pub fn config_path(explicit: Option<&Path>) -> Option<std::path::PathBuf> {
     let from_env = std::env::var_os("AFX_CONFIG").map(std::path::PathBuf::from);
-    let path = match explicit.map(Path::to_path_buf).or(from_env) {
-        Some(path) => path,
-        None if Path::new("plugins.toml").exists() => "plugins.toml".into(),
-        None => return Ok(None),
-    };
+    match explicit.map(Path::to_path_buf).or(from_env) {
+        Some(path) => Some(path),
+        None if Path::new("plugins.toml").exists() => Some("plugins.toml".into()),
+        None => None,
+    }
+}
+
+/// The plugins.toml in force, read and checked (see [`config_path`]).
+pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Option<afx_host::Config>> {
+    let Some(path) = config_path(explicit) else { return Ok(None) };
     let config = afx_host::Config::load(&path).context("reading the plugin configuration")?;
     Ok(Some(config))
 }

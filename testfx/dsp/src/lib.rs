@@ -262,7 +262,12 @@ impl TestFx {
 
     /// Misbehaves as [`TestFx::fault`] says; true when `output` holds the (NaN) result already.
     fn trigger_fault(&self, output: &mut [f32]) -> bool {
-        match self.fault() {
+        let fault = self.fault();
+        if matches!(fault, Fault::Abort | Fault::Segfault | Fault::Hang) {
+            // Like a real plugin's last words: hosts should capture and show them with the failure.
+            eprintln!("afx test effect: deliberate {fault:?} fault");
+        }
+        match fault {
             Fault::None => false,
             Fault::Abort => std::process::abort(),
             Fault::Segfault => {

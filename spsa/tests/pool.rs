@@ -1,0 +1,298 @@
+//! The pool and the estimators on real plugins (Debian's ZamEQ2 and afx's own test effect) and a real
+//! recording: agreement with finite differences, unbiasedness, determinism across worker counts and isolation,
+//! and survival of crashing, hanging and NaN-producing plugins.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use afx_host::Audio;
+use afx_spsa::worker::Executor;
+use afx_spsa::{FailureKind, Isolation, Job, Pool, PoolConfig, WorkerCommand, WorkerSpec, item_seed};
+use afx_testkit::{amen_mono, cosine, head, testfx};
+
+struct Setup {
+    config: PathBuf,
+    lv2_path: String,
+    _dir: tempfile::TempDir,
+}
+
+const CONFIG: &str = r#"
+[plugins.eq]
+format = "lv2"
+id = "urn:zamaudio:ZamEQ2"
+params.boost1 = { train = true, min = -12.0, max = 12.0 }
+params.boostl = { train = true, min = -12.0, max = 12.0 }
+params.boosth = { train = true, min = -12.0, max = 12.0 }
+
+[plugins.fx]
+format = "lv2"
+id = "urn:afx:testfx"
+params.drive = { train = true }
+params.tone = { train = true }
+params.gain = { train = true }
+
+[plugins.fx_nan]
+format = "lv2"
+id = "urn:afx:testfx"
+params.drive = { train = true }
+params.tone = { train = true }
+params.gain = { train = true }
+params.fault = { value = 4.0 }
+"#;
+
+/// The test effect built and packaged, a plugins.toml naming it and ZamEQ2, and `LV2_PATH` covering both.
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("plugins.toml");
+        std::fs::write(&config, CONFIG).unwrap();
+        let lv2_path = format!("{}:/usr/lib/lv2:/usr/local/lib/lv2", testfx().lv2.display());
+        // SAFETY: every test calls `setup()` before anything in this process reads the environment (lilv reads
+        // LV2_PATH when a thread-isolated worker makes its host), and OnceLock runs this once, before any of
+        // them proceeds: no other thread reads or writes the environment concurrently.
+        unsafe { std::env::set_var("LV2_PATH", &lv2_path) };
+        Setup { config, lv2_path, _dir: dir }
+    })
+}
+
+fn spec(chain: &str) -> WorkerSpec {
+    WorkerSpec::new(Some(setup().config.clone()), chain)
+}
+
+fn process() -> Isolation {
+    Isolation::Process(WorkerCommand::new(env!("CARGO_BIN_EXE_afx-worker")).env("LV2_PATH", &setup().lv2_path))
+}
+
+fn pool(chain: &str, isolation: Isolation, workers: usize) -> Pool {
+    let mut config = PoolConfig::new(spec(chain), isolation);
+    config.workers = workers;
+    Pool::new(config).unwrap()
+}
+
+/// A quarter second of a real drum recording.
+fn clip() -> Audio {
+    head(&amen_mono(), 11_025)
+}
+
+/// Direct, in-process render at θ.
+fn render(chain: &str, input: &Audio, theta: &[f32]) -> Audio {
+    let mut executor = Executor::new(&spec(chain)).unwrap();
+    let job = Job::Render { input: input.clone(), theta: theta.to_vec() };
+    executor.run(&job).unwrap().into_audio().unwrap()
+}
+
+/// ∂L/∂y of L = mean((y − target)²), as audio.
+fn mse_grad(y: &Audio, target: &Audio) -> Audio {
+    let n = (y.frames() * y.num_channels()) as f32;
+    let g = y
+        .channels()
+        .iter()
+        .zip(target.channels())
+        .map(|(a, b)| a.iter().zip(b).map(|(a, b)| 2.0 * (a - b) / n).collect());
+    Audio::new(y.sample_rate(), g.collect()).unwrap()
+}
+
+/// The upstream gradient at θ towards the render at θ*.
+fn problem(chain: &str, theta: &[f32], theta_star: &[f32]) -> (Audio, Audio) {
+    let input = clip();
+    let target = render(chain, &input, theta_star);
+    let y = render(chain, &input, theta);
+    let g = mse_grad(&y, &target);
+    (input, g)
+}
+
+fn gradient(result: Result<afx_spsa::JobOutput, afx_spsa::ItemError>) -> Vec<f32> {
+    result.unwrap().into_gradient().unwrap()
+}
+
+#[test]
+fn pool_renders_equal_direct_renders_in_order_with_processes_and_threads() {
+    let input = clip();
+    let thetas: Vec<Vec<f32>> = (0..5).map(|i| vec![0.1 + 0.2 * i as f32, 0.5, 0.9 - 0.15 * i as f32]).collect();
+    let expected: Vec<Audio> = thetas.iter().map(|t| render("eq", &input, t)).collect();
+    for isolation in [process(), Isolation::Thread] {
+        let mut pool = pool("eq", isolation, 2);
+        assert_eq!(pool.num_params(), 3);
+        let jobs = thetas.iter().map(|t| Job::Render { input: input.clone(), theta: t.clone() }).collect();
+        for (result, want) in pool.run(jobs).into_iter().zip(&expected) {
+            assert_eq!(&result.unwrap().into_audio().unwrap(), want);
+        }
+    }
+}
+
+#[test]
+fn spsa_with_64_perturbations_points_where_finite_differences_do() {
+    for (chain, theta, theta_star) in
+        [("eq", [0.3, 0.6, 0.45], [0.7, 0.4, 0.55]), ("fx", [0.3, 0.6, 0.45], [0.6, 0.3, 0.7])]
+    {
+        let (input, g) = problem(chain, &theta, &theta_star);
+        let mut pool = pool(chain, process(), 2);
+        let jobs = vec![
+            Job::FiniteDifference { input: input.clone(), theta: theta.to_vec(), grad: g.clone(), step: 1e-2 },
+            Job::Spsa { input, theta: theta.to_vec(), grad: g, epsilon: 1e-2, perturbations: 64, seed: 11 },
+        ];
+        let mut results = pool.run(jobs).into_iter();
+        let fd = gradient(results.next().unwrap());
+        let spsa = gradient(results.next().unwrap());
+        let c = cosine(&fd, &spsa);
+        eprintln!("{chain}: FD {fd:?} SPSA(K=64) {spsa:?} cosine {c:.4}");
+        assert!(fd.iter().any(|v| v.abs() > 1e-6), "{chain}: zero gradient, the test would prove nothing");
+        assert!(c >= 0.9, "{chain}: cosine {c}");
+    }
+}
+
+#[test]
+fn single_perturbation_spsa_is_unbiased_its_mean_converges_to_finite_differences() {
+    let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.7f32, 0.4, 0.55]);
+    let (input, g) = problem("eq", &theta, &theta_star);
+    let mut pool = pool("eq", process(), 2);
+    let fd = gradient(
+        pool.run(vec![Job::FiniteDifference {
+            input: input.clone(),
+            theta: theta.to_vec(),
+            grad: g.clone(),
+            step: 1e-2,
+        }])
+        .remove(0),
+    );
+    let runs = 600;
+    let jobs = (0..runs)
+        .map(|i| Job::Spsa {
+            input: input.clone(),
+            theta: theta.to_vec(),
+            grad: g.clone(),
+            epsilon: 1e-2,
+            perturbations: 1,
+            seed: item_seed(5, i),
+        })
+        .collect();
+    let estimates: Vec<Vec<f32>> = pool.run(jobs).into_iter().map(gradient).collect();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let fd64: Vec<f64> = fd.iter().map(|&x| f64::from(x)).collect();
+    let error_of_mean = |n: usize| {
+        let mean: Vec<f64> =
+            (0..3).map(|p| estimates[..n].iter().map(|e| f64::from(e[p])).sum::<f64>() / n as f64).collect();
+        let diff: Vec<f64> = mean.iter().zip(&fd64).map(|(m, f)| m - f).collect();
+        norm(&diff) / norm(&fd64)
+    };
+    let (one, some, all) = (error_of_mean(1), error_of_mean(40), error_of_mean(runs));
+    eprintln!("relative error of the mean of K=1 estimates: 1 -> {one:.3}, 40 -> {some:.3}, {runs} -> {all:.3}");
+    // One estimate is far off (P = 3: each coordinate picks up the others' terms); the mean closes in.
+    assert!(one > 0.3, "a single estimate is suspiciously exact: {one}");
+    assert!(all < 0.1, "the mean of {runs} unbiased estimates should be within 10% of FD: {all}");
+    assert!(all < some, "the error did not shrink with more estimates");
+}
+
+#[test]
+fn the_same_seed_gives_identical_gradients_whatever_the_workers_and_isolation() {
+    let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
+    let (input, g) = problem("fx", &theta, &theta_star);
+    let jobs = || {
+        (0..6)
+            .map(|i| Job::Spsa {
+                input: input.clone(),
+                theta: theta.iter().map(|t| t + 0.02 * i as f32).collect(),
+                grad: g.clone(),
+                epsilon: 1e-2,
+                perturbations: 2,
+                seed: item_seed(42, i),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut runs = vec![];
+    for (isolation, workers) in [(process(), 1), (process(), 2), (Isolation::Thread, 1), (Isolation::Thread, 2)] {
+        let mut pool = pool("fx", isolation, workers);
+        runs.push(pool.run(jobs()).into_iter().map(gradient).collect::<Vec<_>>());
+    }
+    for run in &runs[1..] {
+        assert_eq!(run, &runs[0]);
+    }
+}
+
+/// Eight render jobs on the test effect; item 3 sits at the top of the drive range, where an armed fault fires.
+fn fault_batch(input: &Audio) -> Vec<Job> {
+    (0..8)
+        .map(|i| {
+            let drive = if i == 3 { 1.0 } else { 0.1 * i as f32 };
+            Job::Render { input: input.clone(), theta: vec![drive, 0.5, 0.5] }
+        })
+        .collect()
+}
+
+#[test]
+fn a_crashing_hanging_or_nan_item_fails_alone_and_the_pool_stays_healthy() {
+    let input = clip();
+    let healthy = fault_batch(&input);
+    // What the healthy items must give, rendered directly (no fault armed in this process).
+    let expected: Vec<Audio> = healthy.iter().map(|j| render("fx", &input, j.theta())).collect();
+    for (mode, expect) in [
+        ("abort", FailureKind::Crashed { signal: Some(6), code: None }),
+        ("segfault", FailureKind::Crashed { signal: Some(11), code: None }),
+        ("hang", FailureKind::TimedOut { after: Duration::from_secs(2) }),
+        ("nan", FailureKind::NonFinite(String::new())),
+    ] {
+        let started = Instant::now();
+        let command = WorkerCommand::new(env!("CARGO_BIN_EXE_afx-worker"))
+            .env("LV2_PATH", &setup().lv2_path)
+            .env("AFX_TESTFX_FAULT", mode);
+        let mut config = PoolConfig::new(spec("fx"), Isolation::Process(command));
+        config.workers = 2;
+        config.job_timeout = Duration::from_secs(2);
+        let mut pool = Pool::new(config).unwrap();
+        let results = pool.run(fault_batch(&input));
+        for (i, (result, want)) in results.iter().zip(&expected).enumerate() {
+            if i != 3 {
+                assert_eq!(result.as_ref().unwrap().clone().into_audio().as_ref(), Some(want), "{mode}: item {i}");
+                continue;
+            }
+            let error = result.as_ref().unwrap_err();
+            eprintln!("{mode}: {error}");
+            match (&error.kind, &expect) {
+                (FailureKind::NonFinite(m), FailureKind::NonFinite(_)) => assert!(m.contains("NaN"), "{m}"),
+                (got, want) => assert_eq!(got, want, "{mode}"),
+            }
+            assert_eq!(error.chain, "fx");
+            assert_eq!(error.theta, vec![1.0, 0.5, 0.5]);
+            if mode != "nan" {
+                assert!(error.stderr.contains("deliberate"), "{mode}: stderr not captured: {:?}", error.stderr);
+            }
+            assert!(error.to_string().contains("θ = [1.0000, 0.5000, 0.5000]"), "{error}");
+        }
+        // The next batch, without the faulty item, runs on the (replaced) workers as if nothing happened.
+        let mut next = fault_batch(&input);
+        next[3] = Job::Render { input: input.clone(), theta: vec![0.3, 0.5, 0.5] };
+        for (i, result) in pool.run(next).into_iter().enumerate() {
+            let audio = result.unwrap_or_else(|e| panic!("{mode}: next batch item {i}: {e}")).into_audio().unwrap();
+            if i != 3 {
+                assert_eq!(&audio, &expected[i]);
+            }
+        }
+        // A hang costs two time limits (the try and its retry); everything else returns at once.
+        assert!(started.elapsed() < Duration::from_secs(20), "{mode} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn nan_in_thread_mode_is_a_failed_item_and_an_empty_batch_is_fine() {
+    let input = clip();
+    // `fx_nan` fixes the test effect's fault parameter at 4 (NaN): every render is non-finite.
+    let mut pool = pool("fx_nan", Isolation::Thread, 2);
+    assert!(pool.run(vec![]).is_empty());
+    for _ in 0..2 {
+        let results = pool.run(fault_batch(&input));
+        assert_eq!(results.len(), 8);
+        for r in results {
+            assert!(matches!(r.unwrap_err().kind, FailureKind::NonFinite(_)));
+        }
+    }
+}
+
+#[test]
+fn a_bad_chain_fails_when_the_pool_starts_with_the_workers_message() {
+    let mut config = PoolConfig::new(spec("no_such_chain"), process());
+    config.workers = 1;
+    let error = Pool::new(config).err().expect("a pool on an unknown chain started").to_string();
+    assert!(error.contains("no_such_chain") && error.contains("did you mean"), "{error}");
+}
