@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::job::{FailureKind, ItemError, Job, JobOutput};
+use afx_host::Audio;
+
+use crate::job::{FailureKind, ItemError, Job, JobOutput, item_seed};
 use crate::wire::{self, Message};
 use crate::worker::{Executor, WorkerSpec};
 
@@ -126,6 +128,40 @@ impl Pool {
 
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    /// Renders item `i` of `inputs` at `thetas[i]`: the forward pass of a batch.
+    pub fn render_batch(&mut self, inputs: &[Audio], thetas: &[Vec<f32>]) -> Vec<Result<Audio, ItemError>> {
+        let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.clone(), theta: t.clone() });
+        self.run(jobs.collect())
+            .into_iter()
+            .map(|r| r.map(|o| o.into_audio().expect("render jobs give audio")))
+            .collect()
+    }
+
+    /// SPSA estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, K perturbations of size ε each; item `i` is
+    /// seeded with [`item_seed`]`(seed, i)`, so results do not depend on the number of workers.
+    pub fn spsa_batch(
+        &mut self,
+        inputs: &[Audio],
+        thetas: &[Vec<f32>],
+        grads: &[Audio],
+        epsilon: f32,
+        perturbations: u32,
+        seed: u64,
+    ) -> Vec<Result<Vec<f32>, ItemError>> {
+        let jobs = inputs.iter().zip(thetas).zip(grads).enumerate().map(|(i, ((x, t), g))| Job::Spsa {
+            input: x.clone(),
+            theta: t.clone(),
+            grad: g.clone(),
+            epsilon,
+            perturbations,
+            seed: item_seed(seed, i),
+        });
+        self.run(jobs.collect())
+            .into_iter()
+            .map(|r| r.map(|o| o.into_gradient().expect("SPSA gives gradients")))
+            .collect()
     }
 
     /// Runs a batch: every job gets a result, in order.

@@ -67,31 +67,55 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         }
         Message::Job { id, job } => put_job(out, *id, job),
         Message::Result { id, result } => {
-            out.push(RESULT);
-            out.extend_from_slice(&id.to_le_bytes());
-            match result {
-                Ok(JobOutput::Audio(a)) => {
-                    out.push(OK_AUDIO);
-                    put_audio(out, a);
-                }
-                Ok(JobOutput::Gradient(g)) => {
-                    out.push(OK_GRADIENT);
-                    put_f32s(out, g);
-                }
-                Err(kind) => {
-                    out.push(ERR);
-                    let (tag, message) = match kind {
-                        FailureKind::NonFinite(m) => (KIND_NON_FINITE, m.clone()),
-                        other => (KIND_PLUGIN, other.to_string()),
-                    };
-                    out.push(tag);
-                    put_str(out, &message);
-                }
-            }
+            let result = result.as_ref().map(|output| match output {
+                JobOutput::Audio(a) => OutputRef::Audio(a),
+                JobOutput::Gradient(g) => OutputRef::Gradient(g),
+            });
+            put_result(out, *id, result)
         }
     }
     let len = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A job's output, borrowed: what a worker encodes without copying its buffers first.
+#[derive(Debug, Clone, Copy)]
+pub enum OutputRef<'a> {
+    Audio(&'a Audio),
+    Gradient(&'a [f32]),
+}
+
+/// Like [`encode`] for `Message::Result`, from borrowed output.
+pub fn encode_result(id: u64, result: Result<OutputRef<'_>, &FailureKind>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    put_result(out, id, result);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn put_result(out: &mut Vec<u8>, id: u64, result: Result<OutputRef<'_>, &FailureKind>) {
+    out.push(RESULT);
+    out.extend_from_slice(&id.to_le_bytes());
+    match result {
+        Ok(OutputRef::Audio(a)) => {
+            out.push(OK_AUDIO);
+            put_audio(out, a);
+        }
+        Ok(OutputRef::Gradient(g)) => {
+            out.push(OK_GRADIENT);
+            put_f32s(out, g);
+        }
+        Err(kind) => {
+            out.push(ERR);
+            let (tag, message) = match kind {
+                FailureKind::NonFinite(m) => (KIND_NON_FINITE, m.clone()),
+                other => (KIND_PLUGIN, other.to_string()),
+            };
+            out.push(tag);
+            put_str(out, &message);
+        }
+    }
 }
 
 /// Like [`encode`] for `Message::Job { id, job }`, without owning the job.

@@ -8,7 +8,7 @@ use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, Rend
 
 use crate::estimator::{Workspace, finite_difference_vjp, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
-use crate::wire::{self, Message};
+use crate::wire::{self, Message, OutputRef};
 
 /// Which chain a worker hosts and how it renders. Travels to worker processes as command-line arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,13 +68,21 @@ pub struct Executor {
     chain: Chain,
     settings: RenderSettings,
     work: Workspace,
+    output: Audio,
+    gradient: Vec<f32>,
 }
 
 impl Executor {
     pub fn new(spec: &WorkerSpec) -> Result<Executor, ChainError> {
         let config = spec.config.as_deref().map(Config::load).transpose()?;
         let chain = Chain::resolve(&Host::new(), config.as_ref(), &spec.chain, spec.format)?;
-        Ok(Executor { chain, settings: RenderSettings { block_size: spec.block_size }, work: Workspace::default() })
+        Ok(Executor {
+            chain,
+            settings: RenderSettings { block_size: spec.block_size },
+            work: Workspace::default(),
+            output: Audio::silence(1, 1, 0),
+            gradient: vec![],
+        })
     }
 
     pub fn chain(&self) -> &Chain {
@@ -83,22 +91,32 @@ impl Executor {
 
     /// Runs one job. Plugin errors and NaN/Inf are returned, not panicked: the worker stays usable.
     pub fn run(&mut self, job: &Job) -> Result<JobOutput, FailureKind> {
-        let Executor { chain, settings, work } = self;
+        Ok(match self.run_ref(job)? {
+            OutputRef::Audio(a) => JobOutput::Audio(a.clone()),
+            OutputRef::Gradient(g) => JobOutput::Gradient(g.to_vec()),
+        })
+    }
+
+    /// Like [`Executor::run`], leaving the output in the executor's own buffers, which the next job reuses:
+    /// a worker process encodes from them without allocating per job.
+    pub fn run_ref(&mut self, job: &Job) -> Result<OutputRef<'_>, FailureKind> {
+        let Executor { chain, settings, work, output, gradient } = self;
         match job {
             Job::Render { input, theta } => {
-                let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
-                render(chain, settings, input, theta, &mut output)?;
-                Ok(JobOutput::Audio(output))
+                render(chain, settings, input, theta, output)?;
+                Ok(OutputRef::Audio(output))
             }
             Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
                 check_grad(input, grad)?;
                 let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
-                spsa_vjp(&mut f, theta, grad, *epsilon, *perturbations as usize, *seed, work).map(JobOutput::Gradient)
+                *gradient = spsa_vjp(&mut f, theta, grad, *epsilon, *perturbations as usize, *seed, work)?;
+                Ok(OutputRef::Gradient(gradient))
             }
             Job::FiniteDifference { input, theta, grad, step } => {
                 check_grad(input, grad)?;
                 let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
-                finite_difference_vjp(&mut f, theta, grad, *step, work).map(JobOutput::Gradient)
+                *gradient = finite_difference_vjp(&mut f, theta, grad, *step, work)?;
+                Ok(OutputRef::Gradient(gradient))
             }
         }
     }
@@ -151,8 +169,7 @@ pub fn serve(spec: &WorkerSpec, input: &mut impl Read, output: &mut impl Write) 
         let Message::Job { id, job } = wire::decode(&payload).map_err(|e| e.to_string())? else {
             return Err("expected a job frame".into());
         };
-        let result = executor.run(&job);
-        wire::encode(&Message::Result { id, result }, &mut frame);
+        wire::encode_result(id, executor.run_ref(&job).as_ref().copied(), &mut frame);
         wire::write_frame(output, &frame).map_err(|e| format!("writing result: {e}"))?;
     }
     Ok(())

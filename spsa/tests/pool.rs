@@ -190,21 +190,15 @@ fn the_same_seed_gives_identical_gradients_whatever_the_workers_and_isolation() 
     let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
     let (input, g) = problem("fx", &theta, &theta_star);
     let jobs = || {
-        (0..6)
-            .map(|i| Job::Spsa {
-                input: input.clone(),
-                theta: theta.iter().map(|t| t + 0.02 * i as f32).collect(),
-                grad: g.clone(),
-                epsilon: 1e-2,
-                perturbations: 2,
-                seed: item_seed(42, i),
-            })
-            .collect::<Vec<_>>()
+        let thetas: Vec<Vec<f32>> = (0..6).map(|i| theta.iter().map(|t| t + 0.02 * i as f32).collect()).collect();
+        (vec![input.clone(); 6], thetas, vec![g.clone(); 6])
     };
     let mut runs = vec![];
     for (isolation, workers) in [(process(), 1), (process(), 2), (Isolation::Thread, 1), (Isolation::Thread, 2)] {
         let mut pool = pool("fx", isolation, workers);
-        runs.push(pool.run(jobs()).into_iter().map(gradient).collect::<Vec<_>>());
+        let (inputs, thetas, grads) = jobs();
+        let batch = pool.spsa_batch(&inputs, &thetas, &grads, 1e-2, 2, 42);
+        runs.push(batch.into_iter().map(Result::unwrap).collect::<Vec<_>>());
     }
     for run in &runs[1..] {
         assert_eq!(run, &runs[0]);
