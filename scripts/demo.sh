@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end. Until the trainer exists it hosts real plugins: scan what is installed, render a
-# real drum loop through the EQ -> compressor chain of plugins.toml and through a limiter, and measure the
-# harness against a direct livi loop. Results land in out/demo/.
+# real drum loop through the EQ -> compressor chain of plugins.toml, through a limiter, and through one zam
+# plugin in all three formats, then measure the harness and the worker pool. Results land in out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +27,17 @@ echo "== limiter with 64-sample look-ahead, latency compensated (x42 dpl)"
 $afx --config plugins.toml render --plugin x42_limiter -i "$out/amen.wav" -o "$out/amen-limited.wav" \
   --set gain=12 --set threshold=-1
 
+echo "== the same effect as LV2, CLAP and VST3 (Debian ships zam-plugins in all three)"
+for format in lv2 clap vst3; do
+  $afx render --plugin ZaMaximX2 --format "$format" -i "$out/amen.wav" -o "$out/amen-maxim-$format.wav" \
+    --set Threshold=-12 --set Release=40 2>/dev/null | tail -n 1
+done
+
 echo "== harness overhead"
 $afx bench render --seconds 10 | tee "$out/bench-render.txt"
 
+echo "== worker pool: isolation cost and SPSA throughput"
+$afx bench spsa --rounds 3 2>/dev/null | tee "$out/bench-spsa.txt"
+
 echo
-echo "results: $out/ (plugins.json, amen-eq-comp.wav + its parameters, amen-limited.wav, bench-render.txt)"
+echo "results: $out/ (plugins.json, amen-eq-comp.wav + its parameters, amen-limited.wav, amen-maxim-*.wav, bench-*.txt)"
