@@ -199,7 +199,16 @@ impl Pool {
 
 type Results = Mutex<Vec<Option<Result<JobOutput, ItemError>>>>;
 
-/// One worker slot's loop: take jobs until the queue is empty; replace the worker when it dies.
+/// Jobs a worker holds at once: the next job waits in its pipe while it renders the current one, so the
+/// transfer and the wake-up of one hide behind the render of the other.
+const DEPTH: usize = 2;
+
+/// One worker slot's loop: keep its worker fed (up to [`DEPTH`] jobs) until the queue is empty; replace the
+/// worker when it dies.
+///
+/// When a worker dies, the oldest job in flight is the one it was running: that job is retried once, first
+/// thing on the fresh worker, then reported. Jobs sent after it never started: they go back to the queue as
+/// they were.
 async fn serve_slot(
     mut worker: Option<Worker>,
     config: &PoolConfig,
@@ -207,37 +216,78 @@ async fn serve_slot(
     queue: &Mutex<VecDeque<usize>>,
     results: &Results,
 ) -> Option<Worker> {
+    let store = |index: usize, result: Result<JobOutput, ItemError>| {
+        results.lock().expect("results lock")[index] = Some(result);
+    };
+    // (index, attempt) sent to the worker, oldest first; and this slot's retry, which goes before the queue.
+    let mut in_flight: VecDeque<(usize, u32)> = VecDeque::new();
+    let mut retry: Option<usize> = None;
     loop {
-        let Some(index) = queue.lock().expect("queue lock").pop_front() else { return worker };
-        let job = &jobs[index];
-        let mut attempt = 0;
-        let outcome = loop {
-            let current = match worker.take() {
+        while in_flight.len() < DEPTH {
+            let next = match retry.take() {
+                Some(index) => Some((index, 1)),
+                None => queue.lock().expect("queue lock").pop_front().map(|index| (index, 0)),
+            };
+            let Some((index, attempt)) = next else { break };
+            let current = match worker.as_mut() {
                 Some(w) => w,
                 None => match Worker::start(config).await {
-                    Ok(w) => w,
-                    Err(e) => break Err((FailureKind::Plugin(e.to_string()), String::new())),
-                },
-            };
-            let mut current = current;
-            match current.call(index as u64, jobs, index, config.job_timeout).await {
-                Ok(result) => {
-                    worker = Some(current);
-                    break result.map_err(|kind| (kind, String::new()));
-                }
-                Err((kind, stderr)) => {
-                    // The worker is gone (killed or crashed); a fresh one starts on the next attempt.
-                    tracing::warn!(chain = %config.spec.chain, item = index, attempt, "{kind}");
-                    if kind.is_retryable() && attempt == 0 {
-                        attempt += 1;
+                    Ok(w) => worker.insert(w),
+                    Err(e) => {
+                        store(index, Err(item_error(config, &jobs[index], FailureKind::Plugin(e.to_string()), "")));
                         continue;
                     }
-                    break Err((kind, stderr));
+                },
+            };
+            // Only small jobs share the pipe: two large frames could fill both pipes and deadlock.
+            let pipelined = !in_flight.is_empty();
+            if pipelined && !current.can_pipeline(&jobs[index]) {
+                requeue(queue, index, attempt, &mut retry);
+                break;
+            }
+            match current.send(jobs, index, config.job_timeout).await {
+                Ok(()) => in_flight.push_back((index, attempt)),
+                Err(_) if !in_flight.is_empty() => {
+                    // The worker died on an earlier job: receiving that one reports how.
+                    requeue(queue, index, attempt, &mut retry);
+                    break;
+                }
+                Err((kind, stderr)) => {
+                    worker = None;
+                    if kind.is_retryable() && attempt == 0 {
+                        retry = Some(index);
+                    } else {
+                        store(index, Err(item_error(config, &jobs[index], kind, &stderr)));
+                    }
                 }
             }
-        };
-        let result = outcome.map_err(|(kind, stderr)| item_error(config, job, kind, &stderr));
-        results.lock().expect("results lock")[index] = Some(result);
+        }
+        let Some((index, attempt)) = in_flight.pop_front() else { return worker };
+        let current = worker.as_mut().expect("jobs in flight have a worker");
+        match current.receive(index as u64, config.job_timeout).await {
+            Ok(result) => store(index, result.map_err(|kind| item_error(config, &jobs[index], kind, ""))),
+            Err((kind, stderr)) => {
+                tracing::warn!(chain = %config.spec.chain, item = index, attempt, "{kind}");
+                worker = None;
+                for (later, later_attempt) in in_flight.drain(..).rev() {
+                    requeue(queue, later, later_attempt, &mut None);
+                }
+                if kind.is_retryable() && attempt == 0 {
+                    retry = Some(index);
+                } else {
+                    store(index, Err(item_error(config, &jobs[index], kind, &stderr)));
+                }
+            }
+        }
+    }
+}
+
+/// Puts a job that was not run back: as this slot's retry if it is one, else at the front of the queue.
+fn requeue(queue: &Mutex<VecDeque<usize>>, index: usize, attempt: u32, retry: &mut Option<usize>) {
+    if attempt > 0 {
+        *retry = Some(index);
+    } else {
+        queue.lock().expect("queue lock").push_front(index);
     }
 }
 
@@ -278,18 +328,28 @@ impl Worker {
         }
     }
 
-    /// Runs `jobs[index]`. `Ok` holds the job's own result (the worker is still healthy); `Err` means the
-    /// worker died or was killed.
-    async fn call(
-        &mut self,
-        id: u64,
-        jobs: &Arc<Vec<Job>>,
-        index: usize,
-        timeout: Duration,
-    ) -> Result<Result<JobOutput, FailureKind>, Fatal> {
+    /// Hands `jobs[index]` to the worker (its id is its index).
+    async fn send(&mut self, jobs: &Arc<Vec<Job>>, index: usize, limit: Duration) -> Result<(), Fatal> {
         match &mut self.kind {
-            WorkerKind::Process(w) => w.call(id, &jobs[index], timeout).await,
-            WorkerKind::Thread(w) => w.call(jobs.clone(), index, timeout).await.map_err(|k| (k, String::new())),
+            WorkerKind::Process(w) => w.send(index as u64, &jobs[index], limit).await,
+            WorkerKind::Thread(w) => w.send(jobs.clone(), index).map_err(|k| (k, String::new())),
+        }
+    }
+
+    /// The result of the oldest job sent. `Ok` holds the job's own result (the worker is still healthy); `Err`
+    /// means the worker died or was killed.
+    async fn receive(&mut self, id: u64, timeout: Duration) -> Result<Result<JobOutput, FailureKind>, Fatal> {
+        match &mut self.kind {
+            WorkerKind::Process(w) => w.receive(id, timeout).await,
+            WorkerKind::Thread(w) => w.receive(timeout).await.map_err(|k| (k, String::new())),
+        }
+    }
+
+    /// Whether `job` may wait in the worker's input while another runs.
+    fn can_pipeline(&self, job: &Job) -> bool {
+        match &self.kind {
+            WorkerKind::Process(w) => w.can_pipeline(job),
+            WorkerKind::Thread(_) => true,
         }
     }
 }
@@ -316,6 +376,8 @@ impl StderrTail {
 }
 
 struct ProcessWorker {
+    /// Both pipes hold [`PIPE_BYTES`].
+    big_pipes: bool,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -348,9 +410,9 @@ impl ProcessWorker {
             }
         });
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
-        grow_pipe(stdin.as_raw_fd());
-        grow_pipe(stdout.as_raw_fd());
+        let big_pipes = grow_pipe(stdin.as_raw_fd()) && grow_pipe(stdout.as_raw_fd());
         let mut worker = ProcessWorker {
+            big_pipes,
             stdin,
             stdout: BufReader::with_capacity(PIPE_BYTES, stdout),
             child,
@@ -382,19 +444,42 @@ impl ProcessWorker {
         wire::decode(&self.payload)
     }
 
-    async fn call(&mut self, id: u64, job: &Job, timeout: Duration) -> Result<Result<JobOutput, FailureKind>, Fatal> {
+    /// Writes a job frame. It fits in the pipe when [`ProcessWorker::can_pipeline`] said so; otherwise
+    /// this is the only job in flight and the worker is reading.
+    async fn send(&mut self, id: u64, job: &Job, limit: Duration) -> Result<(), Fatal> {
         wire::encode_job(id, job, &mut self.frame);
-        let exchange = async {
+        let write = async {
             self.stdin.write_all(&self.frame).await?;
-            self.stdin.flush().await?;
-            self.read_message().await
+            self.stdin.flush().await
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        // A worker that stops reading for a whole job time limit is stuck.
+        match tokio::time::timeout(limit, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.died().await),
+            Err(_) => Err(self.fail(FailureKind::TimedOut { after: limit }).await),
+        }
+    }
+
+    async fn receive(&mut self, id: u64, timeout: Duration) -> Result<Result<JobOutput, FailureKind>, Fatal> {
+        match tokio::time::timeout(timeout, self.read_message()).await {
             Ok(Ok(Message::Result { id: got, result })) if got == id => Ok(result),
             Ok(Ok(other)) => Err(self.fail(FailureKind::Protocol(format!("unexpected answer {other:?}"))).await),
             Ok(Err(_)) => Err(self.died().await),
             Err(_) => Err(self.fail(FailureKind::TimedOut { after: timeout }).await),
         }
+    }
+
+    /// A second job may wait in the pipe only if the pipes were grown and both its frame and its answer take
+    /// at most a quarter of them: then neither side ever blocks on a full pipe.
+    fn can_pipeline(&self, job: &Job) -> bool {
+        let bytes = |a: &Audio| 4 * a.num_channels() * a.frames() + 64;
+        let (job_bytes, answer_bytes) = match job {
+            Job::Render { input, .. } => (bytes(input), bytes(input)),
+            Job::Spsa { input, grad, .. } | Job::FiniteDifference { input, grad, .. } => {
+                (bytes(input) + bytes(grad), 4 * job.theta().len() + 64)
+            }
+        };
+        self.big_pipes && job_bytes.max(answer_bytes) <= PIPE_BYTES / 4
     }
 
     /// The worker broke the pipe: wait for it and say how it ended.
@@ -432,17 +517,21 @@ impl ProcessWorker {
 /// through in one write instead of 16 context switches of 64 KiB (Linux's default).
 const PIPE_BYTES: usize = 1 << 20;
 
-/// Grows a pipe to [`PIPE_BYTES`] where the kernel allows (Linux; up to /proc/sys/fs/pipe-max-size for
-/// unprivileged users). Failure only costs speed.
-fn grow_pipe(fd: std::os::fd::RawFd) {
+/// Grows a pipe to at least [`PIPE_BYTES`] where the kernel allows (Linux; up to /proc/sys/fs/pipe-max-size
+/// for unprivileged users). Failure only costs speed: jobs are then not pipelined.
+fn grow_pipe(fd: std::os::fd::RawFd) -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: F_SETPIPE_SZ takes an int argument and only resizes the pipe behind a descriptor we own and keep
-    // open for the call; an invalid request returns an error, which is ignored.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int);
+    {
+        // SAFETY: F_SETPIPE_SZ takes an int argument and only resizes the pipe behind a descriptor we own and
+        // keep open for the call; it returns the new size, or -1 for a request the kernel refuses.
+        let size = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int) };
+        size >= PIPE_BYTES as libc::c_int
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = fd;
+    {
+        let _ = fd;
+        false
+    }
 }
 
 /// A job and where to send its result.
@@ -450,6 +539,8 @@ type ThreadJob = (Arc<Vec<Job>>, usize, tokio::sync::oneshot::Sender<Result<JobO
 
 struct ThreadWorker {
     jobs: crossbeam_channel::Sender<ThreadJob>,
+    /// Where the answers of the jobs sent come back, oldest first.
+    replies: VecDeque<tokio::sync::oneshot::Receiver<Result<JobOutput, FailureKind>>>,
 }
 
 impl ThreadWorker {
@@ -484,23 +575,22 @@ impl ThreadWorker {
             })
             .map_err(|e| FailureKind::Plugin(format!("cannot spawn a worker thread: {e}")))?;
         match tokio::time::timeout(config.start_timeout, hello_rx).await {
-            Ok(Ok(Ok(num_params))) => Ok((ThreadWorker { jobs }, num_params)),
+            Ok(Ok(Ok(num_params))) => Ok((ThreadWorker { jobs, replies: VecDeque::new() }, num_params)),
             Ok(Ok(Err(kind))) => Err(kind),
             Ok(Err(_)) => Err(FailureKind::Plugin("worker thread died while starting".into())),
             Err(_) => Err(FailureKind::TimedOut { after: config.start_timeout }),
         }
     }
 
-    async fn call(
-        &mut self,
-        jobs: Arc<Vec<Job>>,
-        index: usize,
-        timeout: Duration,
-    ) -> Result<Result<JobOutput, FailureKind>, FailureKind> {
+    fn send(&mut self, jobs: Arc<Vec<Job>>, index: usize) -> Result<(), FailureKind> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if self.jobs.send((jobs, index, reply)).is_err() {
-            return Err(FailureKind::Crashed { signal: None, code: None });
-        }
+        self.jobs.send((jobs, index, reply)).map_err(|_| FailureKind::Crashed { signal: None, code: None })?;
+        self.replies.push_back(answer);
+        Ok(())
+    }
+
+    async fn receive(&mut self, timeout: Duration) -> Result<Result<JobOutput, FailureKind>, FailureKind> {
+        let answer = self.replies.pop_front().ok_or_else(|| FailureKind::Protocol("no job in flight".into()))?;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) => Err(FailureKind::Crashed { signal: None, code: None }),
