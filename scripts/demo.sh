@@ -34,7 +34,7 @@ for format in lv2 clap vst3; do
 done
 
 echo "== harness overhead"
-$afx bench render --seconds 10 | tee "$out/bench-render.txt"
+$afx bench render --all-formats --seconds 10 2>/dev/null | tee "$out/bench-render.txt"
 
 echo "== worker pool: isolation cost and SPSA throughput"
 $afx bench spsa --rounds 3 2>/dev/null | tee "$out/bench-spsa.txt"

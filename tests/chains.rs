@@ -121,6 +121,25 @@ fn bench_render_json_reports_the_overhead_ratio() {
 }
 
 #[test]
+fn bench_render_all_formats_reports_one_ratio_per_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "render", "--all-formats", "--json", "--seconds", "0.2", "--repeats", "3"];
+    let out = ok(afx(dir.path(), &args));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON array");
+    let runs = v.as_array().expect("an array");
+    let formats: Vec<&str> = runs.iter().map(|r| r["format"].as_str().unwrap()).collect();
+    assert_eq!(formats, ["lv2", "clap", "vst3"]);
+    for r in runs {
+        let overhead = r["overhead"].as_f64().unwrap();
+        let (harness, direct) = (r["harness_s"].as_f64().unwrap(), r["direct_s"].as_f64().unwrap());
+        assert!(overhead.is_finite() && overhead > 0.0, "{r}");
+        assert!((overhead - harness / direct).abs() < 1e-9, "{r}");
+        assert_eq!(r["frames"], 9_600, "{r}");
+        assert_eq!(r["plugin"], "ZamComp", "{r}");
+    }
+}
+
+#[test]
 fn a_sidechain_signal_keys_the_compressor_and_a_mismatched_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = amen_mono_wav(dir.path());

@@ -142,9 +142,14 @@ pub(crate) trait Backend {
 pub(crate) trait Instance {
     /// Processes `frames` frames starting at `start` of every port buffer. `inputs` has one buffer per audio
     /// input port (sidechains included), `outputs` one per audio output port.
+    ///
+    /// Inputs are writable because CLAP and VST3 hand plugins writable input pointers: they are the render's own
+    /// scratch, refilled for every render and lane and never read again after the block that used them, so a
+    /// plugin that writes to its input changes no signal, and the backends need no per-block copy (which cost
+    /// ~3 % of a ZamComp render).
     fn process(
         &mut self,
-        inputs: &[Vec<f32>],
+        inputs: &mut [Vec<f32>],
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,

@@ -185,7 +185,7 @@ pub(crate) fn render(
         }
 
         let mut instance = backend.instantiate(rate, block, values)?;
-        instance.process(&scratch.inputs, &mut scratch.outputs, 0, block)?;
+        instance.process(&mut scratch.inputs, &mut scratch.outputs, 0, block)?;
         // Latency is read after the first block: LV2 plugins report it through a control output written in run().
         let latency = instance.latency()?;
         if latency > max_latency(rate) {
@@ -198,7 +198,7 @@ pub(crate) fn render(
         }
         let mut start = block;
         while start < total {
-            instance.process(&scratch.inputs, &mut scratch.outputs, start, block)?;
+            instance.process(&mut scratch.inputs, &mut scratch.outputs, start, block)?;
             start += block;
         }
         drop(instance);

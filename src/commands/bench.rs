@@ -1,10 +1,12 @@
 //! `afx bench`: speed of the harness measured against direct loops, side by side in one run.
 
-use afx_host::Host;
+use afx_host::bench::{RenderBench, default_plugin, render_overhead};
+use afx_host::{Format, Host};
 
 #[derive(clap::Subcommand)]
 pub enum Bench {
-    /// Render throughput of the harness over a direct livi loop (same plugin, buffer and block size)
+    /// Render throughput of the harness over a direct loop on the format's hosting crate (livi, clack-host, vst3):
+    /// same plugin, buffer and block size
     Render(RenderArgs),
     /// Worker pool throughput: isolated vs in-process vs direct renders, SPSA with 1 and 2 workers
     Spsa(SpsaArgs),
@@ -31,9 +33,15 @@ pub struct SpsaArgs {
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
-    /// LV2 plugin id or name
-    #[arg(long, default_value = "urn:zamaudio:ZamComp")]
-    plugin: String,
+    /// Plugin id or name [default: ZamComp in the chosen format]
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Plugin format to measure
+    #[arg(long, value_parser = super::parse_format, default_value = "lv2", conflicts_with = "all_formats")]
+    format: Format,
+    /// Measure LV2, CLAP and VST3 one after the other (one line each; with --json, an array)
+    #[arg(long)]
+    all_formats: bool,
     /// Seconds of audio per render (48 kHz mono)
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -42,7 +50,7 @@ pub struct RenderArgs {
     /// Renders per side
     #[arg(long, default_value_t = 15)]
     repeats: usize,
-    /// One JSON object on stdout
+    /// JSON on stdout: one object, or an array of one per format with --all-formats
     #[arg(long)]
     json: bool,
 }
@@ -51,28 +59,23 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
     match bench {
         Bench::Spsa(args) => spsa(args, config),
         Bench::Render(args) => {
-            let r = afx_host::bench::render_overhead(
-                &Host::new(),
-                &args.plugin,
-                args.seconds,
-                args.block_size,
-                args.repeats,
-            )?;
+            let host = Host::new();
+            let formats = if args.all_formats { Format::ALL.to_vec() } else { vec![args.format] };
+            let mut results = vec![];
+            for format in formats {
+                let plugin = args.plugin.as_deref().unwrap_or(default_plugin(format));
+                let r = render_overhead(&host, plugin, format, args.seconds, args.block_size, args.repeats)?;
+                if !args.json {
+                    print_line(&r);
+                }
+                results.push(r);
+            }
             if args.json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!(
-                    "{} ({}), {} frames at {} Hz, block {}, median of {}:\n  harness {:.3} ms  direct livi {:.3} ms  overhead {:.3}x (target <= 1.05)",
-                    r.plugin,
-                    r.format,
-                    r.frames,
-                    r.sample_rate,
-                    r.block_size,
-                    r.repeats,
-                    r.harness_s * 1e3,
-                    r.direct_s * 1e3,
-                    r.overhead
-                );
+                if args.all_formats {
+                    println!("{}", serde_json::to_string(&results)?);
+                } else {
+                    println!("{}", serde_json::to_string(&results[0])?);
+                }
             }
             Ok(())
         }
@@ -117,4 +120,25 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
         println!("{json}");
     }
     Ok(())
+}
+
+fn print_line(r: &RenderBench) {
+    let direct = match r.format {
+        Format::Lv2 => "livi",
+        Format::Clap => "clack-host",
+        Format::Vst3 => "vst3",
+    };
+    println!(
+        "{} ({}), {} frames at {} Hz, block {}, median of {}: harness {:.3} ms  direct {direct} {:.3} ms  \
+         overhead {:.3}x (target <= 1.05)",
+        r.plugin,
+        r.format,
+        r.frames,
+        r.sample_rate,
+        r.block_size,
+        r.repeats,
+        r.harness_s * 1e3,
+        r.direct_s * 1e3,
+        r.overhead
+    );
 }

@@ -24,9 +24,9 @@ use crate::render::RenderError;
 /// anyway: DPF plugins that report latency (ZaMaximX2) call `clap_host_latency.changed` without checking that the
 /// host offers it, and crashed on a null pointer when it did not. afx re-reads the latency after activation, so
 /// `changed` has nothing to do.
-struct Handlers;
+pub(crate) struct Handlers;
 
-struct MainThread;
+pub(crate) struct MainThread;
 
 impl MainThreadHandler<'_> for MainThread {}
 
@@ -112,7 +112,7 @@ impl ClapWorld {
     }
 }
 
-fn host_info() -> HostInfo {
+pub(crate) fn host_info() -> HostInfo {
     HostInfo::new("afx", "afx", "", env!("CARGO_PKG_VERSION")).expect("host info strings have no NUL bytes")
 }
 
@@ -297,7 +297,11 @@ fn param_spec(info: &clack_extensions::params::ParamInfo) -> ParamSpec {
     }
 }
 
-fn new_instance(entry: &PluginEntry, id: &CStr, host: &HostInfo) -> Result<PluginInstance<Handlers>, String> {
+pub(crate) fn new_instance(
+    entry: &PluginEntry,
+    id: &CStr,
+    host: &HostInfo,
+) -> Result<PluginInstance<Handlers>, String> {
     PluginInstance::<Handlers>::new(|_| (), |_| MainThread, entry, id, host)
         .map_err(|e| format!("instantiation failed: {e}"))
 }
@@ -381,7 +385,6 @@ impl Backend for ClapBackend {
             processor: Some(processor),
             instance,
             events,
-            inputs: vec![vec![0.0; block_size]; channels],
             input_channels: &self.input_channels,
             output_channels: &self.output_channels,
             input_ports: AudioPorts::with_capacity(channels, self.input_channels.len()),
@@ -398,9 +401,6 @@ struct ClapInstance<'a> {
     instance: PluginInstance<Handlers>,
     /// Parameter values for frame 0 of the first block; empty after it.
     events: EventBuffer,
-    /// Copies of one block of every input channel: CLAP hands plugins mutable input buffers, and a plugin that
-    /// writes to its input must not change the render's signal (dual-mono lanes reuse it).
-    inputs: Vec<Vec<f32>>,
     input_channels: &'a [usize],
     output_channels: &'a [usize],
     input_ports: AudioPorts,
@@ -410,7 +410,10 @@ struct ClapInstance<'a> {
 }
 
 /// Splits a flat list of channels into consecutive groups of the given sizes (one group per port).
-fn split_ports<'s, T>(mut rest: &'s mut [T], sizes: &'s [usize]) -> impl ExactSizeIterator<Item = &'s mut [T]> {
+pub(crate) fn split_ports<'s, T>(
+    mut rest: &'s mut [T],
+    sizes: &'s [usize],
+) -> impl ExactSizeIterator<Item = &'s mut [T]> {
     sizes.iter().map(move |&n| {
         let (port, tail) = std::mem::take(&mut rest).split_at_mut(n);
         rest = tail;
@@ -421,23 +424,19 @@ fn split_ports<'s, T>(mut rest: &'s mut [T], sizes: &'s [usize]) -> impl ExactSi
 impl Instance for ClapInstance<'_> {
     fn process(
         &mut self,
-        inputs: &[Vec<f32>],
+        inputs: &mut [Vec<f32>],
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
     ) -> Result<(), RenderError> {
         let range = start..start + frames;
-        for (copy, input) in self.inputs.iter_mut().zip(inputs) {
-            copy[..frames].copy_from_slice(&input[range.clone()]);
-        }
+        // The render's own input buffers, handed over writable (see `Instance::process`): no copy.
         let input_audio =
-            self.input_ports.with_input_buffers(split_ports(&mut self.inputs, self.input_channels).map(|port| {
-                AudioPortBuffer {
-                    latency: 0,
-                    channels: AudioPortBufferType::f32_input_only(
-                        port.iter_mut().map(|c| InputChannel::variable(&mut c[..frames])),
-                    ),
-                }
+            self.input_ports.with_input_buffers(split_ports(inputs, self.input_channels).map(|port| AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_input_only(
+                    port.iter_mut().map(|c| InputChannel::variable(&mut c[range.clone()])),
+                ),
             }));
         let mut output_audio =
             self.output_ports.with_output_buffers(split_ports(outputs, self.output_channels).map(|port| {

@@ -263,7 +263,7 @@ struct Lv2Instance<'a> {
 impl Instance for Lv2Instance<'_> {
     fn process(
         &mut self,
-        inputs: &[Vec<f32>],
+        inputs: &mut [Vec<f32>],
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,

@@ -96,7 +96,7 @@ impl IParamValueQueueTrait for ParamValueQueue {
 /// A list of parameter queues for one block: what the host sends (`inputParameterChanges`) or a sink for what
 /// the plugin reports (`outputParameterChanges`). Queues are reused between blocks so processing allocates
 /// nothing once warm.
-pub(super) struct ParameterChanges {
+pub(crate) struct ParameterChanges {
     queues: RefCell<Vec<ComWrapper<ParamValueQueue>>>,
     /// How many of `queues` are in use this block.
     used: Cell<usize>,
@@ -107,12 +107,12 @@ impl Class for ParameterChanges {
 }
 
 impl ParameterChanges {
-    pub(super) fn new() -> ComWrapper<ParameterChanges> {
+    pub(crate) fn new() -> ComWrapper<ParameterChanges> {
         ComWrapper::new(ParameterChanges { queues: RefCell::new(Vec::new()), used: Cell::new(0) })
     }
 
     /// Empties the list (the queues stay allocated).
-    pub(super) fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.used.set(0);
     }
 
@@ -138,7 +138,7 @@ impl ParameterChanges {
     }
 
     /// Sets `value` at sample offset 0 for `id`.
-    pub(super) fn set_at_start(&self, id: ParamID, value: ParamValue) {
+    pub(crate) fn set_at_start(&self, id: ParamID, value: ParamValue) {
         let (index, _) = self.queue(id);
         let queues = self.queues.borrow();
         let mut points = queues[index].points.borrow_mut();

@@ -14,8 +14,8 @@
 //! the VST3 `ParamID`s in decimal. The controller is never connected to the component: afx sends values to the
 //! processor itself, so no messages travel between them at unpredictable times.
 
-mod com;
-mod module;
+pub(crate) mod com;
+pub(crate) mod module;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -468,9 +468,8 @@ fn normalize_exactly(controller: &ComPtr<IEditController>, id: ParamID, plain: f
 
 /// Buffers and COM objects for `process`, reused between renders.
 struct Buffers {
-    /// Inputs are copied so the plugin never gets a writable pointer into the caller's shared buffers.
-    input_copies: Vec<Vec<f32>>,
-    /// One channel pointer per audio port, buses in order; each bus points into these.
+    /// One channel pointer per audio port, buses in order; each bus points into these. Inputs point straight into
+    /// the render's buffers, which are writable scratch (see `Instance::process`).
     input_ptrs: Vec<*mut f32>,
     output_ptrs: Vec<*mut f32>,
     input_buses: Vec<AudioBusBuffers>,
@@ -483,7 +482,6 @@ struct Buffers {
 impl Default for Buffers {
     fn default() -> Self {
         Buffers {
-            input_copies: vec![],
             input_ptrs: vec![],
             output_ptrs: vec![],
             input_buses: vec![],
@@ -498,15 +496,10 @@ impl Default for Buffers {
 }
 
 impl Buffers {
-    fn prepare(&mut self, layout: &Layout, block_size: usize, sample_rate: u32) {
+    fn prepare(&mut self, layout: &Layout, sample_rate: u32) {
         let in_ports: usize = layout.inputs.iter().sum();
         let out_ports: usize = layout.outputs.iter().sum();
-        self.input_copies.resize_with(in_ports, Vec::new);
-        for copy in &mut self.input_copies {
-            copy.clear();
-            copy.resize(block_size, 0.0);
-        }
-        self.input_ptrs = self.input_copies.iter_mut().map(|c| c.as_mut_ptr()).collect();
+        self.input_ptrs = vec![ptr::null_mut(); in_ports];
         self.output_ptrs = vec![ptr::null_mut(); out_ports];
         let bus = |channels: &usize| AudioBusBuffers {
             numChannels: *channels as i32,
@@ -566,7 +559,7 @@ impl Backend for Vst3Backend {
             Plugin::open(&self.module, &self.cid, Some((sample_rate, block_size))).map_err(|e| self.error(e))?;
         plugin.start(sample_rate, block_size).map_err(|e| self.error(e))?;
         self.plugin = Some(plugin);
-        self.buffers.prepare(&self.layout, block_size, sample_rate);
+        self.buffers.prepare(&self.layout, sample_rate);
 
         let plugin = self.plugin.as_ref().expect("set just above");
         if let Some(controller) = &plugin.controller {
@@ -611,14 +604,14 @@ impl Vst3Instance<'_> {
 impl Instance for Vst3Instance<'_> {
     fn process(
         &mut self,
-        inputs: &[Vec<f32>],
+        inputs: &mut [Vec<f32>],
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
     ) -> Result<(), RenderError> {
         let b = &mut *self.buffers;
-        if inputs.len() != b.input_copies.len() || outputs.len() != b.output_ptrs.len() {
-            let (i, o) = (b.input_copies.len(), b.output_ptrs.len());
+        if inputs.len() != b.input_ptrs.len() || outputs.len() != b.output_ptrs.len() {
+            let (i, o) = (b.input_ptrs.len(), b.output_ptrs.len());
             return Err(self.error(format!(
                 "process got {} inputs and {} outputs; the plugin has {i} and {o}",
                 inputs.len(),
@@ -632,8 +625,8 @@ impl Instance for Vst3Instance<'_> {
         if inputs.iter().chain(outputs.iter()).any(|buffer| buffer.len() < range.end) {
             return Err(self.error(format!("a port buffer is shorter than frame {}", range.end)));
         }
-        for (copy, input) in b.input_copies.iter_mut().zip(inputs) {
-            copy[..frames].copy_from_slice(&input[range.clone()]);
+        for (pointer, input) in b.input_ptrs.iter_mut().zip(inputs.iter_mut()) {
+            *pointer = input[range.clone()].as_mut_ptr();
         }
         for (pointer, output) in b.output_ptrs.iter_mut().zip(outputs.iter_mut()) {
             *pointer = output[range.clone()].as_mut_ptr();
@@ -661,8 +654,9 @@ impl Instance for Vst3Instance<'_> {
             processContext: &mut b.context,
         };
         // SAFETY: the component is active and processing. Every bus has `numChannels` pointers to buffers of at
-        // least `frames` (<= maxSamplesPerBlock) samples: input copies of `block_size` frames, output slices of
-        // `frames` checked above, all distinct. The parameter change lists and the context outlive the call.
+        // least `frames` (<= maxSamplesPerBlock) samples: input and output slices of `frames` checked above, taken
+        // from distinct `Vec`s we hold exclusively for the call. The parameter change lists and the context outlive
+        // the call.
         let result = unsafe { self.plugin.processor.process(&mut data) };
         if self.first_block {
             self.first_block = false;

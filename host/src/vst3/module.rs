@@ -13,7 +13,7 @@ use vst3::{ComPtr, ComWrapper, Interface};
 use super::com::HostApplication;
 
 /// The category of the classes that process audio (`kVstAudioEffectClass`).
-pub(super) const AUDIO_MODULE_CLASS: &str = "Audio Module Class";
+pub(crate) const AUDIO_MODULE_CLASS: &str = "Audio Module Class";
 
 /// Serialises every call that may touch a plugin library's global state across threads, and counts how many
 /// [`Module`]s hold each library (by binary path).
@@ -39,7 +39,7 @@ pub(super) struct Library {
 }
 
 /// [`SERIAL`], held until dropped.
-pub(super) struct Serial(MutexGuard<'static, Option<HashMap<PathBuf, Library>>>);
+pub(crate) struct Serial(MutexGuard<'static, Option<HashMap<PathBuf, Library>>>);
 
 impl Serial {
     pub(super) fn library(&mut self, binary: &Path) -> &mut Library {
@@ -48,7 +48,7 @@ impl Serial {
 }
 
 /// Takes [`SERIAL`]. A panic while holding it poisons nothing afx relies on, so poison is ignored.
-pub(super) fn serial() -> Serial {
+pub(crate) fn serial() -> Serial {
     Serial(SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
@@ -118,15 +118,15 @@ fn binary_path(bundle: &Path) -> Result<PathBuf, String> {
 }
 
 /// One class a factory offers.
-pub(super) struct ClassEntry {
-    pub(super) cid: [c_char; 16],
-    pub(super) category: String,
-    pub(super) name: String,
+pub(crate) struct ClassEntry {
+    pub(crate) cid: [c_char; 16],
+    pub(crate) category: String,
+    pub(crate) name: String,
 }
 
 /// A loaded VST3 library and its factory. Dropping it releases the factory, calls `ModuleExit` and unloads the
 /// library; every object made from it holds an `Rc<Module>`, so this happens after the last of them is gone.
-pub(super) struct Module {
+pub(crate) struct Module {
     pub(super) bundle: PathBuf,
     /// The library's path: its key in [`SERIAL`].
     pub(super) binary: PathBuf,
@@ -144,7 +144,7 @@ type ModuleExitFn = unsafe extern "C" fn() -> bool;
 type GetPluginFactoryFn = unsafe extern "C" fn() -> *mut IPluginFactory;
 
 impl Module {
-    pub(super) fn load(bundle: &Path) -> Result<Module, String> {
+    pub(crate) fn load(bundle: &Path) -> Result<Module, String> {
         let binary = binary_path(bundle)?;
         let mut serial = serial();
         let holders = &mut serial.library(&binary).holders;
@@ -200,7 +200,7 @@ impl Module {
 
     /// The `initialize` context for components and controllers: our IHostApplication as an FUnknown (every COM
     /// object starts with its FUnknown vtable, so the cast is sound). Valid while this module lives.
-    pub(super) fn host_context(&self) -> *mut FUnknown {
+    pub(crate) fn host_context(&self) -> *mut FUnknown {
         self.host.as_com_ref::<IHostApplication>().map_or(ptr::null_mut(), |c| c.as_ptr() as *mut FUnknown)
     }
 
@@ -209,7 +209,7 @@ impl Module {
     }
 
     /// The classes the factory offers.
-    pub(super) fn classes(&self) -> Vec<ClassEntry> {
+    pub(crate) fn classes(&self) -> Vec<ClassEntry> {
         let _serial = serial();
         let factory = self.factory();
         // SAFETY: plain factory queries; `info` is a zeroed POD the plugin fills.
@@ -229,7 +229,7 @@ impl Module {
     }
 
     /// A new object of class `cid`, asked for interface `I`. The caller holds [`serial`].
-    pub(super) fn create<I: Interface>(&self, cid: &[c_char; 16]) -> Option<ComPtr<I>> {
+    pub(crate) fn create<I: Interface>(&self, cid: &[c_char; 16]) -> Option<ComPtr<I>> {
         let mut obj: *mut c_void = ptr::null_mut();
         // SAFETY: both ids are 16-byte TUIDs that outlive the call; on success `obj` holds a new reference
         // to an object implementing `I`, which ComPtr takes over.
@@ -275,7 +275,7 @@ pub(super) fn utf16_string(chars: &[u16]) -> String {
 }
 
 /// A class id as VST3 hosts print it: 32 uppercase hex digits, bytes in memory order.
-pub(super) fn cid_hex(cid: &[c_char; 16]) -> String {
+pub(crate) fn cid_hex(cid: &[c_char; 16]) -> String {
     cid.iter().map(|&b| format!("{:02X}", b as u8)).collect()
 }
 
