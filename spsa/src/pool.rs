@@ -108,7 +108,7 @@ impl Pool {
         if config.workers == 0 {
             return Err(PoolError::NoWorkers);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let config = Arc::new(config);
         let workers = runtime.block_on(async {
             let mut workers = vec![];
