@@ -1,0 +1,121 @@
+//! Differentiable STFT magnitude (candle has no FFT).
+//!
+//! Frames are gathered with `index_select` (backward: `index_add`), multiplied by a precomputed Hann-windowed DFT
+//! basis with one 2-D matmul, and turned into magnitudes `sqrt(max(re² + im², 1e-8))`. The matmul's gradient is
+//! hand-written (a pass-through op) so that no gradient is ever computed for the constant basis. Cost per call:
+//! `O(B · frames · n_fft · (n_fft/2 + 1))`, fine for the n_fft ≤ 2048 of an MRSTFT loss.
+
+use candle_core::{CustomOp2, DType, Device, Result, Tensor, bail};
+
+use crate::passthrough::passthrough_fwd;
+
+/// Floor under `re² + im²` before the square root, as auraloss: keeps the magnitude's gradient finite at silence.
+pub const POWER_FLOOR: f64 = 1e-8;
+
+/// STFT magnitude with a periodic Hann window of `n_fft` samples, hop `hop`, and centred frames: the signal is
+/// padded with `n_fft / 2` zeros on each side (torch's `center=True`, with zero rather than reflect padding).
+#[derive(Debug, Clone)]
+pub struct Stft {
+    n_fft: usize,
+    hop: usize,
+    /// `(n_fft, 2F)`: columns `0..F` give the real part, `F..2F` the imaginary part; F = n_fft/2 + 1.
+    basis: Tensor,
+    /// `(2F, n_fft)`, contiguous: the basis transposed, for the backward.
+    basis_t: Tensor,
+}
+
+impl Stft {
+    /// Builds the windowed DFT basis in `dtype` on `device`.
+    pub fn new(n_fft: usize, hop: usize, dtype: DType, device: &Device) -> Result<Self> {
+        if n_fft < 2 || hop == 0 {
+            bail!("stft: need n_fft >= 2 and hop >= 1 (got n_fft {n_fft}, hop {hop})")
+        }
+        let bins = n_fft / 2 + 1;
+        let mut basis = vec![0f64; n_fft * 2 * bins];
+        for n in 0..n_fft {
+            let window = hann(n, n_fft);
+            for f in 0..bins {
+                // Reduce n·f mod n_fft before scaling so large products keep full precision.
+                let phase = 2.0 * std::f64::consts::PI * ((n * f) % n_fft) as f64 / n_fft as f64;
+                basis[n * 2 * bins + f] = window * phase.cos();
+                basis[n * 2 * bins + bins + f] = -window * phase.sin();
+            }
+        }
+        let basis = Tensor::from_vec(basis, (n_fft, 2 * bins), device)?.to_dtype(dtype)?;
+        let basis_t = basis.t()?.contiguous()?;
+        Ok(Self { n_fft, hop, basis, basis_t })
+    }
+
+    pub fn n_fft(&self) -> usize {
+        self.n_fft
+    }
+
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Number of frequency bins: n_fft / 2 + 1.
+    pub fn bins(&self) -> usize {
+        self.n_fft / 2 + 1
+    }
+
+    /// Number of frames for a signal of `len` samples (centred framing): 1 + len / hop for even `n_fft`.
+    pub fn frames(&self, len: usize) -> usize {
+        1 + (len + 2 * (self.n_fft / 2) - self.n_fft) / self.hop
+    }
+
+    /// Real and imaginary parts `(B, frames, F)` each, of `x` `(B, T)`.
+    pub fn complex(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (batch, len) = x.dims2()?;
+        let half = self.n_fft / 2;
+        let frames = self.frames(len);
+        let padded = x.pad_with_zeros(1, half, half)?;
+        let index: Vec<u32> =
+            (0..frames).flat_map(|f| (0..self.n_fft).map(move |n| (f * self.hop + n) as u32)).collect();
+        let index = Tensor::from_vec(index, frames * self.n_fft, x.device())?;
+        let framed = padded.index_select(&index, 1)?.reshape((batch * frames, self.n_fft))?;
+        let spec = framed.detach().matmul(&self.basis)?;
+        let spec = if framed.track_op() {
+            spec.apply_op2(&framed, ConstMatmulGrad { rhs_t: self.basis_t.clone() })?
+        } else {
+            spec
+        };
+        let spec = spec.reshape((batch, frames, 2 * self.bins()))?;
+        let bins = self.bins();
+        Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
+    }
+
+    /// Magnitude `(B, frames, F)` of `x` `(B, T)`: `sqrt(max(re² + im², POWER_FLOOR))`.
+    pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
+        let (re, im) = self.complex(x)?;
+        (re.sqr()? + im.sqr()?)?.maximum(POWER_FLOOR)?.sqrt()
+    }
+}
+
+/// Periodic Hann window (torch.hann_window's default): 0.5 − 0.5·cos(2πn/N).
+pub fn hann(n: usize, size: usize) -> f64 {
+    0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / size as f64).cos()
+}
+
+/// Gradient of `lhs · B` for a constant `B`: `d lhs = grad · Bᵀ`, and nothing for `B`.
+struct ConstMatmulGrad {
+    rhs_t: Tensor,
+}
+
+impl CustomOp2 for ConstMatmulGrad {
+    fn name(&self) -> &'static str {
+        "afx-const-matmul"
+    }
+
+    passthrough_fwd!(op2);
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        _lhs: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(grad.detach().contiguous()?.matmul(&self.rhs_t)?)))
+    }
+}
