@@ -7,7 +7,8 @@ packages=(
   pkg-config liblilv-dev             # build: livi links lilv
   zam-plugins x42-plugins swh-lv2 mda-lv2   # plugins
   lv2file lilv-utils                 # reference hosts: lv2file, lv2ls, lv2info
-  sonic-pi-samples sox               # real recordings (CC0) and conversion
+  sonic-pi-samples espeak-ng         # real recordings (CC0) and speech for the demo corpus
+  sox libsox-fmt-mp3                 # conversion (tests make OGG and MP3 files from the recordings)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

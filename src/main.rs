@@ -23,6 +23,9 @@ enum Command {
     Scan(commands::scan::Args),
     /// Render a WAV file through a plugin or chain
     Render(commands::render::Args),
+    /// Build or check an audio corpus
+    #[command(subcommand)]
+    Dataset(commands::dataset::Dataset),
     /// Measure the harness against direct loops
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
+        Command::Dataset(command) => commands::dataset::run(command),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
         Command::Worker { .. } => unreachable!("handled above"),
     };

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod dataset;
 pub mod render;
 pub mod scan;
 
