@@ -5,6 +5,8 @@
 //! input set and checked) → `run` block by block with every port connected (atom sequences and CV ports get
 //! empty buffers) → dropped. A fresh instance per render is the reset: livi has no deactivate/activate.
 
+pub(crate) mod direct;
+
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
