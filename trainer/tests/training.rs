@@ -18,14 +18,14 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let config = TrainConfig {
-        steps: 120,
+        steps: 400,
         batch: 4,
         clip_seconds: 0.5,
-        lr: 3e-3,
-        lr_final: 3e-4,
-        val_every: 40,
+        lr: 5e-3,
+        lr_final: 5e-4,
+        val_every: 100,
         val_items: 8,
-        checkpoint_every: 60,
+        checkpoint_every: 200,
         seed: 7,
         ..TrainConfig::default()
     };
@@ -46,7 +46,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
     let first =
         records.iter().find_map(|r| if let Record::Validation(v) = r { Some(v.clone()) } else { None }).unwrap();
     eprintln!("first validation {first:?}");
-    assert_eq!(summary.steps, 120);
+    assert_eq!(summary.steps, 400);
     assert!(v.mrstft.trained < v.mrstft.default, "trained {} vs default {}", v.mrstft.trained, v.mrstft.default);
     assert!(v.mrstft.trained < v.mrstft.random, "trained {} vs random {}", v.mrstft.trained, v.mrstft.random);
     assert!(v.param_error.trained < v.param_error.default, "{:?}", v.param_error);
@@ -54,7 +54,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
     for file in ["config.json", "metrics.jsonl", "loss.png", "report.md"] {
         assert!(run.join(file).exists(), "{file} missing");
     }
-    assert_eq!(records.iter().filter(|r| matches!(r, Record::Step(_))).count(), 120);
+    assert_eq!(records.iter().filter(|r| matches!(r, Record::Step(_))).count(), 400);
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("| trained model |"), "{report}");
 
