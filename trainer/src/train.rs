@@ -354,12 +354,17 @@ pub struct Data<'a> {
     pub validation: &'a dyn ClipSource,
 }
 
+/// Called after every step (progress bars).
+pub type StepCallback<'a> = Box<dyn FnMut(&StepRecord) + 'a>;
+/// Called after every validation.
+pub type ValidationCallback<'a> = Box<dyn FnMut(&ValidationRecord) + 'a>;
+
 /// What the caller can watch and change about a run.
 pub struct TrainOptions<'a> {
     pub device: Device,
     /// Called after every step (progress bars).
-    pub on_step: Option<Box<dyn FnMut(&StepRecord) + 'a>>,
-    pub on_validation: Option<Box<dyn FnMut(&ValidationRecord) + 'a>>,
+    pub on_step: Option<StepCallback<'a>>,
+    pub on_validation: Option<ValidationCallback<'a>>,
     /// Return after this many steps in total WITHOUT a final checkpoint, plot or report, as if the process had
     /// been killed there (tests of resume use it).
     pub stop_after: Option<u64>,
