@@ -11,6 +11,7 @@
 //!    input frame `n`, denormals flushed, and NaN/Inf output reported as an error.
 //! 4. [`Config`] reads `plugins.toml` (named plugins, trainable and fixed parameters, chains) and
 //!    [`Chain`] renders a chain of effects from one normalised parameter vector θ ∈ [0, 1]^P.
+//! 5. [`Preset`] saves a chain's plain values as TOML and replays them bit-identically.
 //!
 //! ```no_run
 //! use afx_host::{Audio, Host, RenderSettings};
@@ -40,6 +41,7 @@ mod host;
 mod lv2;
 pub mod param;
 mod plugin;
+pub mod preset;
 pub mod render;
 mod suggest;
 mod vst3;
@@ -53,5 +55,6 @@ pub use host::{Host, LoadError};
 pub use lv2::Lv2World;
 pub use param::{ParamKind, ParamSpec, Scale};
 pub use plugin::{AudioPort, Effect, Format, PluginInfo};
+pub use preset::{Preset, PresetError};
 pub use render::{RenderError, RenderSettings};
 pub use vst3::Vst3World;

@@ -1,4 +1,66 @@
-//! Self-supervised training of an encoder/controller that predicts plugin parameters from (input, style
-//! reference), with a choice of gradient method (SPSA, NP-FH, NP-HH, proxy), and whole-file inference.
+//! Self-supervised training of an encoder/controller that drives a REAL plugin chain, and whole-file inference.
 //!
-//! Not built yet: this crate holds its place in the workspace until the trainer issue.
+//! One training step, as DeepAFx-ST does it but through installed plugins:
+//! 1. [`pairs`]: a clip of 2·L frames from a [`ClipSource`] is rendered through the chain at random θ*; the
+//!    model sees (input_A, target_B) and is scored against target_A (θ* is kept for the parameter error).
+//! 2. [`model`]: a log-spectrogram front end, a 2-D CNN encoder shared by input and reference, and a controller
+//!    MLP whose sigmoid outputs are the chain's normalised parameters θ.
+//! 3. [`method`]: a [`method::GradMethod`] turns θ into a scalar whose backward gives dL/dθ to the network
+//!    ([`method::spsa`]: real renders, MRSTFT loss, SPSA vector-Jacobian product from the worker pool).
+//! 4. [`train`]: the loop, validation against baselines (always the real chain), metrics JSONL, atomic
+//!    checkpoints ([`run`]), exact resume, a loss plot and `report.md`.
+//! 5. [`infer`]: load a run, predict θ for (input, reference) at the model's rate, render the whole input at
+//!    its own rate, and save an [`afx_host::Preset`] that replays bit-identically.
+//! 6. [`bench`]: where a training step's time goes.
+//!
+//! The data side is the [`ClipSource`] trait (the corpus implements it; `Vec<Audio>` does for tests).
+
+pub mod bench;
+pub mod chain_info;
+mod error;
+pub mod frontend;
+pub mod infer;
+pub mod method;
+pub mod metrics;
+pub mod model;
+pub mod pairs;
+pub mod plot;
+pub mod resample;
+pub mod run;
+pub mod source;
+pub mod train;
+
+pub use chain_info::{ChainInfo, TrainedParam};
+pub use error::TrainError;
+pub use source::ClipSource;
+
+use candle_core::Device;
+
+/// The compute device for `name` ("cpu" or "cuda"/"cuda:N"). CUDA needs this crate's `cuda` feature; without
+/// it the error says how to rebuild rather than silently training on the CPU.
+pub fn device(name: &str) -> Result<Device, TrainError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        cuda if cuda == "cuda" || cuda.starts_with("cuda:") => {
+            let ordinal: usize = match cuda.strip_prefix("cuda:") {
+                Some(n) => n.parse().map_err(|_| TrainError::Device(format!("{cuda:?}: expected cuda:N")))?,
+                None => 0,
+            };
+            cuda_device(ordinal)
+        }
+        other => Err(TrainError::Device(format!("unknown device {other:?}: use cpu or cuda"))),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device, TrainError> {
+    Device::new_cuda(ordinal).map_err(|e| TrainError::Device(format!("cuda:{ordinal}: {e}")))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> Result<Device, TrainError> {
+    Err(TrainError::Device(
+        "this afx was built without CUDA support: rebuild with `--features cuda` (needs nvcc) or use --device cpu"
+            .into(),
+    ))
+}

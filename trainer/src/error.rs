@@ -1,0 +1,53 @@
+//! The trainer's errors: each names the file, run, chain or parameter involved.
+
+use std::path::PathBuf;
+
+/// Why training, resuming, inference or a benchmark failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(transparent)]
+    Chain(#[from] afx_host::ChainError),
+    #[error(transparent)]
+    Pool(#[from] afx_spsa::PoolError),
+    #[error(transparent)]
+    Preset(#[from] afx_host::PresetError),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    #[error(
+        "run {run} was trained for chain {run_chain:?} ({run_params}), not for chain {chain:?} ({chain_params}): \
+         use a run of this chain or start a new run"
+    )]
+    WrongChain { run: PathBuf, run_chain: String, run_params: String, chain: String, chain_params: String },
+    #[error("run {run} has no checkpoint to resume from (looked in {run}/checkpoints)")]
+    NoCheckpoint { run: PathBuf },
+    #[error("run {run} already holds checkpoints: resume it or choose a new folder")]
+    RunExists { run: PathBuf },
+    #[error(
+        "the {what} is {seconds:.3} s ({frames} frames at {rate} Hz) long; the model analyses windows of \
+         {window_seconds:.3} s: give at least that much"
+    )]
+    TooShort { what: &'static str, frames: usize, rate: u32, seconds: f64, window_seconds: f64 },
+    #[error("no usable training clip: {0}")]
+    NoData(String),
+    #[error("every item of {consecutive} batches in a row failed; the last error: {last}")]
+    AllFailed { consecutive: usize, last: String },
+    #[error("resampling {from} Hz to {to} Hz: {message}")]
+    Resample { from: u32, to: u32, message: String },
+    #[error("plot {path}: {message}")]
+    Plot { path: PathBuf, message: String },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}

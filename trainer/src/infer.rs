@@ -1,0 +1,169 @@
+//! Inference: a trained run applied to (input, reference) files of any length, rate and channel count.
+//!
+//! The encoder analyses both at the model's rate (mono, resampled), in windows of the training clip length L
+//! (what it was trained on); the embeddings of up to [`MAX_WINDOWS`] evenly spread windows are averaged. The
+//! chain then renders the WHOLE input at its own rate and channels.
+
+use std::path::Path;
+
+use afx_host::{Audio, Chain, Preset, RenderSettings};
+use candle_core::{Device, Tensor};
+
+use crate::TrainError;
+use crate::chain_info::ChainInfo;
+use crate::frontend::{Frontend, batch_tensor};
+use crate::model::Model;
+use crate::run::{self, CheckpointMeta};
+
+/// Windows analysed per file at most (a 3-minute file is summarised, not fed whole to the encoder).
+pub const MAX_WINDOWS: usize = 32;
+
+/// A trained model loaded from a run's newest checkpoint.
+pub struct TrainedModel {
+    pub meta: CheckpointMeta,
+    model: Model,
+    frontend: Frontend,
+    device: Device,
+    _varmap: candle_nn::VarMap,
+}
+
+/// One trained parameter's predicted value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictedParam {
+    pub stage: String,
+    pub id: String,
+    pub name: String,
+    pub unit: Option<String>,
+    pub normalized: f32,
+    pub plain: f32,
+}
+
+/// What [`infer`] returns.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// The whole input through the chain, at the input's rate and channels.
+    pub output: Audio,
+    pub theta: Vec<f32>,
+    /// The trained parameters, in plain units.
+    pub params: Vec<PredictedParam>,
+    /// Every parameter of every stage (for `afx render --preset`).
+    pub preset: Preset,
+}
+
+impl TrainedModel {
+    pub fn load(run_dir: &Path, device: &Device) -> Result<TrainedModel, TrainError> {
+        let Some((meta, weights)) = run::latest_checkpoint(run_dir)? else {
+            return Err(TrainError::NoCheckpoint { run: run_dir.to_path_buf() });
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device);
+        let model = Model::new(&meta.model, meta.chain.num_params(), vb)?;
+        afx_nn::checkpoint::load(&weights, &varmap, None)?;
+        let frontend = Frontend::new(meta.model.n_fft, meta.model.hop, device)?;
+        Ok(TrainedModel { meta, model, frontend, device: device.clone(), _varmap: varmap })
+    }
+
+    /// The analysis window: the training half length L, in frames at the model's rate.
+    pub fn window_frames(&self) -> usize {
+        self.meta.config.frames()
+    }
+
+    /// Predicted θ for (input, reference) at any rate and channel count.
+    pub fn predict(&self, input: &Audio, reference: &Audio) -> Result<Vec<f32>, TrainError> {
+        let x = self.embedding(input, "input", true)?;
+        let r = self.embedding(reference, "reference", false)?;
+        let theta = self.model.controller.forward(&x, &r)?;
+        Ok(theta.flatten_all()?.to_vec1()?)
+    }
+
+    /// Mean embedding `(1, E)` over windows of `audio`. A too-short input is zero-padded to one window (its
+    /// processing is still defined); a too-short reference is an error (it defines the style).
+    fn embedding(&self, audio: &Audio, what: &'static str, pad: bool) -> Result<Tensor, TrainError> {
+        let rate = self.meta.sample_rate;
+        let window = self.window_frames();
+        let mono = crate::resample::to_rate(audio, rate)?;
+        let mut samples = mono.into_channels().swap_remove(0);
+        if samples.len() < window {
+            if !pad || samples.is_empty() {
+                let in_rate = audio.sample_rate();
+                return Err(TrainError::TooShort {
+                    what,
+                    frames: audio.frames(),
+                    rate: in_rate,
+                    seconds: audio.frames() as f64 / f64::from(in_rate),
+                    window_seconds: window as f64 / f64::from(rate),
+                });
+            }
+            samples.resize(window, 0.0);
+        }
+        let count = (samples.len() / window).clamp(1, MAX_WINDOWS);
+        let span = samples.len() - window;
+        let windows: Vec<Audio> = (0..count)
+            .map(|i| {
+                let start = if count == 1 { span / 2 } else { i * span / (count - 1) };
+                Audio::new(rate, vec![samples[start..start + window].to_vec()]).expect("one channel")
+            })
+            .collect();
+        let clips: Vec<&Audio> = windows.iter().collect();
+        let features = self.frontend.features(&batch_tensor(&clips, &self.device)?)?;
+        Ok(self.model.encoder.forward(&features)?.mean_keepdim(0)?)
+    }
+}
+
+/// Predicts θ for (input, reference), renders the whole input through `chain` (which must be the run's chain),
+/// and returns the output, the values and a preset that replays it.
+pub fn infer(
+    model: &TrainedModel,
+    chain: &mut Chain,
+    input: &Audio,
+    reference: &Audio,
+) -> Result<Inference, TrainError> {
+    let info = ChainInfo::from_chain(chain);
+    run::check_chain(Path::new("(loaded run)"), &model.meta.chain, &info)?;
+    let theta = model.predict(input, reference)?;
+    let values = chain.plain_values(&theta)?;
+    let output = chain.render(input, &values, &RenderSettings::default())?;
+    let params = predicted_params(&info, &theta)?;
+    let preset = Preset::from_values(chain, &values);
+    Ok(Inference { output, theta, params, preset })
+}
+
+/// Like [`infer`] with the run read from `run_dir` (the error names the folder when the chain does not match).
+pub fn infer_run(
+    run_dir: &Path,
+    device: &Device,
+    chain: &mut Chain,
+    input: &Audio,
+    reference: &Audio,
+) -> Result<Inference, TrainError> {
+    let model = TrainedModel::load(run_dir, device)?;
+    run::check_chain(run_dir, &model.meta.chain, &ChainInfo::from_chain(chain))?;
+    infer(&model, chain, input, reference)
+}
+
+/// Renders `input` through `chain` with a preset's values (what `afx render --preset` does).
+pub fn render_preset(chain: &mut Chain, preset: &Preset, input: &Audio) -> Result<Audio, TrainError> {
+    let values = preset.values_for(chain)?;
+    Ok(chain.render(input, &values, &RenderSettings::default())?)
+}
+
+fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {
+    info.params
+        .iter()
+        .zip(theta)
+        .map(|(p, &n)| {
+            let plain = p
+                .spec
+                .to_plain(n)
+                .map_err(|e| TrainError::Config(format!("predicted {}.{} = {n}: {e}", p.stage, p.spec.id)))?;
+            Ok(PredictedParam {
+                stage: p.stage.clone(),
+                id: p.spec.id.clone(),
+                name: p.spec.name.clone(),
+                unit: p.spec.unit.clone(),
+                normalized: n,
+                plain,
+            })
+        })
+        .collect()
+}

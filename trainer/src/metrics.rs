@@ -1,0 +1,119 @@
+//! Metrics: one JSON object per line, flushed as written, so a killed run keeps every finished line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::bench::StepTiming;
+
+/// One training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: u64,
+    /// Audio loss (MRSTFT) of the real chain's output at the predicted θ, over the items that rendered.
+    pub loss: f64,
+    pub lr: f64,
+    pub ok: usize,
+    pub failed: usize,
+    /// mean |θ − θ*| over the batch (a diagnostic: equivalent settings exist).
+    pub param_error: f64,
+    pub timing: StepTiming,
+}
+
+/// MRSTFT against target_A (lower is better) of the trained model and the baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    pub trained: f64,
+    /// The model's input itself (raw or corrupted), unprocessed.
+    pub input: f64,
+    pub default: f64,
+    pub random: f64,
+}
+
+/// mean |θ − θ*|.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParamErrors {
+    pub trained: f64,
+    pub default: f64,
+    pub random: f64,
+}
+
+/// One validation on the held-out pairs, always rendered by the real chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    pub step: u64,
+    pub items: usize,
+    pub failed: usize,
+    pub mrstft: Baselines,
+    pub param_error: ParamErrors,
+}
+
+/// A line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Step(StepRecord),
+    Validation(ValidationRecord),
+}
+
+impl Record {
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Step(r) => r.step,
+            Record::Validation(r) => r.step,
+        }
+    }
+}
+
+/// Appends records to a JSONL file.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    pub fn open(path: &Path) -> Result<MetricsLog, TrainError> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io(path))?;
+        Ok(MetricsLog { path: path.to_path_buf(), file })
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<(), TrainError> {
+        let line = serde_json::to_string(record)
+            .map_err(|e| TrainError::Format { path: self.path.clone(), message: e.to_string() })?;
+        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(TrainError::io(&self.path))
+    }
+}
+
+/// Every record in a metrics file (a torn last line from a kill is skipped).
+pub fn read(path: &Path) -> Result<Vec<Record>, TrainError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(TrainError::Io { path: path.to_path_buf(), source: e }),
+    };
+    let mut records = vec![];
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(TrainError::io(path))?;
+        if let Ok(record) = serde_json::from_str::<Record>(&line) {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Drops the records of steps after `step` (they are redone after a resume), atomically.
+pub fn truncate_after(path: &Path, step: u64) -> Result<Vec<Record>, TrainError> {
+    let kept: Vec<Record> = read(path)?.into_iter().filter(|r| r.step() <= step).collect();
+    let mut text = String::new();
+    for r in &kept {
+        let line = serde_json::to_string(r)
+            .map_err(|e| TrainError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    crate::run::write_atomic(path, text.as_bytes())?;
+    Ok(kept)
+}

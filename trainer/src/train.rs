@@ -1,0 +1,595 @@
+//! The training loop: [`Trainer`] (model, optimizer, one step, validation) and [`train`] / [`resume`], which add
+//! the run folder (metrics, checkpoints, plot, report).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use afx_nn::checkpoint;
+use afx_nn::loss::MrStftLoss;
+use afx_nn::optim::{AdamW, AdamWConfig};
+use afx_spsa::{Pool, item_seed};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::bench::StepTiming;
+use crate::chain_info::ChainInfo;
+use crate::frontend::{Frontend, batch_tensor};
+use crate::method::spsa::{Spsa, SpsaConfig};
+use crate::method::{GradMethod, MethodBatch, theta_rows};
+use crate::metrics::{self, Baselines, MetricsLog, ParamErrors, Record, StepRecord, ValidationRecord};
+use crate::model::{Model, ModelConfig, seeded_init};
+use crate::pairs::{Corruption, PairBatch, sample_pairs, uniform};
+use crate::run::{self, CheckpointMeta, OptimizerMeta, RngState};
+use crate::{ClipSource, TrainError};
+
+/// Everything that shapes a run. Stored in the run folder and in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Training steps; also the horizon of the learning-rate decay.
+    pub steps: u64,
+    /// Stop earlier after this many minutes of training (wall clock of this process).
+    pub minutes: Option<f64>,
+    pub batch: usize,
+    /// Learning rate at step 1, decayed along a cosine to `lr_final` at `steps`: SPSA with a constant rate
+    /// climbed back up late in the measurement on this chain (notes/anchors.md).
+    pub lr: f64,
+    pub lr_final: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip of the network's update (SPSA estimates have heavy tails).
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Length L of each half (input_A, reference_B) in seconds.
+    pub clip_seconds: f64,
+    /// The training and analysis rate.
+    pub sample_rate: u32,
+    pub corruption: Corruption,
+    /// Validate every this many steps (and at the end).
+    pub val_every: u64,
+    pub val_items: usize,
+    /// Checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    pub spsa: SpsaConfig,
+    pub model: ModelConfig,
+}
+
+impl Default for TrainConfig {
+    /// Sized for 2 CPU cores: 1 s halves at 22.05 kHz, batch 8, Adam at 1e-3 decaying to 1e-4 (DeepAFx-ST's 1e-5
+    /// is for hundreds of thousands of GPU steps; here a run has hundreds to a few thousand).
+    fn default() -> Self {
+        TrainConfig {
+            steps: 2000,
+            minutes: None,
+            batch: 8,
+            lr: 1e-3,
+            lr_final: 1e-4,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            seed: 0,
+            clip_seconds: 1.0,
+            sample_rate: 22_050,
+            corruption: Corruption::None,
+            val_every: 50,
+            val_items: 16,
+            checkpoint_every: 50,
+            spsa: SpsaConfig::default(),
+            model: ModelConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Frames per half (L).
+    pub fn frames(&self) -> usize {
+        (self.clip_seconds * f64::from(self.sample_rate)).round() as usize
+    }
+
+    /// The learning rate of step `step` (1-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let t = (step.saturating_sub(1) as f64 / self.steps.max(2).saturating_sub(1) as f64).min(1.0);
+        self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.batch == 0 || self.steps == 0 || self.val_items == 0 {
+            return bad("steps, batch and val_items must be positive".into());
+        }
+        if self.val_every == 0 || self.checkpoint_every == 0 {
+            return bad("val_every and checkpoint_every must be positive".into());
+        }
+        if !(self.lr > 0.0 && self.lr_final > 0.0) {
+            return bad(format!("learning rates must be positive (lr {}, lr_final {})", self.lr, self.lr_final));
+        }
+        if !(self.spsa.epsilon > 0.0 && self.spsa.epsilon < 0.5) || self.spsa.perturbations == 0 {
+            return bad(format!(
+                "spsa: need 0 < epsilon < 0.5 and K >= 1 (got {}, {})",
+                self.spsa.epsilon, self.spsa.perturbations
+            ));
+        }
+        if self.frames() < self.model.n_fft {
+            return bad(format!(
+                "clip_seconds {} gives {} frames at {} Hz, fewer than model.n_fft {}",
+                self.clip_seconds,
+                self.frames(),
+                self.sample_rate,
+                self.model.n_fft
+            ));
+        }
+        self.model.validate().map_err(TrainError::Config)
+    }
+}
+
+/// Seeds of the streams derived from the run's seed (distinct constants keep them independent).
+const STEP_STREAM: u64 = 0x5354_4550; // "STEP"
+const VALIDATION_STREAM: u64 = 0x5641_4c49; // "VALI"
+const SPSA_STREAM: usize = 1 << 20;
+/// A run gives up after this many batches in a row in which every item failed.
+const MAX_FAILED_BATCHES: usize = 10;
+
+/// Model, optimizer and gradient method; one [`Trainer::step`] is one update.
+pub struct Trainer {
+    config: TrainConfig,
+    chain: ChainInfo,
+    device: Device,
+    varmap: VarMap,
+    model: Model,
+    frontend: Frontend,
+    optimizer: AdamW,
+    method: Box<dyn GradMethod>,
+    step: u64,
+    failed_batches: usize,
+}
+
+impl Trainer {
+    /// A fresh model initialised from the config's seed.
+    pub fn new(config: TrainConfig, chain: ChainInfo, device: Device) -> Result<Trainer, TrainError> {
+        config.validate()?;
+        if chain.num_params() == 0 {
+            return Err(TrainError::Config(format!("chain {:?} has no trainable parameters", chain.name)));
+        }
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let model = Model::new(&config.model, chain.num_params(), vb)?;
+        seeded_init(&varmap, config.seed)?;
+        let frontend = Frontend::new(config.model.n_fft, config.model.hop, &device)?;
+        let adam = AdamWConfig { lr: config.lr, weight_decay: config.weight_decay, ..AdamWConfig::default() };
+        let optimizer = AdamW::new(&varmap, adam)?;
+        let method = Box::new(Spsa::new(config.spsa.clone())?);
+        Ok(Trainer { config, chain, device, varmap, model, frontend, optimizer, method, step: 0, failed_batches: 0 })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn chain(&self) -> &ChainInfo {
+        &self.chain
+    }
+
+    /// Steps completed.
+    pub fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Predicted θ `(B, P)` for mono clips at the training rate, all the same length.
+    pub fn predict(&self, inputs: &[&afx_host::Audio], references: &[&afx_host::Audio]) -> Result<Tensor, TrainError> {
+        let x = self.frontend.features_of(inputs, &self.device)?;
+        let r = self.frontend.features_of(references, &self.device)?;
+        Ok(self.model.forward(&x, &r)?)
+    }
+
+    /// One update on a fresh batch from `source`.
+    pub fn step(&mut self, pool: &mut Pool, source: &dyn ClipSource) -> Result<StepRecord, TrainError> {
+        let started = Instant::now();
+        let step = self.step + 1;
+        let seed = item_seed(self.config.seed ^ STEP_STREAM, step as usize);
+        let mut timing = StepTiming::default();
+
+        let t = Instant::now();
+        let pairs = sample_pairs(source, pool, self.config.frames(), self.config.corruption, self.config.batch, seed)?;
+        timing.data_s = t.elapsed().as_secs_f64();
+        let (mut ok, mut failed, mut loss, mut param_error) = (0, pairs.failed, f64::NAN, f64::NAN);
+        let mut last_error = pairs.errors.last().map(|e| e.to_string());
+        let lr = self.config.lr_at(step);
+        if !pairs.is_empty() {
+            let t = Instant::now();
+            let theta = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
+            timing.encoder_forward_s = t.elapsed().as_secs_f64();
+            param_error = mean_abs_diff(&theta_rows(&theta)?, &pairs.theta_star);
+
+            let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a };
+            let out = self.method.step(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
+            timing.render_s = out.timing.render_s;
+            timing.loss_s = out.timing.loss_s;
+            timing.spsa_s = out.timing.spsa_s;
+            (ok, loss) = (out.ok, out.loss);
+            failed += out.failed;
+            if let Some(e) = out.errors.last() {
+                last_error = Some(e.to_string());
+            }
+            if let Some(surrogate) = out.surrogate {
+                let t = Instant::now();
+                let mut grads = surrogate.backward()?;
+                self.optimizer.clip_grad_norm(&mut grads, self.config.grad_clip)?;
+                self.optimizer.set_learning_rate(lr);
+                self.optimizer.step(&grads)?;
+                timing.backward_s = t.elapsed().as_secs_f64();
+            }
+        }
+        for e in pairs.errors.iter() {
+            tracing::warn!(step, "item dropped: {e}");
+        }
+        self.failed_batches = if ok == 0 { self.failed_batches + 1 } else { 0 };
+        if self.failed_batches >= MAX_FAILED_BATCHES {
+            return Err(TrainError::AllFailed {
+                consecutive: self.failed_batches,
+                last: last_error.unwrap_or_else(|| "no error recorded".into()),
+            });
+        }
+        self.step = step;
+        timing.total_s = started.elapsed().as_secs_f64();
+        Ok(StepRecord { step, loss, lr, ok, failed, param_error, timing })
+    }
+
+    /// MRSTFT of the trained prediction, the input, the defaults and random θ against target_A, on the REAL
+    /// chain, and the parameter errors.
+    pub fn validate(&self, pool: &mut Pool, set: &ValidationSet) -> Result<ValidationRecord, TrainError> {
+        let pairs = &set.pairs;
+        let n = pairs.len();
+        let theta = theta_rows(&self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?)?;
+        let defaults = vec![self.chain.default_theta(); n];
+        let loss = MrStftLoss::new(&self.config.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
+        let mut per_item = |thetas: Option<&[Vec<f32>]>| -> Result<(Vec<Option<f64>>, usize), TrainError> {
+            let outputs: Vec<Option<afx_host::Audio>> = match thetas {
+                Some(t) => pool.render_batch(&pairs.input_a, t).into_iter().map(Result::ok).collect(),
+                None => pairs.input_a.iter().cloned().map(Some).collect(),
+            };
+            let failed = outputs.iter().filter(|o| o.is_none()).count();
+            let values = outputs
+                .iter()
+                .zip(&pairs.target_a)
+                .map(|(y, target)| match y {
+                    Some(y) => {
+                        let y = batch_tensor(&[y], &Device::Cpu)?;
+                        let t = batch_tensor(&[target], &Device::Cpu)?;
+                        Ok(Some(f64::from(loss.forward(&y, &t)?.to_scalar::<f32>()?)))
+                    }
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, TrainError>>()?;
+            Ok((values, failed))
+        };
+        let (trained, f1) = per_item(Some(&theta))?;
+        let (input, _) = per_item(None)?;
+        let (default, f2) = per_item(Some(&defaults))?;
+        let (random, f3) = per_item(Some(&set.random_theta))?;
+        // Compare like with like: an item counts only where every variant rendered.
+        let usable: Vec<usize> =
+            (0..n).filter(|&i| [&trained, &input, &default, &random].iter().all(|v| v[i].is_some())).collect();
+        let mean =
+            |v: &[Option<f64>]| usable.iter().map(|&i| v[i].unwrap_or(0.0)).sum::<f64>() / usable.len().max(1) as f64;
+        Ok(ValidationRecord {
+            step: self.step,
+            items: usable.len(),
+            failed: f1.max(f2).max(f3),
+            mrstft: Baselines {
+                trained: mean(&trained),
+                input: mean(&input),
+                default: mean(&default),
+                random: mean(&random),
+            },
+            param_error: ParamErrors {
+                trained: mean_abs_diff(&theta, &pairs.theta_star),
+                default: mean_abs_diff(&defaults, &pairs.theta_star),
+                random: mean_abs_diff(&set.random_theta, &pairs.theta_star),
+            },
+        })
+    }
+
+    /// Writes the checkpoint after the steps done so far, then prunes old ones.
+    pub fn save_checkpoint(&self, run: &Path) -> Result<(), TrainError> {
+        let dir = run::checkpoints_dir(run);
+        std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
+        let (weights, meta_path) = run::checkpoint_paths(run, self.step);
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer))?;
+        let meta = CheckpointMeta {
+            format_version: run::FORMAT_VERSION,
+            chain: self.chain.clone(),
+            sample_rate: self.config.sample_rate,
+            model: self.config.model.clone(),
+            config: self.config.clone(),
+            step: self.step,
+            rng: RngState { seed: self.config.seed, next_step: self.step + 1 },
+            optimizer: OptimizerMeta { lr: self.optimizer.learning_rate(), updates: self.optimizer.steps() },
+            weights: weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        run::write_json(&meta_path, &meta)?;
+        run::prune_checkpoints(run)
+    }
+
+    /// Rebuilds a trainer from a checkpoint (weights, optimizer moments, step).
+    pub fn from_checkpoint(meta: &CheckpointMeta, weights: &Path, device: Device) -> Result<Trainer, TrainError> {
+        let mut trainer = Trainer::new(meta.config.clone(), meta.chain.clone(), device)?;
+        checkpoint::load(weights, &trainer.varmap, Some(&mut trainer.optimizer))?;
+        trainer.optimizer.set_learning_rate(meta.optimizer.lr);
+        trainer.step = meta.step;
+        Ok(trainer)
+    }
+}
+
+/// Held-out pairs and the random-θ baseline, fixed for the whole run.
+pub struct ValidationSet {
+    pub pairs: PairBatch,
+    pub random_theta: Vec<Vec<f32>>,
+}
+
+impl ValidationSet {
+    pub fn new(config: &TrainConfig, pool: &mut Pool, source: &dyn ClipSource) -> Result<ValidationSet, TrainError> {
+        let seed = item_seed(config.seed ^ VALIDATION_STREAM, 0);
+        let pairs = sample_pairs(source, pool, config.frames(), config.corruption, config.val_items, seed)?;
+        if pairs.is_empty() {
+            return Err(TrainError::NoData(format!(
+                "no validation pair rendered: {}",
+                pairs.errors.first().map_or("no error".into(), |e| e.to_string())
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 1 << 30));
+        let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
+        Ok(ValidationSet { pairs, random_theta })
+    }
+}
+
+/// Training and validation clips.
+#[derive(Clone, Copy)]
+pub struct Data<'a> {
+    pub train: &'a dyn ClipSource,
+    pub validation: &'a dyn ClipSource,
+}
+
+/// Called after every step (progress bars).
+pub type StepCallback<'a> = Box<dyn FnMut(&StepRecord) + 'a>;
+/// Called after every validation.
+pub type ValidationCallback<'a> = Box<dyn FnMut(&ValidationRecord) + 'a>;
+
+/// What the caller can watch and change about a run.
+pub struct TrainOptions<'a> {
+    pub device: Device,
+    /// Called after every step (progress bars).
+    pub on_step: Option<StepCallback<'a>>,
+    pub on_validation: Option<ValidationCallback<'a>>,
+    /// Return after this many steps in total WITHOUT a final checkpoint, plot or report, as if the process had
+    /// been killed there (tests of resume use it).
+    pub stop_after: Option<u64>,
+}
+
+impl Default for TrainOptions<'_> {
+    fn default() -> Self {
+        TrainOptions { device: Device::Cpu, on_step: None, on_validation: None, stop_after: None }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: u64,
+    /// The last validation (at the end of the run).
+    pub validation: Option<ValidationRecord>,
+    /// Items dropped over the run (this process's part).
+    pub failed_items: usize,
+    /// True when the run stopped at `stop_after` (no final checkpoint).
+    pub interrupted: bool,
+    pub mean_step_s: f64,
+}
+
+/// Starts a run in `run_dir` (created; refused if it already holds checkpoints).
+pub fn train(
+    run_dir: &Path,
+    config: &TrainConfig,
+    chain: &ChainInfo,
+    pool: &mut Pool,
+    data: Data<'_>,
+    options: TrainOptions<'_>,
+) -> Result<TrainSummary, TrainError> {
+    if run::latest_checkpoint(run_dir)?.is_some() {
+        return Err(TrainError::RunExists { run: run_dir.to_path_buf() });
+    }
+    check_pool(pool, chain)?;
+    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    run::write_json(&run_dir.join("config.json"), &RunConfig { config: config.clone(), chain: chain.clone() })?;
+    let metrics_path = run::metrics_path(run_dir);
+    if metrics_path.exists() {
+        std::fs::remove_file(&metrics_path).map_err(TrainError::io(&metrics_path))?;
+    }
+    let trainer = Trainer::new(config.clone(), chain.clone(), options.device.clone())?;
+    run_loop(run_dir, trainer, pool, data, options, vec![])
+}
+
+/// Continues the run in `run_dir` from its newest checkpoint: the same batches, perturbations and learning rates
+/// as if it had never stopped; only the steps after that checkpoint are redone. `chain` must have the run's
+/// parameter list.
+pub fn resume(
+    run_dir: &Path,
+    chain: &ChainInfo,
+    pool: &mut Pool,
+    data: Data<'_>,
+    options: TrainOptions<'_>,
+) -> Result<TrainSummary, TrainError> {
+    let Some((meta, weights)) = run::latest_checkpoint(run_dir)? else {
+        return Err(TrainError::NoCheckpoint { run: run_dir.to_path_buf() });
+    };
+    run::check_chain(run_dir, &meta.chain, chain)?;
+    check_pool(pool, chain)?;
+    let trainer = Trainer::from_checkpoint(&meta, &weights, options.device.clone())?;
+    let history = metrics::truncate_after(&run::metrics_path(run_dir), meta.step)?;
+    tracing::info!(run = %run_dir.display(), step = meta.step, "resuming");
+    run_loop(run_dir, trainer, pool, data, options, history)
+}
+
+/// `config.json` of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub config: TrainConfig,
+    pub chain: ChainInfo,
+}
+
+fn check_pool(pool: &Pool, chain: &ChainInfo) -> Result<(), TrainError> {
+    if pool.num_params() != chain.num_params() {
+        return Err(TrainError::Config(format!(
+            "the worker pool hosts {} parameters but chain {:?} has {}",
+            pool.num_params(),
+            chain.name,
+            chain.num_params()
+        )));
+    }
+    Ok(())
+}
+
+fn run_loop(
+    run_dir: &Path,
+    mut trainer: Trainer,
+    pool: &mut Pool,
+    data: Data<'_>,
+    mut options: TrainOptions<'_>,
+    mut history: Vec<Record>,
+) -> Result<TrainSummary, TrainError> {
+    let config = trainer.config().clone();
+    let validation = ValidationSet::new(&config, pool, data.validation)?;
+    let mut log = MetricsLog::open(&run::metrics_path(run_dir))?;
+    let deadline = config.minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
+    let (mut failed_items, mut step_seconds, mut steps_run) = (0, 0.0, 0u64);
+    let mut last_validation: Option<ValidationRecord> = None;
+    while trainer.steps_done() < config.steps {
+        let record = trainer.step(pool, data.train)?;
+        failed_items += record.failed;
+        step_seconds += record.timing.total_s;
+        steps_run += 1;
+        let step = record.step;
+        if let Some(f) = options.on_step.as_mut() {
+            f(&record);
+        }
+        let record = Record::Step(record);
+        log.append(&record)?;
+        history.push(record);
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        let last = step == config.steps || out_of_time;
+        if step % config.val_every == 0 || last {
+            let v = trainer.validate(pool, &validation)?;
+            tracing::info!(
+                step,
+                trained = v.mrstft.trained,
+                input = v.mrstft.input,
+                default = v.mrstft.default,
+                random = v.mrstft.random,
+                "validation"
+            );
+            if let Some(f) = options.on_validation.as_mut() {
+                f(&v);
+            }
+            log.append(&Record::Validation(v.clone()))?;
+            history.push(Record::Validation(v.clone()));
+            last_validation = Some(v);
+        }
+        if options.stop_after == Some(step) {
+            return Ok(TrainSummary {
+                steps: step,
+                validation: last_validation,
+                failed_items,
+                interrupted: true,
+                mean_step_s: step_seconds / steps_run as f64,
+            });
+        }
+        if step % config.checkpoint_every == 0 || last {
+            trainer.save_checkpoint(run_dir)?;
+        }
+        if out_of_time {
+            break;
+        }
+    }
+    let plot_path = run_dir.join("loss.png");
+    if let Err(e) = crate::plot::loss_curve(&plot_path, &history) {
+        tracing::warn!("{e}");
+    }
+    let validation = last_validation.or_else(|| {
+        history.iter().rev().find_map(|r| match r {
+            Record::Validation(v) => Some(v.clone()),
+            _ => None,
+        })
+    });
+    let summary = TrainSummary {
+        steps: trainer.steps_done(),
+        validation,
+        failed_items,
+        interrupted: false,
+        mean_step_s: step_seconds / steps_run.max(1) as f64,
+    };
+    write_report(run_dir, &trainer, &summary)?;
+    Ok(summary)
+}
+
+fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Result<(), TrainError> {
+    let config = trainer.config();
+    let mut text = format!(
+        "# afx training report\n\nChain `{}` ({}), gradient method spsa (ε = {}, K = {}), {} steps of batch {}, \
+         {:.2} s halves at {} Hz, lr {} → {} (cosine), mean {:.2} s per step, {} failed items.\n\n",
+        trainer.chain().name,
+        trainer.chain().describe(),
+        config.spsa.epsilon,
+        config.spsa.perturbations,
+        summary.steps,
+        config.batch,
+        config.clip_seconds,
+        config.sample_rate,
+        config.lr,
+        config.lr_final,
+        summary.mean_step_s,
+        summary.failed_items,
+    );
+    if let Some(v) = &summary.validation {
+        text.push_str(&format!(
+            "## Final validation (step {}, {} held-out pairs, real chain)\n\n\
+             | prediction | MRSTFT vs target_A | mean abs(θ − θ*) |\n| --- | --- | --- |\n\
+             | trained model | {:.4} | {:.4} |\n| input (unprocessed) | {:.4} | – |\n\
+             | default parameters | {:.4} | {:.4} |\n| random parameters | {:.4} | {:.4} |\n\n\
+             Trained vs input: {:+.1} %; vs default: {:+.1} %.\n\n",
+            v.step,
+            v.items,
+            v.mrstft.trained,
+            v.param_error.trained,
+            v.mrstft.input,
+            v.mrstft.default,
+            v.param_error.default,
+            v.mrstft.random,
+            v.param_error.random,
+            100.0 * (v.mrstft.trained / v.mrstft.input - 1.0),
+            100.0 * (v.mrstft.trained / v.mrstft.default - 1.0),
+        ));
+    }
+    text.push_str(
+        "`loss.png`: x = step, y = log10 loss; grey = training loss, black = its moving average, blue = validation \
+         (trained), red = default parameters, orange = random parameters (no text: built without fonts).\n",
+    );
+    run::write_atomic(&run_dir.join("report.md"), text.as_bytes())
+}
+
+fn refs(v: &[afx_host::Audio]) -> Vec<&afx_host::Audio> {
+    v.iter().collect()
+}
+
+fn mean_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (x, y) in a.iter().zip(b) {
+        for (p, q) in x.iter().zip(y) {
+            sum += f64::from((p - q).abs());
+            n += 1;
+        }
+    }
+    sum / n.max(1) as f64
+}
