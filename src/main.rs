@@ -23,6 +23,10 @@ enum Command {
     Scan(commands::scan::Args),
     /// Render a WAV file through a plugin or chain
     Render(commands::render::Args),
+    /// Train an encoder/controller to drive a real plugin chain (self-supervised style transfer)
+    Train(commands::train::Args),
+    /// Process a file with a trained run: predict parameters from a style reference and render
+    Infer(commands::infer::Args),
     /// Build or check an audio corpus
     #[command(subcommand)]
     Dataset(commands::dataset::Dataset),
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
         Command::Dataset(command) => commands::dataset::run(command),
+        Command::Train(args) => commands::train::run(args, cli.config.as_deref()),
+        Command::Infer(args) => commands::infer::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
         Command::Worker { .. } => unreachable!("handled above"),
     };

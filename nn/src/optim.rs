@@ -101,8 +101,10 @@ impl AdamW {
             let update = ((&m * scale_m)? / ((&v * scale_v)?.sqrt()? + eps)?)?;
             let theta = ((slot.var.as_tensor() * (1.0 - lr * weight_decay))? - (update * lr)?)?;
             slot.var.set(&theta)?;
-            slot.m = m;
-            slot.v = v;
+            // Gradients carry candle's op graph back into the step's forward pass; moments kept with it would
+            // chain every step's graph to the next and hold them all in memory (a training run grew to 24 GB).
+            slot.m = m.detach();
+            slot.v = v.detach();
         }
         Ok(())
     }

@@ -10,6 +10,26 @@ pub enum Bench {
     Render(RenderArgs),
     /// Worker pool throughput: isolated vs in-process vs direct renders, SPSA with 1 and 2 workers
     Spsa(SpsaArgs),
+    /// Time per training step, split into data, encoder forward, plugin renders, loss, SPSA and backward
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Chain or plugin to train against
+    #[arg(long, default_value = "eq_comp")]
+    chain: String,
+    /// Corpus folder
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// Steps to time (after one warm-up step)
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// One JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +78,7 @@ pub struct RenderArgs {
 pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     match bench {
         Bench::Spsa(args) => spsa(args, config),
+        Bench::Train(args) => train(args, config),
         Bench::Render(args) => {
             let host = Host::new();
             let formats = if args.all_formats { Format::ALL.to_vec() } else { vec![args.format] };
@@ -141,4 +162,41 @@ fn print_line(r: &RenderBench) {
         r.direct_s * 1e3,
         r.overhead
     );
+}
+
+fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config_path = super::config_path(config);
+    let mut train_config = afx_trainer::train::TrainConfig::default();
+    if let Some(b) = args.batch {
+        train_config.batch = b;
+    }
+    let corpus = afx_datasets::Corpus::open(&args.data, afx_datasets::Split::Train, train_config.sample_rate)?;
+    let super::train::Setup { chain, mut pool } = super::train::setup(&args.chain, config_path.as_deref(), None)?;
+    let device = afx_trainer::device("cpu")?;
+    let r = afx_trainer::bench::bench_train(&train_config, &chain, &mut pool, &corpus, args.steps, &device)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let t = r.mean;
+    let pct = |x: f64| 100.0 * x / t.total_s;
+    println!(
+        "{} ({} parameters): batch {}, mean of {} steps: {:.3} s/step",
+        chain.name,
+        chain.num_params(),
+        r.batch,
+        r.steps,
+        t.total_s
+    );
+    for (what, s) in [
+        ("data (crops, pairs, targets)", t.data_s),
+        ("encoder forward", t.encoder_forward_s),
+        ("plugin renders", t.render_s),
+        ("loss (MRSTFT + dL/dy)", t.loss_s),
+        ("SPSA", t.spsa_s),
+        ("backward + update", t.backward_s),
+    ] {
+        println!("  {what:<30} {:>8.3} s  {:>5.1}%", s, pct(s));
+    }
+    Ok(())
 }

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod dataset;
+pub mod infer;
 pub mod render;
 pub mod scan;
+pub mod train;
 
 use std::path::Path;
 

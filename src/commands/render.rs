@@ -9,8 +9,12 @@ use anyhow::{Context, bail};
 #[derive(clap::Args)]
 pub struct Args {
     /// A chain or plugin named in plugins.toml, or an installed plugin's id (LV2 URI) or name
-    #[arg(long, value_name = "NAME|URI")]
-    plugin: String,
+    /// [default with --preset: the preset's chain]
+    #[arg(long, value_name = "NAME|URI", required_unless_present = "preset")]
+    plugin: Option<String>,
+    /// Replay a preset (from `afx infer`): every parameter of every stage, exactly
+    #[arg(long, conflicts_with_all = ["sets", "normalized"])]
+    preset: Option<PathBuf>,
     /// Only look among installed plugins of this format
     #[arg(long, value_parser = super::parse_format)]
     format: Option<Format>,
@@ -47,8 +51,17 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let config = super::load_config(config)?;
     let input = Audio::read_wav(&args.input)?;
     let host = Host::new();
-    let mut chain = Chain::resolve(&host, config.as_ref(), &args.plugin, args.format)?;
-    let values = chain.values_with(&args.sets, args.normalized)?;
+    let preset = args.preset.as_deref().map(afx_host::Preset::load).transpose()?;
+    let name = match (&args.plugin, &preset) {
+        (Some(name), _) => name.clone(),
+        (None, Some(p)) => p.chain.clone(),
+        (None, None) => unreachable!("clap requires --plugin or --preset"),
+    };
+    let mut chain = Chain::resolve(&host, config.as_ref(), &name, args.format)?;
+    let values = match &preset {
+        Some(p) => p.values_for(&chain)?,
+        None => chain.values_with(&args.sets, args.normalized)?,
+    };
     let settings = RenderSettings { block_size: args.block_size };
     let output = match &args.sidechain {
         None => chain.render(&input, &values, &settings),

@@ -46,3 +46,14 @@ impl ClipSource for Vec<Audio> {
         None
     }
 }
+
+/// A corpus split (see `afx_datasets`): its own crops, which skip near-silence and normalise loudness.
+impl ClipSource for afx_datasets::Corpus {
+    fn len(&self) -> usize {
+        afx_datasets::Corpus::len(self)
+    }
+
+    fn clip(&self, seed: u64, frames: usize) -> Option<Audio> {
+        self.crop(seed, frames)
+    }
+}

@@ -1,0 +1,60 @@
+//! `afx infer`: predict a chain's parameters for (input, style reference) with a trained run, process the whole
+//! input, print the parameters and save them as a preset.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use afx_host::{Audio, Chain, Config, Host};
+use afx_trainer::train::RunConfig;
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run folder of `afx train`
+    #[arg(long)]
+    run: PathBuf,
+    /// The recording to process (any length, rate and channel count)
+    #[arg(long, short)]
+    input: PathBuf,
+    /// The style reference: a recording that sounds the way the output should
+    #[arg(long, short)]
+    reference: PathBuf,
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Where to save the predicted parameters [default: the output path with .preset.toml]
+    #[arg(long)]
+    preset: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
+    let device = afx_trainer::device(&args.device)?;
+    let run_config_path = args.run.join("config.json");
+    let text = std::fs::read_to_string(&run_config_path)
+        .with_context(|| format!("{} is not a run folder (no config.json)", args.run.display()))?;
+    let run: RunConfig =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", run_config_path.display()))?;
+    let input = Audio::read_wav(&args.input)?;
+    let reference = Audio::read_wav(&args.reference)?;
+    let config = super::config_path(config).map(|p| Config::load(&p)).transpose()?;
+    let mut chain = Chain::resolve(&Host::new(), config.as_ref(), &run.chain.name, None)?;
+    let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut chain, &input, &reference)?;
+    inference.output.write_wav(&args.output)?;
+    let preset_path = args.preset.unwrap_or_else(|| args.output.with_extension("preset.toml"));
+    inference.preset.save(&preset_path)?;
+    let mut out = std::io::stdout().lock();
+    for p in &inference.params {
+        let unit = p.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+        writeln!(out, "{}.{} = {}{unit} ({}; normalised {:.4})", p.stage, p.id, p.plain, p.name, p.normalized)?;
+    }
+    eprintln!(
+        "wrote {} ({} frames, {} Hz, {} channels) and {}",
+        args.output.display(),
+        inference.output.frames(),
+        inference.output.sample_rate(),
+        inference.output.num_channels(),
+        preset_path.display()
+    );
+    Ok(())
+}

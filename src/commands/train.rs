@@ -1,0 +1,197 @@
+//! `afx train`: train an encoder/controller against a real plugin chain on a corpus, or resume a run.
+
+use std::path::{Path, PathBuf};
+
+use afx_datasets::{Corpus, Split};
+use afx_host::{Chain, Config, Host};
+use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec};
+use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
+use afx_trainer::{ChainInfo, ClipSource};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A chain or plugin named in plugins.toml, or any installed plugin's id (all its continuous parameters are
+    /// then trained over their full ranges) [with --resume: the run's]
+    #[arg(long)]
+    chain: Option<String>,
+    /// Corpus folder (see `afx dataset`)
+    #[arg(long)]
+    data: PathBuf,
+    /// Gradient method through the plugins
+    #[arg(long, default_value = "spsa")]
+    grad: String,
+    /// Run folder (config, metrics.jsonl, checkpoints, loss.png, report.md)
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its newest checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Training steps (also the horizon of the learning-rate decay)
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Stop after this many minutes of training
+    #[arg(long)]
+    minutes: Option<f64>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Initial learning rate (decays along a cosine to a tenth)
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// SPSA perturbation size ε (normalised parameter units)
+    #[arg(long)]
+    epsilon: Option<f32>,
+    /// SPSA perturbations K per item
+    #[arg(long)]
+    perturbations: Option<u32>,
+    /// Seconds per half of a training pair
+    #[arg(long)]
+    clip_seconds: Option<f64>,
+    /// Validate (and checkpoint) every this many steps
+    #[arg(long)]
+    val_every: Option<u64>,
+    /// Plugin worker processes [default: one per core]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// cpu, or cuda (needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The training set-up shared by `afx train` and `afx bench train`.
+pub struct Setup {
+    pub chain: ChainInfo,
+    pub pool: Pool,
+}
+
+/// Resolves `name` (plugins.toml or an installed plugin) and starts a pool of worker processes hosting it.
+pub fn setup(name: &str, config_path: Option<&Path>, workers: Option<usize>) -> anyhow::Result<Setup> {
+    let config = config_path.map(Config::load).transpose()?;
+    let chain = Chain::resolve(&Host::new(), config.as_ref(), name, None)?;
+    if chain.num_params() == 0 {
+        bail!("{name} has no continuous parameter to train");
+    }
+    let info = ChainInfo::from_chain(&chain);
+    let spec = WorkerSpec::new(config_path.map(Path::to_path_buf), name);
+    let mut pool_config = PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?));
+    if let Some(n) = workers {
+        pool_config.workers = n;
+    }
+    let pool = Pool::new(pool_config)?;
+    Ok(Setup { chain: info, pool })
+}
+
+pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
+    if args.grad != "spsa" {
+        bail!(
+            "--grad {:?} is not available: valid methods are spsa (np-fh, np-hh and proxy come with the neural proxy)",
+            args.grad
+        );
+    }
+    let device = afx_trainer::device(&args.device)?;
+    let config_path = super::config_path(config);
+    let previous: Option<RunConfig> = if args.resume {
+        let path = args.out.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("--resume: {} is not a run folder (no config.json)", args.out.display()))?;
+        Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?)
+    } else {
+        None
+    };
+    let name = match (&args.chain, &previous) {
+        (Some(name), _) => name.clone(),
+        (None, Some(run)) => run.chain.name.clone(),
+        (None, None) => bail!("--chain is required (a chain or plugin from plugins.toml, or an installed plugin's id)"),
+    };
+    let mut train_config = previous.as_ref().map(|r| r.config.clone()).unwrap_or_default();
+    apply(&args, &mut train_config);
+    train_config.validate()?;
+    let rate = train_config.sample_rate;
+    let train_set = Corpus::open(&args.data, Split::Train, rate)?;
+    let val_set = Corpus::open(&args.data, Split::Val, rate)?;
+    for skipped in train_set.skipped().iter().chain(val_set.skipped()) {
+        eprintln!("skipped {skipped}");
+    }
+    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers)?;
+    tracing::info!(chain = %chain.describe(), train = train_set.len(), val = val_set.len(), "training");
+
+    let bar = ProgressBar::new(train_config.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let renders_per_item = 1 + 2 * train_config.spsa.perturbations as u64;
+    let progress = bar.clone();
+    let on_step = Box::new(move |r: &afx_trainer::metrics::StepRecord| {
+        progress.set_position(r.step);
+        let renders = (r.ok + r.failed) as f64 * renders_per_item as f64 / r.timing.total_s.max(1e-9);
+        progress.set_message(format!("loss {:.3}  {:.0} renders/s  failed {}", r.loss, renders, r.failed));
+    });
+    let progress = bar.clone();
+    let on_validation = Box::new(move |v: &afx_trainer::metrics::ValidationRecord| {
+        let m = v.mrstft;
+        progress.println(format!(
+            "step {:>5}  validation MRSTFT: trained {:.3}  input {:.3}  default {:.3}  random {:.3}  ({} items, {} failed)",
+            v.step, m.trained, m.input, m.default, m.random, v.items, v.failed
+        ));
+    });
+    let options = TrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
+    let data = Data { train: &train_set as &dyn ClipSource, validation: &val_set as &dyn ClipSource };
+    let summary = if args.resume {
+        train::resume(&args.out, &chain, &mut pool, data, options)?
+    } else {
+        train::train(&args.out, &train_config, &chain, &mut pool, data, options)?
+    };
+    bar.finish_and_clear();
+    println!("{} steps, {:.2} s/step, {} failed items", summary.steps, summary.mean_step_s, summary.failed_items);
+    if let Some(v) = summary.validation {
+        let m = v.mrstft;
+        println!(
+            "validation MRSTFT: trained {:.3}, input {:.3} ({:+.0}%), default {:.3}, random {:.3}",
+            m.trained,
+            m.input,
+            100.0 * (m.trained / m.input - 1.0),
+            m.default,
+            m.random
+        );
+    }
+    println!("run: {} (report.md, metrics.jsonl, loss.png, checkpoints/)", args.out.display());
+    Ok(())
+}
+
+/// Command-line values over the defaults (or, on resume, over the run's own config).
+fn apply(args: &Args, c: &mut TrainConfig) {
+    if let Some(v) = args.steps {
+        c.steps = v;
+    }
+    if args.minutes.is_some() {
+        c.minutes = args.minutes;
+    }
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = args.lr {
+        c.lr = v;
+        c.lr_final = v / 10.0;
+    }
+    if let Some(v) = args.seed {
+        c.seed = v;
+    }
+    if let Some(v) = args.epsilon {
+        c.spsa.epsilon = v;
+    }
+    if let Some(v) = args.perturbations {
+        c.spsa.perturbations = v;
+    }
+    if let Some(v) = args.clip_seconds {
+        c.clip_seconds = v;
+    }
+    if let Some(v) = args.val_every {
+        c.val_every = v;
+        c.checkpoint_every = v;
+    }
+}

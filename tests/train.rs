@@ -1,0 +1,254 @@
+//! `afx train`, `afx infer` and `afx render --preset` end to end: a real zam plugin, the demo corpus of real
+//! recordings, worker processes; kill -9 and resume; bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The demo corpus, built once for this test binary.
+fn corpus() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        ok(afx(dir.path(), &["dataset", "build-demo", "--out", corpus.to_str().unwrap()]));
+        (dir, corpus)
+    })
+    .1
+}
+
+fn config() -> String {
+    repo_config().display().to_string()
+}
+
+/// A short, small training run's arguments.
+fn train_args<'a>(run: &'a str, steps: &'a str, every: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--chain",
+        "zam_comp",
+        "--data",
+        corpus().to_str().unwrap(),
+        "--out",
+        run,
+        "--steps",
+        steps,
+        "--batch",
+        "4",
+        "--clip-seconds",
+        "0.5",
+        "--val-every",
+        every,
+        "--workers",
+        "2",
+    ]
+}
+
+fn with_config(args: Vec<&str>) -> Vec<String> {
+    let mut all = vec!["--config".to_string(), config()];
+    all.extend(args.into_iter().map(String::from));
+    all
+}
+
+fn run_afx(dir: &Path, args: Vec<&str>) -> std::process::Output {
+    let all = with_config(args);
+    afx(dir, &all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn records(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_writes_a_run_and_infer_processes_any_file_with_a_preset_that_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = ok(run_afx(dir.path(), train_args(run.to_str().unwrap(), "30", "15")));
+    assert!(stdout(&out).contains("validation MRSTFT: trained"), "{}", stdout(&out));
+    for file in ["config.json", "metrics.jsonl", "report.md", "loss.png"] {
+        assert!(run.join(file).exists(), "no {file}");
+    }
+    let recs = records(&run);
+    assert_eq!(recs.iter().filter(|r| r["kind"] == "step").count(), 30);
+    assert!(recs.iter().filter(|r| r["kind"] == "validation").count() >= 2);
+
+    // A 3-minute 44.1 kHz stereo file made of real recordings, and a 16 kHz mono one.
+    let mut left = vec![];
+    for name in ["loop_tabla.flac", "loop_mika.flac", "guit_em9.flac", "ambi_sauna.flac", "loop_safari.flac"] {
+        left.extend_from_slice(recording(name).channel(0));
+    }
+    let long: Vec<f32> = left.iter().cycle().take(44_100 * 180).copied().collect();
+    let stereo = dir.path().join("long.wav");
+    write_wav(&stereo, 44_100, &[long.clone(), long.iter().rev().copied().collect()]);
+    let mono16 = dir.path().join("mono16.wav");
+    let speech = afx_datasets::decode::load_audio(&corpus().join("speech/s03.wav")).unwrap();
+    let speech = afx_datasets::resample::resample(&speech, 16_000).unwrap();
+    write_wav(&mono16, 16_000, speech.channels());
+    let reference = dir.path().join("ref.wav");
+    let r = recording("loop_garzul.flac");
+    write_wav(&reference, r.sample_rate(), r.channels());
+    for (input, frames, channels, rate) in [(&stereo, 44_100 * 180, 2, 44_100), (&mono16, speech.frames(), 1, 16_000)] {
+        let output = dir.path().join("processed.wav");
+        let preset = dir.path().join("processed.preset.toml");
+        let out = ok(run_afx(
+            dir.path(),
+            vec![
+                "infer",
+                "--run",
+                run.to_str().unwrap(),
+                "-i",
+                input.to_str().unwrap(),
+                "-r",
+                reference.to_str().unwrap(),
+                "-o",
+                output.to_str().unwrap(),
+            ],
+        ));
+        assert!(stdout(&out).contains("zam_comp.thr = "), "{}", stdout(&out));
+        let (got_rate, y) = read_wav(&output);
+        assert_eq!((got_rate, y.len(), y[0].len()), (rate, channels, frames));
+        let replay = dir.path().join("replay.wav");
+        ok(run_afx(
+            dir.path(),
+            vec![
+                "render",
+                "--preset",
+                preset.to_str().unwrap(),
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                replay.to_str().unwrap(),
+            ],
+        ));
+        let (_, z) = read_wav(&replay);
+        assert!(
+            y.iter().zip(&z).all(|(a, b)| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())),
+            "preset replay differs"
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = with_config(train_args(run.to_str().unwrap(), "24", "6"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afx"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the second checkpoint, then kill -9 mid-run.
+    let start = Instant::now();
+    while !run.join("checkpoints/step-12.json").exists() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint at step 12 after 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = records(&run).iter().filter(|r| r["kind"] == "step").count();
+    assert!((12..24).contains(&before), "{before} steps logged before the kill");
+
+    let resume = vec![
+        "train",
+        "--resume",
+        "--data",
+        corpus().to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--workers",
+        "2",
+    ];
+    let out = ok(run_afx(dir.path(), resume));
+    assert!(stdout(&out).contains("24 steps"), "{}", stdout(&out));
+    let steps: Vec<u64> =
+        records(&run).iter().filter(|r| r["kind"] == "step").map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=24).collect::<Vec<_>>(), "steps lost or repeated across the kill");
+}
+
+#[test]
+fn bad_training_and_inference_input_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let data = corpus().to_str().unwrap();
+    fails_with(
+        &run_afx(dir.path(), vec!["train", "--chain", "eq_cmop", "--data", data, "--out", "x"]),
+        &["eq_cmop", "did you mean", "eq_comp"],
+    );
+    fails_with(
+        &run_afx(dir.path(), vec!["train", "--chain", "zam_comp", "--grad", "magic", "--data", data, "--out", "x"]),
+        &["magic", "spsa"],
+    );
+    fails_with(
+        &run_afx(dir.path(), vec!["train", "--chain", "zam_comp", "--device", "cuda", "--data", data, "--out", "x"]),
+        &["cuda"],
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("broken.flac"), b"not flac").unwrap();
+    fails_with(
+        &run_afx(dir.path(), vec!["train", "--chain", "zam_comp", "--data", empty.to_str().unwrap(), "--out", "x"]),
+        &["no usable audio", "broken.flac"],
+    );
+    // A finished run of zam_comp cannot be resumed as another chain.
+    ok(run_afx(dir.path(), train_args(run.to_str().unwrap(), "2", "2")));
+    fails_with(
+        &run_afx(
+            dir.path(),
+            vec!["train", "--resume", "--chain", "zam_eq", "--data", data, "--out", run.to_str().unwrap()],
+        ),
+        &["zam_comp", "zam_eq"],
+    );
+    // A reference shorter than the encoder's analysis window.
+    let amen = amen_mono_wav(dir.path());
+    let short = dir.path().join("short.wav");
+    write_wav(&short, 44_100, &[vec![0.1; 256]]);
+    fails_with(
+        &run_afx(
+            dir.path(),
+            vec![
+                "infer",
+                "--run",
+                run.to_str().unwrap(),
+                "-i",
+                amen.to_str().unwrap(),
+                "-r",
+                short.to_str().unwrap(),
+                "-o",
+                "o.wav",
+            ],
+        ),
+        &["reference", "short"],
+    );
+    assert!(!dir.path().join("o.wav").exists());
+    fails_with(
+        &run_afx(
+            dir.path(),
+            vec![
+                "infer",
+                "--run",
+                "nowhere",
+                "-i",
+                amen.to_str().unwrap(),
+                "-r",
+                amen.to_str().unwrap(),
+                "-o",
+                "o.wav",
+            ],
+        ),
+        &["nowhere", "not a run folder"],
+    );
+}
