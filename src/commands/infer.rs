@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Audio, Chain, Config, Host};
+use afx_host::{Chain, Config, Host};
 use afx_trainer::train::RunConfig;
 use anyhow::Context;
 
@@ -13,7 +13,7 @@ pub struct Args {
     /// Run folder of `afx train`
     #[arg(long)]
     run: PathBuf,
-    /// The recording to process (any length, rate and channel count)
+    /// The recording to process (WAV, FLAC, OGG or MP3; any length, rate and channel count)
     #[arg(long, short)]
     input: PathBuf,
     /// The style reference: a recording that sounds the way the output should
@@ -35,8 +35,8 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a run folder (no config.json)", args.run.display()))?;
     let run: RunConfig =
         serde_json::from_str(&text).with_context(|| format!("reading {}", run_config_path.display()))?;
-    let input = Audio::read_wav(&args.input)?;
-    let reference = Audio::read_wav(&args.reference)?;
+    let input = afx_datasets::decode::load_audio(&args.input)?;
+    let reference = afx_datasets::decode::load_audio(&args.reference)?;
     let config = super::config_path(config).map(|p| Config::load(&p)).transpose()?;
     let mut chain = Chain::resolve(&Host::new(), config.as_ref(), &run.chain.name, None)?;
     let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut chain, &input, &reference)?;
