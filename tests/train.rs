@@ -252,3 +252,24 @@ fn bad_training_and_inference_input_is_refused_clearly() {
         &["nowhere", "not a run folder"],
     );
 }
+
+#[test]
+fn bench_train_splits_a_step_into_its_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus().to_str().unwrap();
+    let out = ok(run_afx(
+        dir.path(),
+        vec!["bench", "train", "--chain", "zam_comp", "--data", data, "--steps", "1", "--batch", "2", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let mean = &v["mean"];
+    let parts = ["data_s", "encoder_forward_s", "render_s", "loss_s", "spsa_s", "backward_s"];
+    let sum: f64 = parts.iter().map(|p| mean[p].as_f64().unwrap_or_else(|| panic!("no {p} in {v}"))).sum();
+    let total = mean["total_s"].as_f64().unwrap();
+    assert!(total > 0.0 && sum <= total * 1.05, "parts {sum} vs total {total}");
+    let out = ok(run_afx(
+        dir.path(),
+        vec!["bench", "train", "--chain", "zam_comp", "--data", data, "--steps", "1", "--batch", "2"],
+    ));
+    assert!(stdout(&out).contains("plugin renders") && stdout(&out).contains("SPSA"), "{}", stdout(&out));
+}
