@@ -173,3 +173,15 @@ fn a_sidechain_signal_keys_the_compressor_and_a_mismatched_one_is_refused() {
     fails_with(&out, &["sidechain", &format!("48000 Hz against the input's {rate} Hz")]);
     assert!(!dir.path().join("x.wav").exists());
 }
+
+#[test]
+fn render_reads_flac_as_the_same_samples_as_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let flac = Path::new(SAMPLES).join("loop_amen.flac");
+    let amen = recording("loop_amen.flac");
+    let wav = dir.path().join("amen.wav");
+    write_wav(&wav, amen.sample_rate(), amen.channels());
+    let from_flac = render(dir.path(), ZAM_COMP, &flac, "flac.wav", &["thr=-25"]);
+    let from_wav = render(dir.path(), ZAM_COMP, &wav, "wav.wav", &["thr=-25"]);
+    assert_eq!(bits(&from_flac), bits(&from_wav));
+}

@@ -18,7 +18,7 @@ pub struct Args {
     /// Only look among installed plugins of this format
     #[arg(long, value_parser = super::parse_format)]
     format: Option<Format>,
-    /// Input WAV file
+    /// Input file: WAV, or FLAC, OGG or MP3
     #[arg(long, short)]
     input: PathBuf,
     /// Output WAV file (32-bit float; written to a temporary name and renamed)
@@ -49,7 +49,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         bail!("--block-size must be at least 1");
     }
     let config = super::load_config(config)?;
-    let input = Audio::read_wav(&args.input)?;
+    let input = read_audio(&args.input)?;
     let host = Host::new();
     let preset = args.preset.as_deref().map(afx_host::Preset::load).transpose()?;
     let name = match (&args.plugin, &preset) {
@@ -65,7 +65,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = RenderSettings { block_size: args.block_size };
     let output = match &args.sidechain {
         None => chain.render(&input, &values, &settings),
-        Some(path) => chain.render_keyed(&input, &Audio::read_wav(path)?, &values, &settings),
+        Some(path) => chain.render_keyed(&input, &read_audio(path)?, &values, &settings),
     }
     .with_context(|| format!("rendering {}", args.input.display()))?;
     output.write_wav(&args.output)?;
@@ -79,4 +79,15 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     }
     eprintln!("wrote {} ({} frames, {} Hz)", args.output.display(), output.frames(), output.sample_rate());
     Ok(())
+}
+
+/// WAV through the host's reader (exact errors for the format afx writes); other formats through the corpus
+/// decoder.
+fn read_audio(path: &Path) -> anyhow::Result<Audio> {
+    let is_wav = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+    if is_wav || !afx_datasets::decode::is_audio(path) {
+        Ok(Audio::read_wav(path)?)
+    } else {
+        Ok(afx_datasets::decode::load_audio(path)?)
+    }
 }
