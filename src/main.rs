@@ -27,6 +27,8 @@ enum Command {
     Train(commands::train::Args),
     /// Process a file with a trained run: predict parameters from a style reference and render
     Infer(commands::infer::Args),
+    /// Collect (input, parameters, output) examples from a real chain, as shards, to train a proxy
+    Collect(commands::collect::Args),
     /// Build or check an audio corpus
     #[command(subcommand)]
     Dataset(commands::dataset::Dataset),
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
         Command::Dataset(command) => commands::dataset::run(command),
+        Command::Collect(args) => commands::collect::run(args, cli.config.as_deref()),
         Command::Train(args) => commands::train::run(args, cli.config.as_deref()),
         Command::Infer(args) => commands::infer::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),

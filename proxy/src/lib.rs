@@ -1,4 +1,5 @@
-//! Neural proxies of plugins: data collection from real plugins, the conditional TCN, its training and
-//! quality report.
-//!
-//! Not built yet: this crate holds its place in the workspace until the proxy issue.
+//! Neural proxies of plugins. So far: [`collect`], the training data — (input, parameters, output) examples
+//! rendered through the REAL chain by the worker pool, written as shards any number of machines can produce
+//! and one manifest merges. The conditional TCN, its training and the proxy gradient methods come next.
+
+pub mod collect;

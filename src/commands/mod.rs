@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod collect;
 pub mod dataset;
 pub mod infer;
 pub mod render;

@@ -1,0 +1,395 @@
+//! Collecting (input, parameters, output) examples from a real plugin chain.
+//!
+//! Example `i` of a collection seeded `s` is fully determined by `(s, i)`: a crop of the corpus's training split
+//! and parameters drawn uniformly in the normalised space (the [`Sampler`]), rendered through the chain by the
+//! worker pool. Examples are grouped in shards of `shard_size`: shard `j` holds examples `j·K .. (j+1)·K`. A
+//! shard is written whole, to a temporary name renamed into place, so a killed collect never leaves a torn
+//! shard, and a resumed one skips the shards that exist: it never duplicates an example. `--shard I/N` takes
+//! the shards with `j mod N == I`, so N machines (a Slurm array, Kubernetes indexed jobs) produce disjoint
+//! shards into one folder; [`write_manifest`] lists whatever shards are there.
+//!
+//! # Shard format
+//! `shard-JJJJJ.safetensors` with f32 tensors `input` (n, frames), `output` (n, frames), `params` (n, P, the
+//! normalised θ), `plain` (n, Q, every parameter of every stage in plain units) and u64 `index` (n), plus
+//! metadata `afx` (JSON: format version, chain, parameter list, sample rate, frames, seed, shard, excluded
+//! examples with the reason). Items whose render crashes or is non-finite are excluded and listed there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use afx_datasets::Corpus;
+use afx_host::{Audio, Chain};
+use afx_spsa::{ItemError, Pool, item_seed};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the shard layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+
+/// Why a collection failed, or a shard could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("shard {path} is torn or not a shard: {reason}")]
+    BadShard { path: PathBuf, reason: String },
+    #[error("shard {path} belongs to another collection: {reason}")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Which part of the work this process does: shards `j` with `j mod count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSlice {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for ShardSlice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ShardSlice, String> {
+        let bad = || format!("{s:?}: expected I/N with 0 <= I < N (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(ShardSlice { index, count })
+    }
+}
+
+/// How the parameters of an example are drawn. Uniform in the normalised space by default; other samplers
+/// (around presets, biased to extremes) plug in here.
+pub trait Sampler {
+    fn sample(&self, seed: u64, num_params: usize) -> Vec<f32>;
+}
+
+/// θ ~ U(0, 1)^P.
+pub struct Uniform;
+
+impl Sampler for Uniform {
+    fn sample(&self, seed: u64, num_params: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..num_params).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32).collect()
+    }
+}
+
+/// What a collection is: the same settings give the same examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectConfig {
+    pub examples: usize,
+    pub shard_size: usize,
+    pub seed: u64,
+    pub sample_rate: u32,
+    /// Frames per example.
+    pub frames: usize,
+}
+
+/// The description every shard carries (its `afx` metadata) and the manifest repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    pub version: u32,
+    pub chain: String,
+    /// `stage.id` of every trainable parameter, in θ order.
+    pub params: Vec<String>,
+    /// `stage.id` of every parameter of every stage, in `plain` order.
+    pub plain_params: Vec<String>,
+    pub config: CollectConfig,
+    pub shard: usize,
+    /// Examples of this shard's range that are not in it, with why.
+    pub excluded: BTreeMap<u64, String>,
+}
+
+/// `manifest.json`: the collection and the shards present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub chain: String,
+    pub params: Vec<String>,
+    pub config: CollectConfig,
+    pub shards: Vec<ManifestShard>,
+    pub total_examples: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestShard {
+    pub file: String,
+    pub examples: usize,
+    pub excluded: usize,
+}
+
+/// Keeps an example's parameter stream apart from its crop stream (both derive from the example's seed).
+const THETA_STREAM: u64 = 0x0074_6865_7461; // "theta"
+
+/// What examples are made from.
+pub struct Sources<'a> {
+    pub chain: &'a Chain,
+    pub pool: &'a mut Pool,
+    pub corpus: &'a Corpus,
+    pub sampler: &'a dyn Sampler,
+}
+
+/// One example read back from a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub index: u64,
+    pub input: Audio,
+    /// Normalised θ.
+    pub params: Vec<f32>,
+    pub output: Audio,
+}
+
+pub fn shard_file(shard: usize) -> String {
+    format!("shard-{shard:05}.safetensors")
+}
+
+fn names(chain: &Chain) -> (Vec<String>, Vec<String>) {
+    let trained = chain.params().iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let plain = chain
+        .stages()
+        .iter()
+        .flat_map(|s| s.effect().info().params.iter().map(move |p| format!("{}.{}", s.name(), p.id)))
+        .collect();
+    (trained, plain)
+}
+
+/// Collects this slice's missing shards into `out`; returns how many examples it wrote. `on_shard` is called
+/// after each shard with (examples written so far, examples to write).
+pub fn collect(
+    out: &Path,
+    sources: Sources<'_>,
+    config: &CollectConfig,
+    slice: ShardSlice,
+    mut on_shard: impl FnMut(usize, usize),
+) -> Result<usize, CollectError> {
+    let Sources { chain, pool, corpus, sampler } = sources;
+    if config.shard_size == 0 || config.examples == 0 || config.frames == 0 {
+        return Err(CollectError::Config("examples, shard size and frames must be positive".into()));
+    }
+    if corpus.sample_rate() != config.sample_rate {
+        return Err(CollectError::Config(format!(
+            "the corpus is loaded at {} Hz, the collection is at {} Hz",
+            corpus.sample_rate(),
+            config.sample_rate
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| CollectError::Write { path: out.into(), reason: e.to_string() })?;
+    remove_stale_temporaries(out);
+    let (params, plain_params) = names(chain);
+    let shards = config.examples.div_ceil(config.shard_size);
+    let mine: Vec<usize> = (0..shards).filter(|j| j % slice.count == slice.index).collect();
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|&j| match read_meta(&out.join(shard_file(j))) {
+            Ok(meta) => meta.config != *config || meta.chain != chain.name(),
+            Err(_) => true,
+        })
+        .collect();
+    let total: usize = todo.iter().map(|&j| shard_range(config, j).len()).sum();
+    let mut written = 0;
+    for j in todo {
+        let path = out.join(shard_file(j));
+        if let Ok(meta) = read_meta(&path) {
+            return Err(CollectError::Foreign {
+                path,
+                reason: format!(
+                    "it was collected for chain {:?} with {:?}; use another folder",
+                    meta.chain, meta.config
+                ),
+            });
+        }
+        let range = shard_range(config, j);
+        let mut inputs = vec![];
+        let mut thetas = vec![];
+        let mut excluded = BTreeMap::new();
+        let mut indices = vec![];
+        for i in range.clone() {
+            let seed = item_seed(config.seed, i);
+            match corpus.crop(seed, config.frames) {
+                Some(clip) => {
+                    inputs.push(clip);
+                    thetas.push(sampler.sample(seed ^ THETA_STREAM, params.len()));
+                    indices.push(i as u64);
+                }
+                None => {
+                    excluded.insert(i as u64, "no corpus file is long and loud enough".into());
+                }
+            }
+        }
+        let results = pool.render_batch(&inputs, &thetas);
+        let (mut input_data, mut output_data, mut theta_data, mut plain_data, mut kept) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for (((x, theta), index), result) in inputs.iter().zip(&thetas).zip(&indices).zip(results) {
+            match result {
+                Ok(y) => {
+                    let plain = chain.plain_values(theta).map_err(|e| CollectError::Config(e.to_string()))?;
+                    input_data.extend_from_slice(x.channel(0));
+                    output_data.extend_from_slice(y.channel(0));
+                    theta_data.extend_from_slice(theta);
+                    plain_data.extend(plain.into_iter().flatten());
+                    kept.push(*index);
+                }
+                Err(ItemError { kind, .. }) => {
+                    tracing::warn!(example = index, "excluded: {kind}");
+                    excluded.insert(*index, kind.to_string());
+                }
+            }
+        }
+        let meta = ShardMeta {
+            version: FORMAT_VERSION,
+            chain: chain.name().to_string(),
+            params: params.clone(),
+            plain_params: plain_params.clone(),
+            config: config.clone(),
+            shard: j,
+            excluded,
+        };
+        let n = kept.len();
+        let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+        let buffers = [
+            ("input", Dtype::F32, vec![n, config.frames], f32_bytes(&input_data)),
+            ("output", Dtype::F32, vec![n, config.frames], f32_bytes(&output_data)),
+            ("params", Dtype::F32, vec![n, params.len()], f32_bytes(&theta_data)),
+            ("plain", Dtype::F32, vec![n, plain_params.len()], f32_bytes(&plain_data)),
+            ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&kept).to_vec()),
+        ];
+        let bad = |e: safetensors::SafeTensorError| CollectError::Write { path: path.clone(), reason: e.to_string() };
+        let views = buffers
+            .iter()
+            .map(|(name, dtype, shape, bytes)| Ok((*name, TensorView::new(*dtype, shape.clone(), bytes).map_err(bad)?)))
+            .collect::<Result<Vec<_>, CollectError>>()?;
+        let info = [("afx".to_string(), serde_json::to_string(&meta).expect("metadata serialises"))].into();
+        let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(bad)?;
+        afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string()))
+            .map_err(|reason| CollectError::Write { path: path.clone(), reason })?;
+        written += range.len();
+        on_shard(written, total);
+    }
+    Ok(written)
+}
+
+/// Temporary files a killed collect left behind (its shards are written as `.afx-*.tmp`, then renamed).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(".afx-") && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+fn shard_range(config: &CollectConfig, shard: usize) -> std::ops::Range<usize> {
+    shard * config.shard_size..((shard + 1) * config.shard_size).min(config.examples)
+}
+
+/// The metadata of a shard file, checking that the file is whole.
+pub fn read_meta(path: &Path) -> Result<ShardMeta, CollectError> {
+    let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
+    let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| torn(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| torn(e.to_string()))?;
+    let text = header.metadata().as_ref().and_then(|m| m.get("afx")).ok_or_else(|| torn("no afx metadata".into()))?;
+    let meta: ShardMeta = serde_json::from_str(text).map_err(|e| torn(e.to_string()))?;
+    if meta.version != FORMAT_VERSION {
+        return Err(torn(format!("format version {} (this afx reads {FORMAT_VERSION})", meta.version)));
+    }
+    for name in ["input", "output", "params", "plain", "index"] {
+        tensors.tensor(name).map_err(|e| torn(format!("tensor {name}: {e}")))?;
+    }
+    Ok(meta)
+}
+
+/// Lists the shards in `dir` into `manifest.json` (atomically). Every shard must be whole and of the same
+/// collection; a torn or foreign one is an error naming it.
+pub fn write_manifest(dir: &Path) -> Result<Manifest, CollectError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CollectError::Read { path: dir.into(), reason: e.to_string() })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    files.sort();
+    let mut manifest: Option<Manifest> = None;
+    for path in files {
+        let meta = read_meta(&path)?;
+        let examples = shard_range(&meta.config, meta.shard).len() - meta.excluded.len();
+        let entry = ManifestShard {
+            file: path.file_name().expect("a file").to_string_lossy().into_owned(),
+            examples,
+            excluded: meta.excluded.len(),
+        };
+        match &mut manifest {
+            None => {
+                manifest = Some(Manifest {
+                    version: FORMAT_VERSION,
+                    chain: meta.chain,
+                    params: meta.params,
+                    config: meta.config,
+                    total_examples: examples,
+                    shards: vec![entry],
+                })
+            }
+            Some(m) => {
+                if m.chain != meta.chain || m.params != meta.params || m.config != meta.config {
+                    return Err(CollectError::Foreign {
+                        path,
+                        reason: format!(
+                            "chain {:?} {:?}, while the others are chain {:?} {:?}",
+                            meta.chain, meta.config, m.chain, m.config
+                        ),
+                    });
+                }
+                m.total_examples += examples;
+                m.shards.push(entry);
+            }
+        }
+    }
+    let manifest =
+        manifest.ok_or_else(|| CollectError::Read { path: dir.into(), reason: "no shard-*.safetensors".into() })?;
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    let path = dir.join(MANIFEST);
+    afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, text.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|reason| CollectError::Write { path, reason })?;
+    Ok(manifest)
+}
+
+/// The examples of a shard, for checks and for the proxy's training.
+pub fn read_examples(path: &Path) -> Result<Vec<Example>, CollectError> {
+    let meta = read_meta(path)?;
+    let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| CollectError::BadShard { path: path.into(), reason: e.to_string() })?;
+    let floats = |name: &str| -> Vec<f32> {
+        let view = tensors.tensor(name).expect("checked by read_meta");
+        let mut v = vec![0.0f32; view.data().len() / 4];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(view.data());
+        v
+    };
+    let (input, output, params) = (floats("input"), floats("output"), floats("params"));
+    let index_view = tensors.tensor("index").expect("checked by read_meta");
+    let mut index = vec![0u64; index_view.data().len() / 8];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut index).copy_from_slice(index_view.data());
+    let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
+    let audio = |v: &[f32]| Audio::new(rate, vec![v.to_vec()]).expect("one channel");
+    Ok(index
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| Example {
+            index: i,
+            input: audio(&input[k * frames..(k + 1) * frames]),
+            params: params[k * p..(k + 1) * p].to_vec(),
+            output: audio(&output[k * frames..(k + 1) * frames]),
+        })
+        .collect())
+}

@@ -1,0 +1,79 @@
+//! `afx collect`: (input, parameters, output) examples from a real chain, as shards, for training a proxy.
+
+use std::path::PathBuf;
+
+use afx_datasets::{Corpus, Split};
+use afx_host::{Chain, Config, Host};
+use afx_proxy::collect::{self, CollectConfig, ShardSlice, Sources, Uniform};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A chain or plugin named in plugins.toml, or an installed plugin's id
+    #[arg(long)]
+    chain: String,
+    /// Corpus folder (its training split gives the inputs)
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset folder: shard-*.safetensors and manifest.json
+    #[arg(long)]
+    out: PathBuf,
+    /// Examples in the whole collection (all shards of all machines)
+    #[arg(long)]
+    examples: usize,
+    /// This machine's part: shards j with j mod N == I (e.g. Slurm's $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)
+    #[arg(long, default_value = "0/1")]
+    shard: ShardSlice,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Examples per shard file
+    #[arg(long, default_value_t = 64)]
+    shard_size: usize,
+    /// Seconds per example
+    #[arg(long, default_value_t = 1.5)]
+    seconds: f64,
+    #[arg(long, default_value_t = 22_050)]
+    sample_rate: u32,
+    /// Plugin worker processes [default: one per core]
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config_path = super::config_path(config);
+    let plugins = config_path.as_deref().map(Config::load).transpose()?;
+    let chain = Chain::resolve(&Host::new(), plugins.as_ref(), &args.chain, None)?;
+    let corpus = Corpus::open(&args.data, Split::Train, args.sample_rate)?;
+    for skipped in corpus.skipped() {
+        eprintln!("skipped {skipped}");
+    }
+    let super::train::Setup { mut pool, .. } = super::train::setup(&args.chain, config_path.as_deref(), args.workers)?;
+    let config = CollectConfig {
+        examples: args.examples,
+        shard_size: args.shard_size,
+        seed: args.seed,
+        sample_rate: args.sample_rate,
+        frames: (args.seconds * f64::from(args.sample_rate)).round() as usize,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} examples {per_sec}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let sources = Sources { chain: &chain, pool: &mut pool, corpus: &corpus, sampler: &Uniform };
+    let written = collect::collect(&args.out, sources, &config, args.shard, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let manifest = collect::write_manifest(&args.out)?;
+    println!(
+        "wrote {written} examples; {} holds {} shards, {} examples of chain {}",
+        args.out.display(),
+        manifest.shards.len(),
+        manifest.total_examples,
+        manifest.chain
+    );
+    Ok(())
+}

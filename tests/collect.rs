@@ -1,0 +1,121 @@
+//! `afx collect`: shards of examples rendered through a real plugin, resumable, splittable across machines.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use afx_proxy::collect::read_examples;
+use common::*;
+
+/// A small corpus of real recordings (a manifest puts them all in the training split).
+fn corpus() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        std::fs::create_dir_all(&corpus).unwrap();
+        let mut files = vec![];
+        for name in ["loop_amen.flac", "loop_tabla.flac", "guit_em9.flac"] {
+            std::fs::copy(Path::new(SAMPLES).join(name), corpus.join(name)).unwrap();
+            files.push(format!("{{\"path\": \"{name}\", \"split\": \"train\"}}"));
+        }
+        std::fs::write(corpus.join("manifest.json"), format!("{{\"version\": 1, \"files\": [{}]}}", files.join(",")))
+            .unwrap();
+        (dir, corpus)
+    })
+    .1
+}
+
+fn collect(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let config = repo_config();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "collect",
+        "--chain",
+        "zam_comp",
+        "--data",
+        corpus().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--examples",
+        "10",
+        "--shard-size",
+        "3",
+        "--seconds",
+        "0.25",
+        "--workers",
+        "2",
+    ];
+    args.extend(extra);
+    afx(dir, &args)
+}
+
+fn shards(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn shards_hold_real_renders_and_machines_or_restarts_give_the_same_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let out = ok(collect(dir.path(), &whole, &[]));
+    assert!(stdout(&out).contains("4 shards, 10 examples"), "{}", stdout(&out));
+    let reference = shards(&whole);
+    assert_eq!(reference.len(), 4);
+
+    // Each example is the chain's render of its input at its parameters.
+    let spec = afx_spsa::WorkerSpec::new(Some(repo_config()), "zam_comp");
+    let mut executor = afx_spsa::worker::Executor::new(&spec).unwrap();
+    let examples = read_examples(&whole.join("shard-00001.safetensors")).unwrap();
+    assert_eq!(examples.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 4, 5]);
+    for e in &examples {
+        assert!(e.params.iter().all(|t| (0.0..=1.0).contains(t)));
+        let job = afx_spsa::Job::Render { input: e.input.clone(), theta: e.params.clone() };
+        assert_eq!(executor.run(&job).unwrap().into_audio().unwrap(), e.output);
+    }
+
+    // Two machines, each its half, into one folder: the same files.
+    let split = dir.path().join("split");
+    ok(collect(dir.path(), &split, &["--shard", "1/2"]));
+    assert_eq!(shards(&split).len(), 2);
+    ok(collect(dir.path(), &split, &["--shard", "0/2"]));
+    assert_eq!(shards(&split), reference);
+
+    // A run killed part-way (two shards done, one write left as a temporary file) resumes without duplicates.
+    let resumed = dir.path().join("resumed");
+    std::fs::create_dir_all(&resumed).unwrap();
+    for (name, bytes) in &reference[..2] {
+        std::fs::write(resumed.join(name), bytes).unwrap();
+    }
+    std::fs::write(resumed.join(".afx-half-written.tmp"), &reference[2].1[..100]).unwrap();
+    let out = ok(collect(dir.path(), &resumed, &[]));
+    assert!(stdout(&out).contains("wrote 4 examples"), "{}", stdout(&out));
+    assert_eq!(shards(&resumed), reference);
+    assert!(!resumed.join(".afx-half-written.tmp").exists(), "the killed run's temporary file is still there");
+}
+
+#[test]
+fn torn_and_foreign_shards_are_reported_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(collect(dir.path(), &data, &[]));
+    // Another collection (another seed) into the same folder is refused.
+    fails_with(&collect(dir.path(), &data, &["--seed", "5"]), &["shard-00000.safetensors", "another collection"]);
+    // A torn shard outside this machine's slice is named when the manifest is written.
+    let shard = data.join("shard-00002.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&collect(dir.path(), &data, &["--shard", "1/2"]), &["shard-00002.safetensors", "torn"]);
+    // Its own slice rewrites it.
+    ok(collect(dir.path(), &data, &["--shard", "0/2"]));
+    fails_with(&collect(dir.path(), &data, &["--shard", "3/2"]), &["3/2", "I/N"]);
+}
