@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use afx_host::Audio;
-
 use crate::job::{Job, item_seed};
 use crate::pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
 use crate::worker::{Executor, WorkerSpec};
@@ -41,21 +39,6 @@ pub enum BenchError {
     Failed(String),
 }
 
-/// Deterministic noise with a slow envelope, so dynamics processors and reverbs do real work.
-fn signal(sample_rate: u32, frames: usize) -> Audio {
-    let mut state: u32 = 0x9E37_79B9;
-    let samples = (0..frames)
-        .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let envelope = 0.5 + 0.45 * (i as f32 * std::f32::consts::TAU * 2.0 / sample_rate as f32).sin();
-            (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * envelope * 0.5
-        })
-        .collect();
-    Audio::new(sample_rate, vec![samples]).expect("one channel")
-}
-
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -78,7 +61,7 @@ pub fn pool_throughput(
     rounds: usize,
 ) -> Result<PoolBench, BenchError> {
     let rate = 44_100;
-    let input = signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
+    let input = afx_host::bench::test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
     let mut direct = Executor::new(spec).map_err(|e| BenchError::Failed(e.to_string()))?;
     let p = direct.chain().num_params();
     let theta = vec![0.5f32; p];

@@ -116,17 +116,11 @@ pub fn prune_checkpoints(run: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed.
+/// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed
+/// ([`afx_host::atomic::write_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write().map_err(TrainError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+    afx_host::atomic::write_with(path, |file| file.write_all(bytes).map_err(|e| e.to_string()))
+        .map_err(|message| TrainError::Format { path: path.to_path_buf(), message })
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
