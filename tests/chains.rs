@@ -185,3 +185,13 @@ fn render_reads_flac_as_the_same_samples_as_wav() {
     let from_wav = render(dir.path(), ZAM_COMP, &wav, "wav.wav", &["thr=-25"]);
     assert_eq!(bits(&from_flac), bits(&from_wav));
 }
+
+#[test]
+fn bench_render_names_an_unknown_plugin_and_a_bad_format() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        &afx(dir.path(), &["bench", "render", "--plugin", "urn:zamaudio:ZamCmop"]),
+        &["ZamCmop", "did you mean"],
+    );
+    fails_with(&afx(dir.path(), &["bench", "render", "--format", "au"]), &["au", "lv2, clap, vst3"]);
+}

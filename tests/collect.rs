@@ -119,3 +119,31 @@ fn torn_and_foreign_shards_are_reported_by_name() {
     ok(collect(dir.path(), &data, &["--shard", "0/2"]));
     fails_with(&collect(dir.path(), &data, &["--shard", "3/2"]), &["3/2", "I/N"]);
 }
+
+#[test]
+fn collect_names_an_unknown_chain_and_a_missing_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_config();
+    let out = dir.path().join("out");
+    let run = |chain: &str, data: &str| {
+        afx(
+            dir.path(),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "collect",
+                "--chain",
+                chain,
+                "--data",
+                data,
+                "--out",
+                out.to_str().unwrap(),
+                "--examples",
+                "2",
+            ],
+        )
+    };
+    fails_with(&run("zam_cmop", corpus().to_str().unwrap()), &["zam_cmop", "did you mean", "zam_comp"]);
+    fails_with(&run("zam_comp", "no/such/corpus"), &["no/such/corpus"]);
+    assert!(!out.join("manifest.json").exists());
+}

@@ -39,3 +39,11 @@ fn check_names_the_files_it_cannot_read() {
     let empty = tempfile::tempdir().unwrap();
     fails_with(&afx(dir.path(), &["dataset", "check", empty.path().to_str().unwrap()]), &["no usable audio"]);
 }
+
+#[test]
+fn build_demo_into_a_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, b"a file, not a folder").unwrap();
+    fails_with(&afx(dir.path(), &["dataset", "build-demo", "--out", file.to_str().unwrap()]), &["taken"]);
+}

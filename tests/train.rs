@@ -273,3 +273,12 @@ fn bench_train_splits_a_step_into_its_parts() {
     ));
     assert!(stdout(&out).contains("plugin renders") && stdout(&out).contains("SPSA"), "{}", stdout(&out));
 }
+
+#[test]
+fn bench_train_names_a_missing_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        &run_afx(dir.path(), vec!["bench", "train", "--chain", "zam_comp", "--data", "no/such/corpus"]),
+        &["no/such/corpus"],
+    );
+}
