@@ -35,22 +35,13 @@ fn signal() -> Vec<f32> {
 }
 
 fn write_wav(path: &Path, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    samples.iter().for_each(|s| w.write_sample(*s).unwrap());
-    w.finalize().unwrap();
+    afx_testkit::write_wav(path, RATE, &[samples.to_vec()]);
 }
 
 fn read_wav(path: &Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap();
-    let spec = r.spec();
-    assert_eq!((spec.channels, spec.sample_format, spec.bits_per_sample), (1, hound::SampleFormat::Float, 32));
-    r.samples::<f32>().map(Result::unwrap).collect()
+    let (_, mut channels) = afx_testkit::read_wav(path);
+    assert_eq!(channels.len(), 1, "{} is not mono", path.display());
+    channels.remove(0)
 }
 
 /// The DSP core called directly, with `sets` applied to a fresh instance.
