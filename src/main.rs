@@ -29,6 +29,8 @@ enum Command {
     Infer(commands::infer::Args),
     /// Collect (input, parameters, output) examples from a real chain, as shards, to train a proxy
     Collect(commands::collect::Args),
+    /// Train a neural proxy (conditional TCN) of a chain on collected examples
+    TrainProxy(commands::train_proxy::Args),
     /// Build or check an audio corpus
     #[command(subcommand)]
     Dataset(commands::dataset::Dataset),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
         Command::Dataset(command) => commands::dataset::run(command),
         Command::Collect(args) => commands::collect::run(args, cli.config.as_deref()),
+        Command::TrainProxy(args) => commands::train_proxy::run(args, cli.config.as_deref()),
         Command::Train(args) => commands::train::run(args, cli.config.as_deref()),
         Command::Infer(args) => commands::infer::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),

@@ -38,6 +38,8 @@ pub struct Stage {
     /// Trained parameters: index into the plugin's parameters and the spec θ maps through (narrowed range,
     /// chosen scale).
     trainable: Vec<(usize, ParamSpec)>,
+    /// Plugin parameter indices marked `output_gain` in plugins.toml.
+    output_gains: Vec<usize>,
 }
 
 impl Stage {
@@ -65,6 +67,9 @@ impl Stage {
 pub struct ChainParam<'a> {
     pub stage: &'a str,
     pub spec: &'a ParamSpec,
+    /// A pure output gain in dB of the chain's LAST plugin (marked `output_gain` in plugins.toml): the chain's
+    /// output scales by 10^(v/20). The same mark on an earlier stage does not make it an output gain of the chain.
+    pub output_gain: bool,
 }
 
 /// Effects rendered in order. θ ∈ [0, 1]^P covers the trainable parameters of every stage, stage by stage,
@@ -124,9 +129,17 @@ impl Chain {
 
     /// The trainable parameters, in θ order.
     pub fn params(&self) -> Vec<ChainParam<'_>> {
+        let last = self.stages.len().saturating_sub(1);
         self.stages
             .iter()
-            .flat_map(|s| s.trainable.iter().map(move |(_, spec)| ChainParam { stage: &s.name, spec }))
+            .enumerate()
+            .flat_map(|(k, s)| {
+                s.trainable.iter().map(move |(index, spec)| ChainParam {
+                    stage: &s.name,
+                    spec,
+                    output_gain: k == last && s.output_gains.contains(index),
+                })
+            })
             .collect()
     }
 
@@ -308,7 +321,7 @@ fn stage_from_plugin(name: &str, effect: Effect) -> Stage {
     let info = effect.info();
     let trainable =
         info.params.iter().enumerate().filter(|(_, p)| p.is_continuous()).map(|(i, p)| (i, p.clone())).collect();
-    Stage { name: name.into(), base: info.default_values(), trainable, effect }
+    Stage { name: name.into(), base: info.default_values(), trainable, output_gains: vec![], effect }
 }
 
 fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, ChainError> {
@@ -324,6 +337,7 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
     };
     let mut base = info.default_values();
     let mut trainable = vec![];
+    let mut output_gains = vec![];
     for (id, p) in &entry.params {
         let Some(index) = info.find_param(id) else {
             let near = suggest::nearest(id, info.params.iter().map(|p| p.id.as_str()), 5);
@@ -352,8 +366,18 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
         if trained.min >= trained.max {
             return Err(bad(id, format!("empty trained range [{}, {}]", trained.min, trained.max)));
         }
+        if p.output_gain {
+            // Analytic application maps θ linearly to dB; a log scale would make that mapping wrong.
+            if trained.effective_scale() != crate::Scale::Linear {
+                return Err(bad(id, "output_gain needs a linear scale (dB)".into()));
+            }
+            output_gains.push(index);
+        }
         trainable.push((index, trained));
     }
+    if let Some((id, _)) = entry.params.iter().find(|(_, p)| p.output_gain && !p.train) {
+        return Err(bad(id, "output_gain marks a trained parameter; add `train = true`".into()));
+    }
     trainable.sort_by_key(|(i, _)| *i);
-    Ok(Stage { name: name.into(), base, trainable, effect })
+    Ok(Stage { name: name.into(), base, trainable, output_gains, effect })
 }

@@ -74,6 +74,10 @@ pub struct ParamEntry {
     pub scale: Option<Scale>,
     /// A fixed plain value.
     pub value: Option<f32>,
+    /// The parameter is a pure output gain in dB (y = x · 10^(v/20), e.g. a compressor's makeup): a neural proxy
+    /// of a chain that ends with this plugin applies it exactly instead of learning it.
+    #[serde(default)]
+    pub output_gain: bool,
 }
 
 /// A named chain of plugins rendered in order as one function of all their trainable parameters.

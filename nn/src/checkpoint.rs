@@ -56,3 +56,63 @@ pub fn load(path: &Path, varmap: &VarMap, optimizer: Option<&mut AdamW>) -> Resu
     }
     Ok(())
 }
+
+/// A folder of numbered checkpoints, `step-NNNNNNNN.safetensors` (the weights, [`save`]) each with a
+/// `step-NNNNNNNN.json` written by the caller AFTER the weights: a checkpoint counts once its JSON exists, so a
+/// kill at any moment leaves the previous one usable. Runs of the trainer and of the proxy both keep one.
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    dir: std::path::PathBuf,
+}
+
+impl CheckpointDir {
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> CheckpointDir {
+        CheckpointDir { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Paths of the weights and metadata of the checkpoint after `step` steps.
+    pub fn paths(&self, step: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+        (self.dir.join(format!("step-{step:08}.safetensors")), self.dir.join(format!("step-{step:08}.json")))
+    }
+
+    /// The metadata file of the newest complete checkpoint (none when the folder is missing or empty).
+    pub fn latest(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+        Ok(self.stems()?.pop().map(|stem| self.dir.join(format!("{stem}.json"))))
+    }
+
+    /// Removes all but the newest `keep` checkpoints.
+    pub fn prune(&self, keep: usize) -> std::io::Result<()> {
+        let stems = self.stems()?;
+        let drop = stems.len().saturating_sub(keep);
+        for stem in &stems[..drop] {
+            // The JSON first: without it the weights are ignored, so a kill between the two removals is harmless.
+            for ext in ["json", "safetensors"] {
+                match std::fs::remove_file(self.dir.join(format!("{stem}.{ext}"))) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `step-NNNNNNNN` of every checkpoint with metadata, oldest first.
+    fn stems(&self) -> std::io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        let mut stems: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        stems.sort();
+        Ok(stems)
+    }
+}

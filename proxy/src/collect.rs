@@ -310,6 +310,17 @@ pub fn read_meta(path: &Path) -> Result<ShardMeta, CollectError> {
 /// Lists the shards in `dir` into `manifest.json` (atomically). Every shard must be whole and of the same
 /// collection; a torn or foreign one is an error naming it.
 pub fn write_manifest(dir: &Path) -> Result<Manifest, CollectError> {
+    let manifest = scan(dir)?;
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    let path = dir.join(MANIFEST);
+    afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, text.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|reason| CollectError::Write { path, reason })?;
+    Ok(manifest)
+}
+
+/// The manifest of the shards in `dir` (sorted by file name), without writing it: every shard must be whole
+/// and of the same collection; a torn or foreign one is an error naming it.
+pub fn scan(dir: &Path) -> Result<Manifest, CollectError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| CollectError::Read { path: dir.into(), reason: e.to_string() })?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -355,13 +366,10 @@ pub fn write_manifest(dir: &Path) -> Result<Manifest, CollectError> {
             }
         }
     }
-    let manifest =
-        manifest.ok_or_else(|| CollectError::Read { path: dir.into(), reason: "no shard-*.safetensors".into() })?;
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    let path = dir.join(MANIFEST);
-    afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, text.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|reason| CollectError::Write { path, reason })?;
-    Ok(manifest)
+    manifest.ok_or_else(|| CollectError::Read {
+        path: dir.into(),
+        reason: "no shard-*.safetensors (collect examples with `afx collect --out` first)".into(),
+    })
 }
 
 /// The examples of a shard, for checks and for the proxy's training.

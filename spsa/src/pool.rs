@@ -100,6 +100,7 @@ pub struct Pool {
     config: Arc<PoolConfig>,
     workers: Vec<Option<Worker>>,
     num_params: usize,
+    renders: u64,
 }
 
 impl Pool {
@@ -118,7 +119,7 @@ impl Pool {
             Ok::<_, PoolError>(workers)
         })?;
         let num_params = workers[0].as_ref().map_or(0, |w| w.num_params);
-        Ok(Pool { runtime, config, workers, num_params })
+        Ok(Pool { runtime, config, workers, num_params, renders: 0 })
     }
 
     /// P: the chain's number of trainable parameters.
@@ -133,10 +134,18 @@ impl Pool {
     /// Renders item `i` of `inputs` at `thetas[i]`: the forward pass of a batch.
     pub fn render_batch(&mut self, inputs: &[Audio], thetas: &[Vec<f32>]) -> Vec<Result<Audio, ItemError>> {
         let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.clone(), theta: t.clone() });
-        self.run(jobs.collect())
+        let results: Vec<Result<Audio, ItemError>> = self
+            .run(jobs.collect())
             .into_iter()
             .map(|r| r.map(|o| o.into_audio().expect("render jobs give audio")))
-            .collect()
+            .collect();
+        self.renders += results.iter().filter(|r| r.is_ok()).count() as u64;
+        results
+    }
+
+    /// Successful [`Pool::render_batch`] items so far: how callers (and tests) see that the real chain ran.
+    pub fn renders(&self) -> u64 {
+        self.renders
     }
 
     /// SPSA estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, K perturbations of size ε each; item `i` is

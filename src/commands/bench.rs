@@ -194,6 +194,7 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
         ("plugin renders", t.render_s),
         ("loss (MRSTFT + dL/dy)", t.loss_s),
         ("SPSA", t.spsa_s),
+        ("proxy forward", t.proxy_s),
         ("backward + update", t.backward_s),
     ] {
         println!("  {what:<30} {:>8.3} s  {:>5.1}%", s, pct(s));

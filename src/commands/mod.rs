@@ -7,6 +7,7 @@ pub mod infer;
 pub mod render;
 pub mod scan;
 pub mod train;
+pub mod train_proxy;
 
 use std::path::Path;
 

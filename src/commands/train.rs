@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use afx_datasets::{Corpus, Split};
 use afx_host::{Chain, Config, Host};
 use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec};
+use afx_trainer::method::GradKind;
 use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
 use afx_trainer::{ChainInfo, ClipSource};
 use anyhow::{Context, bail};
@@ -19,9 +20,14 @@ pub struct Args {
     /// Corpus folder (see `afx dataset`)
     #[arg(long)]
     data: PathBuf,
-    /// Gradient method through the plugins
-    #[arg(long, default_value = "spsa")]
-    grad: String,
+    /// Gradient method through the plugins: spsa, np-fh (real forward, proxy backward), np-hh (proxy in
+    /// training, real chain at validation and inference), proxy (as np-hh; DeepAFx-ST's NP) [default: spsa, or
+    /// the run's with --resume]
+    #[arg(long)]
+    grad: Option<GradKind>,
+    /// Proxy folder written by `afx train-proxy` (for np-fh, np-hh and proxy)
+    #[arg(long)]
+    proxy: Option<PathBuf>,
     /// Run folder (config, metrics.jsonl, checkpoints, loss.png, report.md)
     #[arg(long)]
     out: PathBuf,
@@ -85,12 +91,6 @@ pub fn setup(name: &str, config_path: Option<&Path>, workers: Option<usize>) -> 
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
-    if args.grad != "spsa" {
-        bail!(
-            "--grad {:?} is not available: valid methods are spsa (np-fh, np-hh and proxy come with the neural proxy)",
-            args.grad
-        );
-    }
     let device = afx_trainer::device(&args.device)?;
     let config_path = super::config_path(config);
     let previous: Option<RunConfig> = if args.resume {
@@ -124,7 +124,11 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let renders_per_item = 1 + 2 * train_config.spsa.perturbations as u64;
+    let renders_per_item = match train_config.grad {
+        GradKind::Spsa => 1 + 2 * u64::from(train_config.spsa.perturbations),
+        GradKind::NpFh => 1,
+        GradKind::NpHh | GradKind::Proxy => 0,
+    };
     let progress = bar.clone();
     let on_step = Box::new(move |r: &afx_trainer::metrics::StepRecord| {
         progress.set_position(r.step);
@@ -165,6 +169,13 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
 
 /// Command-line values over the defaults (or, on resume, over the run's own config).
 fn apply(args: &Args, c: &mut TrainConfig) {
+    if let Some(v) = args.grad {
+        c.grad = v;
+    }
+    if let Some(p) = &args.proxy {
+        // Absolute, so that --resume from another folder finds it.
+        c.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+    }
     if let Some(v) = args.steps {
         c.steps = v;
     }

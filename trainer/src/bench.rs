@@ -24,6 +24,9 @@ pub struct StepTiming {
     pub loss_s: f64,
     /// SPSA renders (2K per item) and estimates.
     pub spsa_s: f64,
+    /// The neural proxy's forward pass (proxy methods).
+    #[serde(default)]
+    pub proxy_s: f64,
     /// Backward through the network and the optimizer update.
     pub backward_s: f64,
     /// The whole step.
@@ -37,6 +40,7 @@ impl AddAssign for StepTiming {
         self.render_s += o.render_s;
         self.loss_s += o.loss_s;
         self.spsa_s += o.spsa_s;
+        self.proxy_s += o.proxy_s;
         self.backward_s += o.backward_s;
         self.total_s += o.total_s;
     }
@@ -50,6 +54,7 @@ impl StepTiming {
             render_s: self.render_s * factor,
             loss_s: self.loss_s * factor,
             spsa_s: self.spsa_s * factor,
+            proxy_s: self.proxy_s * factor,
             backward_s: self.backward_s * factor,
             total_s: self.total_s * factor,
         }

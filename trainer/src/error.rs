@@ -17,6 +17,8 @@ pub enum TrainError {
     Pool(#[from] afx_spsa::PoolError),
     #[error(transparent)]
     Preset(#[from] afx_host::PresetError),
+    #[error(transparent)]
+    Proxy(Box<afx_proxy::ProxyError>),
     #[error("device: {0}")]
     Device(String),
     #[error("invalid training configuration: {0}")]
@@ -43,6 +45,12 @@ pub enum TrainError {
     Resample { from: u32, to: u32, message: String },
     #[error("plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
+}
+
+impl From<afx_proxy::ProxyError> for TrainError {
+    fn from(e: afx_proxy::ProxyError) -> TrainError {
+        TrainError::Proxy(Box::new(e))
+    }
 }
 
 impl TrainError {

@@ -48,6 +48,10 @@ pub struct ValidationRecord {
     pub items: usize,
     pub failed: usize,
     pub mrstft: Baselines,
+    /// Methods with a neural proxy: MRSTFT of the PROXY's output at the trained θ (the real chain's is
+    /// `mrstft.trained`); the gap shows how far training on the proxy can mislead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<f64>,
     pub param_error: ParamErrors,
 }
 

@@ -6,10 +6,8 @@
 use afx_nn::act::PRelu;
 use afx_nn::conv::{Conv2d, Conv2dConfig};
 use afx_nn::norm::GroupNorm;
-use candle_core::{D, DType, Module, Result, Tensor, bail};
+use candle_core::{D, Module, Result, Tensor, bail};
 use candle_nn::{Linear, VarBuilder, VarMap};
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of the model. The defaults (≈ 30 k weights) train at a few steps per second on 2 CPU cores: the
@@ -155,34 +153,7 @@ impl Model {
 /// matrix/kernel uniform in ±1/√fan_in as PyTorch, conv and linear biases zero, the last layer scaled by 0.1 so
 /// the untrained controller starts near θ = 0.5 instead of at the ends. Norm and PReLU constants are kept.
 pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
-    let Ok(data) = varmap.data().lock() else { bail!("init: the VarMap's lock is poisoned") };
-    for (name, var) in data.iter() {
-        let dims = var.dims().to_vec();
-        let is_bias = name.ends_with(".bias") && (name.contains(".conv") || name.contains(".fc"));
-        let values = if dims.len() >= 2 {
-            let fan_in: usize = dims[1..].iter().product();
-            let mut bound = 1.0 / (fan_in as f64).sqrt();
-            if name.starts_with("controller.fc2.") {
-                bound *= 0.1;
-            }
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
-            let n = var.elem_count();
-            let v: Vec<f32> = (0..n)
-                .map(|_| ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
-                .map(|x| x as f32)
-                .collect();
-            Tensor::from_vec(v, dims.as_slice(), var.device())?
-        } else if is_bias {
-            Tensor::zeros(dims.as_slice(), DType::F32, var.device())?
-        } else {
-            continue;
-        };
-        var.set(&values.to_dtype(var.dtype())?)?;
-    }
-    Ok(())
-}
-
-/// FNV-1a: a hash of a variable's name that, unlike std's, is the same in every Rust version.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    let gain = |name: &str| if name.starts_with("controller.fc2.") { 0.1 } else { 1.0 };
+    let is_bias = |name: &str| name.ends_with(".bias") && (name.contains(".conv") || name.contains(".fc"));
+    afx_nn::init::seeded_uniform(varmap, seed, gain, is_bias)
 }

@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use afx_nn::checkpoint::CheckpointDir;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -65,25 +66,19 @@ pub fn metrics_path(run: &Path) -> PathBuf {
     run.join("metrics.jsonl")
 }
 
+fn checkpoint_dir(run: &Path) -> CheckpointDir {
+    CheckpointDir::new(checkpoints_dir(run))
+}
+
 /// Paths of the weights and metadata of the checkpoint after `step` steps.
 pub fn checkpoint_paths(run: &Path, step: u64) -> (PathBuf, PathBuf) {
-    let dir = checkpoints_dir(run);
-    (dir.join(format!("step-{step:08}.safetensors")), dir.join(format!("step-{step:08}.json")))
+    checkpoint_dir(run).paths(step)
 }
 
 /// The newest complete checkpoint: its metadata and the path of its weights.
 pub fn latest_checkpoint(run: &Path) -> Result<Option<(CheckpointMeta, PathBuf)>, TrainError> {
-    let dir = checkpoints_dir(run);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
-    let mut metas: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            name.starts_with("step-") && name.ends_with(".json")
-        })
-        .collect();
-    metas.sort();
-    let Some(path) = metas.pop() else { return Ok(None) };
+    let dir = checkpoint_dir(run);
+    let Some(path) = dir.latest().map_err(TrainError::io(dir.path()))? else { return Ok(None) };
     let meta: CheckpointMeta = read_json(&path)?;
     if meta.format_version != FORMAT_VERSION {
         return Err(TrainError::Format {
@@ -91,29 +86,14 @@ pub fn latest_checkpoint(run: &Path) -> Result<Option<(CheckpointMeta, PathBuf)>
             message: format!("run format {} (this afx reads {FORMAT_VERSION})", meta.format_version),
         });
     }
-    let weights = dir.join(&meta.weights);
+    let weights = dir.path().join(&meta.weights);
     Ok(Some((meta, weights)))
 }
 
 /// Removes all but the newest [`KEEP`] checkpoints.
 pub fn prune_checkpoints(run: &Path) -> Result<(), TrainError> {
-    let dir = checkpoints_dir(run);
-    let mut steps: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(TrainError::io(&dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
-        .filter(|n| n.starts_with("step-"))
-        .collect();
-    steps.sort();
-    let drop = steps.len().saturating_sub(KEEP);
-    for stem in &steps[..drop] {
-        // The JSON first: without it the weights are ignored, so a kill between the two removals is harmless.
-        for ext in ["json", "safetensors"] {
-            let path = dir.join(format!("{stem}.{ext}"));
-            std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
-        }
-    }
-    Ok(())
+    let dir = checkpoint_dir(run);
+    dir.prune(KEEP).map_err(TrainError::io(dir.path()))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed

@@ -1,7 +1,7 @@
 //! The training loop: [`Trainer`] (model, optimizer, one step, validation) and [`train`] / [`resume`], which add
 //! the run folder (metrics, checkpoints, plot, report).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use afx_nn::checkpoint;
@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::bench::StepTiming;
 use crate::chain_info::ChainInfo;
 use crate::frontend::{Frontend, batch_tensor};
-use crate::method::spsa::{Spsa, SpsaConfig};
-use crate::method::{GradMethod, MethodBatch, theta_rows};
+use crate::method::spsa::SpsaConfig;
+use crate::method::{self, GradKind, GradMethod, MethodBatch, theta_rows};
 use crate::metrics::{self, Baselines, MetricsLog, ParamErrors, Record, StepRecord, ValidationRecord};
 use crate::model::{Model, ModelConfig, seeded_init};
 use crate::pairs::{Corruption, PairBatch, sample_pairs, uniform};
@@ -52,6 +52,13 @@ pub struct TrainConfig {
     pub val_items: usize,
     /// Checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
+    /// The gradient method (`--grad`).
+    #[serde(default)]
+    pub grad: GradKind,
+    /// The proxy run the proxy methods train through (`--proxy`).
+    #[serde(default)]
+    pub proxy: Option<PathBuf>,
+    /// SPSA's settings; its MRSTFT settings are every method's training loss.
     pub spsa: SpsaConfig,
     pub model: ModelConfig,
 }
@@ -75,6 +82,8 @@ impl Default for TrainConfig {
             val_every: 50,
             val_items: 16,
             checkpoint_every: 50,
+            grad: GradKind::Spsa,
+            proxy: None,
             spsa: SpsaConfig::default(),
             model: ModelConfig::default(),
         }
@@ -108,6 +117,12 @@ impl TrainConfig {
             return bad(format!(
                 "spsa: need 0 < epsilon < 0.5 and K >= 1 (got {}, {})",
                 self.spsa.epsilon, self.spsa.perturbations
+            ));
+        }
+        if self.grad.needs_proxy() && self.proxy.is_none() {
+            return bad(format!(
+                "--grad {} needs --proxy DIR (a proxy trained with `afx train-proxy`)",
+                self.grad.name()
             ));
         }
         if self.frames() < self.model.n_fft {
@@ -158,7 +173,8 @@ impl Trainer {
         let frontend = Frontend::new(config.model.n_fft, config.model.hop, &device)?;
         let adam = AdamWConfig { lr: config.lr, weight_decay: config.weight_decay, ..AdamWConfig::default() };
         let optimizer = AdamW::new(&varmap, adam)?;
-        let method = Box::new(Spsa::new(config.spsa.clone())?);
+        let method =
+            method::build(config.grad, &config.spsa, config.proxy.as_ref(), &chain, config.sample_rate, &device)?;
         Ok(Trainer { config, chain, device, varmap, model, frontend, optimizer, method, step: 0, failed_batches: 0 })
     }
 
@@ -210,6 +226,7 @@ impl Trainer {
             timing.render_s = out.timing.render_s;
             timing.loss_s = out.timing.loss_s;
             timing.spsa_s = out.timing.spsa_s;
+            timing.proxy_s = out.timing.proxy_s;
             (ok, loss) = (out.ok, out.loss);
             failed += out.failed;
             if let Some(e) = out.errors.last() {
@@ -268,6 +285,21 @@ impl Trainer {
             Ok((values, failed))
         };
         let (trained, f1) = per_item(Some(&theta))?;
+        let proxy_score = match self.method.proxy() {
+            Some(proxy) => {
+                let x = batch_tensor(&refs(&pairs.input_a), &self.device)?;
+                let t = Tensor::new(theta.concat().as_slice(), &self.device)?.reshape((n, self.chain.num_params()))?;
+                let y = proxy.forward(&x, &t)?.to_device(&Device::Cpu)?;
+                let target = batch_tensor(&refs(&pairs.target_a), &Device::Cpu)?;
+                let scores = (0..n)
+                    .map(|i| {
+                        Ok(f64::from(loss.forward(&y.narrow(0, i, 1)?, &target.narrow(0, i, 1)?)?.to_scalar::<f32>()?))
+                    })
+                    .collect::<Result<Vec<f64>, TrainError>>()?;
+                Some(scores)
+            }
+            None => None,
+        };
         let (input, _) = per_item(None)?;
         let (default, f2) = per_item(Some(&defaults))?;
         let (random, f3) = per_item(Some(&set.random_theta))?;
@@ -286,6 +318,7 @@ impl Trainer {
                 default: mean(&default),
                 random: mean(&random),
             },
+            proxy: proxy_score.map(|v| mean(&v.into_iter().map(Some).collect::<Vec<_>>())),
             param_error: ParamErrors {
                 trained: mean_abs_diff(&theta, &pairs.theta_star),
                 default: mean_abs_diff(&defaults, &pairs.theta_star),
@@ -537,12 +570,11 @@ fn run_loop(
 fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Result<(), TrainError> {
     let config = trainer.config();
     let mut text = format!(
-        "# afx training report\n\nChain `{}` ({}), gradient method spsa (ε = {}, K = {}), {} steps of batch {}, \
+        "# afx training report\n\nChain `{}` ({}), gradient method {}, {} steps of batch {}, \
          {:.2} s halves at {} Hz, lr {} → {} (cosine), mean {:.2} s per step, {} failed items.\n\n",
         trainer.chain().name,
         trainer.chain().describe(),
-        config.spsa.epsilon,
-        config.spsa.perturbations,
+        method_description(config),
         summary.steps,
         config.batch,
         config.clip_seconds,
@@ -577,6 +609,14 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
          (trained), red = default parameters, orange = random parameters (no text: built without fonts).\n",
     );
     run::write_atomic(&run_dir.join("report.md"), text.as_bytes())
+}
+
+fn method_description(config: &TrainConfig) -> String {
+    match (config.grad, &config.proxy) {
+        (GradKind::Spsa, _) => format!("spsa (ε = {}, K = {})", config.spsa.epsilon, config.spsa.perturbations),
+        (kind, Some(proxy)) => format!("{} (proxy {})", kind.name(), proxy.display()),
+        (kind, None) => kind.name().to_string(),
+    }
 }
 
 fn refs(v: &[afx_host::Audio]) -> Vec<&afx_host::Audio> {

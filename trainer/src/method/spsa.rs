@@ -90,7 +90,15 @@ impl GradMethod for Spsa {
         }
         let failed_render = errors.len();
         if kept.is_empty() {
-            return Ok(MethodStep { surrogate: None, loss: f64::NAN, ok: 0, failed: failed_render, errors, timing });
+            return Ok(MethodStep {
+                surrogate: None,
+                loss: f64::NAN,
+                ok: 0,
+                failed: failed_render,
+                errors,
+                timing,
+                output: None,
+            });
         }
 
         // dL/dy with y as a leaf: the loss's own backward, no finite differences on the audio side.
@@ -136,11 +144,12 @@ impl GradMethod for Spsa {
         }
         let failed = thetas.len() - ok;
         if ok == 0 {
-            return Ok(MethodStep { surrogate: None, loss: loss_value, ok, failed, errors, timing });
+            return Ok(MethodStep { surrogate: None, loss: loss_value, ok, failed, errors, timing, output: None });
         }
         let ghat = Tensor::from_vec(ghat, (thetas.len(), p), theta.device())?.to_dtype(theta.dtype())?;
         let surrogate = (theta * ghat.detach())?.sum_all()?;
-        Ok(MethodStep { surrogate: Some(surrogate), loss: loss_value, ok, failed, errors, timing })
+        let output = Some(y.as_tensor().detach());
+        Ok(MethodStep { surrogate: Some(surrogate), loss: loss_value, ok, failed, errors, timing, output })
     }
 }
 

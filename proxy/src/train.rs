@@ -1,0 +1,504 @@
+//! `afx train-proxy`: fit the conditional TCN to a collection of real-chain renders.
+//!
+//! ```text
+//! PROXY/config.json                   ProxyRun: training config, what the proxy models, the dataset folder
+//! PROXY/metrics.jsonl                 one JSON object per step and per validation
+//! PROXY/checkpoints/step-N.{safetensors,json}   weights + AdamW moments, ProxyCheckpoint (two kept)
+//! PROXY/report.md                     proxy vs identity on the held-out shards, at the end
+//! ```
+//! Each step draws `batch` examples and one patch of each: `patch` frames at a random offset, preceded by a
+//! receptive field of context (zeros before the example's start, which is the plugin's fresh state). The loss is
+//! MRSTFT + w·L1 on the patch. Every draw of step t derives from (seed, t), so a resumed run repeats exactly
+//! what the uninterrupted run would have done.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use afx_nn::checkpoint;
+use afx_nn::loss::{MrStftConfig, MrStftLoss};
+use afx_nn::optim::{AdamW, AdamWConfig};
+use afx_spsa::item_seed;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::ProxyError;
+use crate::dataset::Dataset;
+use crate::model::{Proxy, ProxyMeta, checkpoint_dir};
+use crate::quality::{self, Quality};
+use crate::tcn::TcnConfig;
+
+/// Version of the proxy run layout.
+pub const FORMAT_VERSION: u32 = 1;
+const KEEP: usize = 2;
+const STEP_STREAM: u64 = 0x5052_4f58; // "PROX"
+
+/// Everything that shapes a proxy run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTrainConfig {
+    pub steps: u64,
+    /// Stop earlier after this many minutes (wall clock of this process).
+    pub minutes: Option<f64>,
+    pub batch: usize,
+    /// Frames of each training patch the loss sees (after a receptive field of context).
+    pub patch: usize,
+    /// Learning rate at step 1, cosine-decayed to `lr_final` at `steps`.
+    pub lr: f64,
+    pub lr_final: f64,
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Validate and checkpoint every this many steps (and at the end).
+    pub val_every: u64,
+    /// Held-out examples scored per validation (at most; all of the held-out shards when fewer).
+    pub val_items: usize,
+    pub fft_sizes: Vec<usize>,
+    /// Weight of the time-domain L1 term (DeepAFx-ST: 100).
+    pub time_l1_weight: f64,
+    pub tcn: TcnConfig,
+}
+
+impl Default for ProxyTrainConfig {
+    fn default() -> Self {
+        ProxyTrainConfig {
+            steps: 2000,
+            minutes: None,
+            batch: 8,
+            patch: 8192,
+            lr: 3e-3,
+            lr_final: 1e-4,
+            grad_clip: 1.0,
+            seed: 0,
+            val_every: 100,
+            val_items: 64,
+            // The trainer's MRSTFT resolutions, so proxy and controller scores are comparable.
+            fft_sizes: vec![256, 512, 1024],
+            time_l1_weight: 100.0,
+            tcn: TcnConfig::default(),
+        }
+    }
+}
+
+impl ProxyTrainConfig {
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let t = (step.saturating_sub(1) as f64 / self.steps.max(2).saturating_sub(1) as f64).min(1.0);
+        self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        let bad = |m: String| Err(ProxyError::Config(m));
+        if self.steps == 0 || self.batch == 0 || self.patch == 0 || self.val_every == 0 || self.val_items == 0 {
+            return bad("steps, batch, patch, val_every and val_items must be positive".into());
+        }
+        if !(self.lr > 0.0 && self.lr_final > 0.0) {
+            return bad(format!("learning rates must be positive (lr {}, lr_final {})", self.lr, self.lr_final));
+        }
+        if self.fft_sizes.iter().any(|&n| n < 4 || n > self.patch) || self.fft_sizes.is_empty() {
+            return bad(format!("fft sizes {:?} must lie in 4..=patch ({})", self.fft_sizes, self.patch));
+        }
+        self.tcn.validate().map_err(ProxyError::Config)
+    }
+}
+
+/// `config.json` of a proxy run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyRun {
+    pub config: ProxyTrainConfig,
+    pub meta: ProxyMeta,
+    /// The collection it trains on (resume reads it again).
+    pub dataset: PathBuf,
+}
+
+/// Beside each checkpoint's weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyCheckpoint {
+    pub format_version: u32,
+    pub meta: ProxyMeta,
+    pub config: ProxyTrainConfig,
+    pub step: u64,
+    pub lr: f64,
+    pub updates: u64,
+    /// The safetensors file beside this one.
+    pub weights: String,
+    pub validation: Option<Quality>,
+}
+
+/// A line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Step { step: u64, loss: f64, lr: f64, seconds: f64 },
+    Validation(Quality),
+}
+
+impl Record {
+    fn step(&self) -> u64 {
+        match self {
+            Record::Step { step, .. } => *step,
+            Record::Validation(q) => q.step,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct ProxySummary {
+    pub steps: u64,
+    pub validation: Option<Quality>,
+    pub mean_step_s: f64,
+    pub minutes: f64,
+    /// Stopped at `stop_after` (no final checkpoint or report).
+    pub interrupted: bool,
+}
+
+/// Called after every step with (step, loss).
+pub type StepCallback<'a> = Box<dyn FnMut(u64, f64) + 'a>;
+/// Called after every validation.
+pub type ValidationCallback<'a> = Box<dyn FnMut(&Quality) + 'a>;
+
+/// What the caller can watch and change.
+pub struct ProxyTrainOptions<'a> {
+    pub device: Device,
+    pub on_step: Option<StepCallback<'a>>,
+    pub on_validation: Option<ValidationCallback<'a>>,
+    /// Return after this many steps in total without a final checkpoint, as if killed (resume tests).
+    pub stop_after: Option<u64>,
+}
+
+impl Default for ProxyTrainOptions<'_> {
+    fn default() -> Self {
+        ProxyTrainOptions { device: Device::Cpu, on_step: None, on_validation: None, stop_after: None }
+    }
+}
+
+/// The newest checkpoint of a proxy run and the path of its weights.
+pub fn latest_checkpoint(run: &Path) -> Result<Option<(ProxyCheckpoint, PathBuf)>, ProxyError> {
+    let dir = checkpoint_dir(run);
+    let Some(path) = dir.latest().map_err(ProxyError::io(dir.path()))? else { return Ok(None) };
+    let checkpoint: ProxyCheckpoint = read_json(&path)?;
+    if checkpoint.format_version != FORMAT_VERSION {
+        return Err(ProxyError::Format {
+            path,
+            message: format!("proxy format {} (this afx reads {FORMAT_VERSION})", checkpoint.format_version),
+        });
+    }
+    let weights = dir.path().join(&checkpoint.weights);
+    Ok(Some((checkpoint, weights)))
+}
+
+/// Starts a proxy run in `out` on the collection in `data`; `meta` says what it models (from the chain the
+/// collection was rendered with) and must match the collection's parameter list.
+pub fn train_proxy(
+    out: &Path,
+    data: &Path,
+    meta: ProxyMeta,
+    config: &ProxyTrainConfig,
+    options: ProxyTrainOptions<'_>,
+) -> Result<ProxySummary, ProxyError> {
+    config.validate()?;
+    if latest_checkpoint(out)?.is_some() {
+        return Err(ProxyError::RunExists { path: out.to_path_buf() });
+    }
+    let dataset = Dataset::open(data)?;
+    check_dataset(data, &dataset, &meta)?;
+    std::fs::create_dir_all(out).map_err(ProxyError::io(out))?;
+    let run = ProxyRun { config: config.clone(), meta, dataset: data.to_path_buf() };
+    write_json(&out.join("config.json"), &run)?;
+    let metrics = out.join("metrics.jsonl");
+    if metrics.exists() {
+        std::fs::remove_file(&metrics).map_err(ProxyError::io(&metrics))?;
+    }
+    let state = State::new(&run, &options.device, out)?;
+    run_loop(out, &run, &dataset, state, options)
+}
+
+/// Continues the proxy run in `out` from its newest checkpoint, on the same collection.
+pub fn resume_proxy(out: &Path, options: ProxyTrainOptions<'_>) -> Result<ProxySummary, ProxyError> {
+    let run: ProxyRun = read_json(&out.join("config.json"))?;
+    let Some((checkpoint, weights)) = latest_checkpoint(out)? else {
+        return Err(ProxyError::NoCheckpoint { path: out.to_path_buf() });
+    };
+    let dataset = Dataset::open(&run.dataset)?;
+    check_dataset(&run.dataset, &dataset, &run.meta)?;
+    let mut state = State::new(&run, &options.device, out)?;
+    checkpoint::load(&weights, &state.varmap, Some(&mut state.optimizer))?;
+    state.optimizer.set_learning_rate(checkpoint.lr);
+    state.step = checkpoint.step;
+    truncate_metrics(&out.join("metrics.jsonl"), checkpoint.step)?;
+    tracing::info!(run = %out.display(), step = checkpoint.step, "resuming proxy training");
+    run_loop(out, &run, &dataset, state, options)
+}
+
+fn check_dataset(data: &Path, dataset: &Dataset, meta: &ProxyMeta) -> Result<(), ProxyError> {
+    let names: Vec<String> = meta.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let m = &dataset.manifest;
+    if m.chain != meta.chain || m.params != names {
+        return Err(ProxyError::Config(format!(
+            "{} was collected from chain {:?} with parameters {:?}; the chain {:?} now has {:?} (re-collect, or \
+             restore the plugins.toml it was collected with)",
+            data.display(),
+            m.chain,
+            m.params,
+            meta.chain,
+            names
+        )));
+    }
+    if m.config.sample_rate != meta.sample_rate {
+        return Err(ProxyError::Config(format!(
+            "{} is at {} Hz, the proxy at {} Hz",
+            data.display(),
+            m.config.sample_rate,
+            meta.sample_rate
+        )));
+    }
+    Ok(())
+}
+
+/// Model, optimizer, step.
+struct State {
+    varmap: VarMap,
+    proxy: Proxy,
+    optimizer: AdamW,
+    loss: MrStftLoss,
+    step: u64,
+    device: Device,
+}
+
+impl State {
+    fn new(run: &ProxyRun, device: &Device, out: &Path) -> Result<State, ProxyError> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let proxy = Proxy::new(run.meta.clone(), vb, out)?;
+        // Weights reproducible from the seed, biases zero. With the input skip the output conv starts at zero, so
+        // the untrained proxy is the identity (times the analytic gains) rather than the identity plus noise.
+        let skip = run.config.tcn.input_skip;
+        let gain = |name: &str| if skip && name.starts_with("output.") { 0.0 } else { 1.0 };
+        afx_nn::init::seeded_uniform(&varmap, run.config.seed, gain, |name| name.ends_with(".bias"))?;
+        let adam = AdamWConfig { lr: run.config.lr, weight_decay: 0.0, ..AdamWConfig::default() };
+        let optimizer = AdamW::new(&varmap, adam)?;
+        let loss_config =
+            MrStftConfig { fft_sizes: run.config.fft_sizes.clone(), time_l1_weight: run.config.time_l1_weight };
+        let loss = MrStftLoss::new(&loss_config, DType::F32, device)?;
+        Ok(State { varmap, proxy, optimizer, loss, step: 0, device: device.clone() })
+    }
+
+    /// One update; returns the loss.
+    fn step(&mut self, config: &ProxyTrainConfig, train: &[crate::collect::Example]) -> Result<f64, ProxyError> {
+        let step = self.step + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed ^ STEP_STREAM, step as usize));
+        let context = config.tcn.receptive_field() - 1;
+        let window = context + config.patch;
+        let p = self.proxy.meta().params.len();
+        let (mut x, mut target, mut theta) = (vec![0f32; config.batch * window], vec![], vec![]);
+        for b in 0..config.batch {
+            let e = &train[(rng.next_u64() % train.len() as u64) as usize];
+            let (input, output) = (e.input.channel(0), e.output.channel(0));
+            let frames = input.len();
+            let start = (rng.next_u64() % (frames - config.patch + 1) as u64) as usize;
+            // Window [start − context, start + patch) of the input; before the example's start stays zero.
+            let from = start.saturating_sub(context);
+            let row = &mut x[b * window..(b + 1) * window];
+            row[window - (start + config.patch - from)..].copy_from_slice(&input[from..start + config.patch]);
+            target.extend_from_slice(&output[start..start + config.patch]);
+            theta.extend_from_slice(&e.params);
+        }
+        let x = Tensor::from_vec(x, (config.batch, window), &self.device)?;
+        let target = Tensor::from_vec(target, (config.batch, config.patch), &self.device)?;
+        let theta = Tensor::from_vec(theta, (config.batch, p), &self.device)?;
+        let y = self.proxy.forward_t(&x, &theta, true)?.narrow(1, context, config.patch)?;
+        let loss = self.loss.forward(&y, &target)?;
+        let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        if !value.is_finite() {
+            return Err(ProxyError::Config(format!("step {step}: the loss is {value}; lower --lr")));
+        }
+        let mut grads = loss.backward()?;
+        self.optimizer.clip_grad_norm(&mut grads, config.grad_clip)?;
+        self.optimizer.set_learning_rate(config.lr_at(step));
+        self.optimizer.step(&grads)?;
+        self.step = step;
+        Ok(value)
+    }
+
+    fn save(&self, out: &Path, config: &ProxyTrainConfig, validation: Option<&Quality>) -> Result<(), ProxyError> {
+        let dir = checkpoint_dir(out);
+        std::fs::create_dir_all(dir.path()).map_err(ProxyError::io(dir.path()))?;
+        let (weights, meta_path) = dir.paths(self.step);
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer))?;
+        let meta = ProxyCheckpoint {
+            format_version: FORMAT_VERSION,
+            meta: self.proxy.meta().clone(),
+            config: config.clone(),
+            step: self.step,
+            lr: self.optimizer.learning_rate(),
+            updates: self.optimizer.steps(),
+            weights: weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            validation: validation.cloned(),
+        };
+        write_json(&meta_path, &meta)?;
+        dir.prune(KEEP).map_err(ProxyError::io(dir.path()))
+    }
+}
+
+fn run_loop(
+    out: &Path,
+    run: &ProxyRun,
+    dataset: &Dataset,
+    mut state: State,
+    mut options: ProxyTrainOptions<'_>,
+) -> Result<ProxySummary, ProxyError> {
+    let config = &run.config;
+    let frames = dataset.manifest.config.frames;
+    if frames < config.patch {
+        return Err(ProxyError::Config(format!(
+            "patch {} is longer than the collection's examples ({frames} frames); lower --patch",
+            config.patch
+        )));
+    }
+    let names: Vec<String> = run.meta.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let held_out = &dataset.validation[..dataset.validation.len().min(config.val_items)];
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(ProxyError::io(&metrics_path))?;
+    let started = Instant::now();
+    let deadline = config.minutes.map(|m| started + Duration::from_secs_f64(m * 60.0));
+    let (mut seconds, mut steps_run, mut last) = (0.0, 0u64, None);
+    while state.step < config.steps {
+        let t = Instant::now();
+        let loss = state.step(config, &dataset.train)?;
+        let elapsed = t.elapsed().as_secs_f64();
+        seconds += elapsed;
+        steps_run += 1;
+        let step = state.step;
+        let lr = config.lr_at(step);
+        append(&mut metrics, &metrics_path, &Record::Step { step, loss, lr, seconds: elapsed })?;
+        if let Some(f) = options.on_step.as_mut() {
+            f(step, loss);
+        }
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        let end = step == config.steps || out_of_time;
+        if step.is_multiple_of(config.val_every) || end {
+            let q = quality::evaluate(&state.proxy, held_out, &names, &config.fft_sizes, step, &state.device)?;
+            tracing::info!(step, mrstft = q.mrstft, identity = q.identity_mrstft, si_sdr = q.si_sdr, "validation");
+            append(&mut metrics, &metrics_path, &Record::Validation(q.clone()))?;
+            if let Some(f) = options.on_validation.as_mut() {
+                f(&q);
+            }
+            if options.stop_after == Some(step) {
+                return Ok(summary(step, Some(q), seconds, steps_run, started, true));
+            }
+            state.save(out, config, Some(&q))?;
+            last = Some(q);
+        } else if options.stop_after == Some(step) {
+            return Ok(summary(step, last, seconds, steps_run, started, true));
+        }
+        if out_of_time {
+            break;
+        }
+    }
+    let summary = summary(state.step, last, seconds, steps_run, started, false);
+    write_report(out, run, dataset, &summary)?;
+    Ok(summary)
+}
+
+fn summary(
+    steps: u64,
+    validation: Option<Quality>,
+    seconds: f64,
+    steps_run: u64,
+    started: Instant,
+    interrupted: bool,
+) -> ProxySummary {
+    ProxySummary {
+        steps,
+        validation,
+        mean_step_s: seconds / steps_run.max(1) as f64,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+        interrupted,
+    }
+}
+
+fn write_report(out: &Path, run: &ProxyRun, dataset: &Dataset, summary: &ProxySummary) -> Result<(), ProxyError> {
+    let c = &run.config;
+    let gains: Vec<String> =
+        run.meta.params.iter().filter(|p| p.output_gain).map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let mut text = format!(
+        "# afx proxy report\n\nProxy of chain `{}` at {} Hz: conditional TCN, {} channels, kernel {}, dilations \
+         {:?} (receptive field {} samples), input skip {}; output gains applied analytically: {}.\n\n\
+         Trained {} steps of batch {} × {} frames in {:.1} min ({:.2} s/step) on {} examples; loss MRSTFT {:?} + \
+         {} · L1; lr {} → {} (cosine).\n\n",
+        run.meta.chain,
+        run.meta.sample_rate,
+        c.tcn.channels,
+        c.tcn.kernel,
+        c.tcn.dilations,
+        c.tcn.receptive_field(),
+        c.tcn.input_skip,
+        if gains.is_empty() { "none".into() } else { gains.join(", ") },
+        summary.steps,
+        c.batch,
+        c.patch,
+        summary.minutes,
+        summary.mean_step_s,
+        dataset.train.len(),
+        c.fft_sizes,
+        c.time_l1_weight,
+        c.lr,
+        c.lr_final,
+    );
+    if let Some(q) = &summary.validation {
+        text.push_str(&format!(
+            "## Held-out quality (step {}, {} examples of {}, whole {}-frame examples vs the real chain)\n\n\
+             | output | MRSTFT ↓ | SI-SDR (dB) ↑ |\n| --- | --- | --- |\n| proxy | {:.4} | {:.2} |\n\
+             | identity (input) | {:.4} | {:.2} |\n\nThe proxy is {:.2}× closer than the identity (MRSTFT).\n\n\
+             ### Proxy MRSTFT by parameter region\n\n| parameter | θ < 0.5 | θ ≥ 0.5 |\n| --- | --- | --- |\n",
+            q.step,
+            q.items,
+            dataset.validation_shards.join(", "),
+            dataset.manifest.config.frames,
+            q.mrstft,
+            q.si_sdr,
+            q.identity_mrstft,
+            q.identity_si_sdr,
+            q.improvement(),
+        ));
+        for r in &q.by_param {
+            text.push_str(&format!("| {} | {:.4} | {:.4} |\n", r.param, r.low, r.high));
+        }
+    }
+    afx_host::atomic::write_with(&out.join("report.md"), |f| f.write_all(text.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|message| ProxyError::Format { path: out.join("report.md"), message })
+}
+
+fn append(file: &mut std::fs::File, path: &Path, record: &Record) -> Result<(), ProxyError> {
+    let line = serde_json::to_string(record).expect("records serialise");
+    writeln!(file, "{line}").and_then(|_| file.flush()).map_err(ProxyError::io(path))
+}
+
+/// Drops the metrics lines after `step` (a resumed run writes them again).
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), ProxyError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Record>(l).is_ok_and(|r| r.step() <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    afx_host::atomic::write_with(path, |f| f.write_all(kept.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ProxyError> {
+    let text = serde_json::to_string_pretty(value).expect("serialises");
+    afx_host::atomic::write_with(path, |f| f.write_all(text.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProxyError> {
+    let text = std::fs::read_to_string(path).map_err(ProxyError::io(path))?;
+    serde_json::from_str(&text).map_err(|e| ProxyError::Format { path: path.to_path_buf(), message: e.to_string() })
+}

@@ -1,0 +1,151 @@
+//! `afx train-proxy`: train a neural proxy of a chain on a collection made by `afx collect`, or resume one.
+
+use std::path::PathBuf;
+
+use afx_host::{Chain, Host};
+use afx_proxy::collect;
+use afx_proxy::train::{self, ProxyRun, ProxyTrainConfig, ProxyTrainOptions};
+use afx_proxy::{ProxyMeta, quality::Quality};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Dataset folder written by `afx collect` (its last shards are held out for validation)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Proxy folder (config.json, metrics.jsonl, checkpoints/, report.md)
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the proxy run in --out from its newest checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Training steps (also the horizon of the learning-rate decay)
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Stop after this many minutes
+    #[arg(long)]
+    minutes: Option<f64>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Frames per training patch (a receptive field of context precedes it)
+    #[arg(long)]
+    patch: Option<usize>,
+    /// Initial learning rate (cosine decay to 1e-4, or to a tenth when lower)
+    #[arg(long)]
+    lr: Option<f64>,
+    /// TCN channels
+    #[arg(long)]
+    channels: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Validate and checkpoint every this many steps
+    #[arg(long)]
+    val_every: Option<u64>,
+    /// cpu, or cuda (needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let device = afx_trainer::device(&args.device)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let progress = bar.clone();
+    let on_step = Box::new(move |step: u64, loss: f64| {
+        progress.set_position(step);
+        progress.set_message(format!("loss {loss:.3}"));
+    });
+    let progress = bar.clone();
+    let on_validation = Box::new(move |q: &Quality| {
+        progress.println(format!(
+            "step {:>5}  held-out MRSTFT: proxy {:.3}  identity {:.3} ({:.2}x)  SI-SDR: proxy {:.1} dB  identity {:.1} dB",
+            q.step,
+            q.mrstft,
+            q.identity_mrstft,
+            q.improvement(),
+            q.si_sdr,
+            q.identity_si_sdr
+        ));
+    });
+    let options =
+        ProxyTrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
+    let summary = if args.resume {
+        if args.data.is_some() {
+            bail!("--resume continues on the run's own dataset; leave out --data");
+        }
+        let run: ProxyRun = serde_json::from_str(
+            &std::fs::read_to_string(args.out.join("config.json"))
+                .with_context(|| format!("--resume: {} is not a proxy run (no config.json)", args.out.display()))?,
+        )?;
+        bar.set_length(run.config.steps);
+        train::resume_proxy(&args.out, options)?
+    } else {
+        let Some(data) = &args.data else { bail!("--data is required (a folder written by `afx collect`)") };
+        let manifest = collect::scan(data)?;
+        let config_path = super::config_path(config);
+        let plugins = super::load_config(config)?;
+        let chain = Chain::resolve(&Host::new(), plugins.as_ref(), &manifest.chain, None).with_context(|| {
+            format!(
+                "{} was collected from chain {:?}, which {} does not resolve",
+                data.display(),
+                manifest.chain,
+                config_path.map_or("(no plugins.toml)".into(), |p| p.display().to_string())
+            )
+        })?;
+        let mut config = ProxyTrainConfig::default();
+        apply(&args, &mut config);
+        let meta = ProxyMeta {
+            chain: manifest.chain.clone(),
+            params: ProxyMeta::params_of(&chain),
+            sample_rate: manifest.config.sample_rate,
+            tcn: config.tcn.clone(),
+        };
+        bar.set_length(config.steps);
+        train::train_proxy(&args.out, data, meta, &config, options)?
+    };
+    bar.finish_and_clear();
+    println!("{} steps in {:.1} min, {:.2} s/step", summary.steps, summary.minutes, summary.mean_step_s);
+    if let Some(q) = &summary.validation {
+        println!(
+            "held-out MRSTFT: proxy {:.3}, identity {:.3} ({:.2}x closer); SI-SDR: proxy {:.1} dB, identity {:.1} dB",
+            q.mrstft,
+            q.identity_mrstft,
+            q.improvement(),
+            q.si_sdr,
+            q.identity_si_sdr
+        );
+    }
+    println!("proxy: {} (report.md, metrics.jsonl, checkpoints/)", args.out.display());
+    Ok(())
+}
+
+fn apply(args: &Args, c: &mut ProxyTrainConfig) {
+    if let Some(v) = args.steps {
+        c.steps = v;
+    }
+    c.minutes = args.minutes;
+    if let Some(v) = args.batch {
+        c.batch = v;
+    }
+    if let Some(v) = args.patch {
+        c.patch = v;
+    }
+    if let Some(v) = args.lr {
+        c.lr = v;
+        c.lr_final = c.lr_final.min(v / 10.0);
+    }
+    if let Some(v) = args.channels {
+        c.tcn.channels = v;
+    }
+    if let Some(v) = args.seed {
+        c.seed = v;
+    }
+    if let Some(v) = args.val_every {
+        c.val_every = v;
+    }
+}
