@@ -6,7 +6,7 @@ use afx_nn::conv::{Conv1d, Conv1dConfig, Padding};
 use afx_nn::film::Film;
 use afx_nn::norm::BatchNorm1d;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of a [`Tcn`].
@@ -17,16 +17,21 @@ pub struct TcnConfig {
     pub kernel: usize,
     /// One block per dilation.
     pub dilations: Vec<usize>,
-    /// Add the input to the output (the network starts near the identity and learns the effect's difference).
-    /// DeepAFx-ST has no such path; with it a short CPU run starts from the identity baseline instead of silence.
+    /// Add the input, scaled by a gain conditioned on θ (`exp(Linear(θ))`, starting at 1), to the output: the
+    /// network starts at the identity and the level change of a compressor at a given setting is one learned
+    /// number, leaving the conv path the spectral and dynamic detail. DeepAFx-ST has no such path; with it a
+    /// short CPU run starts from the identity baseline instead of silence.
     pub input_skip: bool,
+    /// BatchNorm (no affine) before each FiLM, as DeepAFx-ST. Batch statistics in training, running ones in
+    /// inference.
+    pub batch_norm: bool,
 }
 
 impl Default for TcnConfig {
     /// DeepAFx-ST's kernel and dilations (receptive field 7021 samples, 0.32 s at 22.05 kHz) at 16 channels
     /// instead of 64, so that training and NP-FH steps fit two CPU cores.
     fn default() -> Self {
-        TcnConfig { channels: 16, kernel: 13, dilations: vec![1, 8, 64, 512], input_skip: true }
+        TcnConfig { channels: 16, kernel: 13, dilations: vec![1, 8, 64, 512], input_skip: true, batch_norm: true }
     }
 }
 
@@ -46,7 +51,7 @@ impl TcnConfig {
 
 struct Block {
     conv: Conv1d,
-    norm: BatchNorm1d,
+    norm: Option<BatchNorm1d>,
     film: Film,
     act: PRelu,
     residual: Conv1d,
@@ -56,12 +61,13 @@ struct Block {
 pub struct Tcn {
     blocks: Vec<Block>,
     output: Conv1d,
-    input_skip: bool,
+    /// log-gain of the input skip from θ.
+    skip_gain: Option<Linear>,
 }
 
 impl Tcn {
     /// Builds (or loads) the network's weights under `vb`. Checkpoint names: `block{i}.{conv,norm,film,act,res}`,
-    /// `output`.
+    /// `output`, `skip_gain`.
     pub fn new(config: &TcnConfig, num_params: usize, vb: VarBuilder) -> Result<Tcn> {
         let mut blocks = vec![];
         for (i, &dilation) in config.dilations.iter().enumerate() {
@@ -71,7 +77,11 @@ impl Tcn {
             let res_cfg = Conv1dConfig { dilation: 1, padding: Padding::Valid, bias: false };
             blocks.push(Block {
                 conv: Conv1d::new(in_ch, config.channels, config.kernel, conv_cfg, vb.pp("conv"))?,
-                norm: BatchNorm1d::new(config.channels, 0.1, 1e-5, vb.pp("norm"))?,
+                norm: if config.batch_norm {
+                    Some(BatchNorm1d::new(config.channels, 0.1, 1e-5, vb.pp("norm"))?)
+                } else {
+                    None
+                },
                 film: Film::new(num_params, config.channels, vb.pp("film"))?,
                 act: PRelu::new(Some(config.channels), vb.pp("act"))?,
                 residual: Conv1d::new(in_ch, config.channels, 1, res_cfg, vb.pp("res"))?,
@@ -79,18 +89,33 @@ impl Tcn {
         }
         let out_cfg = Conv1dConfig { dilation: 1, padding: Padding::Valid, bias: true };
         let output = Conv1d::new(config.channels, 1, 1, out_cfg, vb.pp("output"))?;
-        Ok(Tcn { blocks, output, input_skip: config.input_skip })
+        let skip_gain = if config.input_skip {
+            let vb = vb.pp("skip_gain");
+            let weight = vb.get_with_hints((1, num_params), "weight", candle_nn::Init::Const(0.0))?;
+            let bias = vb.get_with_hints(1, "bias", candle_nn::Init::Const(0.0))?;
+            Some(Linear::new(weight, Some(bias)))
+        } else {
+            None
+        };
+        Ok(Tcn { blocks, output, skip_gain })
     }
 
     /// `train` selects batch statistics (and updates the running ones) in the BatchNorms.
     pub fn forward_t(&self, x: &Tensor, params: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for block in &self.blocks {
-            let y = block.norm.forward_t(&block.conv.forward(&h)?, train)?;
+            let y = block.conv.forward(&h)?;
+            let y = match &block.norm {
+                Some(norm) => norm.forward_t(&y, train)?,
+                None => y,
+            };
             let y = block.act.forward(&block.film.forward(&y, params)?)?;
             h = (y + block.residual.forward(&h)?)?;
         }
         let y = self.output.forward(&h)?;
-        if self.input_skip { y + x } else { Ok(y) }
+        match &self.skip_gain {
+            Some(gain) => y + x.broadcast_mul(&gain.forward(params)?.exp()?.unsqueeze(2)?)?,
+            None => Ok(y),
+        }
     }
 }

@@ -275,7 +275,7 @@ impl State {
         // Weights reproducible from the seed, biases zero. With the input skip the output conv starts at zero, so
         // the untrained proxy is the identity (times the analytic gains) rather than the identity plus noise.
         let skip = run.config.tcn.input_skip;
-        let gain = |name: &str| if skip && name.starts_with("output.") { 0.0 } else { 1.0 };
+        let gain = |name: &str| if skip && (name.starts_with("output.") || name.starts_with("skip_gain.")) { 0.0 } else { 1.0 };
         afx_nn::init::seeded_uniform(&varmap, run.config.seed, gain, |name| name.ends_with(".bias"))?;
         let adam = AdamWConfig { lr: run.config.lr, weight_decay: 0.0, ..AdamWConfig::default() };
         let optimizer = AdamW::new(&varmap, adam)?;
@@ -309,7 +309,13 @@ impl State {
         let target = Tensor::from_vec(target, (config.batch, config.patch), &self.device)?;
         let theta = Tensor::from_vec(theta, (config.batch, p), &self.device)?;
         let y = self.proxy.forward_t(&x, &theta, true)?.narrow(1, context, config.patch)?;
-        let loss = self.loss.forward(&y, &target)?;
+        // Per item, then averaged: the MRSTFT's spectral convergence over a whole batch is dominated by its
+        // loudest items, while the quality report (and the trainer's validation) score every item alone.
+        let mut loss = self.loss.forward(&y.narrow(0, 0, 1)?, &target.narrow(0, 0, 1)?)?;
+        for b in 1..config.batch {
+            loss = (loss + self.loss.forward(&y.narrow(0, b, 1)?, &target.narrow(0, b, 1)?)?)?;
+        }
+        let loss = (loss / config.batch as f64)?;
         let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         if !value.is_finite() {
             return Err(ProxyError::Config(format!("step {step}: the loss is {value}; lower --lr")));

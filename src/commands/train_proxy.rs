@@ -37,6 +37,12 @@ pub struct Args {
     /// TCN channels
     #[arg(long)]
     channels: Option<usize>,
+    /// Leave out the BatchNorms of the TCN blocks
+    #[arg(long)]
+    no_batch_norm: bool,
+    /// Weight of the time-domain L1 term beside the MRSTFT
+    #[arg(long)]
+    l1_weight: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
     /// Validate and checkpoint every this many steps
@@ -141,6 +147,12 @@ fn apply(args: &Args, c: &mut ProxyTrainConfig) {
     }
     if let Some(v) = args.channels {
         c.tcn.channels = v;
+    }
+    if args.no_batch_norm {
+        c.tcn.batch_norm = false;
+    }
+    if let Some(v) = args.l1_weight {
+        c.time_l1_weight = v;
     }
     if let Some(v) = args.seed {
         c.seed = v;
