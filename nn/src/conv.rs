@@ -1,8 +1,15 @@
 //! Convolutions with correct gradients at any batch size.
 //!
 //! candle 0.11.1's conv1d backward is wrong on CPU for batch > 1 (the weight gradient always, the input gradient
-//! when padding = 0 and dilation = 1; see `tests/stock_candle.rs`). [`conv1d`] keeps stock conv1d for the forward
-//! and supplies its own backward through a pass-through op ([`crate::passthrough`]):
+//! when padding = 0 and dilation = 1; see `tests/stock_candle.rs`), and its CPU forward is slow (im2col copies).
+//!
+//! On CPU (f32/f64), [`conv1d`] and [`Conv1d`] run their own custom op: a stride-1 dilated convolution is a sum of
+//! K matrix products on time-shifted views of the input, so forward, input gradient and weight gradient are each
+//! K strided `gemm` calls per time tile, with no im2col, no padded copy of the input and the bias fused into the
+//! forward (see `conv1d_cpu`). The gradients are computed by further custom ops, exactly (up to float rounding).
+//!
+//! On other devices (CUDA) they keep the earlier pass-through path ([`conv1d_passthrough`]): stock conv1d for the
+//! forward, and a hand-written backward through a pass-through op (the private `passthrough` module):
 //! - dX = conv1d(dY, W flipped in time with in/out channels swapped, padding (K-1)·d, dilation d): a stock conv1d
 //!   FORWARD on a contiguous kernel, which is correct;
 //! - dW[:, :, k] = Σ_b dY_b · X_b[:, k·d .. k·d + T_out]ᵀ: K plain matmuls on strided views, no im2col copy.
@@ -10,9 +17,10 @@
 //! Gradients are computed only for arguments that take part in autograd (the audio input of a first layer gets
 //! none). [`Conv2d`] wraps stock conv2d, whose backward is correct on CPU.
 
-use candle_core::{CustomOp3, D, Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::conv1d_cpu::{self, Geometry};
 use crate::passthrough::passthrough_fwd;
 
 /// How [`Conv1d`] pads its input in time.
@@ -88,17 +96,27 @@ impl Conv1d {
     }
 }
 
+impl Padding {
+    /// Zeros `(before, after)` the signal for a kernel spanning `total + 1` samples.
+    fn split(self, total: usize) -> (usize, usize) {
+        match self {
+            Padding::Causal => (total, 0),
+            Padding::Same => (total / 2, total - total / 2),
+            Padding::Valid => (0, 0),
+        }
+    }
+}
+
 impl Module for Conv1d {
     /// `x`: `(batch, in_channels, time)` → `(batch, out_channels, time')`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let d = self.config.dilation;
-        let total = (self.weight.dim(2)? - 1) * d;
-        let x = match self.config.padding {
-            Padding::Causal if total > 0 => x.pad_with_zeros(D::Minus1, total, 0)?,
-            Padding::Same if total > 0 => x.pad_with_zeros(D::Minus1, total / 2, total - total / 2)?,
-            _ => x.clone(),
-        };
-        let y = conv1d(&x, &self.weight, d)?;
+        let (before, after) = self.config.padding.split((self.weight.dim(2)? - 1) * d);
+        if on_cpu_kernels(x, &self.weight, self.bias.as_ref()) {
+            return Conv1dCpu { dilation: d, pad: (before, after) }.apply(x, &self.weight, self.bias.as_ref());
+        }
+        let x = if before + after > 0 { x.pad_with_zeros(D::Minus1, before, after)? } else { x.clone() };
+        let y = conv1d_passthrough(&x, &self.weight, d)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
             None => Ok(y),
@@ -109,6 +127,21 @@ impl Module for Conv1d {
 /// Valid (unpadded), stride-1 1-D convolution `x (B, C, T) ⋆ w (O, C, K)` with dilation `d` → `(B, O, T − (K−1)d)`,
 /// with gradients correct for every batch size (see the module doc).
 pub fn conv1d(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Tensor> {
+    if on_cpu_kernels(x, w, None) {
+        return Conv1dCpu { dilation, pad: (0, 0) }.apply(x, w, None);
+    }
+    conv1d_passthrough(x, w, dilation)
+}
+
+/// Whether the CPU kernels handle these tensors: all on CPU, all f32 or all f64.
+fn on_cpu_kernels(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
+    let same = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
+    matches!(x.dtype(), DType::F32 | DType::F64) && same(x) && same(w) && bias.is_none_or(same)
+}
+
+/// [`conv1d`] as it runs on non-CPU devices: stock candle conv1d forward, hand-written backward (see the module
+/// doc). Public so benchmarks and tests can compare it with the CPU kernels; prefer [`conv1d`].
+pub fn conv1d_passthrough(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Tensor> {
     let y = x.detach().conv1d(&w.detach(), 0, 1, dilation, 1)?;
     if !x.track_op() && !w.track_op() {
         return Ok(y);
@@ -116,7 +149,105 @@ pub fn conv1d(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Tensor> {
     y.apply_op3(x, w, Conv1dGrad { dilation })
 }
 
-/// The backward of [`conv1d`]; its forward copies the stock conv1d output.
+/// The CPU convolution op (forward with optional fused bias; backward through [`Conv1dInputGrad`] and
+/// [`Conv1dWeightGrad`]). Only for f32/f64 CPU tensors: it has no CUDA forward.
+#[derive(Debug, Clone, Copy)]
+struct Conv1dCpu {
+    dilation: usize,
+    /// Zeros before and after the input (never materialised).
+    pad: (usize, usize),
+}
+
+impl Conv1dCpu {
+    fn apply(self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        match bias {
+            Some(b) => x.apply_op3(w, b, self),
+            None => x.apply_op2(w, self),
+        }
+    }
+
+    /// Gradients for `x` and `w` (each only where it takes part in autograd), from further custom ops that
+    /// record no graph of their own.
+    fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let geometry = Geometry::new(w.dim(2)?, self.dilation, self.pad.0, self.pad.1, x.dim(2)?)?;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(w, &Conv1dInputGrad(geometry))?) } else { None };
+        let dw = if w.track_op() { Some(grad.apply_op2_no_bwd(x, &Conv1dWeightGrad(geometry))?) } else { None };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for Conv1dCpu {
+    fn name(&self) -> &'static str {
+        "afx-conv1d-cpu"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::forward_storage((x, xl), (w, wl), None, self.dilation, self.pad)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.grads(x, w, grad)
+    }
+}
+
+impl CustomOp3 for Conv1dCpu {
+    fn name(&self) -> &'static str {
+        "afx-conv1d-cpu-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::forward_storage((x, xl), (w, wl), Some((b, bl)), self.dilation, self.pad)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.grads(x, w, grad)?;
+        let db = if b.track_op() { Some(grad.detach().sum_keepdim(2)?.sum(0)?.flatten_all()?) } else { None };
+        Ok((dx, dw, db))
+    }
+}
+
+/// `dx` of [`Conv1dCpu`] from `(dy, w)`.
+struct Conv1dInputGrad(Geometry);
+
+impl CustomOp2 for Conv1dInputGrad {
+    fn name(&self) -> &'static str {
+        "afx-conv1d-cpu-input-grad"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::input_grad_storage((dy, dl), (w, wl), self.0)
+    }
+}
+
+/// `dw` of [`Conv1dCpu`] from `(dy, x)`.
+struct Conv1dWeightGrad(Geometry);
+
+impl CustomOp2 for Conv1dWeightGrad {
+    fn name(&self) -> &'static str {
+        "afx-conv1d-cpu-weight-grad"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::weight_grad_storage((dy, dl), (x, xl), self.0)
+    }
+}
+
+/// The backward of [`conv1d_passthrough`]; its forward copies the stock conv1d output.
 struct Conv1dGrad {
     dilation: usize,
 }

@@ -80,6 +80,35 @@ fn conv1d_pointwise_gradients_match_finite_differences_at_batch_2() {
     check_all("conv1d 1x1", || project(&conv.forward(x.as_tensor())?, 14), &[("x", &x)], &varmap);
 }
 
+/// Every padding, with and without bias, undilated and dilated, several in/out channels, batch 3, even and odd
+/// kernels: input, weight and bias gradients of the CPU kernels (conv1d_cpu).
+#[test]
+fn conv1d_gradients_match_finite_differences_for_every_padding_bias_and_dilation_at_batch_3() {
+    for padding in [Padding::Causal, Padding::Same, Padding::Valid] {
+        for bias in [true, false] {
+            for (dilation, kernel) in [(1, 3), (3, 4), (5, 3)] {
+                let varmap = VarMap::new();
+                let cfg = Conv1dConfig { dilation, padding, bias };
+                let conv = Conv1d::new(3, 2, kernel, cfg, f64_vb(&varmap)).unwrap();
+                let x = input(&[3, 3, 29], 21).unwrap();
+                let label = format!("conv1d {padding:?} bias {bias} d{dilation} k{kernel}");
+                check_all(&label, || project(&conv.forward(x.as_tensor())?, 24), &[("x", &x)], &varmap);
+            }
+        }
+    }
+}
+
+/// The path non-CPU devices take (stock forward, hand-written backward) stays right, checked here on CPU.
+#[test]
+fn conv1d_passthrough_gradients_match_finite_differences_at_batch_3() {
+    for dilation in [1, 2] {
+        let x = input(&[3, 2, 21], 22).unwrap();
+        let w = input(&[3, 2, 3], 23).unwrap();
+        let f = || project(&afx_nn::conv::conv1d_passthrough(x.as_tensor(), w.as_tensor(), dilation)?, 25);
+        check_all(&format!("conv1d passthrough d{dilation}"), f, &[("x", &x), ("w", &w)], &VarMap::new());
+    }
+}
+
 #[test]
 #[allow(clippy::needless_range_loop)] // the reference reads as the formula
 fn conv1d_forward_matches_a_naive_causal_dilated_convolution() {
