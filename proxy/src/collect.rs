@@ -194,85 +194,140 @@ pub fn collect(
         .collect();
     let total: usize = todo.iter().map(|&j| shard_range(config, j).len()).sum();
     let mut written = 0;
-    for j in todo {
-        let path = out.join(shard_file(j));
-        if let Ok(meta) = read_meta(&path) {
-            return Err(CollectError::Foreign {
-                path,
-                reason: format!(
-                    "it was collected for chain {:?} with {:?}; use another folder",
-                    meta.chain, meta.config
-                ),
-            });
+    // While shard j renders, shard j + 1 is cropped on one thread and shard j - 1 packed and written (copies,
+    // serialisation, fsync) on another: the workers wait neither for the crops nor for the disk.
+    std::thread::scope(|scope| {
+        let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<usize, CollectError>>> = None;
+        let mut finish = |handle: std::thread::ScopedJoinHandle<'_, Result<usize, CollectError>>| {
+            written += handle.join().expect("the shard writer does not panic")?;
+            on_shard(written, total);
+            Ok::<(), CollectError>(())
+        };
+        let crop = |j: usize| scope.spawn(move || Crops::new(corpus, config, j));
+        let mut cropping = todo.first().map(|&j| crop(j));
+        for (k, &j) in todo.iter().enumerate() {
+            let Crops { inputs, indices, mut excluded } =
+                cropping.take().expect("a crop per shard").join().expect("cropping does not panic");
+            cropping = todo.get(k + 1).map(|&next| crop(next));
+            let path = out.join(shard_file(j));
+            if let Ok(meta) = read_meta(&path) {
+                return Err(CollectError::Foreign {
+                    path,
+                    reason: format!(
+                        "it was collected for chain {:?} with {:?}; use another folder",
+                        meta.chain, meta.config
+                    ),
+                });
+            }
+            let range = shard_range(config, j);
+            let thetas: Vec<Vec<f32>> = indices
+                .iter()
+                .map(|&i| sampler.sample(item_seed(config.seed, i as usize) ^ THETA_STREAM, params.len()))
+                .collect();
+            let results = pool.render_batch(&inputs, &thetas);
+            let mut shard = ShardData::default();
+            for (((x, theta), index), result) in inputs.into_iter().zip(thetas).zip(indices).zip(results) {
+                match result {
+                    Ok(y) => {
+                        let plain = chain.plain_values(&theta).map_err(|e| CollectError::Config(e.to_string()))?;
+                        shard.plain.push(plain.into_iter().flatten().collect());
+                        shard.inputs.push(x);
+                        shard.outputs.push(y);
+                        shard.thetas.push(theta);
+                        shard.kept.push(index);
+                    }
+                    Err(ItemError { kind, .. }) => {
+                        tracing::warn!(example = index, "excluded: {kind}");
+                        excluded.insert(index, kind.to_string());
+                    }
+                }
+            }
+            let meta = ShardMeta {
+                version: FORMAT_VERSION,
+                chain: chain.name().to_string(),
+                params: params.clone(),
+                plain_params: plain_params.clone(),
+                config: config.clone(),
+                shard: j,
+                excluded,
+            };
+            if let Some(previous) = writing.take() {
+                finish(previous)?;
+            }
+            writing = Some(scope.spawn(move || write_shard(&path, &meta, shard).map(|()| range.len())));
         }
-        let range = shard_range(config, j);
-        let mut inputs = vec![];
-        let mut thetas = vec![];
-        let mut excluded = BTreeMap::new();
-        let mut indices = vec![];
-        for i in range.clone() {
-            let seed = item_seed(config.seed, i);
-            match corpus.crop(seed, config.frames) {
+        writing.map_or(Ok(()), &mut finish)
+    })?;
+    Ok(written)
+}
+
+/// A shard's inputs: the corpus crop of each of its examples, or why there is none.
+struct Crops {
+    inputs: Vec<Audio>,
+    indices: Vec<u64>,
+    excluded: BTreeMap<u64, String>,
+}
+
+impl Crops {
+    fn new(corpus: &Corpus, config: &CollectConfig, shard: usize) -> Crops {
+        let mut crops = Crops { inputs: vec![], indices: vec![], excluded: BTreeMap::new() };
+        for i in shard_range(config, shard) {
+            match corpus.crop(item_seed(config.seed, i), config.frames) {
                 Some(clip) => {
-                    inputs.push(clip);
-                    thetas.push(sampler.sample(seed ^ THETA_STREAM, params.len()));
-                    indices.push(i as u64);
+                    crops.inputs.push(clip);
+                    crops.indices.push(i as u64);
                 }
                 None => {
-                    excluded.insert(i as u64, "no corpus file is long and loud enough".into());
+                    crops.excluded.insert(i as u64, "no corpus file is long and loud enough".into());
                 }
             }
         }
-        let results = pool.render_batch(&inputs, &thetas);
-        let (mut input_data, mut output_data, mut theta_data, mut plain_data, mut kept) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        for (((x, theta), index), result) in inputs.iter().zip(&thetas).zip(&indices).zip(results) {
-            match result {
-                Ok(y) => {
-                    let plain = chain.plain_values(theta).map_err(|e| CollectError::Config(e.to_string()))?;
-                    input_data.extend_from_slice(x.channel(0));
-                    output_data.extend_from_slice(y.channel(0));
-                    theta_data.extend_from_slice(theta);
-                    plain_data.extend(plain.into_iter().flatten());
-                    kept.push(*index);
-                }
-                Err(ItemError { kind, .. }) => {
-                    tracing::warn!(example = index, "excluded: {kind}");
-                    excluded.insert(*index, kind.to_string());
-                }
-            }
-        }
-        let meta = ShardMeta {
-            version: FORMAT_VERSION,
-            chain: chain.name().to_string(),
-            params: params.clone(),
-            plain_params: plain_params.clone(),
-            config: config.clone(),
-            shard: j,
-            excluded,
-        };
-        let n = kept.len();
-        let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
-        let buffers = [
-            ("input", Dtype::F32, vec![n, config.frames], f32_bytes(&input_data)),
-            ("output", Dtype::F32, vec![n, config.frames], f32_bytes(&output_data)),
-            ("params", Dtype::F32, vec![n, params.len()], f32_bytes(&theta_data)),
-            ("plain", Dtype::F32, vec![n, plain_params.len()], f32_bytes(&plain_data)),
-            ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&kept).to_vec()),
-        ];
-        let bad = |e: safetensors::SafeTensorError| CollectError::Write { path: path.clone(), reason: e.to_string() };
-        let views = buffers
-            .iter()
-            .map(|(name, dtype, shape, bytes)| Ok((*name, TensorView::new(*dtype, shape.clone(), bytes).map_err(bad)?)))
-            .collect::<Result<Vec<_>, CollectError>>()?;
-        let info = [("afx".to_string(), serde_json::to_string(&meta).expect("metadata serialises"))].into();
-        let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(bad)?;
-        afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string()))
-            .map_err(|reason| CollectError::Write { path: path.clone(), reason })?;
-        written += range.len();
-        on_shard(written, total);
+        crops
     }
-    Ok(written)
+}
+
+/// The examples of one shard that rendered, in index order.
+#[derive(Default)]
+struct ShardData {
+    inputs: Vec<Audio>,
+    outputs: Vec<Audio>,
+    /// Normalised θ, and every parameter in plain units.
+    thetas: Vec<Vec<f32>>,
+    plain: Vec<Vec<f32>>,
+    kept: Vec<u64>,
+}
+
+/// Packs a shard's examples into tensors and writes the file atomically.
+fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), CollectError> {
+    let (n, frames) = (shard.kept.len(), meta.config.frames);
+    fn concat<'a>(rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+        let mut all = vec![];
+        rows.for_each(|row| all.extend_from_slice(row));
+        all
+    }
+    let input = concat(shard.inputs.iter().map(|a| a.channel(0)));
+    let output = concat(shard.outputs.iter().map(|a| a.channel(0)));
+    let theta = concat(shard.thetas.iter().map(Vec::as_slice));
+    let plain = concat(shard.plain.iter().map(Vec::as_slice));
+    fn f32_bytes(v: &[f32]) -> &[u8] {
+        bytemuck::cast_slice(v)
+    }
+    let buffers = [
+        ("input", Dtype::F32, vec![n, frames], f32_bytes(&input)),
+        ("output", Dtype::F32, vec![n, frames], f32_bytes(&output)),
+        ("params", Dtype::F32, vec![n, meta.params.len()], f32_bytes(&theta)),
+        ("plain", Dtype::F32, vec![n, meta.plain_params.len()], f32_bytes(&plain)),
+        ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&shard.kept)),
+    ];
+    let bad = |e: safetensors::SafeTensorError| CollectError::Write { path: path.into(), reason: e.to_string() };
+    let views = buffers
+        .into_iter()
+        .map(|(name, dtype, shape, bytes)| Ok((name, TensorView::new(dtype, shape, bytes).map_err(bad)?)))
+        .collect::<Result<Vec<_>, CollectError>>()?;
+    let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
+    let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(bad)?;
+    afx_host::atomic::write_with(path, |f| std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string()))
+        .map_err(|reason| CollectError::Write { path: path.into(), reason })
 }
 
 /// Temporary files a killed collect left behind (its shards are written as `.afx-*.tmp`, then renamed).
