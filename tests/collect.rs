@@ -147,3 +147,42 @@ fn collect_names_an_unknown_chain_and_a_missing_corpus() {
     fails_with(&run("zam_comp", "no/such/corpus"), &["no/such/corpus"]);
     assert!(!out.join("manifest.json").exists());
 }
+
+#[test]
+fn bench_collect_prints_examples_per_second_with_one_and_two_workers_and_their_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_config();
+    let args = ["--config", config.to_str().unwrap(), "bench", "collect", "--chain", "zam_comp", "--examples", "4"];
+    // Without --data: the test signal in memory.
+    let out = ok(afx(dir.path(), &[&args[..], &["--seconds", "0.1", "--repeats", "1"]].concat()));
+    for needle in ["1 worker", "2 workers", "examples/s", "speedup"] {
+        assert!(stdout(&out).contains(needle), "{needle:?} missing:\n{}", stdout(&out));
+    }
+    // With a corpus folder, as JSON.
+    let out = ok(afx(
+        dir.path(),
+        &[&args[..], &["--data", corpus().to_str().unwrap(), "--seconds", "0.25", "--repeats", "2", "--json"]].concat(),
+    ));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (one, two) = (r["examples_per_s_1_worker"].as_f64().unwrap(), r["examples_per_s_2_workers"].as_f64().unwrap());
+    assert!(one > 0.0 && two > 0.0, "{r}");
+    assert!((r["speedup_2_workers"].as_f64().unwrap() - two / one).abs() < 1e-9, "{r}");
+    assert_eq!(
+        (r["chain"].as_str(), r["examples"].as_u64(), r["repeats"].as_u64()),
+        (Some("zam_comp"), Some(4), Some(2))
+    );
+}
+
+#[test]
+fn bench_collect_names_an_unknown_chain_a_missing_corpus_zero_examples_and_crops_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_config();
+    let run = |extra: &[&str]| {
+        afx(dir.path(), &[&["--config", config.to_str().unwrap(), "bench", "collect"], extra].concat())
+    };
+    fails_with(&run(&["--chain", "eq_cmop"]), &["eq_cmop", "did you mean", "eq_comp"]);
+    fails_with(&run(&["--data", "no/such/corpus"]), &["no/such/corpus"]);
+    fails_with(&run(&["--examples", "0"]), &["--examples"]);
+    // Crops longer than the corpus's files: nothing to render, which must not pass for a throughput.
+    fails_with(&run(&["--examples", "2", "--seconds", "40", "--repeats", "1"]), &["0 of 2 examples", "40 s"]);
+}

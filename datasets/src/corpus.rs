@@ -167,6 +167,20 @@ impl Corpus {
         Ok(Corpus { dir: dir.into(), sample_rate, clips, skipped })
     }
 
+    /// A corpus of audio already in memory (mixed to mono and resampled to `sample_rate` like a loaded one),
+    /// so a benchmark or a tool can crop its own signals without writing them to a folder first. `dir` only
+    /// names the corpus in messages.
+    pub fn from_clips(dir: &Path, sample_rate: u32, clips: Vec<(PathBuf, Audio)>) -> Result<Corpus, DatasetError> {
+        if clips.is_empty() {
+            return Err(DatasetError::Empty { dir: dir.into(), split: Split::Train, skipped: vec![] });
+        }
+        let clips = clips
+            .into_iter()
+            .map(|(path, audio)| Ok((path, resample(&mono(&audio), sample_rate)?)))
+            .collect::<Result<_, DatasetError>>()?;
+        Ok(Corpus { dir: dir.into(), sample_rate, clips, skipped: vec![] })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

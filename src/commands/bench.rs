@@ -12,6 +12,32 @@ pub enum Bench {
     Spsa(SpsaArgs),
     /// Time per training step, split into data, encoder forward, plugin renders, loss, SPSA and backward
     Train(TrainArgs),
+    /// `afx collect` throughput through the real chain with 1 and 2 worker processes, side by side
+    Collect(CollectArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CollectArgs {
+    /// Chain or plugin to collect from (plugins.toml name or installed plugin id)
+    #[arg(long, default_value = "eq_comp")]
+    chain: String,
+    /// Corpus folder to crop (its training split) [default: 30 s of the render bench's test signal, in memory]
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// Examples per timed collection
+    #[arg(long, default_value_t = 256)]
+    examples: usize,
+    /// Seconds per example
+    #[arg(long, default_value_t = 1.5)]
+    seconds: f64,
+    #[arg(long, default_value_t = 22_050)]
+    sample_rate: u32,
+    /// Timed collections per worker count (after one warm-up each), alternating 1 and 2 workers
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// One JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +105,7 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
     match bench {
         Bench::Spsa(args) => spsa(args, config),
         Bench::Train(args) => train(args, config),
+        Bench::Collect(args) => collect(args, config),
         Bench::Render(args) => {
             let host = Host::new();
             let formats = if args.all_formats { Format::ALL.to_vec() } else { vec![args.format] };
@@ -199,5 +226,41 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     ] {
         println!("  {what:<30} {:>8.3} s  {:>5.1}%", s, pct(s));
     }
+    Ok(())
+}
+
+fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config_path = super::config_path(config);
+    let plugins = config_path.as_deref().map(afx_host::Config::load).transpose()?;
+    let chain = afx_host::Chain::resolve(&Host::new(), plugins.as_ref(), &args.chain, None)?;
+    let corpus = match &args.data {
+        Some(dir) => afx_datasets::Corpus::open(dir, afx_datasets::Split::Train, args.sample_rate)?,
+        None => afx_proxy::bench::test_corpus(args.sample_rate)?,
+    };
+    let spec = afx_spsa::WorkerSpec::new(config_path, args.chain.clone());
+    let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
+    let bench = afx_proxy::bench::BenchConfig { examples: args.examples, seconds: args.seconds, repeats: args.repeats };
+    let r = afx_proxy::bench::collect_throughput(&chain, &corpus, &spec, &worker, &bench)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} examples of {} s at {} Hz per collection, median of {} (range):\n  \
+         1 worker  {:.1} examples/s ({:.1}-{:.1})\n  2 workers {:.1} examples/s ({:.1}-{:.1})\n  \
+         speedup {:.2}x (target >= 1.8)",
+        r.chain,
+        r.examples,
+        r.seconds,
+        r.sample_rate,
+        r.repeats,
+        r.examples_per_s_1_worker,
+        r.range_1_worker[0],
+        r.range_1_worker[1],
+        r.examples_per_s_2_workers,
+        r.range_2_workers[0],
+        r.range_2_workers[1],
+        r.speedup_2_workers
+    );
     Ok(())
 }

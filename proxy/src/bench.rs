@@ -1,0 +1,144 @@
+//! Throughput of [`collect`](crate::collect::collect) through the real chain with 1 and 2 worker processes,
+//! measured side by side in one run, so the ratio says how well collecting scales with cores (target >= 1.8 on
+//! 2 cores) while machine noise hits both sides alike.
+//!
+//! Each timed run is a whole collection into a fresh folder, as `afx collect` does it: crops, parameter draws,
+//! renders in the pool, shard files and the manifest. Corpus loading and worker start-up happen once, before
+//! the clock runs: they do not grow with the number of examples.
+
+use std::path::Path;
+use std::time::Instant;
+
+use afx_datasets::Corpus;
+use afx_host::Chain;
+use afx_spsa::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand, WorkerSpec};
+
+use crate::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
+
+/// Examples per shard in the bench: `afx collect`'s default.
+pub const SHARD_SIZE: usize = 64;
+
+/// What [`collect_throughput`] measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CollectBench {
+    pub chain: String,
+    /// Examples per timed collection, and seconds of audio per example.
+    pub examples: usize,
+    pub seconds: f64,
+    pub sample_rate: u32,
+    /// Timed collections per worker count (after one warm-up each).
+    pub repeats: usize,
+    /// Median examples per second with 1 and 2 worker processes.
+    pub examples_per_s_1_worker: f64,
+    pub examples_per_s_2_workers: f64,
+    /// Slowest and fastest repeat, examples per second.
+    pub range_1_worker: [f64; 2],
+    pub range_2_workers: [f64; 2],
+    /// 2-worker over 1-worker median throughput (target >= 1.8 on 2 cores).
+    pub speedup_2_workers: f64,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error("cannot make a scratch folder for the shards: {0}")]
+    Scratch(std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What to collect and how often.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub examples: usize,
+    /// Seconds of audio per example.
+    pub seconds: f64,
+    pub repeats: usize,
+}
+
+/// The corpus the bench crops when none is given: 30 s of the host bench's test signal (noise under a slow
+/// envelope, so the compressor works), in memory. Crops cost the same whatever the audio; renders of EQ and
+/// compressor barely depend on it.
+pub fn test_corpus(sample_rate: u32) -> Result<Corpus, BenchError> {
+    let signal = afx_host::bench::test_signal(sample_rate, 30 * sample_rate as usize);
+    Corpus::from_clips(Path::new("(test signal)"), sample_rate, vec![("test-signal.wav".into(), signal)])
+        .map_err(|e| BenchError::Config(e.to_string()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn range(v: &[f64]) -> [f64; 2] {
+    [v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(0.0, f64::max)]
+}
+
+/// Measures `afx collect` of `chain` (hosted by `spec` in worker processes run by `worker`) on `corpus` with a
+/// 1-worker and a 2-worker pool, alternating which goes first each round; round 0 warms up and is not counted.
+pub fn collect_throughput(
+    chain: &Chain,
+    corpus: &Corpus,
+    spec: &WorkerSpec,
+    worker: &WorkerCommand,
+    bench: &BenchConfig,
+) -> Result<CollectBench, BenchError> {
+    if bench.examples == 0 || bench.repeats == 0 || bench.seconds.is_nan() || bench.seconds <= 0.0 {
+        return Err(BenchError::Config("--examples, --seconds and --repeats must be positive".into()));
+    }
+    let sample_rate = corpus.sample_rate();
+    let config = CollectConfig {
+        examples: bench.examples,
+        shard_size: SHARD_SIZE,
+        seed: 0,
+        sample_rate,
+        frames: (bench.seconds * f64::from(sample_rate)).round().max(1.0) as usize,
+    };
+    let pool = |workers| {
+        Pool::new(PoolConfig { workers, ..PoolConfig::new(spec.clone(), Isolation::Process(worker.clone())) })
+    };
+    let mut pools = [pool(1)?, pool(2)?];
+    let scratch = tempfile::tempdir().map_err(BenchError::Scratch)?;
+    let mut rates = [vec![], vec![]];
+    for round in 0..=bench.repeats {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let out = scratch.path().join(format!("round-{round}-workers-{}", side + 1));
+            let sources = Sources { chain, pool: &mut pools[side], corpus, sampler: &Uniform };
+            let start = Instant::now();
+            collect::collect(&out, sources, &config, ShardSlice { index: 0, count: 1 }, |_, _| {})?;
+            let collected = collect::write_manifest(&out)?.total_examples;
+            let elapsed = start.elapsed().as_secs_f64();
+            // Only the timing is wanted: keep the scratch folder small over many repeats.
+            let _ = std::fs::remove_dir_all(&out);
+            // Excluded examples cost no render: counting them would flatter the throughput.
+            if collected != config.examples {
+                return Err(BenchError::Config(format!(
+                    "only {collected} of {} examples were collected: the corpus has too few loud {} s stretches, \
+                     or renders failed",
+                    config.examples, bench.seconds
+                )));
+            }
+            if round > 0 {
+                rates[side].push(collected as f64 / elapsed);
+            }
+        }
+    }
+    let (one, two) = (median(rates[0].clone()), median(rates[1].clone()));
+    Ok(CollectBench {
+        chain: chain.name().to_string(),
+        examples: config.examples,
+        seconds: bench.seconds,
+        sample_rate,
+        repeats: bench.repeats,
+        examples_per_s_1_worker: one,
+        examples_per_s_2_workers: two,
+        range_1_worker: range(&rates[0]),
+        range_2_workers: range(&rates[1]),
+        speedup_2_workers: two / one,
+    })
+}
