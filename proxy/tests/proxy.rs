@@ -69,7 +69,8 @@ fn the_output_gain_marked_in_plugins_toml_is_an_exact_gain_of_the_real_plugin() 
     let loud = chain.render_normalized(&input, &theta, &RenderSettings::default()).unwrap();
     let factor = 10f32.powf((min + 0.5 * (max - min) - min) / 20.0);
     let scale = afx_testkit::rms(quiet.channel(0));
-    let err = afx_testkit::max_abs_diff(&quiet.channel(0).iter().map(|v| v * factor).collect::<Vec<_>>(), loud.channel(0));
+    let err =
+        afx_testkit::max_abs_diff(&quiet.channel(0).iter().map(|v| v * factor).collect::<Vec<_>>(), loud.channel(0));
     assert!(scale > 1e-3 && err < 1e-4 * factor * scale.max(1.0), "max abs error {err} (rms {scale})");
 
     // A chain where the marked plugin is not last: not an output gain of the chain.

@@ -37,9 +37,9 @@ pub struct Args {
     /// TCN channels
     #[arg(long)]
     channels: Option<usize>,
-    /// Leave out the BatchNorms of the TCN blocks
+    /// BatchNorm in the TCN blocks (DeepAFx-ST's; off by default)
     #[arg(long)]
-    no_batch_norm: bool,
+    batch_norm: bool,
     /// Weight of the time-domain L1 term beside the MRSTFT
     #[arg(long)]
     l1_weight: Option<f64>,
@@ -148,8 +148,8 @@ fn apply(args: &Args, c: &mut ProxyTrainConfig) {
     if let Some(v) = args.channels {
         c.tcn.channels = v;
     }
-    if args.no_batch_norm {
-        c.tcn.batch_norm = false;
+    if args.batch_norm {
+        c.tcn.batch_norm = true;
     }
     if let Some(v) = args.l1_weight {
         c.time_l1_weight = v;
