@@ -410,8 +410,12 @@ fn run_loop(
             break;
         }
     }
-    let summary = summary(state.step, last, seconds, steps_run, started, false);
-    write_report(out, run, dataset, &summary)?;
+    // The report scores every held-out example, not only the validations' first `val_items`.
+    let all =
+        quality::evaluate(&state.proxy, &dataset.validation, &names, &config.fft_sizes, state.step, &state.device)?;
+    let summary = summary(state.step, Some(all), seconds, steps_run, started, false);
+    let step_minutes = step_seconds(&metrics_path)? / 60.0;
+    write_report(out, run, dataset, &summary, step_minutes)?;
     Ok(summary)
 }
 
@@ -432,15 +436,34 @@ fn summary(
     }
 }
 
-fn write_report(out: &Path, run: &ProxyRun, dataset: &Dataset, summary: &ProxySummary) -> Result<(), ProxyError> {
+/// Seconds of all training steps in `metrics.jsonl` (this process's and any earlier one's before a resume).
+fn step_seconds(path: &Path) -> Result<f64, ProxyError> {
+    let text = std::fs::read_to_string(path).map_err(ProxyError::io(path))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<Record>(l) {
+            Ok(Record::Step { seconds, .. }) => Some(seconds),
+            _ => None,
+        })
+        .sum())
+}
+
+fn write_report(
+    out: &Path,
+    run: &ProxyRun,
+    dataset: &Dataset,
+    summary: &ProxySummary,
+    step_minutes: f64,
+) -> Result<(), ProxyError> {
     let c = &run.config;
     let gains: Vec<String> =
         run.meta.params.iter().filter(|p| p.output_gain).map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
     let mut text = format!(
         "# afx proxy report\n\nProxy of chain `{}` at {} Hz: conditional TCN, {} channels, kernel {}, dilations \
          {:?} (receptive field {} samples), input skip {}; output gains applied analytically: {}.\n\n\
-         Trained {} steps of batch {} × {} frames in {:.1} min ({:.2} s/step) on {} examples; loss MRSTFT {:?} + \
-         {} · L1; lr {} → {} (cosine).\n\n",
+         Trained {} steps of batch {} × {} frames: {:.1} min of training steps ({:.2} s/step; this process ran \
+         {:.1} min including validations) on {} examples; loss MRSTFT {:?} + {} · L1 (per item); lr {} → {} \
+         (cosine).\n\n",
         run.meta.chain,
         run.meta.sample_rate,
         c.tcn.channels,
@@ -452,8 +475,9 @@ fn write_report(out: &Path, run: &ProxyRun, dataset: &Dataset, summary: &ProxySu
         summary.steps,
         c.batch,
         c.patch,
+        step_minutes,
+        step_minutes * 60.0 / summary.steps.max(1) as f64,
         summary.minutes,
-        summary.mean_step_s,
         dataset.train.len(),
         c.fft_sizes,
         c.time_l1_weight,
@@ -462,7 +486,7 @@ fn write_report(out: &Path, run: &ProxyRun, dataset: &Dataset, summary: &ProxySu
     );
     if let Some(q) = &summary.validation {
         text.push_str(&format!(
-            "## Held-out quality (step {}, {} examples of {}, whole {}-frame examples vs the real chain)\n\n\
+            "## Held-out quality (step {}, all {} examples of {}, whole {}-frame examples vs the real chain)\n\n\
              | output | MRSTFT ↓ | SI-SDR (dB) ↑ |\n| --- | --- | --- |\n| proxy | {:.4} | {:.2} |\n\
              | identity (input) | {:.4} | {:.2} |\n\nThe proxy is {:.2}× closer than the identity (MRSTFT).\n\n\
              ### Proxy MRSTFT by parameter region\n\n| parameter | θ < 0.5 | θ ≥ 0.5 |\n| --- | --- | --- |\n",

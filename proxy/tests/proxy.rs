@@ -20,7 +20,14 @@ fn meta(chain: &Chain) -> ProxyMeta {
         chain: chain.name().into(),
         params: ProxyMeta::params_of(chain),
         sample_rate: 22_050,
-        tcn: TcnConfig { channels: 3, kernel: 3, dilations: vec![1, 2], input_skip: true, batch_norm: true },
+        tcn: TcnConfig {
+            channels: 3,
+            kernel: 3,
+            dilations: vec![1, 2],
+            input_skip: true,
+            cond_hidden: 5,
+            batch_norm: true,
+        },
     }
 }
 

@@ -53,6 +53,12 @@ pub struct TrainArgs {
     steps: usize,
     #[arg(long)]
     batch: Option<usize>,
+    /// Gradient method to time (np-fh, np-hh and proxy need --proxy)
+    #[arg(long, default_value = "spsa")]
+    grad: afx_trainer::method::GradKind,
+    /// Proxy folder written by `afx train-proxy`
+    #[arg(long)]
+    proxy: Option<std::path::PathBuf>,
     /// One JSON object on stdout
     #[arg(long)]
     json: bool,
@@ -197,6 +203,9 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     if let Some(b) = args.batch {
         train_config.batch = b;
     }
+    train_config.grad = args.grad;
+    train_config.proxy = args.proxy.clone();
+    train_config.validate()?;
     let corpus = afx_datasets::Corpus::open(&args.data, afx_datasets::Split::Train, train_config.sample_rate)?;
     let super::train::Setup { chain, mut pool } = super::train::setup(&args.chain, config_path.as_deref(), None)?;
     let device = afx_trainer::device("cpu")?;
@@ -208,9 +217,10 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     let t = r.mean;
     let pct = |x: f64| 100.0 * x / t.total_s;
     println!(
-        "{} ({} parameters): batch {}, mean of {} steps: {:.3} s/step",
+        "{} ({} parameters), --grad {}: batch {}, mean of {} steps: {:.3} s/step",
         chain.name,
         chain.num_params(),
+        args.grad.name(),
         r.batch,
         r.steps,
         t.total_s

@@ -28,7 +28,14 @@ fn proxy(varmap: &VarMap) -> Proxy {
         chain: CHAIN.into(),
         params: ProxyMeta::params_of(&chain),
         sample_rate: RATE,
-        tcn: TcnConfig { channels: 4, kernel: 3, dilations: vec![1, 4], input_skip: true, batch_norm: true },
+        tcn: TcnConfig {
+            channels: 4,
+            kernel: 3,
+            dilations: vec![1, 4],
+            input_skip: true,
+            cond_hidden: 5,
+            batch_norm: true,
+        },
     };
     Proxy::new(meta, VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu), Path::new("untrained")).unwrap()
 }
