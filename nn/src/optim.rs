@@ -176,3 +176,16 @@ impl AdamW {
         Ok(norm)
     }
 }
+
+/// The learning rate of step `step` (1-based) of `steps` on a cosine from `lr` (step 1) to `lr_final` (step
+/// `steps` and after): the schedule of both the trainer and the proxy.
+///
+/// ```
+/// use afx_nn::optim::cosine_lr;
+/// assert_eq!(cosine_lr(1, 100, 1e-3, 1e-4), 1e-3);
+/// assert!((cosine_lr(100, 100, 1e-3, 1e-4) - 1e-4).abs() < 1e-12);
+/// ```
+pub fn cosine_lr(step: u64, steps: u64, lr: f64, lr_final: f64) -> f64 {
+    let t = (step.saturating_sub(1) as f64 / steps.max(2).saturating_sub(1) as f64).min(1.0);
+    lr_final + 0.5 * (lr - lr_final) * (1.0 + (std::f64::consts::PI * t).cos())
+}

@@ -85,8 +85,7 @@ impl Default for ProxyTrainConfig {
 
 impl ProxyTrainConfig {
     pub fn lr_at(&self, step: u64) -> f64 {
-        let t = (step.saturating_sub(1) as f64 / self.steps.max(2).saturating_sub(1) as f64).min(1.0);
-        self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + (std::f64::consts::PI * t).cos())
+        afx_nn::optim::cosine_lr(step, self.steps, self.lr, self.lr_final)
     }
 
     pub fn validate(&self) -> Result<(), ProxyError> {

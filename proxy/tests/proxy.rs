@@ -52,8 +52,11 @@ fn proxy_gradients_match_finite_differences_at_batch_2() {
         drop(data);
         let named: Vec<(&str, &Var)> = vars.iter().map(|(n, v)| (n.as_str(), v)).collect();
         for report in GradCheck::default().run(f, &named).unwrap() {
-            // A conv bias right before a batch-statistics BatchNorm has a zero gradient: compare absolutely there.
-            assert!(report.rel_err < 1e-6 || report.max_abs_err < 1e-8, "train = {train}: {report}");
+            // A conv bias right before a batch-statistics BatchNorm has a zero gradient (the mean is removed): there
+            // the finite difference is rounding noise, so compare absolutely.
+            let zero_gradient = train && report.name.ends_with("conv.bias");
+            let ok = if zero_gradient { report.max_abs_err < 1e-6 } else { report.rel_err < 1e-6 };
+            assert!(ok, "train = {train}: {report}");
         }
     }
 }

@@ -98,8 +98,7 @@ impl TrainConfig {
 
     /// The learning rate of step `step` (1-based).
     pub fn lr_at(&self, step: u64) -> f64 {
-        let t = (step.saturating_sub(1) as f64 / self.steps.max(2).saturating_sub(1) as f64).min(1.0);
-        self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + (std::f64::consts::PI * t).cos())
+        afx_nn::optim::cosine_lr(step, self.steps, self.lr, self.lr_final)
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {
