@@ -75,10 +75,7 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<(), DatasetError> {
         let path = dir.join(MANIFEST);
         let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        afx_host::atomic::write_with(&path, |f| {
-            std::io::Write::write_all(f, text.as_bytes()).map_err(|e| e.to_string())
-        })
-        .map_err(|reason| DatasetError::Manifest { path, reason })
+        afx_host::atomic::write(&path, text.as_bytes()).map_err(|reason| DatasetError::Manifest { path, reason })
     }
 }
 

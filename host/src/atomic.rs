@@ -3,6 +3,11 @@
 use std::fs::File;
 use std::path::Path;
 
+/// Writes `bytes` to `path` through [`write_with`].
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    write_with(path, |file| std::io::Write::write_all(file, bytes).map_err(|e| e.to_string()))
+}
+
 /// Creates a temporary file beside `path`, lets `write` fill it, and renames it over `path` only on success.
 /// On failure the temporary file is removed and `path` is untouched.
 pub fn write_with(path: &Path, write: impl FnOnce(&mut File) -> Result<(), String>) -> Result<(), String> {

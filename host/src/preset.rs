@@ -5,7 +5,6 @@
 //! so save → load gives the same bits and the replayed render is bit-identical.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -115,6 +114,6 @@ impl Preset {
     pub fn save(&self, path: &Path) -> Result<(), PresetError> {
         let write_err = |message: String| PresetError::Write { path: path.to_path_buf(), message };
         let text = toml::to_string_pretty(self).map_err(|e| write_err(e.to_string()))?;
-        atomic::write_with(path, |f| f.write_all(text.as_bytes()).map_err(|e| e.to_string())).map_err(write_err)
+        atomic::write(path, text.as_bytes()).map_err(write_err)
     }
 }

@@ -326,8 +326,7 @@ fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), Co
         .collect::<Result<Vec<_>, CollectError>>()?;
     let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
     let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(bad)?;
-    afx_host::atomic::write_with(path, |f| std::io::Write::write_all(f, &bytes).map_err(|e| e.to_string()))
-        .map_err(|reason| CollectError::Write { path: path.into(), reason })
+    afx_host::atomic::write(path, &bytes).map_err(|reason| CollectError::Write { path: path.into(), reason })
 }
 
 /// Temporary files a killed collect left behind (its shards are written as `.afx-*.tmp`, then renamed).
@@ -368,8 +367,7 @@ pub fn write_manifest(dir: &Path) -> Result<Manifest, CollectError> {
     let manifest = scan(dir)?;
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
     let path = dir.join(MANIFEST);
-    afx_host::atomic::write_with(&path, |f| std::io::Write::write_all(f, text.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|reason| CollectError::Write { path, reason })?;
+    afx_host::atomic::write(&path, text.as_bytes()).map_err(|reason| CollectError::Write { path, reason })?;
     Ok(manifest)
 }
 

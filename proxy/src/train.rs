@@ -503,8 +503,7 @@ fn write_report(
             text.push_str(&format!("| {} | {:.4} | {:.4} |\n", r.param, r.low, r.high));
         }
     }
-    afx_host::atomic::write_with(&out.join("report.md"), |f| f.write_all(text.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|message| ProxyError::Format { path: out.join("report.md"), message })
+    write_atomic(&out.join("report.md"), text.as_bytes())
 }
 
 fn append(file: &mut std::fs::File, path: &Path, record: &Record) -> Result<(), ProxyError> {
@@ -520,14 +519,16 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), ProxyError> {
         .filter(|l| serde_json::from_str::<Record>(l).is_ok_and(|r| r.step() <= step))
         .map(|l| format!("{l}\n"))
         .collect();
-    afx_host::atomic::write_with(path, |f| f.write_all(kept.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
+    write_atomic(path, kept.as_bytes())
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ProxyError> {
     let text = serde_json::to_string_pretty(value).expect("serialises");
-    afx_host::atomic::write_with(path, |f| f.write_all(text.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
+    write_atomic(path, text.as_bytes())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
+    afx_host::atomic::write(path, bytes).map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProxyError> {

@@ -11,7 +11,6 @@
 //! is renamed into place only after its weights are, so a kill at any moment leaves the previous checkpoint
 //! usable. The two newest checkpoints are kept.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use afx_nn::checkpoint::CheckpointDir;
@@ -97,10 +96,9 @@ pub fn prune_checkpoints(run: &Path) -> Result<(), TrainError> {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed
-/// ([`afx_host::atomic::write_with`]).
+/// ([`afx_host::atomic::write`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    afx_host::atomic::write_with(path, |file| file.write_all(bytes).map_err(|e| e.to_string()))
-        .map_err(|message| TrainError::Format { path: path.to_path_buf(), message })
+    afx_host::atomic::write(path, bytes).map_err(|message| TrainError::Format { path: path.to_path_buf(), message })
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
