@@ -159,6 +159,21 @@ impl ParamSpec {
         if self.id.bytes().all(|b| b.is_ascii_digit()) { &self.name } else { &self.id }
     }
 
+    /// True when a normalised value means the same plain value for both (same id, range and effective scale);
+    /// names, units and defaults may differ between plugin versions without changing that. What a trained run
+    /// or a proxy checks before it is used with a chain.
+    pub fn same_mapping(&self, other: &ParamSpec) -> bool {
+        self.id == other.id
+            && self.min == other.min
+            && self.max == other.max
+            && self.effective_scale() == other.effective_scale()
+    }
+
+    /// `id [min, max] Scale`: the mapping [`ParamSpec::same_mapping`] compares, for messages.
+    pub fn mapping(&self) -> String {
+        format!("{} [{}, {}] {:?}", self.id, self.min, self.max, self.effective_scale())
+    }
+
     /// `value` with its unit, for printing.
     pub fn display_value(&self, value: f32) -> String {
         match &self.unit {

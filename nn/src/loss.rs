@@ -70,6 +70,19 @@ impl MrStftLoss {
     }
 }
 
+impl MrStftLoss {
+    /// The loss of each item alone, `(B,)`: what a per-item score (validation, a proxy's quality) reports and
+    /// what a batch mean of it trains; [`MrStftLoss::forward`] over a batch instead pools the spectral
+    /// convergence's norms, so its loudest items dominate.
+    pub fn per_item(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let (pred, target) = (flatten_mono(pred)?, flatten_mono(target)?);
+        let items = (0..pred.dim(0)?)
+            .map(|i| self.forward(&pred.narrow(0, i, 1)?, &target.narrow(0, i, 1)?))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::stack(&items, 0)
+    }
+}
+
 /// Spectral convergence + log-magnitude L1 at one resolution.
 fn spectral_terms(stft: &Stft, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     let p = stft.magnitude(pred)?;

@@ -41,12 +41,14 @@ impl ProxyMeta {
             .collect()
     }
 
+    /// `stage.id` of every parameter, in θ order: the names a collection's shards list.
+    pub fn param_names(&self) -> Vec<String> {
+        self.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect()
+    }
+
     /// `stage.id [min, max] scale` per parameter, for error messages.
     pub fn describe(params: &[(&str, &ParamSpec)]) -> String {
-        let list: Vec<String> = params
-            .iter()
-            .map(|(stage, s)| format!("{stage}.{} [{}, {}] {:?}", s.id, s.min, s.max, s.effective_scale()))
-            .collect();
+        let list: Vec<String> = params.iter().map(|(stage, s)| format!("{stage}.{}", s.mapping())).collect();
         format!("{} parameters: {}", list.len(), list.join(", "))
     }
 
@@ -60,13 +62,7 @@ impl ProxyMeta {
         sample_rate: u32,
     ) -> Result<(), ProxyError> {
         let same = self.params.len() == params.len()
-            && self.params.iter().zip(params).all(|(a, (stage, b))| {
-                a.stage == *stage
-                    && a.spec.id == b.id
-                    && a.spec.min == b.min
-                    && a.spec.max == b.max
-                    && a.spec.effective_scale() == b.effective_scale()
-            });
+            && self.params.iter().zip(params).all(|(a, (stage, b))| a.stage == *stage && a.spec.same_mapping(b));
         if !same || self.chain != chain {
             let own: Vec<(&str, &ParamSpec)> = self.params.iter().map(|p| (p.stage.as_str(), &p.spec)).collect();
             return Err(ProxyError::WrongChain {

@@ -54,29 +54,23 @@ pub fn evaluate(
         DType::F32,
         &Device::Cpu,
     )?;
-    let score = |y: &[f32], t: &[f32]| -> Result<f64, ProxyError> {
-        let y = Tensor::from_slice(y, (1, y.len()), &Device::Cpu)?;
-        let t = Tensor::from_slice(t, (1, t.len()), &Device::Cpu)?;
-        Ok(f64::from(loss.forward(&y, &t)?.to_scalar::<f32>()?))
+    let per_item = |y: &Tensor, t: &Tensor| -> Result<Vec<f64>, ProxyError> {
+        Ok(loss.per_item(y, t)?.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
     };
-    let (mut proxy_scores, mut rows) = (vec![], vec![]);
-    let (mut mrstft, mut identity, mut sdr, mut identity_sdr) = (0.0, 0.0, 0.0, 0.0);
+    let mut proxy_scores = Vec::with_capacity(examples.len());
+    let (mut identity, mut sdr, mut identity_sdr) = (0.0, 0.0, 0.0);
     for chunk in examples.chunks(CHUNK) {
         let frames = chunk[0].input.frames();
-        let x: Vec<f32> = chunk.iter().flat_map(|e| e.input.channel(0).iter().copied()).collect();
-        let theta: Vec<f32> = chunk.iter().flat_map(|e| e.params.iter().copied()).collect();
-        let x = Tensor::from_vec(x, (chunk.len(), frames), device)?;
-        let theta = Tensor::from_vec(theta, (chunk.len(), names.len()), device)?;
-        let y: Vec<Vec<f32>> = proxy.forward(&x, &theta)?.to_device(&Device::Cpu)?.to_vec2()?;
-        for (e, y) in chunk.iter().zip(&y) {
-            let (input, real) = (e.input.channel(0), e.output.channel(0));
-            let s = score(y, real)?;
-            mrstft += s;
-            identity += score(input, real)?;
-            sdr += si_sdr(y, real);
-            identity_sdr += si_sdr(input, real);
-            proxy_scores.push(s);
-            rows.push(e.params.clone());
+        let batch = |audio: fn(&Example) -> &[f32]| -> Vec<f32> { chunk.iter().flat_map(audio).copied().collect() };
+        let input = Tensor::from_vec(batch(|e| e.input.channel(0)), (chunk.len(), frames), &Device::Cpu)?;
+        let real = Tensor::from_vec(batch(|e| e.output.channel(0)), (chunk.len(), frames), &Device::Cpu)?;
+        let theta = Tensor::from_vec(batch(|e| &e.params), (chunk.len(), names.len()), device)?;
+        let y = proxy.forward(&input.to_device(device)?, &theta)?.to_device(&Device::Cpu)?;
+        proxy_scores.extend(per_item(&y, &real)?);
+        identity += per_item(&input, &real)?.iter().sum::<f64>();
+        for (e, y) in chunk.iter().zip(y.to_vec2::<f32>()?) {
+            sdr += si_sdr(&y, e.output.channel(0));
+            identity_sdr += si_sdr(e.input.channel(0), e.output.channel(0));
         }
     }
     let n = proxy_scores.len().max(1) as f64;
@@ -85,8 +79,12 @@ pub fn evaluate(
         .enumerate()
         .map(|(i, name)| {
             let mean = |high: bool| {
-                let v: Vec<f64> =
-                    rows.iter().zip(&proxy_scores).filter(|(r, _)| (r[i] >= 0.5) == high).map(|(_, s)| *s).collect();
+                let v: Vec<f64> = examples
+                    .iter()
+                    .zip(&proxy_scores)
+                    .filter(|(e, _)| (e.params[i] >= 0.5) == high)
+                    .map(|(_, s)| *s)
+                    .collect();
                 if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
             };
             ParamRegions { param: name.clone(), low: mean(false), high: mean(true) }
@@ -95,7 +93,7 @@ pub fn evaluate(
     Ok(Quality {
         step,
         items: proxy_scores.len(),
-        mrstft: mrstft / n,
+        mrstft: proxy_scores.iter().sum::<f64>() / n,
         identity_mrstft: identity / n,
         si_sdr: sdr / n,
         identity_si_sdr: identity_sdr / n,

@@ -233,7 +233,7 @@ pub fn resume_proxy(out: &Path, options: ProxyTrainOptions<'_>) -> Result<ProxyS
 }
 
 fn check_dataset(data: &Path, dataset: &Dataset, meta: &ProxyMeta) -> Result<(), ProxyError> {
-    let names: Vec<String> = meta.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let names = meta.param_names();
     let m = &dataset.manifest;
     if m.chain != meta.chain || m.params != names {
         return Err(ProxyError::Config(format!(
@@ -313,11 +313,7 @@ impl State {
         let y = self.proxy.forward_t(&x, &theta, true)?.narrow(1, context, config.patch)?;
         // Per item, then averaged: the MRSTFT's spectral convergence over a whole batch is dominated by its
         // loudest items, while the quality report (and the trainer's validation) score every item alone.
-        let mut loss = self.loss.forward(&y.narrow(0, 0, 1)?, &target.narrow(0, 0, 1)?)?;
-        for b in 1..config.batch {
-            loss = (loss + self.loss.forward(&y.narrow(0, b, 1)?, &target.narrow(0, b, 1)?)?)?;
-        }
-        let loss = (loss / config.batch as f64)?;
+        let loss = self.loss.per_item(&y, &target)?.mean_all()?;
         let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         if !value.is_finite() {
             return Err(ProxyError::Config(format!("step {step}: the loss is {value}; lower --lr")));
@@ -365,7 +361,7 @@ fn run_loop(
             config.patch
         )));
     }
-    let names: Vec<String> = run.meta.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
+    let names = run.meta.param_names();
     let held_out = &dataset.validation[..dataset.validation.len().min(config.val_items)];
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()

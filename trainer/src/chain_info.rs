@@ -47,13 +47,7 @@ impl ChainInfo {
 
     /// `stage.id [min, max] scale` for each parameter, for error messages.
     pub fn describe(&self) -> String {
-        let list: Vec<String> = self
-            .params
-            .iter()
-            .map(|p| {
-                format!("{}.{} [{}, {}] {:?}", p.stage, p.spec.id, p.spec.min, p.spec.max, p.spec.effective_scale())
-            })
-            .collect();
+        let list: Vec<String> = self.params.iter().map(|p| format!("{}.{}", p.stage, p.spec.mapping())).collect();
         format!("{} parameters: {}", list.len(), list.join(", "))
     }
 
@@ -61,12 +55,6 @@ impl ChainInfo {
     /// plugin-reported names, units and defaults may differ between versions without changing that.
     pub fn same_parameters(&self, other: &ChainInfo) -> bool {
         self.params.len() == other.params.len()
-            && self.params.iter().zip(&other.params).all(|(a, b)| {
-                a.stage == b.stage
-                    && a.spec.id == b.spec.id
-                    && a.spec.min == b.spec.min
-                    && a.spec.max == b.spec.max
-                    && a.spec.effective_scale() == b.spec.effective_scale()
-            })
+            && self.params.iter().zip(&other.params).all(|(a, b)| a.stage == b.stage && a.spec.same_mapping(&b.spec))
     }
 }

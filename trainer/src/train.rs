@@ -260,7 +260,8 @@ impl Trainer {
     pub fn validate(&self, pool: &mut Pool, set: &ValidationSet) -> Result<ValidationRecord, TrainError> {
         let pairs = &set.pairs;
         let n = pairs.len();
-        let theta = theta_rows(&self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?)?;
+        let predicted = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
+        let theta = theta_rows(&predicted)?;
         let defaults = vec![self.chain.default_theta(); n];
         let loss = MrStftLoss::new(&self.config.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
         let mut per_item = |thetas: Option<&[Vec<f32>]>| -> Result<(Vec<Option<f64>>, usize), TrainError> {
@@ -284,18 +285,13 @@ impl Trainer {
             Ok((values, failed))
         };
         let (trained, f1) = per_item(Some(&theta))?;
-        let proxy_score = match self.method.proxy() {
+        let proxy_score: Option<Vec<Option<f64>>> = match self.method.proxy() {
             Some(proxy) => {
                 let x = batch_tensor(&refs(&pairs.input_a), &self.device)?;
-                let t = Tensor::new(theta.concat().as_slice(), &self.device)?.reshape((n, self.chain.num_params()))?;
-                let y = proxy.forward(&x, &t)?.to_device(&Device::Cpu)?;
+                let y = proxy.forward(&x, &predicted)?.to_device(&Device::Cpu)?;
                 let target = batch_tensor(&refs(&pairs.target_a), &Device::Cpu)?;
-                let scores = (0..n)
-                    .map(|i| {
-                        Ok(f64::from(loss.forward(&y.narrow(0, i, 1)?, &target.narrow(0, i, 1)?)?.to_scalar::<f32>()?))
-                    })
-                    .collect::<Result<Vec<f64>, TrainError>>()?;
-                Some(scores)
+                let scores: Vec<f32> = loss.per_item(&y, &target)?.to_vec1()?;
+                Some(scores.into_iter().map(|s| Some(f64::from(s))).collect())
             }
             None => None,
         };
@@ -317,7 +313,7 @@ impl Trainer {
                 default: mean(&default),
                 random: mean(&random),
             },
-            proxy: proxy_score.map(|v| mean(&v.into_iter().map(Some).collect::<Vec<_>>())),
+            proxy: proxy_score.as_deref().map(mean),
             param_error: ParamErrors {
                 trained: mean_abs_diff(&theta, &pairs.theta_star),
                 default: mean_abs_diff(&defaults, &pairs.theta_star),
