@@ -12,7 +12,7 @@ use afx_proxy::{Proxy, ProxyMeta};
 use afx_trainer::frontend::batch_tensor;
 use afx_trainer::method::np_fh::NpFh;
 use afx_trainer::method::np_hh::NpHh;
-use afx_trainer::method::{GradMethod, MethodBatch};
+use afx_trainer::method::{GradMethod, MethodBatch, ProxyPath};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use common::*;
@@ -75,7 +75,7 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
     let p = pool.num_params();
     let varmap = VarMap::new();
     let loss_config = MrStftConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 };
-    let mut method = NpFh::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap();
+    let mut method = NpFh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap());
     let theta = theta_var(inputs.len(), p);
 
     let before = pool.renders();
@@ -126,7 +126,7 @@ fn np_hh_trains_on_the_proxy_without_rendering() {
     let p = pool.num_params();
     let varmap = VarMap::new();
     let loss_config = MrStftConfig { fft_sizes: vec![256, 512], time_l1_weight: 0.0 };
-    let mut method = NpHh::new(proxy(&varmap), &loss_config, &Device::Cpu, "np-hh").unwrap();
+    let mut method = NpHh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap(), "np-hh");
     let theta = theta_var(inputs.len(), p);
     let before = pool.renders();
     let step =

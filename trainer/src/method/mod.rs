@@ -87,9 +87,9 @@ pub fn build(
     proxy.check(&chain.name, &params, sample_rate)?;
     let loss = spsa_config.loss_config();
     Ok(match kind {
-        GradKind::NpFh => Box::new(np_fh::NpFh::new(proxy, &loss, device)?),
-        GradKind::NpHh => Box::new(np_hh::NpHh::new(proxy, &loss, device, "np-hh")?),
-        GradKind::Proxy => Box::new(proxy::proxy_method(proxy, &loss, device)?),
+        GradKind::NpFh => Box::new(np_fh::NpFh::new(ProxyPath::new(proxy, &loss, device)?)),
+        GradKind::NpHh => Box::new(np_hh::NpHh::new(ProxyPath::new(proxy, &loss, device)?, "np-hh")),
+        GradKind::Proxy => Box::new(proxy::proxy_method(ProxyPath::new(proxy, &loss, device)?)),
         GradKind::Spsa => unreachable!("handled above"),
     })
 }
@@ -149,6 +149,47 @@ pub trait GradMethod {
     /// The neural proxy the method trains through, if any (validation reports its score beside the real one).
     fn proxy(&self) -> Option<&Proxy> {
         None
+    }
+}
+
+/// What the proxy methods share: the proxy's forward pass on a batch and the audio loss on what they score.
+pub struct ProxyPath {
+    proxy: Proxy,
+    loss: afx_nn::loss::MrStftLoss,
+    device: Device,
+}
+
+impl ProxyPath {
+    pub fn new(proxy: Proxy, loss: &afx_nn::loss::MrStftConfig, device: &Device) -> Result<ProxyPath, TrainError> {
+        let loss = afx_nn::loss::MrStftLoss::new(loss, candle_core::DType::F32, device)?;
+        Ok(ProxyPath { proxy, loss, device: device.clone() })
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// The proxy's output `(B, T)` for `inputs` at θ (inference statistics; differentiable in θ); its time goes
+    /// to `timing.proxy_s`.
+    pub fn forward(&self, inputs: &[&Audio], theta: &Tensor, timing: &mut MethodTiming) -> Result<Tensor, TrainError> {
+        let started = std::time::Instant::now();
+        let y = self.proxy.forward_t(&crate::frontend::batch_tensor(inputs, &self.device)?, theta, false)?;
+        timing.proxy_s = started.elapsed().as_secs_f64();
+        Ok(y)
+    }
+
+    /// The loss of `y` against `targets` and its value; its time goes to `timing.loss_s`.
+    pub fn loss(&self, y: &Tensor, targets: &[&Audio], timing: &mut MethodTiming) -> Result<(Tensor, f64), TrainError> {
+        let started = std::time::Instant::now();
+        let loss = self.loss.forward(y, &crate::frontend::batch_tensor(targets, &self.device)?)?;
+        let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
+        timing.loss_s = started.elapsed().as_secs_f64();
+        Ok((loss, value))
+    }
+
+    /// The device the proxy runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 }
 

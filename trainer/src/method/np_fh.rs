@@ -5,26 +5,23 @@
 
 use std::time::Instant;
 
-use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_nn::straight::straight_through;
 use afx_proxy::Proxy;
 use afx_spsa::Pool;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
-use super::{GradMethod, MethodBatch, MethodStep, MethodTiming, theta_rows};
+use super::{GradMethod, MethodBatch, MethodStep, MethodTiming, ProxyPath, theta_rows};
 use crate::TrainError;
 use crate::frontend::batch_tensor;
 
 /// The `np-fh` gradient method.
 pub struct NpFh {
-    proxy: Proxy,
-    loss: MrStftLoss,
-    device: Device,
+    path: ProxyPath,
 }
 
 impl NpFh {
-    pub fn new(proxy: Proxy, loss: &MrStftConfig, device: &Device) -> Result<NpFh, TrainError> {
-        Ok(NpFh { proxy, loss: MrStftLoss::new(loss, DType::F32, device)?, device: device.clone() })
+    pub fn new(path: ProxyPath) -> NpFh {
+        NpFh { path }
     }
 }
 
@@ -34,7 +31,7 @@ impl GradMethod for NpFh {
     }
 
     fn proxy(&self) -> Option<&Proxy> {
-        Some(&self.proxy)
+        Some(self.path.proxy())
     }
 
     fn step(
@@ -67,15 +64,10 @@ impl GradMethod for NpFh {
         let inputs: Vec<_> = kept.iter().map(|&i| &batch.inputs[i as usize]).collect();
         let targets: Vec<_> = kept.iter().map(|&i| &batch.targets[i as usize]).collect();
 
-        let started = Instant::now();
-        let y_proxy = self.proxy.forward_t(&batch_tensor(&inputs, &self.device)?, &theta, false)?;
-        timing.proxy_s = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let y_real = batch_tensor(&outputs.iter().collect::<Vec<_>>(), &self.device)?;
+        let y_proxy = self.path.forward(&inputs, &theta, &mut timing)?;
+        let y_real = batch_tensor(&outputs.iter().collect::<Vec<_>>(), self.path.device())?;
         let y = straight_through(&y_real, &y_proxy)?;
-        let loss = self.loss.forward(&y, &batch_tensor(&targets, &self.device)?)?;
-        let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-        timing.loss_s = started.elapsed().as_secs_f64();
+        let (loss, value) = self.path.loss(&y, &targets, &mut timing)?;
         Ok(MethodStep {
             surrogate: Some(loss),
             loss: value,

@@ -1,28 +1,22 @@
 //! NP-HH (DeepAFx-ST): the neural proxy forward and backward in training, so a step renders no plugin; the
 //! real chain only at validation and inference. Fast, and as good as the proxy is.
 
-use std::time::Instant;
-
-use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::Proxy;
 use afx_spsa::Pool;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
-use super::{GradMethod, MethodBatch, MethodStep, MethodTiming};
+use super::{GradMethod, MethodBatch, MethodStep, MethodTiming, ProxyPath};
 use crate::TrainError;
-use crate::frontend::batch_tensor;
 
 /// The `np-hh` gradient method (and, under another name, `proxy`).
 pub struct NpHh {
-    proxy: Proxy,
-    loss: MrStftLoss,
-    device: Device,
+    path: ProxyPath,
     name: &'static str,
 }
 
 impl NpHh {
-    pub fn new(proxy: Proxy, loss: &MrStftConfig, device: &Device, name: &'static str) -> Result<NpHh, TrainError> {
-        Ok(NpHh { proxy, loss: MrStftLoss::new(loss, DType::F32, device)?, device: device.clone(), name })
+    pub fn new(path: ProxyPath, name: &'static str) -> NpHh {
+        NpHh { path, name }
     }
 }
 
@@ -32,7 +26,7 @@ impl GradMethod for NpHh {
     }
 
     fn proxy(&self) -> Option<&Proxy> {
-        Some(&self.proxy)
+        Some(self.path.proxy())
     }
 
     fn step(
@@ -43,15 +37,8 @@ impl GradMethod for NpHh {
         _seed: u64,
     ) -> Result<MethodStep, TrainError> {
         let mut timing = MethodTiming::default();
-        let started = Instant::now();
-        let x = batch_tensor(&batch.inputs.iter().collect::<Vec<_>>(), &self.device)?;
-        let y = self.proxy.forward_t(&x, theta, false)?;
-        timing.proxy_s = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let target = batch_tensor(&batch.targets.iter().collect::<Vec<_>>(), &self.device)?;
-        let loss = self.loss.forward(&y, &target)?;
-        let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-        timing.loss_s = started.elapsed().as_secs_f64();
+        let y = self.path.forward(&batch.inputs.iter().collect::<Vec<_>>(), theta, &mut timing)?;
+        let (loss, value) = self.path.loss(&y, &batch.targets.iter().collect::<Vec<_>>(), &mut timing)?;
         if !value.is_finite() {
             // The proxy has no failure of its own; a non-finite loss means the proxy itself is broken.
             return Err(TrainError::Config(format!("the proxy's output gives a {value} loss")));

@@ -3,14 +3,10 @@
 //! proxy's own score of the same θ is recorded beside it as `proxy`), so the `proxy` row of a comparison reads
 //! that second number.
 
-use afx_nn::loss::MrStftConfig;
-use afx_proxy::Proxy;
-use candle_core::Device;
-
+use super::ProxyPath;
 use super::np_hh::NpHh;
-use crate::TrainError;
 
 /// The `proxy` gradient method.
-pub fn proxy_method(proxy: Proxy, loss: &MrStftConfig, device: &Device) -> Result<NpHh, TrainError> {
-    NpHh::new(proxy, loss, device, "proxy")
+pub fn proxy_method(path: ProxyPath) -> NpHh {
+    NpHh::new(path, "proxy")
 }
