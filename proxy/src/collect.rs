@@ -347,9 +347,14 @@ fn shard_range(config: &CollectConfig, shard: usize) -> std::ops::Range<usize> {
 /// The metadata of a shard file, checking that the file is whole.
 pub fn read_meta(path: &Path) -> Result<ShardMeta, CollectError> {
     let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
+    Ok(parse(path, &bytes)?.0)
+}
+
+/// A shard file's metadata and tensors, checking that the file is whole.
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(ShardMeta, SafeTensors<'a>), CollectError> {
     let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| torn(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| torn(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| torn(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| torn(e.to_string()))?;
     let text = header.metadata().as_ref().and_then(|m| m.get("afx")).ok_or_else(|| torn("no afx metadata".into()))?;
     let meta: ShardMeta = serde_json::from_str(text).map_err(|e| torn(e.to_string()))?;
     if meta.version != FORMAT_VERSION {
@@ -358,7 +363,7 @@ pub fn read_meta(path: &Path) -> Result<ShardMeta, CollectError> {
     for name in ["input", "output", "params", "plain", "index"] {
         tensors.tensor(name).map_err(|e| torn(format!("tensor {name}: {e}")))?;
     }
-    Ok(meta)
+    Ok((meta, tensors))
 }
 
 /// Lists the shards in `dir` into `manifest.json` (atomically). Every shard must be whole and of the same
@@ -427,18 +432,16 @@ pub fn scan(dir: &Path) -> Result<Manifest, CollectError> {
 
 /// The examples of a shard, for checks and for the proxy's training.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>, CollectError> {
-    let meta = read_meta(path)?;
     let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
-    let tensors = SafeTensors::deserialize(&bytes)
-        .map_err(|e| CollectError::BadShard { path: path.into(), reason: e.to_string() })?;
+    let (meta, tensors) = parse(path, &bytes)?;
     let floats = |name: &str| -> Vec<f32> {
-        let view = tensors.tensor(name).expect("checked by read_meta");
+        let view = tensors.tensor(name).expect("checked by parse");
         let mut v = vec![0.0f32; view.data().len() / 4];
         bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(view.data());
         v
     };
     let (input, output, params) = (floats("input"), floats("output"), floats("params"));
-    let index_view = tensors.tensor("index").expect("checked by read_meta");
+    let index_view = tensors.tensor("index").expect("checked by parse");
     let mut index = vec![0u64; index_view.data().len() / 8];
     bytemuck::cast_slice_mut::<u64, u8>(&mut index).copy_from_slice(index_view.data());
     let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
