@@ -15,6 +15,7 @@
 //! examples with the reason). Items whose render crashes or is non-finite are excluded and listed there.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use afx_datasets::Corpus;
@@ -22,7 +23,7 @@ use afx_host::{Audio, Chain};
 use afx_spsa::{ItemError, Pool, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the shard layout changes.
@@ -345,25 +346,57 @@ fn shard_range(config: &CollectConfig, shard: usize) -> std::ops::Range<usize> {
 }
 
 /// The metadata of a shard file, checking that the file is whole.
+///
+/// Reads only the safetensors header: the file is whole when its length is exactly what the header's tensor
+/// offsets need (every shard is checked on each resume and manifest, so reading whole files would repeat the
+/// collection's I/O).
 pub fn read_meta(path: &Path) -> Result<ShardMeta, CollectError> {
-    let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
-    Ok(parse(path, &bytes)?.0)
+    let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
+    let unreadable = |e: std::io::Error| CollectError::Read { path: path.into(), reason: e.to_string() };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let file_len = file.metadata().map_err(unreadable)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| torn(format!("no header: {e}")))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER || 8 + header_len > file_len {
+        return Err(torn(format!("header of {header_len} bytes in a {file_len}-byte file")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| torn(format!("header: {e}")))?;
+    let header: Metadata = serde_json::from_slice(&header).map_err(|e| torn(e.to_string()))?;
+    let data_len = header.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0) as u64;
+    if 8 + header_len + data_len != file_len {
+        return Err(torn(format!("{file_len} bytes, its header describes {}", 8 + header_len + data_len)));
+    }
+    check_header(path, &header)
 }
+
+/// Headers larger than this are not shards (a shard's header is a few kilobytes).
+const MAX_HEADER: u64 = 100 << 20;
 
 /// A shard file's metadata and tensors, checking that the file is whole.
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(ShardMeta, SafeTensors<'a>), CollectError> {
+    let torn = |e: safetensors::SafeTensorError| CollectError::BadShard { path: path.into(), reason: e.to_string() };
+    let tensors = SafeTensors::deserialize(bytes).map_err(torn)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(torn)?;
+    Ok((check_header(path, &header)?, tensors))
+}
+
+/// The `afx` metadata of a shard's header, checking its version and that every tensor is there.
+fn check_header(path: &Path, header: &Metadata) -> Result<ShardMeta, CollectError> {
     let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| torn(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| torn(e.to_string()))?;
     let text = header.metadata().as_ref().and_then(|m| m.get("afx")).ok_or_else(|| torn("no afx metadata".into()))?;
     let meta: ShardMeta = serde_json::from_str(text).map_err(|e| torn(e.to_string()))?;
     if meta.version != FORMAT_VERSION {
         return Err(torn(format!("format version {} (this afx reads {FORMAT_VERSION})", meta.version)));
     }
+    let tensors = header.tensors();
     for name in ["input", "output", "params", "plain", "index"] {
-        tensors.tensor(name).map_err(|e| torn(format!("tensor {name}: {e}")))?;
+        if !tensors.contains_key(name) {
+            return Err(torn(format!("no tensor {name}")));
+        }
     }
-    Ok((meta, tensors))
+    Ok(meta)
 }
 
 /// Lists the shards in `dir` into `manifest.json` (atomically). Every shard must be whole and of the same
