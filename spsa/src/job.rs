@@ -14,12 +14,24 @@ pub enum Job {
     Spsa { input: Audio, theta: Vec<f32>, grad: Audio, epsilon: f32, perturbations: u32, seed: u64 },
     /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
     FiniteDifference { input: Audio, theta: Vec<f32>, grad: Audio, step: f32 },
+    /// The worker's [`Task`](crate::Task) `name` on `request`, which holds up to `renders` renders: the job's
+    /// time limit is the pool's per-render limit times `renders` (at least one).
+    Task { name: String, request: Vec<u8>, renders: u32 },
 }
 
 impl Job {
     pub fn theta(&self) -> &[f32] {
         match self {
             Job::Render { theta, .. } | Job::Spsa { theta, .. } | Job::FiniteDifference { theta, .. } => theta,
+            Job::Task { .. } => &[],
+        }
+    }
+
+    /// How many of the pool's per-job time limits this job may take.
+    pub fn time_limits(&self) -> u32 {
+        match self {
+            Job::Task { renders, .. } => (*renders).max(1),
+            _ => 1,
         }
     }
 }
@@ -29,20 +41,29 @@ impl Job {
 pub enum JobOutput {
     Audio(Audio),
     Gradient(Vec<f32>),
+    /// A task's reply.
+    Bytes(Vec<u8>),
 }
 
 impl JobOutput {
     pub fn into_audio(self) -> Option<Audio> {
         match self {
             JobOutput::Audio(a) => Some(a),
-            JobOutput::Gradient(_) => None,
+            _ => None,
         }
     }
 
     pub fn into_gradient(self) -> Option<Vec<f32>> {
         match self {
             JobOutput::Gradient(g) => Some(g),
-            JobOutput::Audio(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            JobOutput::Bytes(b) => Some(b),
+            _ => None,
         }
     }
 }

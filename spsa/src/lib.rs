@@ -3,7 +3,9 @@
 //! - [`estimator`]: SPSA (DeepAFx's perturbed double renders) and central finite differences, as
 //!   vector-Jacobian products `ĝ ≈ (∂y/∂θ)ᵀ ∂L/∂y`: only P floats per item come back.
 //! - [`Pool`]: N workers, each hosting the chain (processes by default, threads for trusted plugins), fed
-//!   batches of [`Job`]s; results in order, per-item [`ItemError`]s for crashes, hangs and NaN.
+//!   batches of [`Job`]s (or a lazy stream of them); results in order or as they arrive, per-item
+//!   [`ItemError`]s for crashes, hangs and NaN.
+//! - [`Task`]: work a crate above defines and workers run beside their chain (a job named by the task).
 //! - [`wire`]: the binary protocol between the pool and worker processes.
 //!
 //! ```no_run
@@ -24,9 +26,11 @@ pub mod bench;
 pub mod estimator;
 mod job;
 mod pool;
+pub mod task;
 pub mod wire;
 pub mod worker;
 
 pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
 pub use pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
+pub use task::{Renderer, Task, TaskSet};
 pub use worker::WorkerSpec;

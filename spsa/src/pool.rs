@@ -1,9 +1,14 @@
 //! The pool: N workers (processes or threads) each hosting the same chain, fed batches of jobs.
 //!
-//! A supervisor on a tokio runtime gives each worker slot jobs from a shared queue and waits for each answer
+//! A supervisor on a tokio runtime gives each worker slot jobs from a shared feed and waits for each answer
 //! with a time limit, so it never hangs. A worker that crashes or overruns is killed and replaced, and its job
 //! is retried once on the fresh worker, then reported as a failed item (signal or timeout, with the worker's
-//! stderr); the rest of the batch completes. Results come back in the batch's order.
+//! stderr); the rest of the batch completes. [`Pool::run`] returns the results in the batch's order;
+//! [`Pool::run_each`] draws the jobs from an iterator as workers need them and hands over each result as it
+//! arrives, so a long stream of large jobs never sits in memory at once.
+//!
+//! Each worker holds two jobs: a worker process reads its input on a thread of its own, so the next job's
+//! frame goes through while the current job runs, whatever the sizes, and neither side waits on a full pipe.
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -18,6 +23,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use afx_host::Audio;
 
 use crate::job::{FailureKind, ItemError, Job, JobOutput, item_seed};
+use crate::task::TaskSet;
 use crate::wire::{self, Message};
 use crate::worker::{Executor, WorkerSpec};
 
@@ -67,6 +73,9 @@ pub struct PoolConfig {
     pub job_timeout: Duration,
     /// The longest a worker may take to load its chain and say hello.
     pub start_timeout: Duration,
+    /// The [`Task`](crate::Task)s of worker threads ([`Isolation::Thread`]); worker processes know those their
+    /// program passes to [`main_with_args`](crate::worker::main_with_args).
+    pub tasks: TaskSet,
 }
 
 impl PoolConfig {
@@ -79,6 +88,7 @@ impl PoolConfig {
             workers,
             job_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
+            tasks: crate::task::no_tasks,
         }
     }
 }
@@ -175,128 +185,171 @@ impl Pool {
 
     /// Runs a batch: every job gets a result, in order.
     pub fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<JobOutput, ItemError>> {
-        let jobs = Arc::new(jobs);
-        let queue = Arc::new(Mutex::new((0..jobs.len()).collect::<VecDeque<usize>>()));
-        let results = Arc::new(Mutex::new(vec![None; jobs.len()]));
-        let config = self.config.clone();
-        let slots: Vec<Option<Worker>> = self.workers.drain(..).collect();
-        let workers = self.runtime.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            for (slot, worker) in slots.into_iter().enumerate() {
-                let (jobs, queue, results, config) = (jobs.clone(), queue.clone(), results.clone(), config.clone());
-                set.spawn(async move { (slot, serve_slot(worker, &config, &jobs, &queue, &results).await) });
-            }
-            let mut workers: Vec<Option<Worker>> = (0..set.len()).map(|_| None).collect();
-            while let Some(joined) = set.join_next().await {
-                if let Ok((slot, worker)) = joined {
-                    workers[slot] = worker;
-                }
-            }
-            workers
-        });
-        self.workers = workers;
-        let mut results = results.lock().expect("no task panics while holding the lock");
+        let thetas: Vec<Vec<f32>> = jobs.iter().map(|job| job.theta().to_vec()).collect();
+        let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..jobs.len()).map(|_| None).collect();
+        self.run_each(jobs.into_iter(), |index, result| results[index] = Some(result));
         results
-            .iter_mut()
-            .zip(jobs.iter())
-            .map(|(r, job)| {
-                r.take().unwrap_or_else(|| Err(item_error(&config, job, FailureKind::Protocol("no result".into()), "")))
+            .into_iter()
+            .zip(thetas)
+            .map(|(result, theta)| {
+                result.unwrap_or_else(|| {
+                    let kind = FailureKind::Protocol("no result".into());
+                    Err(ItemError { chain: self.config.spec.chain.clone(), theta, kind, stderr: String::new() })
+                })
             })
             .collect()
     }
+
+    /// Runs the jobs `jobs` yields, taking each only when a worker is about to need it, and hands every result
+    /// to `done` (with the job's position in `jobs`) as soon as it arrives, on this thread.
+    ///
+    /// `jobs` is drawn on a thread of its own, a few jobs ahead of the workers: making a job (reading or
+    /// cutting its input) overlaps the renders, workers never wait for each other, and only about two jobs
+    /// per worker are in memory at once, however many `jobs` yields.
+    pub fn run_each<I>(&mut self, jobs: I, mut done: impl FnMut(usize, Result<JobOutput, ItemError>))
+    where
+        I: Iterator<Item = Job> + Send,
+    {
+        let config = self.config.clone();
+        let (feed, incoming) = tokio::sync::mpsc::channel::<(usize, Arc<Job>)>(self.workers.len().max(1));
+        let feed_jobs = std::sync::Arc::new(Feed { returned: Mutex::new(VecDeque::new()), incoming: incoming.into() });
+        let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        let slots: Vec<Option<Worker>> = self.workers.drain(..).collect();
+        let runtime = &self.runtime;
+        let workers = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for (index, job) in jobs.enumerate() {
+                    // The pool stopped taking jobs: it is shutting down.
+                    if feed.blocking_send((index, Arc::new(job))).is_err() {
+                        break;
+                    }
+                }
+            });
+            runtime.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for (slot, worker) in slots.into_iter().enumerate() {
+                    let (feed, results, config) = (feed_jobs.clone(), results.clone(), config.clone());
+                    set.spawn(async move { (slot, serve_slot(worker, &config, &feed, &results).await) });
+                }
+                drop(results);
+                while let Some((index, result)) = arrived.recv().await {
+                    done(index, result);
+                }
+                let mut workers: Vec<Option<Worker>> = (0..set.len()).map(|_| None).collect();
+                while let Some(joined) = set.join_next().await {
+                    if let Ok((slot, worker)) = joined {
+                        workers[slot] = worker;
+                    }
+                }
+                workers
+            })
+        });
+        self.workers = workers;
+    }
 }
 
-type Results = Mutex<Vec<Option<Result<JobOutput, ItemError>>>>;
+/// Where worker slots take jobs: first those handed back (not run), then new ones from the caller's iterator.
+struct Feed {
+    returned: Mutex<VecDeque<(usize, Arc<Job>)>>,
+    incoming: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(usize, Arc<Job>)>>,
+}
 
-/// Jobs a worker holds at once: the next job waits in its pipe while it renders the current one, so the
-/// transfer and the wake-up of one hide behind the render of the other.
+impl Feed {
+    /// The next job; with `wait` false, only one that is ready now. `None` once every job was taken.
+    async fn next(&self, wait: bool) -> Option<(usize, Arc<Job>)> {
+        if let Some(job) = self.returned.lock().expect("feed lock").pop_front() {
+            return Some(job);
+        }
+        if wait { self.incoming.lock().await.recv().await } else { self.incoming.try_lock().ok()?.try_recv().ok() }
+    }
+
+    /// Puts a job that was not run back, to be taken first.
+    fn hand_back(&self, job: (usize, Arc<Job>)) {
+        self.returned.lock().expect("feed lock").push_front(job);
+    }
+}
+
+type Results = tokio::sync::mpsc::UnboundedSender<(usize, Result<JobOutput, ItemError>)>;
+
+/// Jobs a worker holds at once: the next job waits at the worker while it runs the current one, so the
+/// transfer and the wake-up of one hide behind the work of the other.
 const DEPTH: usize = 2;
 
-/// One worker slot's loop: keep its worker fed (up to [`DEPTH`] jobs) until the queue is empty; replace the
+/// One worker slot's loop: keep its worker fed (up to [`DEPTH`] jobs) until the feed runs dry; replace the
 /// worker when it dies.
 ///
 /// When a worker dies, the oldest job in flight is the one it was running: that job is retried once, first
-/// thing on the fresh worker, then reported. Jobs sent after it never started: they go back to the queue as
+/// thing on the fresh worker, then reported. Jobs sent after it never started: they go back to the feed as
 /// they were.
-async fn serve_slot(
-    mut worker: Option<Worker>,
-    config: &PoolConfig,
-    jobs: &Arc<Vec<Job>>,
-    queue: &Mutex<VecDeque<usize>>,
-    results: &Results,
-) -> Option<Worker> {
+async fn serve_slot(mut worker: Option<Worker>, config: &PoolConfig, feed: &Feed, results: &Results) -> Option<Worker> {
     let store = |index: usize, result: Result<JobOutput, ItemError>| {
-        results.lock().expect("results lock")[index] = Some(result);
+        // The receiver lives until every slot has ended.
+        let _ = results.send((index, result));
     };
-    // (index, attempt) sent to the worker, oldest first; and this slot's retry, which goes before the queue.
-    let mut in_flight: VecDeque<(usize, u32)> = VecDeque::new();
-    let mut retry: Option<usize> = None;
+    // (index, job, attempt) sent to the worker, oldest first; and this slot's retry, which goes before the feed.
+    let mut in_flight: VecDeque<(usize, Arc<Job>, u32)> = VecDeque::new();
+    let mut retry: Option<(usize, Arc<Job>)> = None;
     loop {
         while in_flight.len() < DEPTH {
             let next = match retry.take() {
-                Some(index) => Some((index, 1)),
-                None => queue.lock().expect("queue lock").pop_front().map(|index| (index, 0)),
+                Some((index, job)) => Some((index, job, 1)),
+                // With a job in flight, only take one that is ready: its answer must not wait for the next.
+                None => feed.next(in_flight.is_empty()).await.map(|(index, job)| (index, job, 0)),
             };
-            let Some((index, attempt)) = next else { break };
+            let Some((index, job, attempt)) = next else { break };
             let current = match worker.as_mut() {
                 Some(w) => w,
                 None => match Worker::start(config).await {
                     Ok(w) => worker.insert(w),
                     Err(e) => {
-                        store(index, Err(item_error(config, &jobs[index], FailureKind::Plugin(e.to_string()), "")));
+                        store(index, Err(item_error(config, &job, FailureKind::Plugin(e.to_string()), "")));
                         continue;
                     }
                 },
             };
-            // Only small jobs share the pipe: two large frames could fill both pipes and deadlock.
-            let pipelined = !in_flight.is_empty();
-            if pipelined && !current.can_pipeline(&jobs[index]) {
-                requeue(queue, index, attempt, &mut retry);
-                break;
-            }
-            match current.send(jobs, index, config.job_timeout).await {
-                Ok(()) => in_flight.push_back((index, attempt)),
+            match current.send(&job, index as u64, config.job_timeout).await {
+                Ok(()) => in_flight.push_back((index, job, attempt)),
                 Err(_) if !in_flight.is_empty() => {
                     // The worker died on an earlier job: receiving that one reports how.
-                    requeue(queue, index, attempt, &mut retry);
+                    hand_back(feed, (index, job), attempt, &mut retry);
                     break;
                 }
                 Err((kind, stderr)) => {
                     worker = None;
                     if kind.is_retryable() && attempt == 0 {
-                        retry = Some(index);
+                        retry = Some((index, job));
                     } else {
-                        store(index, Err(item_error(config, &jobs[index], kind, &stderr)));
+                        store(index, Err(item_error(config, &job, kind, &stderr)));
                     }
                 }
             }
         }
-        let Some((index, attempt)) = in_flight.pop_front() else { return worker };
+        let Some((index, job, attempt)) = in_flight.pop_front() else { return worker };
         let current = worker.as_mut().expect("jobs in flight have a worker");
-        match current.receive(index as u64, config.job_timeout).await {
-            Ok(result) => store(index, result.map_err(|kind| item_error(config, &jobs[index], kind, ""))),
+        match current.receive(index as u64, config.job_timeout * job.time_limits()).await {
+            Ok(result) => store(index, result.map_err(|kind| item_error(config, &job, kind, ""))),
             Err((kind, stderr)) => {
                 tracing::warn!(chain = %config.spec.chain, item = index, attempt, "{kind}");
                 worker = None;
-                for (later, later_attempt) in in_flight.drain(..).rev() {
-                    requeue(queue, later, later_attempt, &mut None);
+                for (later, later_job, later_attempt) in in_flight.drain(..).rev() {
+                    hand_back(feed, (later, later_job), later_attempt, &mut None);
                 }
                 if kind.is_retryable() && attempt == 0 {
-                    retry = Some(index);
+                    retry = Some((index, job));
                 } else {
-                    store(index, Err(item_error(config, &jobs[index], kind, &stderr)));
+                    store(index, Err(item_error(config, &job, kind, &stderr)));
                 }
             }
         }
     }
 }
 
-/// Puts a job that was not run back: as this slot's retry if it is one, else at the front of the queue.
-fn requeue(queue: &Mutex<VecDeque<usize>>, index: usize, attempt: u32, retry: &mut Option<usize>) {
+/// Puts a job that was not run back: as this slot's retry if it is one, else at the front of the feed.
+fn hand_back(feed: &Feed, job: (usize, Arc<Job>), attempt: u32, retry: &mut Option<(usize, Arc<Job>)>) {
     if attempt > 0 {
-        *retry = Some(index);
+        *retry = Some(job);
     } else {
-        queue.lock().expect("queue lock").push_front(index);
+        feed.hand_back(job);
     }
 }
 
@@ -337,11 +390,11 @@ impl Worker {
         }
     }
 
-    /// Hands `jobs[index]` to the worker (its id is its index).
-    async fn send(&mut self, jobs: &Arc<Vec<Job>>, index: usize, limit: Duration) -> Result<(), Fatal> {
+    /// Hands `job` to the worker under `id`.
+    async fn send(&mut self, job: &Arc<Job>, id: u64, limit: Duration) -> Result<(), Fatal> {
         match &mut self.kind {
-            WorkerKind::Process(w) => w.send(index as u64, &jobs[index], limit).await,
-            WorkerKind::Thread(w) => w.send(jobs.clone(), index).map_err(|k| (k, String::new())),
+            WorkerKind::Process(w) => w.send(id, job, limit).await,
+            WorkerKind::Thread(w) => w.send(job.clone()).map_err(|k| (k, String::new())),
         }
     }
 
@@ -351,14 +404,6 @@ impl Worker {
         match &mut self.kind {
             WorkerKind::Process(w) => w.receive(id, timeout).await,
             WorkerKind::Thread(w) => w.receive(timeout).await.map_err(|k| (k, String::new())),
-        }
-    }
-
-    /// Whether `job` may wait in the worker's input while another runs.
-    fn can_pipeline(&self, job: &Job) -> bool {
-        match &self.kind {
-            WorkerKind::Process(w) => w.can_pipeline(job),
-            WorkerKind::Thread(_) => true,
         }
     }
 }
@@ -385,8 +430,6 @@ impl StderrTail {
 }
 
 struct ProcessWorker {
-    /// Both pipes hold [`PIPE_BYTES`].
-    big_pipes: bool,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -419,9 +462,9 @@ impl ProcessWorker {
             }
         });
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
-        let big_pipes = grow_pipe(stdin.as_raw_fd()) && grow_pipe(stdout.as_raw_fd());
+        grow_pipe(stdin.as_raw_fd());
+        grow_pipe(stdout.as_raw_fd());
         let mut worker = ProcessWorker {
-            big_pipes,
             stdin,
             stdout: BufReader::with_capacity(PIPE_BYTES, stdout),
             child,
@@ -453,8 +496,8 @@ impl ProcessWorker {
         wire::decode(&self.payload)
     }
 
-    /// Writes a job frame. It fits in the pipe when [`ProcessWorker::can_pipeline`] said so; otherwise
-    /// this is the only job in flight and the worker is reading.
+    /// Writes a job frame. The worker reads its input on a thread of its own (see [`serve`](crate::worker::serve)),
+    /// so this returns once the frame is through, even while the worker runs an earlier job.
     async fn send(&mut self, id: u64, job: &Job, limit: Duration) -> Result<(), Fatal> {
         wire::encode_job(id, job, &mut self.frame);
         let write = async {
@@ -476,19 +519,6 @@ impl ProcessWorker {
             Ok(Err(_)) => Err(self.died().await),
             Err(_) => Err(self.fail(FailureKind::TimedOut { after: timeout }).await),
         }
-    }
-
-    /// A second job may wait in the pipe only if the pipes were grown and both its frame and its answer take
-    /// at most a quarter of them: then neither side ever blocks on a full pipe.
-    fn can_pipeline(&self, job: &Job) -> bool {
-        let bytes = |a: &Audio| 4 * a.num_channels() * a.frames() + 64;
-        let (job_bytes, answer_bytes) = match job {
-            Job::Render { input, .. } => (bytes(input), bytes(input)),
-            Job::Spsa { input, grad, .. } | Job::FiniteDifference { input, grad, .. } => {
-                (bytes(input) + bytes(grad), 4 * job.theta().len() + 64)
-            }
-        };
-        self.big_pipes && job_bytes.max(answer_bytes) <= PIPE_BYTES / 4
     }
 
     /// The worker broke the pipe: wait for it and say how it ended.
@@ -527,24 +557,20 @@ impl ProcessWorker {
 const PIPE_BYTES: usize = 1 << 20;
 
 /// Grows a pipe to at least [`PIPE_BYTES`] where the kernel allows (Linux; up to /proc/sys/fs/pipe-max-size
-/// for unprivileged users). Failure only costs speed: jobs are then not pipelined.
-fn grow_pipe(fd: std::os::fd::RawFd) -> bool {
+/// for unprivileged users). Failure only costs speed.
+fn grow_pipe(fd: std::os::fd::RawFd) {
     #[cfg(target_os = "linux")]
-    {
-        // SAFETY: F_SETPIPE_SZ takes an int argument and only resizes the pipe behind a descriptor we own and
-        // keep open for the call; it returns the new size, or -1 for a request the kernel refuses.
-        let size = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int) };
-        size >= PIPE_BYTES as libc::c_int
+    // SAFETY: F_SETPIPE_SZ takes an int argument and only resizes the pipe behind a descriptor we own and keep
+    // open for the call; it returns the new size, or -1 for a request the kernel refuses (ignored: see above).
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int);
     }
     #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        false
-    }
+    let _ = fd;
 }
 
 /// A job and where to send its result.
-type ThreadJob = (Arc<Vec<Job>>, usize, tokio::sync::oneshot::Sender<Result<JobOutput, FailureKind>>);
+type ThreadJob = (Arc<Job>, tokio::sync::oneshot::Sender<Result<JobOutput, FailureKind>>);
 
 struct ThreadWorker {
     jobs: crossbeam_channel::Sender<ThreadJob>,
@@ -556,21 +582,21 @@ impl ThreadWorker {
     async fn start(config: &PoolConfig) -> Result<(ThreadWorker, usize), FailureKind> {
         let (jobs, receive) = crossbeam_channel::unbounded::<ThreadJob>();
         let (hello, hello_rx) = tokio::sync::oneshot::channel();
-        let spec = config.spec.clone();
+        let (spec, tasks) = (config.spec.clone(), config.tasks);
         std::thread::Builder::new()
             .name(format!("afx-worker-{}", spec.chain))
             .spawn(move || {
                 // The executor (and its plugin host) lives and dies on this thread.
                 let mut executor = match Executor::new(&spec) {
-                    Ok(e) => e,
+                    Ok(e) => e.with_tasks(tasks()),
                     Err(e) => {
                         let _ = hello.send(Err(FailureKind::Plugin(e.to_string())));
                         return;
                     }
                 };
                 let _ = hello.send(Ok(executor.chain().num_params()));
-                for (jobs, index, reply) in receive {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.run(&jobs[index])))
+                for (job, reply) in receive {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.run(&job)))
                         .unwrap_or_else(|panic| {
                             let message = panic
                                 .downcast_ref::<String>()
@@ -591,9 +617,9 @@ impl ThreadWorker {
         }
     }
 
-    fn send(&mut self, jobs: Arc<Vec<Job>>, index: usize) -> Result<(), FailureKind> {
+    fn send(&mut self, job: Arc<Job>) -> Result<(), FailureKind> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs.send((jobs, index, reply)).map_err(|_| FailureKind::Crashed { signal: None, code: None })?;
+        self.jobs.send((job, reply)).map_err(|_| FailureKind::Crashed { signal: None, code: None })?;
         self.replies.push_back(answer);
         Ok(())
     }

@@ -8,9 +8,10 @@
 //! job     = RENDER input:audio theta:f32s
 //!         | SPSA   input:audio theta:f32s grad:audio epsilon:f32 perturbations:u32 seed:u64
 //!         | FD     input:audio theta:f32s grad:audio step:f32
-//! output  = AUDIO audio | GRADIENT f32s
+//!         | TASK   name:str renders:u32 request:bytes
+//! output  = AUDIO audio | GRADIENT f32s | BYTES bytes
 //! audio   = rate:u32 channels:u16 frames:u32 samples:f32[channels*frames] (planar)
-//! f32s    = n:u32 f32[n];   str = n:u32 utf8[n]
+//! f32s    = n:u32 f32[n];   str = n:u32 utf8[n];   bytes = n:u32 u8[n]
 //! ```
 
 use std::io::{self, Read, Write};
@@ -20,7 +21,7 @@ use afx_host::Audio;
 use crate::job::{FailureKind, Job, JobOutput};
 
 /// Bumped on any change to the format above.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
 const MAX_FRAME: usize = 1 << 31;
@@ -31,9 +32,11 @@ const RESULT: u8 = 3;
 const RENDER: u8 = 1;
 const SPSA: u8 = 2;
 const FD: u8 = 3;
+const TASK: u8 = 4;
 const OK_AUDIO: u8 = 1;
 const OK_GRADIENT: u8 = 2;
 const ERR: u8 = 3;
+const OK_BYTES: u8 = 4;
 const KIND_NON_FINITE: u8 = 1;
 const KIND_PLUGIN: u8 = 2;
 
@@ -70,6 +73,7 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
             let result = result.as_ref().map(|output| match output {
                 JobOutput::Audio(a) => OutputRef::Audio(a),
                 JobOutput::Gradient(g) => OutputRef::Gradient(g),
+                JobOutput::Bytes(b) => OutputRef::Bytes(b),
             });
             put_result(out, *id, result)
         }
@@ -83,6 +87,7 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
 pub enum OutputRef<'a> {
     Audio(&'a Audio),
     Gradient(&'a [f32]),
+    Bytes(&'a [u8]),
 }
 
 /// Like [`encode`] for `Message::Result`, from borrowed output.
@@ -105,6 +110,10 @@ fn put_result(out: &mut Vec<u8>, id: u64, result: Result<OutputRef<'_>, &Failure
         Ok(OutputRef::Gradient(g)) => {
             out.push(OK_GRADIENT);
             put_f32s(out, g);
+        }
+        Ok(OutputRef::Bytes(b)) => {
+            out.push(OK_BYTES);
+            put_bytes(out, b);
         }
         Err(kind) => {
             out.push(ERR);
@@ -151,6 +160,12 @@ fn put_job(out: &mut Vec<u8>, id: u64, job: &Job) {
             put_f32s(out, theta);
             put_audio(out, grad);
             out.extend_from_slice(&step.to_le_bytes());
+        }
+        Job::Task { name, request, renders } => {
+            out.push(TASK);
+            put_str(out, name);
+            put_u32(out, *renders);
+            put_bytes(out, request);
         }
     }
 }
@@ -202,6 +217,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
                     seed: r.u64()?,
                 },
                 FD => Job::FiniteDifference { input: r.audio()?, theta: r.f32s()?, grad: r.audio()?, step: r.f32()? },
+                TASK => Job::Task { name: r.str()?, renders: r.u32()?, request: r.bytes()? },
                 t => return Err(WireError::Malformed(format!("unknown job tag {t}"))),
             };
             Message::Job { id, job }
@@ -211,6 +227,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             let result = match r.u8()? {
                 OK_AUDIO => Ok(JobOutput::Audio(r.audio()?)),
                 OK_GRADIENT => Ok(JobOutput::Gradient(r.f32s()?)),
+                OK_BYTES => Ok(JobOutput::Bytes(r.bytes()?)),
                 ERR => match (r.u8()?, r.str()?) {
                     (KIND_NON_FINITE, m) => Err(FailureKind::NonFinite(m)),
                     (_, m) => Err(FailureKind::Plugin(m)),
@@ -232,8 +249,12 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u32(out, s.len() as u32);
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(out, b.len() as u32);
+    out.extend_from_slice(b);
 }
 
 // Audio is most of every frame: samples are copied as raw bytes, which is little-endian f32 on the targets
@@ -291,8 +312,12 @@ impl Cursor<'_> {
     }
 
     fn str(&mut self) -> Result<String, WireError> {
+        String::from_utf8(self.bytes()?).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|e| WireError::Malformed(e.to_string()))
+        Ok(self.take(n)?.to_vec())
     }
 
     fn floats(&mut self, n: usize) -> Result<Vec<f32>, WireError> {
@@ -349,7 +374,12 @@ mod tests {
             id: 5,
             job: Job::FiniteDifference { input: audio.clone(), theta: vec![0.5], grad: audio.clone(), step: 1e-2 },
         });
+        round_trip(Message::Job {
+            id: 10,
+            job: Job::Task { name: "collect-shard".into(), request: vec![0, 255, 10, 13], renders: 64 },
+        });
         round_trip(Message::Result { id: 6, result: Ok(JobOutput::Audio(audio)) });
+        round_trip(Message::Result { id: 11, result: Ok(JobOutput::Bytes(b"{}".to_vec())) });
         round_trip(Message::Result { id: 7, result: Ok(JobOutput::Gradient(vec![1.0, -2.0])) });
         round_trip(Message::Result { id: 8, result: Err(FailureKind::NonFinite("NaN at 3".into())) });
         round_trip(Message::Result { id: 9, result: Err(FailureKind::Plugin("bad".into())) });

@@ -8,6 +8,7 @@ use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, Rend
 
 use crate::estimator::{Workspace, finite_difference_vjp, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
+use crate::task::{Renderer, Task, TaskSet};
 use crate::wire::{self, Message, OutputRef};
 
 /// Which chain a worker hosts and how it renders. Travels to worker processes as command-line arguments.
@@ -70,6 +71,8 @@ pub struct Executor {
     work: Workspace,
     output: Audio,
     gradient: Vec<f32>,
+    tasks: Vec<Box<dyn Task>>,
+    reply: Vec<u8>,
 }
 
 impl Executor {
@@ -82,7 +85,15 @@ impl Executor {
             work: Workspace::default(),
             output: Audio::silence(1, 1, 0),
             gradient: vec![],
+            tasks: vec![],
+            reply: vec![],
         })
+    }
+
+    /// The [`Task`]s that [`Job::Task`] may name.
+    pub fn with_tasks(mut self, tasks: Vec<Box<dyn Task>>) -> Executor {
+        self.tasks = tasks;
+        self
     }
 
     pub fn chain(&self) -> &Chain {
@@ -94,13 +105,14 @@ impl Executor {
         Ok(match self.run_ref(job)? {
             OutputRef::Audio(a) => JobOutput::Audio(a.clone()),
             OutputRef::Gradient(g) => JobOutput::Gradient(g.to_vec()),
+            OutputRef::Bytes(b) => JobOutput::Bytes(b.to_vec()),
         })
     }
 
     /// Like [`Executor::run`], leaving the output in the executor's own buffers, which the next job reuses:
     /// a worker process encodes from them without allocating per job.
     pub fn run_ref(&mut self, job: &Job) -> Result<OutputRef<'_>, FailureKind> {
-        let Executor { chain, settings, work, output, gradient } = self;
+        let Executor { chain, settings, work, output, gradient, tasks, reply } = self;
         match job {
             Job::Render { input, theta } => {
                 render(chain, settings, input, theta, output)?;
@@ -117,6 +129,16 @@ impl Executor {
                 let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
                 *gradient = finite_difference_vjp(&mut f, theta, grad, *step, work)?;
                 Ok(OutputRef::Gradient(gradient))
+            }
+            Job::Task { name, request, .. } => {
+                let Some(task) = tasks.iter_mut().find(|t| t.name() == name) else {
+                    let known: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
+                    return Err(FailureKind::Plugin(format!(
+                        "this worker has no task {name:?} (it has {known:?}); is it an older afx?"
+                    )));
+                };
+                *reply = task.run(request, &mut Renderer { chain, settings })?;
+                Ok(OutputRef::Bytes(reply))
             }
         }
     }
@@ -135,7 +157,7 @@ fn check_grad(input: &Audio, grad: &Audio) -> Result<(), FailureKind> {
     Ok(())
 }
 
-fn render(
+pub(crate) fn render(
     chain: &mut Chain,
     settings: &RenderSettings,
     input: &Audio,
@@ -154,8 +176,13 @@ fn failure(e: ChainError) -> FailureKind {
 }
 
 /// The worker process's main loop: say hello, then answer each job frame on `output` until `input` closes.
-pub fn serve(spec: &WorkerSpec, input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
-    let mut executor = Executor::new(spec).map_err(|e| e.to_string())?;
+pub fn serve(
+    spec: &WorkerSpec,
+    tasks: TaskSet,
+    input: impl Read + Send + 'static,
+    output: &mut impl Write,
+) -> Result<(), String> {
+    let mut executor = Executor::new(spec).map_err(|e| e.to_string())?.with_tasks(tasks());
     let mut frame = vec![];
     let hello = Message::Hello {
         version: wire::VERSION,
@@ -164,15 +191,41 @@ pub fn serve(spec: &WorkerSpec, input: &mut impl Read, output: &mut impl Write) 
     };
     wire::encode(&hello, &mut frame);
     wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
-    let mut payload = vec![];
-    while wire::read_frame(input, &mut payload).map_err(|e| e.to_string())? {
-        let Message::Job { id, job } = wire::decode(&payload).map_err(|e| e.to_string())? else {
+    for payload in read_frames(input)? {
+        let Message::Job { id, job } = wire::decode(&payload?).map_err(|e| e.to_string())? else {
             return Err("expected a job frame".into());
         };
         wire::encode_result(id, executor.run_ref(&job).as_ref().copied(), &mut frame);
         wire::write_frame(output, &frame).map_err(|e| format!("writing result: {e}"))?;
     }
     Ok(())
+}
+
+/// The frames of `input`, read on a thread of their own so that the pool's pipe is always drained: the pool
+/// then sends the next job while this one runs, whatever their sizes, and neither side ever waits on the
+/// other's full pipe. The pool has at most two jobs in flight, so at most one waits here.
+fn read_frames(
+    mut input: impl Read + Send + 'static,
+) -> Result<std::sync::mpsc::Receiver<Result<Vec<u8>, String>>, String> {
+    let (frames, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("afx-worker-input".into())
+        .spawn(move || {
+            loop {
+                let mut payload = vec![];
+                let frame = match wire::read_frame(&mut input, &mut payload) {
+                    Ok(true) => Ok(payload),
+                    Ok(false) => return,
+                    Err(e) => Err(e.to_string()),
+                };
+                let last = frame.is_err();
+                if frames.send(frame).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the thread reading jobs: {e}"))?;
+    Ok(receiver)
 }
 
 /// Every job decodes its audio into fresh buffers of a few hundred KiB. glibc serves blocks that large with
@@ -206,8 +259,8 @@ fn protocol_pipes() -> std::io::Result<(std::fs::File, std::fs::File)> {
 }
 
 /// `main` of a worker process: arguments as [`WorkerSpec::to_args`] writes them, jobs on stdin, results on
-/// stdout, diagnostics on stderr (which the pool captures).
-pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+/// stdout, diagnostics on stderr (which the pool captures). `tasks` are the [`Task`]s jobs may name.
+pub fn main_with_args(args: impl IntoIterator<Item = String>, tasks: TaskSet) -> std::process::ExitCode {
     keep_freed_memory();
     let spec = match WorkerSpec::from_args(args) {
         Ok(spec) => spec,
@@ -223,9 +276,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    let input = std::io::BufReader::with_capacity(1 << 20, input);
     let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
-    match serve(&spec, &mut input, &mut output) {
+    match serve(&spec, tasks, input, &mut output) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("afx worker ({}): {e}", spec.chain);

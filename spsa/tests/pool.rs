@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use afx_host::Audio;
 use afx_spsa::worker::Executor;
-use afx_spsa::{FailureKind, Isolation, Job, Pool, PoolConfig, WorkerCommand, WorkerSpec, item_seed};
+use afx_spsa::{FailureKind, Isolation, Job, Pool, PoolConfig, Renderer, Task, WorkerCommand, WorkerSpec, item_seed};
 use afx_testkit::{amen_mono, cosine, head, testfx};
 
 struct Setup {
@@ -289,4 +289,92 @@ fn a_bad_chain_fails_when_the_pool_starts_with_the_workers_message() {
     config.workers = 1;
     let error = Pool::new(config).err().expect("a pool on an unknown chain started").to_string();
     assert!(error.contains("no_such_chain") && error.contains("did you mean"), "{error}");
+}
+
+/// A task as a crate above the pool would write one: the request is θ (little-endian f32), the reply the
+/// render of [`clip`] at θ (little-endian f32 samples).
+struct RenderClip;
+
+const RENDER_CLIP: &str = "render-clip";
+
+impl Task for RenderClip {
+    fn name(&self) -> &'static str {
+        RENDER_CLIP
+    }
+
+    fn run(&mut self, request: &[u8], renderer: &mut Renderer<'_>) -> Result<Vec<u8>, FailureKind> {
+        let theta: Vec<f32> = request.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let input = clip();
+        let mut output = Audio::silence(input.sample_rate(), 1, 0);
+        renderer.render(&input, &theta, &mut output)?;
+        Ok(output.channel(0).iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+fn render_clip_task() -> Vec<Box<dyn Task>> {
+    vec![Box::new(RenderClip)]
+}
+
+fn task_job(name: &str, theta: &[f32]) -> Job {
+    Job::Task { name: name.into(), request: theta.iter().flat_map(|x| x.to_le_bytes()).collect(), renders: 1 }
+}
+
+#[test]
+fn a_task_renders_like_a_render_job_and_a_worker_without_it_names_it() {
+    let input = clip();
+    let thetas = [vec![0.2, 0.5, 0.9], vec![0.8, 0.1, 0.4]];
+    let mut config = PoolConfig::new(spec("eq"), Isolation::Thread);
+    (config.workers, config.tasks) = (2, render_clip_task);
+    let mut threads = Pool::new(config).unwrap();
+    let mut jobs: Vec<Job> = thetas.iter().map(|t| task_job(RENDER_CLIP, t)).collect();
+    jobs.push(task_job("no-such-task", &thetas[0]));
+    let results = threads.run(jobs.clone());
+    for (result, theta) in results.iter().zip(&thetas) {
+        let bytes = result.as_ref().unwrap().clone().into_bytes().unwrap();
+        let want: Vec<u8> = render("eq", &input, theta).channel(0).iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert!(bytes == want, "the task's render differs from a render job's at {theta:?}");
+    }
+    let error = results[2].as_ref().unwrap_err().to_string();
+    assert!(error.contains("no-such-task"), "{error}");
+    // The afx-worker program knows no task: each task job fails alone, naming it, and the pool goes on.
+    let mut processes = pool("eq", process(), 1);
+    for result in processes.run(jobs) {
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains(RENDER_CLIP) || error.contains("no-such-task"), "{error}");
+    }
+    assert!(processes.run(vec![Job::Render { input: input.clone(), theta: thetas[0].clone() }])[0].is_ok());
+    // A task's render reports non-finite output as a render job does.
+    let mut config = PoolConfig::new(spec("fx_nan"), Isolation::Thread);
+    (config.workers, config.tasks) = (1, render_clip_task);
+    let result = Pool::new(config).unwrap().run(vec![task_job(RENDER_CLIP, &[0.5, 0.5, 0.5])]).remove(0);
+    assert!(matches!(result.unwrap_err().kind, FailureKind::NonFinite(_)));
+}
+
+#[test]
+fn run_each_hands_over_every_result_once_and_draws_jobs_only_a_few_ahead() {
+    let input = clip();
+    let theta = |i: usize| vec![(i % 10) as f32 / 10.0, 0.5, 1.0 - (i % 7) as f32 / 7.0];
+    for isolation in [process(), Isolation::Thread] {
+        let mut pool = pool("eq", isolation, 2);
+        let drawn = std::sync::atomic::AtomicUsize::new(0);
+        let jobs = (0..40).map(|i| {
+            drawn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Job::Render { input: input.clone(), theta: theta(i) }
+        });
+        let mut seen = vec![0; 40];
+        let mut drawn_at_first = None;
+        pool.run_each(jobs, |index, result| {
+            drawn_at_first.get_or_insert(drawn.load(std::sync::atomic::Ordering::SeqCst));
+            seen[index] += 1;
+            if index % 13 == 0 {
+                assert_eq!(result.unwrap().into_audio().unwrap(), render("eq", &input, &theta(index)));
+            }
+        });
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+        // Per worker two jobs in flight and one just finished, two in the feed, one being handed to it: 9; a
+        // pool that collected its jobs first would have drawn all 40. (Slots that keep running while this
+        // thread is descheduled could draw a few more: the bound leaves room for that.)
+        let drawn_at_first = drawn_at_first.unwrap();
+        assert!(drawn_at_first < 20, "{drawn_at_first} of 40 jobs drawn before the first result");
+    }
 }
