@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Worker { args } = cli.command {
         // The pool talks to workers over stdout: nothing else may print there.
-        return afx_spsa::worker::main_with_args(args);
+        return afx_spsa::worker::main_with_args(args, afx_proxy::collect::worker_tasks);
     }
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args),

@@ -186,3 +186,74 @@ fn bench_collect_names_an_unknown_chain_a_missing_corpus_zero_examples_and_crops
     // Crops longer than the corpus's files: nothing to render, which must not pass for a throughput.
     fails_with(&run(&["--examples", "2", "--seconds", "40", "--repeats", "1"]), &["0 of 2 examples", "40 s"]);
 }
+
+/// `afx collect` of afx's test effect, with `AFX_TESTFX_FAULT=fault` (see `afx_testfx_dsp`) in its and its
+/// workers' environment: the fault fires in examples whose drive is in its top 1/24.
+fn collect_testfx(dir: &Path, out: &Path, fault: &str) -> std::process::Output {
+    let config = dir.join("testfx.toml");
+    std::fs::write(
+        &config,
+        "[plugins.fx]\nformat = \"lv2\"\nid = \"urn:afx:testfx\"\n\
+         params.drive = { train = true }\nparams.tone = { train = true }\nparams.gain = { train = true }\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_afx"));
+    cmd.current_dir(dir).env_remove("AFX_CONFIG").env("AFX_TESTFX_FAULT", fault);
+    for (k, v) in testfx().env() {
+        cmd.env(k, v);
+    }
+    let args = ["--config", config.to_str().unwrap(), "collect", "--chain", "fx", "--data"];
+    cmd.args(args).arg(corpus()).arg("--out").arg(out);
+    cmd.args(["--examples", "120", "--shard-size", "20", "--seconds", "0.1", "--workers", "2"]);
+    cmd.output().unwrap()
+}
+
+/// An example as (normalised θ, input and output samples as bits).
+type ExampleBits = (Vec<f32>, Vec<u32>, Vec<u32>);
+
+/// Every example of a collection by index.
+fn examples_by_index(dir: &Path) -> std::collections::BTreeMap<u64, ExampleBits> {
+    let bits = |a: &afx_host::Audio| a.channels().concat().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    shards(dir)
+        .iter()
+        .flat_map(|(name, _)| read_examples(&dir.join(name)).unwrap())
+        .map(|e| (e.index, (e.params.clone(), bits(&e.input), bits(&e.output))))
+        .collect()
+}
+
+/// Excluded examples of a collection by index, with why.
+fn excluded(dir: &Path) -> std::collections::BTreeMap<u64, String> {
+    shards(dir).iter().flat_map(|(name, _)| afx_proxy::collect::read_meta(&dir.join(name)).unwrap().excluded).collect()
+}
+
+#[test]
+fn examples_that_crash_the_plugin_or_render_nan_are_excluded_and_the_rest_match_a_clean_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    ok(collect_testfx(dir.path(), &clean, "none"));
+    let reference = examples_by_index(&clean);
+    assert_eq!(reference.len(), 120);
+    assert!(excluded(&clean).is_empty());
+    // Drive (the first parameter) in its top 1/24 arms the fault; the seed puts a few examples there.
+    let armed: Vec<u64> =
+        reference.iter().filter(|(_, (theta, ..))| theta[0] >= 23.0 / 24.0).map(|(i, _)| *i).collect();
+    assert!(!armed.is_empty() && armed.len() < 20, "{armed:?}");
+
+    // A crash kills the worker running the shard's task: the shard is collected again one render job per
+    // example, so the crash costs only its own example.
+    for (fault, reason) in [("segfault", "signal 11"), ("nan", "non-finite")] {
+        let out = dir.path().join(fault);
+        ok(collect_testfx(dir.path(), &out, fault));
+        let excluded = excluded(&out);
+        assert_eq!(excluded.keys().copied().collect::<Vec<_>>(), armed, "{fault}: {excluded:?}");
+        assert!(excluded.values().all(|why| why.contains(reason)), "{fault}: {excluded:?}");
+        let kept = examples_by_index(&out);
+        assert_eq!(kept.len(), 120 - armed.len());
+        for (index, example) in &kept {
+            assert!(reference[index] == *example, "{fault}: example {index} differs from the clean collection's");
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["total_examples"].as_u64(), Some(120 - armed.len() as u64), "{manifest}");
+    }
+}

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use afx_datasets::Corpus;
 use afx_host::{Audio, Chain};
-use afx_spsa::{ItemError, Pool, item_seed};
+use afx_spsa::{FailureKind, Job, Pool, Renderer, Task, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
@@ -67,7 +67,7 @@ impl std::str::FromStr for ShardSlice {
 
 /// How the parameters of an example are drawn. Uniform in the normalised space by default; other samplers
 /// (around presets, biased to extremes) plug in here.
-pub trait Sampler {
+pub trait Sampler: Sync {
     fn sample(&self, seed: u64, num_params: usize) -> Vec<f32>;
 }
 
@@ -162,6 +162,14 @@ fn names(chain: &Chain) -> (Vec<String>, Vec<String>) {
 
 /// Collects this slice's missing shards into `out`; returns how many examples it wrote. `on_shard` is called
 /// after each shard with (examples written so far, examples to write).
+///
+/// Each shard is one [`SHARD_TASK`] job: the worker renders the shard's examples and writes its file, so only
+/// the inputs go through the pool's pipes and this process's share of the work stays small as workers are
+/// added (it capped the scaling when every output came back here to be written). The jobs are made (crops, θ)
+/// as the pool draws them, a few shards ahead of the workers, and no worker waits for another's shard. A shard
+/// whose task fails (a plugin crashed or hung on one of its examples, or the worker program lacks the task) is
+/// collected again here with one render job per example, so that the pool isolates the bad examples; the file
+/// is the same either way.
 pub fn collect(
     out: &Path,
     sources: Sources<'_>,
@@ -182,108 +190,220 @@ pub fn collect(
     }
     std::fs::create_dir_all(out).map_err(|e| CollectError::Write { path: out.into(), reason: e.to_string() })?;
     remove_stale_temporaries(out);
-    let (params, plain_params) = names(chain);
+    let plan = Plan::new(chain, config, sampler);
     let shards = config.examples.div_ceil(config.shard_size);
-    let mine: Vec<usize> = (0..shards).filter(|j| j % slice.count == slice.index).collect();
-    let todo: Vec<usize> = mine
-        .iter()
-        .copied()
+    let todo: Vec<usize> = (0..shards)
+        .filter(|j| j % slice.count == slice.index)
         .filter(|&j| match read_meta(&out.join(shard_file(j))) {
             Ok(meta) => meta.config != *config || meta.chain != chain.name(),
             Err(_) => true,
         })
         .collect();
+    // Fail before rendering anything, not after an hour.
+    for &j in &todo {
+        refuse_foreign(&out.join(shard_file(j)))?;
+    }
     let total: usize = todo.iter().map(|&j| shard_range(config, j).len()).sum();
     let mut written = 0;
-    // While shard j renders, shard j + 1 is cropped on one thread and shard j - 1 packed and written (copies,
-    // serialisation, fsync) on another: the workers wait neither for the crops nor for the disk.
-    std::thread::scope(|scope| {
-        let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<usize, CollectError>>> = None;
-        let mut finish = |handle: std::thread::ScopedJoinHandle<'_, Result<usize, CollectError>>| {
-            written += handle.join().expect("the shard writer does not panic")?;
-            on_shard(written, total);
-            Ok::<(), CollectError>(())
-        };
-        let crop = |j: usize| scope.spawn(move || Crops::new(corpus, config, j));
-        let mut cropping = todo.first().map(|&j| crop(j));
-        for (k, &j) in todo.iter().enumerate() {
-            let Crops { inputs, indices, mut excluded } =
-                cropping.take().expect("a crop per shard").join().expect("cropping does not panic");
-            cropping = todo.get(k + 1).map(|&next| crop(next));
-            let path = out.join(shard_file(j));
-            if let Ok(meta) = read_meta(&path) {
-                return Err(CollectError::Foreign {
-                    path,
-                    reason: format!(
-                        "it was collected for chain {:?} with {:?}; use another folder",
-                        meta.chain, meta.config
-                    ),
-                });
+    let mut failed = vec![];
+    // The pool draws the jobs (crops, θ, packing) on a thread of its own, a few shards ahead of the workers.
+    let plan = &plan;
+    let jobs = todo.iter().map(|&j| plan.inputs(corpus, j).task(&out.join(shard_file(j)), plan));
+    pool.run_each(jobs, |k, result| {
+        let j = todo[k];
+        let done = result.map_err(|e| e.to_string()).and_then(|_| match read_meta(&out.join(shard_file(j))) {
+            Ok(meta) if meta.config == *config && meta.chain == chain.name() => Ok(()),
+            Ok(_) => Err("the worker wrote another collection's shard".to_string()),
+            Err(e) => Err(e.to_string()),
+        });
+        match done {
+            Ok(()) => {
+                written += shard_range(config, j).len();
+                on_shard(written, total);
             }
-            let range = shard_range(config, j);
-            let thetas: Vec<Vec<f32>> = indices
-                .iter()
-                .map(|&i| sampler.sample(item_seed(config.seed, i as usize) ^ THETA_STREAM, params.len()))
-                .collect();
-            let results = pool.render_batch(&inputs, &thetas);
-            let mut shard = ShardData::default();
-            for (((x, theta), index), result) in inputs.into_iter().zip(thetas).zip(indices).zip(results) {
-                match result {
-                    Ok(y) => {
-                        let plain = chain.plain_values(&theta).map_err(|e| CollectError::Config(e.to_string()))?;
-                        shard.plain.push(plain.into_iter().flatten().collect());
-                        shard.inputs.push(x);
-                        shard.outputs.push(y);
-                        shard.thetas.push(theta);
-                        shard.kept.push(index);
-                    }
-                    Err(ItemError { kind, .. }) => {
-                        tracing::warn!(example = index, "excluded: {kind}");
-                        excluded.insert(index, kind.to_string());
-                    }
-                }
-            }
-            let meta = ShardMeta {
-                version: FORMAT_VERSION,
-                chain: chain.name().to_string(),
-                params: params.clone(),
-                plain_params: plain_params.clone(),
-                config: config.clone(),
-                shard: j,
-                excluded,
-            };
-            if let Some(previous) = writing.take() {
-                finish(previous)?;
-            }
-            writing = Some(scope.spawn(move || write_shard(&path, &meta, shard).map(|()| range.len())));
+            Err(e) => failed.push((j, e)),
         }
-        writing.map_or(Ok(()), &mut finish)
-    })?;
+    });
+    for (j, e) in failed {
+        tracing::info!(shard = j, "collecting it with one render job per example: {e}");
+        collect_here(&out.join(shard_file(j)), (chain, plan), pool, corpus, j)?;
+        written += shard_range(config, j).len();
+        on_shard(written, total);
+    }
     Ok(written)
 }
 
-/// A shard's inputs: the corpus crop of each of its examples, or why there is none.
-struct Crops {
-    inputs: Vec<Audio>,
-    indices: Vec<u64>,
-    excluded: BTreeMap<u64, String>,
+/// A shard file already there when this run is about to write it belongs to another collection (this
+/// collection's own shards were skipped as done).
+fn refuse_foreign(path: &Path) -> Result<(), CollectError> {
+    match read_meta(path) {
+        Ok(meta) => Err(CollectError::Foreign {
+            path: path.into(),
+            reason: format!("it was collected for chain {:?} with {:?}; use another folder", meta.chain, meta.config),
+        }),
+        Err(_) => Ok(()),
+    }
 }
 
-impl Crops {
-    fn new(corpus: &Corpus, config: &CollectConfig, shard: usize) -> Crops {
-        let mut crops = Crops { inputs: vec![], indices: vec![], excluded: BTreeMap::new() };
-        for i in shard_range(config, shard) {
-            match corpus.crop(item_seed(config.seed, i), config.frames) {
+/// Shard `j` through the pool's render jobs, written by this process.
+fn collect_here(
+    path: &Path,
+    (chain, plan): (&Chain, &Plan<'_>),
+    pool: &mut Pool,
+    corpus: &Corpus,
+    j: usize,
+) -> Result<(), CollectError> {
+    let ShardInputs { shard, indices, inputs, thetas, mut excluded } = plan.inputs(corpus, j);
+    let results = pool.render_batch(&inputs, &thetas);
+    let mut data = ShardData::default();
+    for (((index, input), theta), result) in indices.into_iter().zip(inputs).zip(thetas).zip(results) {
+        data.keep(chain, index, input, theta, result.map_err(|e| e.kind), &mut excluded)?;
+    }
+    write_shard(path, &plan.meta(shard, excluded), data)
+}
+
+/// The name of the task a worker runs for [`collect`]: render one shard's examples and write its file.
+pub const SHARD_TASK: &str = "collect-shard";
+
+/// The tasks of `afx worker` (what it passes to [`main_with_args`](afx_spsa::worker::main_with_args)).
+pub fn worker_tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(ShardTask)]
+}
+
+/// [`SHARD_TASK`]: the request is [`ShardInputs::task`]'s, the reply the shard's excluded examples (JSON).
+struct ShardTask;
+
+impl Task for ShardTask {
+    fn name(&self) -> &'static str {
+        SHARD_TASK
+    }
+
+    fn run(&mut self, request: &[u8], renderer: &mut Renderer<'_>) -> Result<Vec<u8>, FailureKind> {
+        let bad = |e: String| FailureKind::Plugin(format!("{SHARD_TASK}: {e}"));
+        let (path, mut meta, inputs) = ShardInputs::from_request(request).map_err(bad)?;
+        let chain = renderer.chain().name();
+        if meta.chain != chain {
+            return Err(bad(format!("a shard of chain {:?} sent to a worker of chain {chain:?}", meta.chain)));
+        }
+        let mut data = ShardData::default();
+        let ShardInputs { indices, inputs, thetas, .. } = inputs;
+        for ((index, input), theta) in indices.into_iter().zip(inputs).zip(thetas) {
+            let mut output = Audio::silence(input.sample_rate(), 1, 0);
+            let rendered = renderer.render(&input, &theta, &mut output).map(|()| output);
+            data.keep(renderer.chain(), index, input, theta, rendered, &mut meta.excluded)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        write_shard(&path, &meta, data).map_err(|e| bad(e.to_string()))?;
+        Ok(serde_json::to_vec(&meta.excluded).expect("a map of strings serialises"))
+    }
+}
+
+/// What every shard of a collection shares.
+struct Plan<'a> {
+    /// The chain's name (the chain itself stays on the collecting thread: plugins are not `Sync`).
+    chain: String,
+    config: &'a CollectConfig,
+    sampler: &'a dyn Sampler,
+    /// `stage.id` of the trainable parameters and of every parameter (see [`ShardMeta`]).
+    params: Vec<String>,
+    plain_params: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(chain: &'a Chain, config: &'a CollectConfig, sampler: &'a dyn Sampler) -> Plan<'a> {
+        let (params, plain_params) = names(chain);
+        Plan { chain: chain.name().to_string(), config, sampler, params, plain_params }
+    }
+
+    fn meta(&self, shard: usize, excluded: BTreeMap<u64, String>) -> ShardMeta {
+        ShardMeta {
+            version: FORMAT_VERSION,
+            chain: self.chain.clone(),
+            params: self.params.clone(),
+            plain_params: self.plain_params.clone(),
+            config: self.config.clone(),
+            shard,
+            excluded,
+        }
+    }
+
+    /// Shard `shard`'s examples: the corpus crop and θ of each, or why it has none.
+    fn inputs(&self, corpus: &Corpus, shard: usize) -> ShardInputs {
+        let mut inputs =
+            ShardInputs { shard, indices: vec![], inputs: vec![], thetas: vec![], excluded: BTreeMap::new() };
+        for i in shard_range(self.config, shard) {
+            let seed = item_seed(self.config.seed, i);
+            match corpus.crop(seed, self.config.frames) {
                 Some(clip) => {
-                    crops.inputs.push(clip);
-                    crops.indices.push(i as u64);
+                    inputs.inputs.push(clip);
+                    inputs.indices.push(i as u64);
+                    inputs.thetas.push(self.sampler.sample(seed ^ THETA_STREAM, self.params.len()));
                 }
                 None => {
-                    crops.excluded.insert(i as u64, "no corpus file is long and loud enough".into());
+                    inputs.excluded.insert(i as u64, "no corpus file is long and loud enough".into());
                 }
             }
         }
-        crops
+        inputs
+    }
+}
+
+/// A shard's examples before rendering.
+struct ShardInputs {
+    shard: usize,
+    indices: Vec<u64>,
+    inputs: Vec<Audio>,
+    /// Normalised θ.
+    thetas: Vec<Vec<f32>>,
+    /// Examples of the shard's range without an input, with why.
+    excluded: BTreeMap<u64, String>,
+}
+
+impl ShardInputs {
+    /// The [`SHARD_TASK`] job that writes these examples' shard to `path`. Its request is a safetensors file in
+    /// memory: tensors `input`, `params` and `index`, metadata `afx` (the shard's) and `path`.
+    fn task(self, path: &Path, plan: &Plan<'_>) -> Job {
+        let (n, frames) = (self.indices.len(), plan.config.frames);
+        let input = concat(self.inputs.iter().map(|a| a.channel(0)));
+        let theta = concat(self.thetas.iter().map(Vec::as_slice));
+        let tensors = vec![
+            ("input", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&input)),
+            ("params", Dtype::F32, vec![n, plan.params.len()], bytemuck::cast_slice::<f32, u8>(&theta)),
+            ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&self.indices)),
+        ];
+        let meta = plan.meta(self.shard, self.excluded);
+        let info = [
+            ("afx".to_string(), serde_json::to_string(&meta).expect("metadata serialises")),
+            ("path".to_string(), path.to_string_lossy().into_owned()),
+        ];
+        let request = safetensors_bytes(tensors, info.into()).expect("tensor shapes match their data");
+        Job::Task { name: SHARD_TASK.into(), request, renders: n as u32 }
+    }
+
+    /// Reads back a [`ShardInputs::task`] request: where the shard goes, its metadata, its examples.
+    fn from_request(request: &[u8]) -> Result<(PathBuf, ShardMeta, ShardInputs), String> {
+        let tensors = SafeTensors::deserialize(request).map_err(|e| e.to_string())?;
+        let (_, header) = SafeTensors::read_metadata(request).map_err(|e| e.to_string())?;
+        let info = header.metadata().as_ref().ok_or("no metadata")?;
+        let text = |key: &str| info.get(key).ok_or_else(|| format!("no {key} in the request"));
+        let meta: ShardMeta = serde_json::from_str(text("afx")?).map_err(|e| e.to_string())?;
+        let path = PathBuf::from(text("path")?);
+        let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
+        let (input, theta): (Vec<f32>, Vec<f32>) = (tensor(&tensors, "input")?, tensor(&tensors, "params")?);
+        let indices: Vec<u64> = tensor(&tensors, "index")?;
+        let n = indices.len();
+        if input.len() != n * frames || theta.len() != n * p {
+            return Err(format!("{n} examples with {} samples and {} parameters", input.len(), theta.len()));
+        }
+        let audio = |k: usize| Audio::new(rate, vec![input[k * frames..(k + 1) * frames].to_vec()]);
+        let inputs = ShardInputs {
+            shard: meta.shard,
+            inputs: (0..n).map(audio).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+            thetas: (0..n).map(|k| theta[k * p..(k + 1) * p].to_vec()).collect(),
+            indices,
+            excluded: BTreeMap::new(),
+        };
+        Ok((path, meta, inputs))
     }
 }
 
@@ -298,35 +418,83 @@ struct ShardData {
     kept: Vec<u64>,
 }
 
+impl ShardData {
+    /// Keeps an example that rendered; lists (and logs) one that did not.
+    fn keep(
+        &mut self,
+        chain: &Chain,
+        index: u64,
+        input: Audio,
+        theta: Vec<f32>,
+        rendered: Result<Audio, FailureKind>,
+        excluded: &mut BTreeMap<u64, String>,
+    ) -> Result<(), CollectError> {
+        match rendered {
+            Ok(output) => {
+                let plain = chain.plain_values(&theta).map_err(|e| CollectError::Config(e.to_string()))?;
+                self.plain.push(plain.into_iter().flatten().collect());
+                self.inputs.push(input);
+                self.outputs.push(output);
+                self.thetas.push(theta);
+                self.kept.push(index);
+            }
+            Err(kind) => {
+                tracing::warn!(example = index, "excluded: {kind}");
+                excluded.insert(index, kind.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows laid end to end.
+fn concat<'a>(rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut all = vec![];
+    rows.for_each(|row| all.extend_from_slice(row));
+    all
+}
+
+/// Tensors `(name, dtype, shape, bytes)` and metadata as a safetensors file's bytes.
+fn safetensors_bytes(
+    tensors: Vec<(&str, Dtype, Vec<usize>, &[u8])>,
+    info: std::collections::HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let views = tensors
+        .into_iter()
+        .map(|(name, dtype, shape, bytes)| Ok((name, TensorView::new(dtype, shape, bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    safetensors::tensor::serialize(views, Some(info))
+}
+
+/// A tensor's elements, copied out (the file's bytes have no alignment guarantee).
+fn tensor<T: bytemuck::Pod>(tensors: &SafeTensors<'_>, name: &str) -> Result<Vec<T>, String> {
+    let view = tensors.tensor(name).map_err(|e| format!("{name}: {e}"))?;
+    let size = std::mem::size_of::<T>();
+    if view.data().len() % size != 0 {
+        return Err(format!("{name}: {} bytes", view.data().len()));
+    }
+    let mut v = vec![T::zeroed(); view.data().len() / size];
+    bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(view.data());
+    Ok(v)
+}
+
 /// Packs a shard's examples into tensors and writes the file atomically.
 fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), CollectError> {
     let (n, frames) = (shard.kept.len(), meta.config.frames);
-    fn concat<'a>(rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
-        let mut all = vec![];
-        rows.for_each(|row| all.extend_from_slice(row));
-        all
-    }
     let input = concat(shard.inputs.iter().map(|a| a.channel(0)));
     let output = concat(shard.outputs.iter().map(|a| a.channel(0)));
     let theta = concat(shard.thetas.iter().map(Vec::as_slice));
     let plain = concat(shard.plain.iter().map(Vec::as_slice));
-    fn f32_bytes(v: &[f32]) -> &[u8] {
-        bytemuck::cast_slice(v)
-    }
-    let buffers = [
-        ("input", Dtype::F32, vec![n, frames], f32_bytes(&input)),
-        ("output", Dtype::F32, vec![n, frames], f32_bytes(&output)),
-        ("params", Dtype::F32, vec![n, meta.params.len()], f32_bytes(&theta)),
-        ("plain", Dtype::F32, vec![n, meta.plain_params.len()], f32_bytes(&plain)),
+    let tensors = vec![
+        ("input", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&input)),
+        ("output", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&output)),
+        ("params", Dtype::F32, vec![n, meta.params.len()], bytemuck::cast_slice::<f32, u8>(&theta)),
+        ("plain", Dtype::F32, vec![n, meta.plain_params.len()], bytemuck::cast_slice::<f32, u8>(&plain)),
         ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&shard.kept)),
     ];
-    let bad = |e: safetensors::SafeTensorError| CollectError::Write { path: path.into(), reason: e.to_string() };
-    let views = buffers
-        .into_iter()
-        .map(|(name, dtype, shape, bytes)| Ok((name, TensorView::new(dtype, shape, bytes).map_err(bad)?)))
-        .collect::<Result<Vec<_>, CollectError>>()?;
     let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
-    let bytes = safetensors::tensor::serialize(views, Some(info)).map_err(bad)?;
+    let bytes = safetensors_bytes(tensors, info)
+        .map_err(|e| CollectError::Write { path: path.into(), reason: e.to_string() })?;
     afx_host::atomic::write(path, &bytes).map_err(|reason| CollectError::Write { path: path.into(), reason })
 }
 
@@ -467,16 +635,10 @@ pub fn scan(dir: &Path) -> Result<Manifest, CollectError> {
 pub fn read_examples(path: &Path) -> Result<Vec<Example>, CollectError> {
     let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
     let (meta, tensors) = parse(path, &bytes)?;
-    let floats = |name: &str| -> Vec<f32> {
-        let view = tensors.tensor(name).expect("checked by parse");
-        let mut v = vec![0.0f32; view.data().len() / 4];
-        bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(view.data());
-        v
-    };
-    let (input, output, params) = (floats("input"), floats("output"), floats("params"));
-    let index_view = tensors.tensor("index").expect("checked by parse");
-    let mut index = vec![0u64; index_view.data().len() / 8];
-    bytemuck::cast_slice_mut::<u64, u8>(&mut index).copy_from_slice(index_view.data());
+    let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
+    let floats = |name: &str| tensor::<f32>(&tensors, name).map_err(torn);
+    let (input, output, params) = (floats("input")?, floats("output")?, floats("params")?);
+    let index: Vec<u64> = tensor(&tensors, "index").map_err(torn)?;
     let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
     let audio = |v: &[f32]| Audio::new(rate, vec![v.to_vec()]).expect("one channel");
     Ok(index
