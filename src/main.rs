@@ -46,6 +46,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: see its doc. Collect and training make and drop megabytes of audio per job.
+    afx_spsa::worker::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AFX_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

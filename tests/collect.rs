@@ -170,6 +170,7 @@ fn bench_collect_prints_examples_per_second_with_one_and_two_workers_and_their_r
     let speedup = r["speedup_2_workers"].as_f64().unwrap();
     let range: Vec<f64> = r["speedup_range"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!(range[0] > 0.0 && range[0] <= speedup && speedup <= range[1], "{r}");
+    assert!(r["speedup_without_pool"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(
         (r["chain"].as_str(), r["examples"].as_u64(), r["repeats"].as_u64()),
         (Some("zam_comp"), Some(4), Some(2))

@@ -5,12 +5,18 @@
 //! Each timed run is a whole collection into a fresh folder, as `afx collect` does it: crops, parameter draws,
 //! renders in the pool, shard files and the manifest. Corpus loading and worker start-up happen once, before
 //! the clock runs: they do not grow with the number of examples.
+//!
+//! The reference beside it is the same work without the pool: 1 and 2 threads each making, rendering and
+//! writing their share of the shards with a chain of their own. On a shared 2-core VM two copies of this work do
+//! not run at twice the speed of one (memory traffic and the host's other tenants); the reference shows that
+//! ceiling, measured in the same rounds.
 
 use std::path::Path;
 use std::time::Instant;
 
 use afx_datasets::Corpus;
 use afx_host::Chain;
+use afx_spsa::worker::Executor;
 use afx_spsa::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand, WorkerSpec};
 
 use crate::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
@@ -40,6 +46,11 @@ pub struct CollectBench {
     pub speedup_2_workers: f64,
     /// Lowest and highest speedup of a round.
     pub speedup_range: [f64; 2],
+    /// The reference: the same shards made, rendered and written by 1 and by 2 threads of one process, each
+    /// with its own chain, no pool, no pipes, no parent. Median over the rounds of its 2-over-1 ratio: what
+    /// this machine gives two copies of the work, the ceiling of `speedup_2_workers`.
+    pub speedup_without_pool: f64,
+    pub speedup_without_pool_range: [f64; 2],
 }
 
 /// Why the benchmark could not run.
@@ -108,8 +119,17 @@ pub fn collect_throughput(
     let mut pools = [pool(1)?, pool(2)?];
     let scratch = tempfile::tempdir().map_err(BenchError::Scratch)?;
     let mut rates = [vec![], vec![]];
+    let mut references = [vec![], vec![]];
     for round in 0..=bench.repeats {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let out = scratch.path().join(format!("round-{round}-threads-{}", side + 1));
+            let rate = without_pool(spec, corpus, &config, &out, side + 1)?;
+            let _ = std::fs::remove_dir_all(&out);
+            if round > 0 {
+                references[side].push(rate);
+            }
+        }
         for side in order {
             let out = scratch.path().join(format!("round-{round}-workers-{}", side + 1));
             let sources = Sources { chain, pool: &mut pools[side], corpus, sampler: &Uniform };
@@ -134,6 +154,7 @@ pub fn collect_throughput(
     }
     let (one, two) = (median(rates[0].clone()), median(rates[1].clone()));
     let speedups: Vec<f64> = rates[0].iter().zip(&rates[1]).map(|(one, two)| two / one).collect();
+    let reference: Vec<f64> = references[0].iter().zip(&references[1]).map(|(one, two)| two / one).collect();
     Ok(CollectBench {
         chain: chain.name().to_string(),
         examples: config.examples,
@@ -146,5 +167,45 @@ pub fn collect_throughput(
         range_2_workers: range(&rates[1]),
         speedup_2_workers: median(speedups.clone()),
         speedup_range: range(&speedups),
+        speedup_without_pool: median(reference.clone()),
+        speedup_without_pool_range: range(&reference),
+    })
+}
+
+/// Examples per second when `threads` threads each make, render and write every `threads`-th shard with a chain
+/// of their own: a worker's work, without the pool.
+fn without_pool(
+    spec: &WorkerSpec,
+    corpus: &Corpus,
+    config: &CollectConfig,
+    out: &Path,
+    threads: usize,
+) -> Result<f64, BenchError> {
+    std::fs::create_dir_all(out).map_err(BenchError::Scratch)?;
+    let shards = config.examples.div_ceil(config.shard_size);
+    // Chains load before the clock starts, as the pool's workers do.
+    let ready = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let ready = &ready;
+                scope.spawn(move || -> Result<(), String> {
+                    let executor = Executor::new(spec).map(|e| e.with_tasks(collect::worker_tasks()));
+                    ready.wait();
+                    let mut executor = executor.map_err(|e| e.to_string())?;
+                    for j in (t..shards).step_by(threads) {
+                        let job = collect::shard_job(out, (executor.chain(), corpus, &Uniform), config, j);
+                        executor.run(&job).map_err(|e| format!("shard {j}: {e}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        ready.wait();
+        let start = Instant::now();
+        for worker in workers {
+            worker.join().expect("a bench thread panicked").map_err(BenchError::Config)?;
+        }
+        Ok(config.examples as f64 / start.elapsed().as_secs_f64())
     })
 }

@@ -233,6 +233,18 @@ pub fn collect(
     Ok(written)
 }
 
+/// Shard `j`'s [`SHARD_TASK`] job, writing into `out`: what [`collect`] sends a worker (for the bench's
+/// pool-free reference).
+pub(crate) fn shard_job(
+    out: &Path,
+    (chain, corpus, sampler): (&Chain, &Corpus, &dyn Sampler),
+    config: &CollectConfig,
+    j: usize,
+) -> Job {
+    let plan = Plan::new(chain, config, sampler);
+    plan.inputs(corpus, j).task(&out.join(shard_file(j)), &plan)
+}
+
 /// A shard file already there when this run is about to write it belongs to another collection (this
 /// collection's own shards were skipped as done).
 fn refuse_foreign(path: &Path) -> Result<(), CollectError> {

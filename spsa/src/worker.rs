@@ -228,10 +228,12 @@ fn read_frames(
     Ok(receiver)
 }
 
-/// Every job decodes its audio into fresh buffers of a few hundred KiB. glibc serves blocks that large with
-/// mmap and returns them on free, so each job paid page faults and zeroing again; raising the thresholds keeps
-/// freed blocks in the heap for the next job.
-fn keep_freed_memory() {
+/// Every job decodes its audio into fresh buffers of a few hundred KiB (a collect shard: megabytes). glibc
+/// serves blocks that large with mmap and returns them on free, so each job paid page faults and zeroing
+/// again; raising the thresholds keeps freed blocks in the heap for the next job. Worker processes call it
+/// first thing; a program feeding a pool (which makes such buffers too) should as well, before it starts any
+/// thread.
+pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning parameters; called before any other thread exists.
     unsafe {

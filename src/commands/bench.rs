@@ -258,7 +258,8 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
     println!(
         "{}: {} examples of {} s at {} Hz per collection, median of {} (range):\n  \
          1 worker  {:.1} examples/s ({:.1}-{:.1})\n  2 workers {:.1} examples/s ({:.1}-{:.1})\n  \
-         speedup {:.2}x ({:.2}-{:.2}, target >= 1.8)",
+         speedup {:.2}x ({:.2}-{:.2}, target >= 1.8); without the pool (2 threads over 1, same work) {:.2}x \
+         ({:.2}-{:.2})",
         r.chain,
         r.examples,
         r.seconds,
@@ -272,7 +273,10 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
         r.range_2_workers[1],
         r.speedup_2_workers,
         r.speedup_range[0],
-        r.speedup_range[1]
+        r.speedup_range[1],
+        r.speedup_without_pool,
+        r.speedup_without_pool_range[0],
+        r.speedup_without_pool_range[1]
     );
     Ok(())
 }
