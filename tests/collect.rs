@@ -193,7 +193,7 @@ fn bench_collect_names_an_unknown_chain_a_missing_corpus_zero_examples_and_crops
 
 /// `afx collect` of afx's test effect, with `AFX_TESTFX_FAULT=fault` (see `afx_testfx_dsp`) in its and its
 /// workers' environment: the fault fires in examples whose drive is in its top 1/24.
-fn collect_testfx(dir: &Path, out: &Path, fault: &str) -> std::process::Output {
+fn collect_testfx(dir: &Path, out: &Path, fault: &str, extra: &[&str]) -> std::process::Output {
     let config = dir.join("testfx.toml");
     std::fs::write(
         &config,
@@ -209,7 +209,7 @@ fn collect_testfx(dir: &Path, out: &Path, fault: &str) -> std::process::Output {
     let args = ["--config", config.to_str().unwrap(), "collect", "--chain", "fx", "--data"];
     cmd.args(args).arg(corpus()).arg("--out").arg(out);
     cmd.args(["--examples", "120", "--shard-size", "20", "--seconds", "0.1", "--workers", "2"]);
-    cmd.output().unwrap()
+    cmd.args(extra).output().unwrap()
 }
 
 /// An example as (normalised θ, input and output samples as bits).
@@ -234,7 +234,7 @@ fn excluded(dir: &Path) -> std::collections::BTreeMap<u64, String> {
 fn examples_that_crash_the_plugin_or_render_nan_are_excluded_and_the_rest_match_a_clean_collection() {
     let dir = tempfile::tempdir().unwrap();
     let clean = dir.path().join("clean");
-    ok(collect_testfx(dir.path(), &clean, "none"));
+    ok(collect_testfx(dir.path(), &clean, "none", &[]));
     let reference = examples_by_index(&clean);
     assert_eq!(reference.len(), 120);
     assert!(excluded(&clean).is_empty());
@@ -244,10 +244,18 @@ fn examples_that_crash_the_plugin_or_render_nan_are_excluded_and_the_rest_match_
     assert!(!armed.is_empty() && armed.len() < 20, "{armed:?}");
 
     // A crash kills the worker running the shard's task: the shard is collected again one render job per
-    // example, so the crash costs only its own example.
-    for (fault, reason) in [("segfault", "signal 11"), ("nan", "non-finite")] {
+    // example, so the crash costs only its own example. A hang is a render past --timeout: the worker's
+    // watchdog ends it after one time limit, not after the shard's 20 (each shard: 20 renders).
+    for (fault, reason) in [("segfault", "signal 11"), ("nan", "non-finite"), ("hang", "timed out")] {
         let out = dir.path().join(fault);
-        ok(collect_testfx(dir.path(), &out, fault));
+        let started = std::time::Instant::now();
+        ok(collect_testfx(dir.path(), &out, fault, &["--timeout", "1"]));
+        if fault == "hang" {
+            // Per armed example about 4 limits (task, its retry, the example's job, its retry), on 2 workers;
+            // without the watchdog each shard with one would take 2 × 20.
+            let limit = 20 + 4 * armed.len() as u64;
+            assert!(started.elapsed().as_secs() < limit, "{:?} for {} hangs", started.elapsed(), armed.len());
+        }
         let excluded = excluded(&out);
         assert_eq!(excluded.keys().copied().collect::<Vec<_>>(), armed, "{fault}: {excluded:?}");
         assert!(excluded.values().all(|why| why.contains(reason)), "{fault}: {excluded:?}");

@@ -443,7 +443,8 @@ impl ProcessWorker {
     async fn start(command: &WorkerCommand, config: &PoolConfig) -> Result<(ProcessWorker, usize), Fatal> {
         let mut child = Command::new(&command.program)
             .args(&command.args)
-            .args(config.spec.to_args())
+            // A task's renders are timed inside the worker (see `WorkerSpec::task_render_limit`).
+            .args(WorkerSpec { task_render_limit: Some(config.job_timeout), ..config.spec.clone() }.to_args())
             .envs(command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -38,6 +38,7 @@ pub fn no_tasks() -> Vec<Box<dyn Task>> {
 pub struct Renderer<'a> {
     pub(crate) chain: &'a mut Chain,
     pub(crate) settings: &'a RenderSettings,
+    pub(crate) watchdog: Option<&'a crate::worker::Watchdog>,
 }
 
 impl Renderer<'_> {
@@ -45,8 +46,12 @@ impl Renderer<'_> {
         self.chain
     }
 
-    /// `output = f(input, θ)`; non-finite output and plugin errors as a render job reports them.
+    /// `output = f(input, θ)`; non-finite output and plugin errors as a render job reports them. In a worker
+    /// process, a render that runs past the pool's job time limit ends the worker, as a render job's would.
     pub fn render(&mut self, input: &Audio, theta: &[f32], output: &mut Audio) -> Result<(), FailureKind> {
-        crate::worker::render(self.chain, self.settings, input, theta, output)
+        self.watchdog.inspect(|w| w.arm());
+        let rendered = crate::worker::render(self.chain, self.settings, input, theta, output);
+        self.watchdog.inspect(|w| w.disarm());
+        rendered
     }
 }

@@ -3,6 +3,9 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
 
@@ -21,11 +24,22 @@ pub struct WorkerSpec {
     /// Narrows an installed plugin's id or name to one format.
     pub format: Option<Format>,
     pub block_size: usize,
+    /// The longest one render inside a [`Task`] may take before the worker process exits, so that the pool
+    /// sees it die and can run the task's examples as jobs it times one by one (a task spans many renders:
+    /// the pool's own limit on it is loose). The pool sets its job time limit here for worker processes; leave
+    /// it `None` anywhere else: exiting ends the whole process, not one thread.
+    pub task_render_limit: Option<Duration>,
 }
 
 impl WorkerSpec {
     pub fn new(config: Option<PathBuf>, chain: impl Into<String>) -> WorkerSpec {
-        WorkerSpec { config, chain: chain.into(), format: None, block_size: RenderSettings::default().block_size }
+        WorkerSpec {
+            config,
+            chain: chain.into(),
+            format: None,
+            block_size: RenderSettings::default().block_size,
+            task_render_limit: None,
+        }
     }
 
     /// The arguments [`WorkerSpec::from_args`] reads back.
@@ -38,6 +52,9 @@ impl WorkerSpec {
             args.extend(["--format".to_string(), format.to_string()]);
         }
         args.extend(["--block-size".to_string(), self.block_size.to_string()]);
+        if let Some(limit) = self.task_render_limit {
+            args.extend(["--task-render-limit-ms".to_string(), limit.as_millis().to_string()]);
+        }
         args
     }
 
@@ -53,6 +70,11 @@ impl WorkerSpec {
                 "--block-size" => {
                     let v = value()?;
                     spec.block_size = v.parse().map_err(|_| format!("--block-size: {v:?} is not a number"))?;
+                }
+                "--task-render-limit-ms" => {
+                    let v = value()?;
+                    let ms = v.parse().map_err(|_| format!("--task-render-limit-ms: {v:?} is not a number"))?;
+                    spec.task_render_limit = Some(Duration::from_millis(ms));
                 }
                 other => return Err(format!("unknown worker argument {other:?}")),
             }
@@ -73,12 +95,17 @@ pub struct Executor {
     gradient: Vec<f32>,
     tasks: Vec<Box<dyn Task>>,
     reply: Vec<u8>,
+    watchdog: Option<Watchdog>,
 }
 
 impl Executor {
     pub fn new(spec: &WorkerSpec) -> Result<Executor, ChainError> {
         let config = spec.config.as_deref().map(Config::load).transpose()?;
         let chain = Chain::resolve(&Host::new(), config.as_ref(), &spec.chain, spec.format)?;
+        let watchdog = spec.task_render_limit.map(Watchdog::start).transpose().map_err(|e| {
+            let message = format!("cannot start the worker's watchdog thread: {e}");
+            ChainError::Render(RenderError::Plugin { plugin: spec.chain.clone(), message })
+        })?;
         Ok(Executor {
             chain,
             settings: RenderSettings { block_size: spec.block_size },
@@ -87,6 +114,7 @@ impl Executor {
             gradient: vec![],
             tasks: vec![],
             reply: vec![],
+            watchdog,
         })
     }
 
@@ -112,7 +140,7 @@ impl Executor {
     /// Like [`Executor::run`], leaving the output in the executor's own buffers, which the next job reuses:
     /// a worker process encodes from them without allocating per job.
     pub fn run_ref(&mut self, job: &Job) -> Result<OutputRef<'_>, FailureKind> {
-        let Executor { chain, settings, work, output, gradient, tasks, reply } = self;
+        let Executor { chain, settings, work, output, gradient, tasks, reply, watchdog } = self;
         match job {
             Job::Render { input, theta } => {
                 render(chain, settings, input, theta, output)?;
@@ -137,10 +165,55 @@ impl Executor {
                         "this worker has no task {name:?} (it has {known:?}); is it an older afx?"
                     )));
                 };
-                *reply = task.run(request, &mut Renderer { chain, settings })?;
+                *reply = task.run(request, &mut Renderer { chain, settings, watchdog: watchdog.as_ref() })?;
                 Ok(OutputRef::Bytes(reply))
             }
         }
+    }
+}
+
+/// Exits the worker process when one render inside a task runs past its limit (see
+/// [`WorkerSpec::task_render_limit`]).
+pub(crate) struct Watchdog {
+    /// Milliseconds since `start` after which the running render is stuck; 0 while none runs.
+    deadline: Arc<AtomicU64>,
+    start: Instant,
+    limit: Duration,
+}
+
+/// The exit status of a worker its watchdog ended.
+pub const WATCHDOG_EXIT: i32 = 75;
+
+impl Watchdog {
+    fn start(limit: Duration) -> std::io::Result<Watchdog> {
+        let (deadline, start) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let watched = deadline.clone();
+        std::thread::Builder::new().name("afx-worker-watchdog".into()).spawn(move || {
+            loop {
+                std::thread::sleep(limit.min(Duration::from_millis(50)));
+                let due = watched.load(Ordering::Acquire);
+                if due != 0 && start.elapsed().as_millis() as u64 > due {
+                    eprintln!(
+                        "afx worker: a render inside a task ran past {:.1} s; exiting so the pool runs its \
+                         examples one job each",
+                        limit.as_secs_f64()
+                    );
+                    // SAFETY: _exit ends the process at once. Unlike `exit` it runs no atexit handler, which
+                    // could wait forever on a lock the stuck render holds.
+                    unsafe { libc::_exit(WATCHDOG_EXIT) };
+                }
+            }
+        })?;
+        Ok(Watchdog { deadline, start, limit })
+    }
+
+    pub(crate) fn arm(&self) {
+        let due = (self.start.elapsed() + self.limit).as_millis() as u64;
+        self.deadline.store(due.max(1), Ordering::Release);
+    }
+
+    pub(crate) fn disarm(&self) {
+        self.deadline.store(0, Ordering::Release);
     }
 }
 
@@ -286,5 +359,25 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>, tasks: TaskSet) ->
             eprintln!("afx worker ({}): {e}", spec.chain);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_survives_its_arguments_and_bad_values_are_named() {
+        let spec = WorkerSpec {
+            format: Some(Format::Clap),
+            block_size: 64,
+            task_render_limit: Some(Duration::from_millis(2500)),
+            ..WorkerSpec::new(Some("plugins.toml".into()), "eq_comp")
+        };
+        assert_eq!(WorkerSpec::from_args(spec.to_args()), Ok(spec));
+        let plain = WorkerSpec::new(None, "urn:zamaudio:ZamComp");
+        assert_eq!(WorkerSpec::from_args(plain.to_args()), Ok(plain));
+        let args = ["--chain", "x", "--task-render-limit-ms", "soon"].map(String::from);
+        assert!(WorkerSpec::from_args(args).unwrap_err().contains("--task-render-limit-ms"));
     }
 }

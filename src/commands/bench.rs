@@ -207,7 +207,7 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     train_config.proxy = args.proxy.clone();
     train_config.validate()?;
     let corpus = afx_datasets::Corpus::open(&args.data, afx_datasets::Split::Train, train_config.sample_rate)?;
-    let super::train::Setup { chain, mut pool } = super::train::setup(&args.chain, config_path.as_deref(), None)?;
+    let super::train::Setup { chain, mut pool } = super::train::setup(&args.chain, config_path.as_deref(), None, None)?;
     let device = afx_trainer::device("cpu")?;
     let r = afx_trainer::bench::bench_train(&train_config, &chain, &mut pool, &corpus, args.steps, &device)?;
     if args.json {

@@ -37,6 +37,10 @@ pub struct Args {
     /// Plugin worker processes [default: one per core]
     #[arg(long)]
     workers: Option<usize>,
+    /// Seconds one render may take before its worker is killed; an example that hangs twice is excluded
+    /// [default: 60]
+    #[arg(long)]
+    timeout: Option<f64>,
 }
 
 pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -47,7 +51,8 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     for skipped in corpus.skipped() {
         eprintln!("skipped {skipped}");
     }
-    let super::train::Setup { mut pool, .. } = super::train::setup(&args.chain, config_path.as_deref(), args.workers)?;
+    let super::train::Setup { mut pool, .. } =
+        super::train::setup(&args.chain, config_path.as_deref(), args.workers, args.timeout)?;
     let config = CollectConfig {
         examples: args.examples,
         shard_size: args.shard_size,

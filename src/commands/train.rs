@@ -74,7 +74,14 @@ pub struct Setup {
 }
 
 /// Resolves `name` (plugins.toml or an installed plugin) and starts a pool of worker processes hosting it.
-pub fn setup(name: &str, config_path: Option<&Path>, workers: Option<usize>) -> anyhow::Result<Setup> {
+/// The chain's description and a pool of worker processes for it: `workers` of them (default one per core),
+/// each render (or a task's render) killed after `timeout` seconds (default: the pool's).
+pub fn setup(
+    name: &str,
+    config_path: Option<&Path>,
+    workers: Option<usize>,
+    timeout: Option<f64>,
+) -> anyhow::Result<Setup> {
     let config = config_path.map(Config::load).transpose()?;
     let chain = Chain::resolve(&Host::new(), config.as_ref(), name, None)?;
     if chain.num_params() == 0 {
@@ -85,6 +92,12 @@ pub fn setup(name: &str, config_path: Option<&Path>, workers: Option<usize>) -> 
     let mut pool_config = PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?));
     if let Some(n) = workers {
         pool_config.workers = n;
+    }
+    if let Some(seconds) = timeout {
+        pool_config.job_timeout = std::time::Duration::try_from_secs_f64(seconds)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .with_context(|| format!("--timeout {seconds}: give a positive number of seconds"))?;
     }
     let pool = Pool::new(pool_config)?;
     Ok(Setup { chain: info, pool })
@@ -115,7 +128,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     for skipped in train_set.skipped().iter().chain(val_set.skipped()) {
         eprintln!("skipped {skipped}");
     }
-    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers)?;
+    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers, None)?;
     tracing::info!(chain = %chain.describe(), train = train_set.len(), val = val_set.len(), "training");
 
     let bar = ProgressBar::new(train_config.steps);
