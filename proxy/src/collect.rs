@@ -507,7 +507,8 @@ fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), Co
     let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
     let bytes = safetensors_bytes(tensors, info)
         .map_err(|e| CollectError::Write { path: path.into(), reason: e.to_string() })?;
-    afx_host::atomic::write(path, &bytes).map_err(|reason| CollectError::Write { path: path.into(), reason })
+    // A collection is written once and read by training later: its gigabytes should not crowd the page cache.
+    afx_host::atomic::write_uncached(path, &bytes).map_err(|reason| CollectError::Write { path: path.into(), reason })
 }
 
 /// Temporary files a killed collect left behind (its shards are written as `.afx-*.tmp`, then renamed).
