@@ -500,9 +500,10 @@ impl ProcessWorker {
     /// Writes a job frame. The worker reads its input on a thread of its own (see [`serve`](crate::worker::serve)),
     /// so this returns once the frame is through, even while the worker runs an earlier job.
     async fn send(&mut self, id: u64, job: &Job, limit: Duration) -> Result<(), Fatal> {
-        wire::encode_job(id, job, &mut self.frame);
+        let bulk = wire::encode_job(id, job, &mut self.frame);
         let write = async {
             self.stdin.write_all(&self.frame).await?;
+            self.stdin.write_all(bulk).await?;
             self.stdin.flush().await
         };
         // A worker that stops reading for a whole job time limit is stuck.

@@ -68,7 +68,10 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
             put_u32(out, *num_params);
             put_str(out, chain);
         }
-        Message::Job { id, job } => put_job(out, *id, job),
+        Message::Job { id, job } => {
+            let bulk = put_job(out, *id, job);
+            out.extend_from_slice(bulk);
+        }
         Message::Result { id, result } => {
             let result = result.as_ref().map(|output| match output {
                 JobOutput::Audio(a) => OutputRef::Audio(a),
@@ -127,16 +130,20 @@ fn put_result(out: &mut Vec<u8>, id: u64, result: Result<OutputRef<'_>, &Failure
     }
 }
 
-/// Like [`encode`] for `Message::Job { id, job }`, without owning the job.
-pub fn encode_job(id: u64, job: &Job, out: &mut Vec<u8>) {
+/// Like [`encode`] for `Message::Job { id, job }`, without owning the job, in two parts: the frame is `out`
+/// followed by the returned bytes. A task's request (megabytes for a collect shard) is the second part, written
+/// after `out` where it lies instead of being copied into it first; for other jobs it is empty.
+pub fn encode_job<'j>(id: u64, job: &'j Job, out: &mut Vec<u8>) -> &'j [u8] {
     out.clear();
     out.extend_from_slice(&[0; 4]);
-    put_job(out, id, job);
-    let len = (out.len() - 4) as u32;
+    let bulk = put_job(out, id, job);
+    let len = (out.len() - 4 + bulk.len()) as u32;
     out[..4].copy_from_slice(&len.to_le_bytes());
+    bulk
 }
 
-fn put_job(out: &mut Vec<u8>, id: u64, job: &Job) {
+/// Puts `job` into `out` but for its bulk bytes (a task's request), which it returns to go right after.
+fn put_job<'j>(out: &mut Vec<u8>, id: u64, job: &'j Job) -> &'j [u8] {
     out.push(JOB);
     out.extend_from_slice(&id.to_le_bytes());
     match job {
@@ -165,9 +172,12 @@ fn put_job(out: &mut Vec<u8>, id: u64, job: &Job) {
             out.push(TASK);
             put_str(out, name);
             put_u32(out, *renders);
-            put_bytes(out, request);
+            // put_bytes, the bytes themselves left to the caller.
+            put_u32(out, request.len() as u32);
+            return request;
         }
     }
+    &[]
 }
 
 /// Reads one frame's payload into `buf` (blocking). `Ok(false)` at a clean end of stream.
@@ -383,6 +393,22 @@ mod tests {
         round_trip(Message::Result { id: 7, result: Ok(JobOutput::Gradient(vec![1.0, -2.0])) });
         round_trip(Message::Result { id: 8, result: Err(FailureKind::NonFinite("NaN at 3".into())) });
         round_trip(Message::Result { id: 9, result: Err(FailureKind::Plugin("bad".into())) });
+    }
+
+    #[test]
+    fn a_job_encoded_in_two_parts_is_the_frame_encoded_whole() {
+        let audio = Audio::new(8000, vec![vec![0.25, -0.5, 1.0]]).unwrap();
+        let jobs = [
+            Job::Task { name: "collect-shard".into(), request: (0..=255).collect(), renders: 64 },
+            Job::Render { input: audio, theta: vec![0.1, 0.9] },
+        ];
+        for job in jobs {
+            let (mut whole, mut head) = (vec![], vec![]);
+            encode(&Message::Job { id: 12, job: job.clone() }, &mut whole);
+            let bulk = encode_job(12, &job, &mut head);
+            assert_eq!([head.as_slice(), bulk].concat(), whole, "{job:?}");
+            assert_eq!(bulk.is_empty(), !matches!(job, Job::Task { .. }));
+        }
     }
 
     #[test]
