@@ -223,11 +223,14 @@ impl Corpus {
                     continue;
                 }
                 let crop = &audio.channel(0)[at as usize..at as usize + frames];
-                let rms = (crop.iter().map(|s| s * s).sum::<f32>() / frames as f32).sqrt();
+                // One pass for both (the crop is read once). The energy is summed in order, sample by sample,
+                // as it always was: a different order would change the gain's last bits, and so every example
+                // a resumed or extended collection made by an older afx shares with this one.
+                let (energy, peak) = crop.iter().fold((0.0f32, 0.0f32), |(e, p), s| (e + s * s, p.max(s.abs())));
+                let rms = (energy / frames as f32).sqrt();
                 if rms < SILENCE_RMS {
                     break;
                 }
-                let peak = crop.iter().fold(0.0f32, |m, s| m.max(s.abs()));
                 let gain = (TARGET_RMS / rms).min(0.95 / peak);
                 let samples = crop.iter().map(|s| s * gain).collect();
                 return Some(Audio::new(self.sample_rate, vec![samples]).expect("one channel"));
