@@ -15,7 +15,7 @@
 //! examples with the reason). Items whose render crashes or is non-finite are excluded and listed there.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use afx_datasets::Corpus;
@@ -23,7 +23,7 @@ use afx_host::{Audio, Chain};
 use afx_spsa::{FailureKind, Job, Pool, Renderer, Task, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the shard layout changes.
@@ -376,19 +376,18 @@ impl ShardInputs {
     /// memory: tensors `input`, `params` and `index`, metadata `afx` (the shard's) and `path`.
     fn task(self, path: &Path, plan: &Plan<'_>) -> Job {
         let (n, frames) = (self.indices.len(), plan.config.frames);
-        let input = concat(self.inputs.iter().map(|a| a.channel(0)));
-        let theta = concat(self.thetas.iter().map(Vec::as_slice));
         let tensors = vec![
-            ("input", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&input)),
-            ("params", Dtype::F32, vec![n, plan.params.len()], bytemuck::cast_slice::<f32, u8>(&theta)),
-            ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&self.indices)),
+            Rows::f32("input", self.inputs.iter().map(|a| a.channel(0)), frames),
+            Rows::f32("params", self.thetas.iter().map(Vec::as_slice), plan.params.len()),
+            Rows::index(&self.indices),
         ];
         let meta = plan.meta(self.shard, self.excluded);
         let info = [
             ("afx".to_string(), serde_json::to_string(&meta).expect("metadata serialises")),
             ("path".to_string(), path.to_string_lossy().into_owned()),
         ];
-        let request = safetensors_bytes(tensors, info.into()).expect("tensor shapes match their data");
+        let mut request = Vec::with_capacity(2 * n * frames * 4 + 4096);
+        write_safetensors(&mut request, tensors, info.into()).expect("tensor shapes match their data");
         Job::Task { name: SHARD_TASK.into(), request, renders: n as u32 }
     }
 
@@ -401,17 +400,13 @@ impl ShardInputs {
         let meta: ShardMeta = serde_json::from_str(text("afx")?).map_err(|e| e.to_string())?;
         let path = PathBuf::from(text("path")?);
         let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
-        let (input, theta): (Vec<f32>, Vec<f32>) = (tensor(&tensors, "input")?, tensor(&tensors, "params")?);
         let indices: Vec<u64> = tensor(&tensors, "index")?;
         let n = indices.len();
-        if input.len() != n * frames || theta.len() != n * p {
-            return Err(format!("{n} examples with {} samples and {} parameters", input.len(), theta.len()));
-        }
-        let audio = |k: usize| Audio::new(rate, vec![input[k * frames..(k + 1) * frames].to_vec()]);
+        let audio = |samples: Vec<f32>| Audio::new(rate, vec![samples]).expect("one channel");
         let inputs = ShardInputs {
             shard: meta.shard,
-            inputs: (0..n).map(audio).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
-            thetas: (0..n).map(|k| theta[k * p..(k + 1) * p].to_vec()).collect(),
+            inputs: rows(&tensors, "input", n, frames)?.into_iter().map(audio).collect(),
+            thetas: rows(&tensors, "params", n, p)?,
             indices,
             excluded: BTreeMap::new(),
         };
@@ -459,23 +454,63 @@ impl ShardData {
     }
 }
 
-/// Rows laid end to end.
-fn concat<'a>(rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
-    let mut all = vec![];
-    rows.for_each(|row| all.extend_from_slice(row));
-    all
+/// One tensor to write: a 2-d tensor's rows (or a 1-d tensor as one row), laid end to end in the file from
+/// wherever they are.
+struct Rows<'a> {
+    name: &'static str,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    rows: Vec<&'a [u8]>,
 }
 
-/// Tensors `(name, dtype, shape, bytes)` and metadata as a safetensors file's bytes.
-fn safetensors_bytes(
-    tensors: Vec<(&str, Dtype, Vec<usize>, &[u8])>,
+impl<'a> Rows<'a> {
+    /// An f32 tensor (rows, `width`).
+    fn f32(name: &'static str, rows: impl Iterator<Item = &'a [f32]>, width: usize) -> Rows<'a> {
+        let rows: Vec<&[u8]> = rows.map(bytemuck::cast_slice).collect();
+        Rows { name, dtype: Dtype::F32, shape: vec![rows.len(), width], rows }
+    }
+
+    /// The u64 `index` tensor.
+    fn index(indices: &'a [u64]) -> Rows<'a> {
+        Rows { name: "index", dtype: Dtype::U64, shape: vec![indices.len()], rows: vec![bytemuck::cast_slice(indices)] }
+    }
+}
+
+/// Writes `tensors` and the metadata `info` to `out` as a safetensors file, each row straight from where it
+/// lies.
+///
+/// The bytes are `safetensors::serialize`'s: the header is the format crate's own [`Metadata`], the tensors
+/// come in its order (falling dtype alignment, then name). What this saves is the copies: `serialize` wants
+/// each tensor in one buffer and returns the whole file in another, so a shard's megabytes were copied three
+/// times before the file got them; here they are copied once, into `out`.
+fn write_safetensors(
+    out: &mut impl Write,
+    mut tensors: Vec<Rows<'_>>,
     info: std::collections::HashMap<String, String>,
-) -> Result<Vec<u8>, safetensors::SafeTensorError> {
-    let views = tensors
-        .into_iter()
-        .map(|(name, dtype, shape, bytes)| Ok((name, TensorView::new(dtype, shape, bytes)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    safetensors::tensor::serialize(views, Some(info))
+) -> Result<(), String> {
+    tensors.sort_by(|a, b| b.dtype.cmp(&a.dtype).then(a.name.cmp(b.name)));
+    let mut infos = Vec::with_capacity(tensors.len());
+    let mut offset = 0;
+    for t in &tensors {
+        let len: usize = t.rows.iter().map(|r| r.len()).sum();
+        if len != t.shape.iter().product::<usize>() * t.dtype.bitsize() / 8 {
+            return Err(format!("tensor {}: {len} bytes for shape {:?} of {:?}", t.name, t.shape, t.dtype));
+        }
+        let info = TensorInfo { dtype: t.dtype, shape: t.shape.clone(), data_offsets: (offset, offset + len) };
+        infos.push((t.name.to_string(), info));
+        offset += len;
+    }
+    let header = Metadata::new(Some(info), infos).map_err(|e| e.to_string())?;
+    let mut header = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The format pads the header with spaces to a multiple of 8 bytes, so the data that follows is aligned.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let io = |e: std::io::Error| e.to_string();
+    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&header).map_err(io)?;
+    for row in tensors.iter().flat_map(|t| &t.rows) {
+        out.write_all(row).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// A tensor's elements, copied out (the file's bytes have no alignment guarantee).
@@ -485,30 +520,41 @@ fn tensor<T: bytemuck::Pod>(tensors: &SafeTensors<'_>, name: &str) -> Result<Vec
     if view.data().len() % size != 0 {
         return Err(format!("{name}: {} bytes", view.data().len()));
     }
-    let mut v = vec![T::zeroed(); view.data().len() / size];
-    bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(view.data());
-    Ok(v)
+    Ok(bytemuck::pod_collect_to_vec(view.data()))
+}
+
+/// The `n` rows of `width` f32 of a 2-d tensor, each copied once from the file's bytes into a row of its own.
+fn rows(tensors: &SafeTensors<'_>, name: &str, n: usize, width: usize) -> Result<Vec<Vec<f32>>, String> {
+    let view = tensors.tensor(name).map_err(|e| format!("{name}: {e}"))?;
+    let bytes = view.data();
+    if view.dtype() != Dtype::F32 || bytes.len() != n * width * 4 {
+        return Err(format!("{name}: {} bytes of {:?}, expected {n} rows of {width} f32", bytes.len(), view.dtype()));
+    }
+    if width == 0 {
+        return Ok(vec![vec![]; n]);
+    }
+    Ok(bytes.chunks_exact(width * 4).map(bytemuck::pod_collect_to_vec).collect())
 }
 
 /// Packs a shard's examples into tensors and writes the file atomically.
 fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), CollectError> {
-    let (n, frames) = (shard.kept.len(), meta.config.frames);
-    let input = concat(shard.inputs.iter().map(|a| a.channel(0)));
-    let output = concat(shard.outputs.iter().map(|a| a.channel(0)));
-    let theta = concat(shard.thetas.iter().map(Vec::as_slice));
-    let plain = concat(shard.plain.iter().map(Vec::as_slice));
+    let frames = meta.config.frames;
     let tensors = vec![
-        ("input", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&input)),
-        ("output", Dtype::F32, vec![n, frames], bytemuck::cast_slice::<f32, u8>(&output)),
-        ("params", Dtype::F32, vec![n, meta.params.len()], bytemuck::cast_slice::<f32, u8>(&theta)),
-        ("plain", Dtype::F32, vec![n, meta.plain_params.len()], bytemuck::cast_slice::<f32, u8>(&plain)),
-        ("index", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&shard.kept)),
+        Rows::f32("input", shard.inputs.iter().map(|a| a.channel(0)), frames),
+        Rows::f32("output", shard.outputs.iter().map(|a| a.channel(0)), frames),
+        Rows::f32("params", shard.thetas.iter().map(Vec::as_slice), meta.params.len()),
+        Rows::f32("plain", shard.plain.iter().map(Vec::as_slice), meta.plain_params.len()),
+        Rows::index(&shard.kept),
     ];
     let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
-    let bytes = safetensors_bytes(tensors, info)
-        .map_err(|e| CollectError::Write { path: path.into(), reason: e.to_string() })?;
     // A collection is written once and read by training later: its gigabytes should not crowd the page cache.
-    afx_host::atomic::write_uncached(path, &bytes).map_err(|reason| CollectError::Write { path: path.into(), reason })
+    afx_host::atomic::write_uncached_with(path, |file| {
+        // Rows of audio (longer than the buffer) go straight to the file; the parameters' short rows are gathered.
+        let mut file = std::io::BufWriter::with_capacity(64 << 10, file);
+        write_safetensors(&mut file, tensors, info)?;
+        file.flush().map_err(|e| e.to_string())
+    })
+    .map_err(|reason| CollectError::Write { path: path.into(), reason })
 }
 
 /// Temporary files a killed collect left behind (its shards are written as `.afx-*.tmp`, then renamed).
@@ -649,19 +695,60 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, CollectError> {
     let bytes = std::fs::read(path).map_err(|e| CollectError::Read { path: path.into(), reason: e.to_string() })?;
     let (meta, tensors) = parse(path, &bytes)?;
     let torn = |reason: String| CollectError::BadShard { path: path.into(), reason };
-    let floats = |name: &str| tensor::<f32>(&tensors, name).map_err(torn);
-    let (input, output, params) = (floats("input")?, floats("output")?, floats("params")?);
     let index: Vec<u64> = tensor(&tensors, "index").map_err(torn)?;
-    let (frames, p, rate) = (meta.config.frames, meta.params.len(), meta.config.sample_rate);
-    let audio = |v: &[f32]| Audio::new(rate, vec![v.to_vec()]).expect("one channel");
+    let (n, frames, p, rate) = (index.len(), meta.config.frames, meta.params.len(), meta.config.sample_rate);
+    let floats = |name: &str, width: usize| rows(&tensors, name, n, width).map_err(torn);
+    let (input, output, params) = (floats("input", frames)?, floats("output", frames)?, floats("params", p)?);
+    let audio = |samples: Vec<f32>| Audio::new(rate, vec![samples]).expect("one channel");
     Ok(index
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| Example {
-            index: i,
-            input: audio(&input[k * frames..(k + 1) * frames]),
-            params: params[k * p..(k + 1) * p].to_vec(),
-            output: audio(&output[k * frames..(k + 1) * frames]),
-        })
+        .into_iter()
+        .zip(input.into_iter().zip(output).zip(params))
+        .map(|(index, ((input, output), params))| Example { index, input: audio(input), params, output: audio(output) })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// `write_safetensors` writes exactly the bytes of the format crate's `serialize` (header, padding, tensor
+    /// order), and a row layout or shape mismatch is refused.
+    #[test]
+    fn write_safetensors_writes_the_bytes_of_safetensors_serialize() {
+        // Odd sizes, so the header's padding and a u64 tensor after f32 rows of odd length are exercised.
+        let (n, frames, p) = (3, 7, 5);
+        let audio: Vec<Vec<f32>> = (0..n).map(|k| (0..frames).map(|i| (k * 31 + i) as f32 * 0.37).collect()).collect();
+        let theta: Vec<Vec<f32>> = (0..n).map(|k| (0..p).map(|i| (k + i) as f32 / 9.0).collect()).collect();
+        let index: Vec<u64> = vec![10, 11, 13];
+        let info: std::collections::HashMap<String, String> = [("afx".to_string(), "{\"v\":1}".to_string())].into();
+
+        let mut ours = vec![];
+        let tensors = vec![
+            Rows::f32("output", audio.iter().map(Vec::as_slice), frames),
+            Rows::f32("params", theta.iter().map(Vec::as_slice), p),
+            Rows::index(&index),
+        ];
+        write_safetensors(&mut ours, tensors, info.clone()).unwrap();
+
+        let flat = |rows: &[Vec<f32>]| rows.concat();
+        let (audio_flat, theta_flat) = (flat(&audio), flat(&theta));
+        let views = vec![
+            ("output", TensorView::new(Dtype::F32, vec![n, frames], bytemuck::cast_slice(&audio_flat)).unwrap()),
+            ("params", TensorView::new(Dtype::F32, vec![n, p], bytemuck::cast_slice(&theta_flat)).unwrap()),
+            ("index", TensorView::new(Dtype::U64, vec![n], bytemuck::cast_slice(&index)).unwrap()),
+        ];
+        let theirs = safetensors::tensor::serialize(views, Some(info.clone())).unwrap();
+        assert_eq!(ours, theirs);
+
+        let tensors = SafeTensors::deserialize(&ours).unwrap();
+        assert_eq!(rows(&tensors, "output", n, frames).unwrap(), audio);
+        assert_eq!(rows(&tensors, "params", n, p).unwrap(), theta);
+        assert!(rows(&tensors, "params", n, p + 1).unwrap_err().contains("params"));
+
+        let short = [&audio[0][..frames - 1]];
+        let bad = vec![Rows::f32("output", short.into_iter(), frames)];
+        let err = write_safetensors(&mut vec![], bad, info).unwrap_err();
+        assert!(err.contains("output"), "{err}");
+    }
 }
