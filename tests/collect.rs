@@ -121,31 +121,35 @@ fn torn_and_foreign_shards_are_reported_by_name() {
 }
 
 #[test]
-fn collect_names_an_unknown_chain_and_a_missing_corpus() {
+fn collect_names_an_unknown_chain_a_missing_corpus_and_a_bad_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let config = repo_config();
     let out = dir.path().join("out");
-    let run = |chain: &str, data: &str| {
-        afx(
-            dir.path(),
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "collect",
-                "--chain",
-                chain,
-                "--data",
-                data,
-                "--out",
-                out.to_str().unwrap(),
-                "--examples",
-                "2",
-            ],
-        )
+    let run = |chain: &str, data: &str, extra: &[&str]| {
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "collect",
+            "--chain",
+            chain,
+            "--data",
+            data,
+            "--out",
+            out.to_str().unwrap(),
+            "--examples",
+            "2",
+        ];
+        afx(dir.path(), &[&args[..], extra].concat())
     };
-    fails_with(&run("zam_cmop", corpus().to_str().unwrap()), &["zam_cmop", "did you mean", "zam_comp"]);
-    fails_with(&run("zam_comp", "no/such/corpus"), &["no/such/corpus"]);
-    assert!(!out.join("manifest.json").exists());
+    let data = corpus();
+    let data = data.to_str().unwrap();
+    fails_with(&run("zam_cmop", data, &[]), &["zam_cmop", "did you mean", "zam_comp"]);
+    fails_with(&run("zam_comp", "no/such/corpus", &[]), &["no/such/corpus"]);
+    // A time limit that is no time limit: named, with what would be valid, before anything renders.
+    for bad in ["0", "-1", "NaN", "inf"] {
+        fails_with(&run("zam_comp", data, &[&format!("--timeout={bad}")]), &["--timeout", bad, "positive"]);
+    }
+    assert!(!out.exists(), "nothing may be written for bad input");
 }
 
 #[test]

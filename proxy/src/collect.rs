@@ -107,6 +107,14 @@ pub struct ShardMeta {
     pub excluded: BTreeMap<u64, String>,
 }
 
+impl ShardMeta {
+    /// Whether the shard belongs to the collection `config` of `chain` (a resume skips it; after a task, the
+    /// file a worker wrote is this one).
+    fn is_of(&self, chain: &Chain, config: &CollectConfig) -> bool {
+        self.config == *config && self.chain == chain.name()
+    }
+}
+
 /// `manifest.json`: the collection and the shards present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -194,10 +202,7 @@ pub fn collect(
     let shards = config.examples.div_ceil(config.shard_size);
     let todo: Vec<usize> = (0..shards)
         .filter(|j| j % slice.count == slice.index)
-        .filter(|&j| match read_meta(&out.join(shard_file(j))) {
-            Ok(meta) => meta.config != *config || meta.chain != chain.name(),
-            Err(_) => true,
-        })
+        .filter(|&j| !read_meta(&out.join(shard_file(j))).is_ok_and(|meta| meta.is_of(chain, config)))
         .collect();
     // Fail before rendering anything, not after an hour.
     for &j in &todo {
@@ -212,7 +217,7 @@ pub fn collect(
     pool.run_each(jobs, |k, result| {
         let j = todo[k];
         let done = result.map_err(|e| e.to_string()).and_then(|_| match read_meta(&out.join(shard_file(j))) {
-            Ok(meta) if meta.config == *config && meta.chain == chain.name() => Ok(()),
+            Ok(meta) if meta.is_of(chain, config) => Ok(()),
             Ok(_) => Err("the worker wrote another collection's shard".to_string()),
             Err(e) => Err(e.to_string()),
         });
