@@ -184,7 +184,16 @@ pub(crate) fn render(
             buffer.resize(padded, 0.0);
         }
 
-        let mut instance = backend.instantiate(rate, block, values)?;
+        let mut instance = {
+            // One instantiation at a time in a process. Plugins built with DPF (the zam plugins among them) take
+            // their block size and sample rate at construction from process-wide variables that each
+            // instantiation sets and then resets; two threads instantiating at once (worker threads, the collect
+            // bench's reference) made DPF assert "bufferSize != 0" a few times per bench run. Worker processes
+            // never contend for this lock.
+            static INSTANTIATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one_at_a_time = INSTANTIATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            backend.instantiate(rate, block, values)?
+        };
         instance.process(&mut scratch.inputs, &mut scratch.outputs, 0, block)?;
         // Latency is read after the first block: LV2 plugins report it through a control output written in run().
         let latency = instance.latency()?;
