@@ -212,6 +212,21 @@ fn bad_training_and_inference_input_is_refused_clearly() {
         ),
         &["zam_comp", "zam_eq"],
     );
+    // Resuming may train longer, never differently: --steps extends the finished run (and is remembered), a
+    // smaller --steps or another setting is refused by name, and nothing is trained or rewritten then.
+    let resume = |extra: &[&str]| {
+        let args = ["train", "--resume", "--data", data, "--out", run.to_str().unwrap(), "--workers", "2"];
+        run_afx(dir.path(), [&args[..], extra].concat())
+    };
+    let steps = |run: &std::path::Path| records(run).iter().filter(|r| r["kind"] == "step").count();
+    let out = ok(resume(&["--steps", "3"]));
+    assert!(stdout(&out).contains("3 steps"), "{}", stdout(&out));
+    assert_eq!(steps(&run), 3);
+    fails_with(&resume(&["--batch", "8"]), &["batch is 8", "the run's: 4", "steps and minutes"]);
+    fails_with(&resume(&["--steps", "2"]), &["steps 2", "3 steps already"]);
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("\"batch\": 4") && config.contains("\"steps\": 3"), "{config}");
+    assert_eq!(steps(&run), 3, "a refused resume must not train");
     // A reference shorter than the encoder's analysis window.
     let amen = amen_mono_wav(dir.path());
     let short = dir.path().join("short.wav");

@@ -34,7 +34,7 @@ pub struct Args {
     /// Continue the run in --out from its newest checkpoint
     #[arg(long)]
     resume: bool,
-    /// Training steps (also the horizon of the learning-rate decay)
+    /// Training steps (also the horizon of the learning-rate decay) [with --resume: the run's; more trains it on]
     #[arg(long)]
     steps: Option<u64>,
     /// Stop after this many minutes of training
@@ -159,7 +159,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let options = TrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
     let data = Data { train: &train_set as &dyn ClipSource, validation: &val_set as &dyn ClipSource };
     let summary = if args.resume {
-        train::resume(&args.out, &chain, &mut pool, data, options)?
+        train::resume_with(&args.out, Some(&train_config), &chain, &mut pool, data, options)?
     } else {
         train::train(&args.out, &train_config, &chain, &mut pool, data, options)?
     };

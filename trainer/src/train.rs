@@ -1,6 +1,7 @@
 //! The training loop: [`Trainer`] (model, optimizer, one step, validation) and [`train`] / [`resume`], which add
 //! the run folder (metrics, checkpoints, plot, report).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -450,15 +451,84 @@ pub fn resume(
     data: Data<'_>,
     options: TrainOptions<'_>,
 ) -> Result<TrainSummary, TrainError> {
-    let Some((meta, weights)) = run::latest_checkpoint(run_dir)? else {
+    resume_with(run_dir, None, chain, pool, data, options)
+}
+
+/// [`resume`], training for as long as `config` says: `config` may differ from the run's own only in `steps`
+/// and `minutes`, so a finished run can go on to more steps. A longer `steps` stretches the learning-rate decay
+/// from the checkpoint on (the run is then not the one that `steps` from the start would have made). Any other
+/// setting that differs is refused, naming it: a run with another batch size, learning rate or gradient method
+/// is another run.
+pub fn resume_with(
+    run_dir: &Path,
+    config: Option<&TrainConfig>,
+    chain: &ChainInfo,
+    pool: &mut Pool,
+    data: Data<'_>,
+    options: TrainOptions<'_>,
+) -> Result<TrainSummary, TrainError> {
+    let Some((mut meta, weights)) = run::latest_checkpoint(run_dir)? else {
         return Err(TrainError::NoCheckpoint { run: run_dir.to_path_buf() });
     };
     run::check_chain(run_dir, &meta.chain, chain)?;
     check_pool(pool, chain)?;
+    if let Some(config) = config.filter(|c| **c != meta.config) {
+        let changed = changed_settings(&meta.config, config);
+        if !changed.is_empty() {
+            return Err(TrainError::Config(format!(
+                "resuming {} keeps its settings, but {} (only steps and minutes may change; train another run \
+                 in a new folder to change the rest)",
+                run_dir.display(),
+                changed.join(", ")
+            )));
+        }
+        if config.steps < meta.step {
+            return Err(TrainError::Config(format!(
+                "steps {}: the run in {} has done {} steps already",
+                config.steps,
+                run_dir.display(),
+                meta.step
+            )));
+        }
+        meta.config = config.clone();
+        run::write_json(&run_dir.join("config.json"), &RunConfig { config: config.clone(), chain: chain.clone() })?;
+    }
     let trainer = Trainer::from_checkpoint(&meta, &weights, options.device.clone())?;
     let history = metrics::truncate_after(&run::metrics_path(run_dir), meta.step)?;
     tracing::info!(run = %run_dir.display(), step = meta.step, "resuming");
     run_loop(run_dir, trainer, pool, data, options, history)
+}
+
+/// The settings of `new` that differ from `run`'s, as `name: run's → new`, leaving out how long it trains.
+fn changed_settings(run: &TrainConfig, new: &TrainConfig) -> Vec<String> {
+    let shape = |c: &TrainConfig| {
+        let value =
+            serde_json::to_value(TrainConfig { steps: 0, minutes: None, ..c.clone() }).expect("a config serialises");
+        let mut flat = BTreeMap::new();
+        flatten("", &value, &mut flat);
+        flat
+    };
+    let (before, after) = (shape(run), shape(new));
+    after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(value))
+        .map(|(name, value)| format!("{name} is {value} (the run's: {})", before.get(name).unwrap_or(&"none".into())))
+        .collect()
+}
+
+/// `value`'s leaves by dotted name (`spsa.epsilon`), as JSON text.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&name, v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf.to_string());
+        }
+    }
 }
 
 /// `config.json` of a run.
