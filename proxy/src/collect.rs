@@ -391,7 +391,8 @@ impl ShardInputs {
             ("afx".to_string(), serde_json::to_string(&meta).expect("metadata serialises")),
             ("path".to_string(), path.to_string_lossy().into_owned()),
         ];
-        let mut request = Vec::with_capacity(2 * n * frames * 4 + 4096);
+        // The tensors' bytes and room for the header.
+        let mut request = Vec::with_capacity(n * (frames + plan.params.len()) * 4 + n * 8 + 4096);
         write_safetensors(&mut request, tensors, info.into()).expect("tensor shapes match their data");
         Job::Task { name: SHARD_TASK.into(), request, renders: n as u32 }
     }
