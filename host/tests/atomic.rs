@@ -1,4 +1,4 @@
-//! Atomic writes: the file is whole, and `write_uncached` leaves its pages out of the page cache.
+//! Atomic writes: the file is whole, and `write_uncached_with` leaves its pages out of the page cache.
 
 #![cfg(target_os = "linux")]
 

@@ -499,7 +499,8 @@ pub fn resume_with(
     run_loop(run_dir, trainer, pool, data, options, history)
 }
 
-/// The settings of `new` that differ from `run`'s, as `name: run's → new`, leaving out how long it trains.
+/// The settings of `new` that differ from `run`'s, as `name is new (the run's: old)`, leaving out how long it
+/// trains (`steps`, `minutes`).
 fn changed_settings(run: &TrainConfig, new: &TrainConfig) -> Vec<String> {
     let shape = |c: &TrainConfig| {
         let value =
