@@ -14,8 +14,22 @@
 //! plugin. `AFX_TESTFX_FAULT=abort|segfault|hang|nan` (read when the effect is made) arms a fault that fires
 //! only while `drive` is at least [`ARMED_DRIVE_DB`]: like a real plugin that crashes in one corner of its
 //! parameter space, so a test can put the fault in one item of a batch through that item's parameters.
+//!
+//! The effect's exact derivatives are known, which no real plugin offers: [`sensitivities`] runs the same
+//! recurrence in f64 and carries, by forward-mode differentiation, the derivative of every output sample with
+//! respect to each parameter's plain value, and [`vjp`] contracts them with an output gradient in one pass. A host
+//! can so measure how far the gradient it estimates of the packaged plugin (finite differences, SPSA, a proxy
+//! model) is from the true one. The f64 twin differs from [`TestFx::process`] only by f32 rounding; it skips the
+//! flushing of values below 1e-30, a change far below anything measurable.
 
 use std::time::Duration;
+
+/// The LV2 plugin URI of the packaged effect.
+pub const LV2_URI: &str = "urn:afx:testfx";
+/// The CLAP plugin id of the packaged effect.
+pub const CLAP_ID: &str = "org.afx.testfx";
+/// The VST3 class id of the packaged effect's processor, as hosts print it (32 hex digits, memory order).
+pub const VST3_CLASS_ID: &str = "61667874657374667876737433010001";
 
 /// One parameter, described once here so every format reports the same metadata.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +96,22 @@ impl ParamInfo {
         let p = plain.clamp(min, max);
         let n = if self.log { (p / min).ln() / (max / min).ln() } else { (p - min) / (max - min) };
         n.clamp(0.0, 1.0)
+    }
+
+    /// The derivative of [`ParamInfo::to_plain`] at `normalized`: `max - min` for a linear range,
+    /// `plain * ln(max / min)` for a log one, 0 for integers (a step function) and outside [0, 1] (clamped there).
+    ///
+    /// With it a host turns the plain-value derivatives of [`sensitivities`] into derivatives with respect to the
+    /// normalised values it optimises.
+    pub fn d_plain_d_normalized(&self, normalized: f64) -> f64 {
+        let (min, max) = (f64::from(self.min), f64::from(self.max));
+        if self.integer || !(0.0..=1.0).contains(&normalized) {
+            0.0
+        } else if self.log {
+            self.to_plain(normalized) * (max / min).ln()
+        } else {
+            max - min
+        }
     }
 
     /// The value the effect uses for a requested plain value: clamped to the range, integers rounded.
@@ -288,6 +318,89 @@ impl TestFx {
     }
 }
 
+/// The effect's output and its exact derivatives, from [`sensitivities`]; every vector has one value per input
+/// sample.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sensitivities {
+    /// The output `y[n]`, computed in f64 (within f32 rounding of [`TestFx::process`]).
+    pub output: Vec<f64>,
+    /// `dy[n] / d drive`, per dB.
+    pub d_drive: Vec<f64>,
+    /// `dy[n] / d tone`, per Hz.
+    pub d_tone: Vec<f64>,
+    /// `dy[n] / d gain`, per dB.
+    pub d_gain: Vec<f64>,
+}
+
+/// Renders `input` through a fresh effect in f64 at the plain values `drive_db`, `tone_hz` and `gain_db`, with
+/// the exact derivative of each output sample with respect to each of them: the Jacobian's three columns.
+///
+/// The values must lie in their [`PARAMS`] ranges (checked in debug builds): [`TestFx::set_param`] clamps, so
+/// outside a range the plugin's true derivative is 0, which this would not report. `fault` plays no part.
+pub fn sensitivities(input: &[f32], sample_rate: f64, drive_db: f64, tone_hz: f64, gain_db: f64) -> Sensitivities {
+    let mut out = Sensitivities::default();
+    forward(input, sample_rate, drive_db, tone_hz, gain_db, |[y, d_drive, d_tone, d_gain]| {
+        out.output.push(y);
+        out.d_drive.push(d_drive);
+        out.d_tone.push(d_tone);
+        out.d_gain.push(d_gain);
+    });
+    out
+}
+
+/// The vector-Jacobian product `Σ grad[n] · dy[n]/dθ` for θ = (drive, tone, gain), per dB, Hz and dB: the true
+/// gradient of a loss with respect to the plain values, given the loss's gradient `grad` with respect to the
+/// output of [`sensitivities`] (same arguments, same requirements).
+///
+/// One streaming pass in f64 that stores no Jacobian column, so memory does not grow with the input length.
+///
+/// # Panics
+///
+/// When `grad` and `input` differ in length.
+pub fn vjp(input: &[f32], sample_rate: f64, drive_db: f64, tone_hz: f64, gain_db: f64, grad: &[f32]) -> [f64; 3] {
+    assert_eq!(grad.len(), input.len(), "vjp: the gradient needs one value per input sample");
+    let mut acc = [0.0; 3];
+    let mut g = grad.iter();
+    forward(input, sample_rate, drive_db, tone_hz, gain_db, |[_, d_drive, d_tone, d_gain]| {
+        let g = f64::from(*g.next().expect("one gradient value per sample"));
+        acc[0] += g * d_drive;
+        acc[1] += g * d_tone;
+        acc[2] += g * d_gain;
+    });
+    acc
+}
+
+/// The f64 twin of [`TestFx::tick`] with forward-mode derivatives: calls `each` with `[y, dy/d drive,
+/// dy/d tone, dy/d gain]` for every sample, so [`sensitivities`] and [`vjp`] share one recurrence.
+fn forward(input: &[f32], rate: f64, drive_db: f64, tone_hz: f64, gain_db: f64, mut each: impl FnMut([f64; 4])) {
+    for (i, v) in [drive_db, tone_hz, gain_db].into_iter().enumerate() {
+        let (min, max) = (f64::from(PARAMS[i].min), f64::from(PARAMS[i].max));
+        debug_assert!((min..=max).contains(&v), "{} = {v} is outside [{min}, {max}]", PARAMS[i].id);
+    }
+    debug_assert!(rate > 0.0, "sample rate {rate}");
+    // d lin / d dB = lin · ln(10) / 20 for lin = 10^(dB / 20).
+    let db_slope = std::f64::consts::LN_10 / 20.0;
+    let drive = 10f64.powf(drive_db / 20.0);
+    let gain = 10f64.powf(gain_db / 20.0);
+    let d_drive_db = drive * db_slope;
+    let d_gain_db = gain * db_slope;
+    let decay = (-std::f64::consts::TAU * tone_hz / rate).exp();
+    let lp = 1.0 - decay;
+    let d_lp_tone = decay * std::f64::consts::TAU / rate;
+    // The low-pass state z and its derivatives; all start at 0, as in a fresh instance.
+    let (mut z, mut dz_drive, mut dz_tone) = (0.0, 0.0, 0.0);
+    for &x in input {
+        let x = f64::from(x);
+        let s = (x * drive).tanh();
+        let ds_drive = x * (1.0 - s * s) * d_drive_db;
+        // z' = (1 - lp) z + lp s, differentiated before z is overwritten (the tone term needs the old z).
+        dz_drive = (1.0 - lp) * dz_drive + lp * ds_drive;
+        dz_tone = (1.0 - lp) * dz_tone + (s - z) * d_lp_tone;
+        z += lp * (s - z);
+        each([z * gain, dz_drive * gain, dz_tone * gain, z * d_gain_db]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +418,42 @@ mod tests {
             })
             .collect()
     }
+
+    /// A louder, different test signal: a pseudo-random noise burst decaying from peak about 2.
+    fn burst(n: usize) -> Vec<f32> {
+        let mut seed = 0x9e37_79b9_u32;
+        (0..n)
+            .map(|i| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let noise = (seed >> 8) as f32 / (1 << 24) as f32 - 0.5;
+                4.0 * noise * (-(i as f32) / 1500.0).exp()
+            })
+            .collect()
+    }
+
+    /// The effect written out independently in f64 (no flushing): the reference for finite differences.
+    fn render_f64(input: &[f32], rate: f64, drive: f64, tone: f64, gain: f64) -> Vec<f64> {
+        let (drive, gain) = (10f64.powf(drive / 20.0), 10f64.powf(gain / 20.0));
+        let lp = 1.0 - (-std::f64::consts::TAU * tone / rate).exp();
+        let mut z = 0.0;
+        input
+            .iter()
+            .map(|&x| {
+                z += lp * ((f64::from(x) * drive).tanh() - z);
+                z * gain
+            })
+            .collect()
+    }
+
+    /// `‖a − b‖₂ / ‖b‖₂`.
+    fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        norm(&mut a.iter().zip(b).map(|(x, y)| x - y)) / norm(&mut b.iter().copied())
+    }
+
+    /// (drive dB, tone Hz, gain dB) across the ranges, edges included.
+    const THETAS: [[f64; 3]; 5] =
+        [[0.0, 200.0, -24.0], [6.0, 2000.0, 0.0], [24.0, 15000.0, 12.0], [0.5, 15000.0, 0.0], [23.5, 200.0, 12.0]];
 
     fn render(fx: &mut TestFx, input: &[f32], block: usize) -> Vec<f32> {
         let mut out = vec![0.0; input.len()];
@@ -468,6 +617,86 @@ mod tests {
         assert_eq!(PARAMS[TONE].to_plain(0.5), 2000.0);
         assert_eq!(PARAMS[FAULT].to_plain(0.3), 1.0);
         assert_eq!(FAULT_LABELS.len() as f32, PARAMS[FAULT].max + 1.0);
+    }
+
+    #[test]
+    fn sensitivities_match_central_differences_of_the_core() {
+        let rate = f64::from(RATE);
+        let mut worst = [0.0f64; 3];
+        for input in [signal(4800), burst(4800)] {
+            for theta in THETAS {
+                let exact = sensitivities(&input, rate, theta[0], theta[1], theta[2]);
+                let columns = [&exact.d_drive, &exact.d_tone, &exact.d_gain];
+                for (k, column) in columns.into_iter().enumerate() {
+                    let h = 1e-5 * theta[k].abs().max(1.0);
+                    let at = |d: f64| {
+                        let mut t = theta;
+                        t[k] += d;
+                        render_f64(&input, rate, t[0], t[1], t[2])
+                    };
+                    let (up, down) = (at(h), at(-h));
+                    let fd: Vec<f64> = up.iter().zip(&down).map(|(u, d)| (u - d) / (2.0 * h)).collect();
+                    let err = rel_err(column, &fd);
+                    assert!(err <= 1e-6, "{} at {theta:?}: relative error {err:e}", PARAMS[k].id);
+                    worst[k] = worst[k].max(err);
+                }
+            }
+        }
+        eprintln!("largest relative errors (drive, tone, gain): {:?}", worst.map(|e| format!("{e:.2e}")));
+    }
+
+    #[test]
+    fn f64_output_tracks_the_f32_effect() {
+        let mut worst = 0.0f64;
+        for input in [signal(4800), burst(4800)] {
+            for theta in THETAS {
+                let mut fx = TestFx::new(RATE);
+                for (i, v) in theta.iter().enumerate() {
+                    fx.set_param(i, *v as f32);
+                }
+                let ours = render(&mut fx, &input, 512);
+                let twin = sensitivities(&input, f64::from(RATE), theta[0], theta[1], theta[2]).output;
+                let diff = ours.iter().zip(&twin).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+                assert!(diff <= 1e-5, "{theta:?}: f32 and f64 differ by {diff:e}");
+                worst = worst.max(diff);
+            }
+        }
+        eprintln!("largest |f32 - f64| output difference: {worst:.2e}");
+    }
+
+    #[test]
+    fn vjp_equals_the_jacobian_columns_dotted_with_the_gradient() {
+        let grad: Vec<f32> = signal(4800).iter().rev().map(|g| g - 0.1).collect();
+        for input in [signal(4800), burst(4800)] {
+            for theta in THETAS {
+                let s = sensitivities(&input, f64::from(RATE), theta[0], theta[1], theta[2]);
+                let got = vjp(&input, f64::from(RATE), theta[0], theta[1], theta[2], &grad);
+                for (k, column) in [&s.d_drive, &s.d_tone, &s.d_gain].into_iter().enumerate() {
+                    let want: f64 = column.iter().zip(&grad).map(|(d, g)| d * f64::from(*g)).sum();
+                    assert!(want != 0.0 && (got[k] - want).abs() <= 1e-12 * want.abs(), "{k}: {} != {want}", got[k]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "one value per input sample")]
+    fn vjp_rejects_a_gradient_of_another_length() {
+        vjp(&signal(100), f64::from(RATE), 6.0, 5000.0, 0.0, &[0.0; 99]);
+    }
+
+    #[test]
+    fn d_plain_d_normalized_matches_differences() {
+        for p in [&PARAMS[DRIVE], &PARAMS[TONE]] {
+            for n in [0.01, 0.25, 0.5, 0.9, 0.99] {
+                let h = 1e-6;
+                let fd = (p.to_plain(n + h) - p.to_plain(n - h)) / (2.0 * h);
+                let exact = p.d_plain_d_normalized(n);
+                assert!((exact - fd).abs() <= 1e-6 * fd.abs(), "{} at {n}: {exact} vs {fd}", p.id);
+            }
+        }
+        assert_eq!(PARAMS[FAULT].d_plain_d_normalized(0.5), 0.0);
+        assert_eq!(PARAMS[DRIVE].d_plain_d_normalized(1.5), 0.0);
     }
 
     #[test]

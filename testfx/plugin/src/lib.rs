@@ -23,9 +23,9 @@ pub const NAME: &str = "afx test effect";
 /// The vendor in every format.
 pub const VENDOR: &str = "afx";
 /// The CLAP plugin id.
-pub const CLAP_ID: &str = "org.afx.testfx";
+pub const CLAP_ID: &str = afx_testfx_dsp::CLAP_ID;
 /// The LV2 plugin URI.
-pub const LV2_URI: &str = "urn:afx:testfx";
+pub const LV2_URI: &str = afx_testfx_dsp::LV2_URI;
 /// [`LV2_URI`] as the C string the LV2 descriptor points to.
 pub const LV2_URI_C: &CStr = c"urn:afx:testfx";
 
@@ -38,5 +38,12 @@ mod tests {
     #[test]
     fn lv2_uri_constants_agree() {
         assert_eq!(LV2_URI_C.to_str().unwrap(), LV2_URI);
+    }
+
+    #[test]
+    fn the_vst3_class_id_is_the_one_hosts_print() {
+        // Hosts (afx's `cid_hex`) print the 16 bytes in memory order as uppercase hex.
+        let hex: String = vst3_export::PROCESSOR_CID.iter().map(|&b| format!("{:02X}", b as u8)).collect();
+        assert_eq!(hex, afx_testfx_dsp::VST3_CLASS_ID);
     }
 }
