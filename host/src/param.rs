@@ -99,6 +99,19 @@ impl ParamSpec {
         Ok(self.snap(plain))
     }
 
+    /// `d plain / d normalized` of [`ParamSpec::to_plain`] at `normalized` for a continuous parameter (in f64):
+    /// what carries a gradient in plain units over to θ's normalised units. 0 for stepped parameters.
+    pub fn d_plain_d_normalized(&self, normalized: f32) -> f64 {
+        if !self.is_continuous() {
+            return 0.0;
+        }
+        let (min, max) = (f64::from(self.min), f64::from(self.max));
+        match self.effective_scale() {
+            Scale::Linear => max - min,
+            Scale::Log => min * (max / min).powf(f64::from(normalized)) * (max / min).ln(),
+        }
+    }
+
     /// Maps a plain value to [0, 1]; the inverse of [`ParamSpec::to_plain`] for continuous parameters.
     pub fn to_normalized(&self, plain: f32) -> f32 {
         if self.max == self.min {
@@ -189,6 +202,20 @@ mod tests {
 
     fn spec(min: f32, max: f32, scale: Scale, kind: ParamKind) -> ParamSpec {
         ParamSpec { id: "p".into(), name: "P".into(), unit: None, min, max, default: min, scale, kind }
+    }
+
+    #[test]
+    fn d_plain_d_normalized_is_the_slope_of_to_plain() {
+        for scale in [Scale::Linear, Scale::Log] {
+            let s = spec(20.0, 8000.0, scale, ParamKind::Continuous);
+            for n in [0.1f32, 0.5, 0.9] {
+                let h = 1e-3f32;
+                let fd = (f64::from(s.to_plain(n + h).unwrap()) - f64::from(s.to_plain(n - h).unwrap())) / 0.002;
+                let exact = s.d_plain_d_normalized(n);
+                assert!((exact - fd).abs() < 1e-3 * fd.abs(), "{scale:?} at {n}: {exact} vs {fd}");
+            }
+        }
+        assert_eq!(spec(0.0, 4.0, Scale::Linear, ParamKind::Integer).d_plain_d_normalized(0.5), 0.0);
     }
 
     #[test]

@@ -71,15 +71,35 @@ impl MrStftLoss {
 }
 
 impl MrStftLoss {
-    /// The loss of each item alone, `(B,)`: what a per-item score (validation, a proxy's quality) reports and
-    /// what a batch mean of it trains; [`MrStftLoss::forward`] over a batch instead pools the spectral
-    /// convergence's norms, so its loudest items dominate.
+    /// The loss of each item alone, `(B,)`: what a per-item score (validation, a proxy's quality, a gradient's
+    /// evaluation) reports and what a batch mean of it trains; [`MrStftLoss::forward`] over a batch instead pools
+    /// the spectral convergence's norms, so its loudest items dominate. One batched pass: item `i`'s value
+    /// equals `forward` of item `i` alone, and its gradient reaches item `i` only.
     pub fn per_item(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         let (pred, target) = (flatten_mono(pred)?, flatten_mono(target)?);
-        let items = (0..pred.dim(0)?)
-            .map(|i| self.forward(&pred.narrow(0, i, 1)?, &target.narrow(0, i, 1)?))
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::stack(&items, 0)
+        if pred.dims() != target.dims() {
+            bail!("mrstft: prediction {:?} and target {:?} differ in shape", pred.dims(), target.dims())
+        }
+        let batch = pred.dim(0)?;
+        let mut total: Option<Tensor> = None;
+        for stft in &self.stfts {
+            let p = stft.magnitude(&pred)?.reshape((batch, ()))?;
+            let t = stft.magnitude(&target)?.reshape((batch, ()))?;
+            let convergence = ((&t - &p)?.sqr()?.sum(1)?.sqrt()? / t.sqr()?.sum(1)?.sqrt()?)?;
+            let log_mag = (t.log()? - p.log()?)?.abs()?.mean(1)?;
+            let term = (convergence + log_mag)?;
+            total = Some(match total {
+                Some(total) => (total + term)?,
+                None => term,
+            });
+        }
+        let Some(total) = total else { bail!("mrstft: no resolutions") };
+        let spectral = (total / self.stfts.len() as f64)?;
+        if self.time_l1_weight == 0.0 {
+            return Ok(spectral);
+        }
+        let l1 = (&pred - &target)?.abs()?.mean(1)?;
+        spectral + (l1 * self.time_l1_weight)?
     }
 }
 

@@ -169,17 +169,53 @@ impl Pool {
         perturbations: u32,
         seed: u64,
     ) -> Vec<Result<Vec<f32>, ItemError>> {
-        let jobs = inputs.iter().zip(thetas).zip(grads).enumerate().map(|(i, ((x, t), g))| Job::Spsa {
+        let seeds: Vec<u64> = (0..inputs.len()).map(|i| item_seed(seed, i)).collect();
+        self.spsa_batch_seeded(inputs, thetas, grads, epsilon, perturbations, &seeds)
+    }
+
+    /// [`Pool::spsa_batch`] with each item's own seed (a sub-batch keeps the seeds its items have in the batch).
+    pub fn spsa_batch_seeded(
+        &mut self,
+        inputs: &[Audio],
+        thetas: &[Vec<f32>],
+        grads: &[Audio],
+        epsilon: f32,
+        perturbations: u32,
+        seeds: &[u64],
+    ) -> Vec<Result<Vec<f32>, ItemError>> {
+        let jobs = inputs.iter().zip(thetas).zip(grads).zip(seeds).map(|(((x, t), g), &seed)| Job::Spsa {
             input: x.clone(),
             theta: t.clone(),
             grad: g.clone(),
             epsilon,
             perturbations,
-            seed: item_seed(seed, i),
+            seed,
         });
-        self.run(jobs.collect())
+        self.gradients_of(jobs.collect())
+    }
+
+    /// Central finite-difference estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, step `step` in the
+    /// normalised space: 2P renders per item, the expensive reference.
+    pub fn finite_difference_batch(
+        &mut self,
+        inputs: &[Audio],
+        thetas: &[Vec<f32>],
+        grads: &[Audio],
+        step: f32,
+    ) -> Vec<Result<Vec<f32>, ItemError>> {
+        let jobs = inputs.iter().zip(thetas).zip(grads).map(|((x, t), g)| Job::FiniteDifference {
+            input: x.clone(),
+            theta: t.clone(),
+            grad: g.clone(),
+            step,
+        });
+        self.gradients_of(jobs.collect())
+    }
+
+    fn gradients_of(&mut self, jobs: Vec<Job>) -> Vec<Result<Vec<f32>, ItemError>> {
+        self.run(jobs)
             .into_iter()
-            .map(|r| r.map(|o| o.into_gradient().expect("SPSA gives gradients")))
+            .map(|r| r.map(|o| o.into_gradient().expect("estimator jobs give gradients")))
             .collect()
     }
 
