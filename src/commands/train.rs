@@ -20,9 +20,10 @@ pub struct Args {
     /// Corpus folder (see `afx dataset`)
     #[arg(long)]
     data: PathBuf,
-    /// Gradient method through the plugins: spsa, np-fh (real forward, proxy backward), np-hh (proxy in
-    /// training, real chain at validation and inference), proxy (as np-hh; DeepAFx-ST's NP) [default: spsa, or
-    /// the run's with --resume]
+    /// Gradient method through the plugins: spsa, fd (central finite differences, 2P renders per item: slow, a
+    /// true baseline), exact (afx's test effect only: its true gradient), np-fh (real forward, proxy backward),
+    /// np-hh (proxy in training, real chain at validation and inference), proxy (as np-hh; DeepAFx-ST's NP)
+    /// [default: spsa, or the run's with --resume]
     #[arg(long)]
     grad: Option<GradKind>,
     /// Proxy folder written by `afx train-proxy` (for np-fh, np-hh and proxy)
@@ -53,6 +54,9 @@ pub struct Args {
     /// SPSA perturbations K per item
     #[arg(long)]
     perturbations: Option<u32>,
+    /// Central-difference step h of --grad fd (normalised parameter units)
+    #[arg(long)]
+    fd_step: Option<f32>,
     /// Seconds per half of a training pair
     #[arg(long)]
     clip_seconds: Option<f64>,
@@ -137,11 +141,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let renders_per_item = match train_config.grad {
-        GradKind::Spsa => 1 + 2 * u64::from(train_config.spsa.perturbations),
-        GradKind::NpFh => 1,
-        GradKind::NpHh | GradKind::Proxy => 0,
-    };
+    let renders_per_item = train_config.grad.renders_per_item(chain.num_params(), train_config.spsa.perturbations);
     let progress = bar.clone();
     let on_step = Box::new(move |r: &afx_trainer::metrics::StepRecord| {
         progress.set_position(r.step);
@@ -210,6 +210,9 @@ fn apply(args: &Args, c: &mut TrainConfig) {
     }
     if let Some(v) = args.perturbations {
         c.spsa.perturbations = v;
+    }
+    if let Some(v) = args.fd_step {
+        c.fd_step = v;
     }
     if let Some(v) = args.clip_seconds {
         c.clip_seconds = v;

@@ -12,11 +12,26 @@ pub struct TrainedParam {
     pub default_normalized: f32,
 }
 
+/// Which plugin a stage hosts, and the plain value of each of its parameters when θ sets none (defaults, or
+/// fixed in plugins.toml): enough to recognise a plugin whose DSP afx knows (the test effect's exact gradient).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageInfo {
+    pub name: String,
+    pub format: afx_host::Format,
+    /// LV2 URI, CLAP id or VST3 class id.
+    pub plugin: String,
+    /// Every parameter's id and base plain value, in the plugin's order.
+    pub base: Vec<(String, f32)>,
+}
+
 /// A chain's name and its trainable parameters in θ order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainInfo {
     pub name: String,
     pub params: Vec<TrainedParam>,
+    /// The chain's plugins in order (runs written before this was recorded have none).
+    #[serde(default)]
+    pub stages: Vec<StageInfo>,
 }
 
 impl ChainInfo {
@@ -33,7 +48,20 @@ impl ChainInfo {
                 })
             })
             .collect();
-        ChainInfo { name: chain.name().to_string(), params }
+        let stages = chain
+            .stages()
+            .iter()
+            .map(|stage| {
+                let info = stage.effect().info();
+                StageInfo {
+                    name: stage.name().to_string(),
+                    format: info.format,
+                    plugin: info.id.clone(),
+                    base: info.params.iter().map(|p| p.id.clone()).zip(stage.base_values().iter().copied()).collect(),
+                }
+            })
+            .collect();
+        ChainInfo { name: chain.name().to_string(), params, stages }
     }
 
     pub fn num_params(&self) -> usize {

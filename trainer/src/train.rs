@@ -61,6 +61,9 @@ pub struct TrainConfig {
     pub proxy: Option<PathBuf>,
     /// SPSA's settings; its MRSTFT settings are every method's training loss.
     pub spsa: SpsaConfig,
+    /// The central-difference step of `--grad fd`, in normalised units.
+    #[serde(default = "default_fd_step")]
+    pub fd_step: f32,
     pub model: ModelConfig,
 }
 
@@ -86,9 +89,15 @@ impl Default for TrainConfig {
             grad: GradKind::Spsa,
             proxy: None,
             spsa: SpsaConfig::default(),
+            fd_step: default_fd_step(),
             model: ModelConfig::default(),
         }
     }
+}
+
+/// 0.01: as SPSA's ε, a step that moves a real plugin's output measurably while staying local.
+fn default_fd_step() -> f32 {
+    0.01
 }
 
 impl TrainConfig {
@@ -118,6 +127,9 @@ impl TrainConfig {
                 "spsa: need 0 < epsilon < 0.5 and K >= 1 (got {}, {})",
                 self.spsa.epsilon, self.spsa.perturbations
             ));
+        }
+        if !(self.fd_step > 0.0 && self.fd_step < 0.5) {
+            return bad(format!("fd: need 0 < step < 0.5 (got {})", self.fd_step));
         }
         if self.grad.needs_proxy() && self.proxy.is_none() {
             return bad(format!(
@@ -173,8 +185,9 @@ impl Trainer {
         let frontend = Frontend::new(config.model.n_fft, config.model.hop, &device)?;
         let adam = AdamWConfig { lr: config.lr, weight_decay: config.weight_decay, ..AdamWConfig::default() };
         let optimizer = AdamW::new(&varmap, adam)?;
-        let method =
-            method::build(config.grad, &config.spsa, config.proxy.as_ref(), &chain, config.sample_rate, &device)?;
+        let settings =
+            method::MethodSettings { spsa: &config.spsa, fd_step: config.fd_step, proxy: config.proxy.as_ref() };
+        let method = method::build(config.grad, &settings, &chain, config.sample_rate, &device)?;
         Ok(Trainer { config, chain, device, varmap, model, frontend, optimizer, method, step: 0, failed_batches: 0 })
     }
 
@@ -222,17 +235,17 @@ impl Trainer {
             param_error = mean_abs_diff(&theta_rows(&theta)?, &pairs.theta_star);
 
             let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a };
-            let out = self.method.step(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
+            let out = self.method.gradients(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
             timing.render_s = out.timing.render_s;
             timing.loss_s = out.timing.loss_s;
             timing.spsa_s = out.timing.spsa_s;
             timing.proxy_s = out.timing.proxy_s;
-            (ok, loss) = (out.ok, out.loss);
-            failed += out.failed;
-            if let Some(e) = out.errors.last() {
+            (ok, loss) = (out.ok(), out.mean_loss());
+            failed += out.items.len() - ok;
+            if let Some(e) = out.errors().last() {
                 last_error = Some(e.to_string());
             }
-            if let Some(surrogate) = out.surrogate {
+            if let Some(surrogate) = out.surrogate(&theta)? {
                 let t = Instant::now();
                 let mut grads = surrogate.backward()?;
                 self.optimizer.clip_grad_norm(&mut grads, self.config.grad_clip)?;
@@ -671,8 +684,9 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
         ));
     }
     text.push_str(
-        "`loss.png`: x = step, y = log10 loss; grey = training loss, black = its moving average, blue = validation \
-         (trained), red = default parameters, orange = random parameters (no text: built without fonts).\n",
+        "`loss.png`: loss against step on a log y axis, with a legend: the training loss of every step and its \
+         moving average over 20 steps, and the validation MRSTFT of the trained model, default parameters and \
+         random parameters.\n",
     );
     run::write_atomic(&run_dir.join("report.md"), text.as_bytes())
 }
@@ -680,6 +694,7 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
 fn method_description(config: &TrainConfig) -> String {
     match (config.grad, &config.proxy) {
         (GradKind::Spsa, _) => format!("spsa (ε = {}, K = {})", config.spsa.epsilon, config.spsa.perturbations),
+        (GradKind::Fd, _) => format!("fd (h = {})", config.fd_step),
         (kind, Some(proxy)) => format!("{} (proxy {})", kind.name(), proxy.display()),
         (kind, None) => kind.name().to_string(),
     }

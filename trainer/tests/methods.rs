@@ -75,14 +75,15 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
     let p = pool.num_params();
     let varmap = VarMap::new();
     let loss_config = MrStftConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 };
-    let mut method = NpFh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap());
+    let mut method =
+        NpFh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap(), &loss_config).unwrap();
     let theta = theta_var(inputs.len(), p);
 
     let before = pool.renders();
     let batch = MethodBatch { inputs: &inputs, targets: &targets };
-    let step = method.step(&mut pool, batch, theta.as_tensor(), 0).unwrap();
+    let step = method.gradients(&mut pool, batch, theta.as_tensor(), 0).unwrap();
     assert_eq!(pool.renders() - before, inputs.len() as u64, "one real render per item");
-    assert_eq!((step.ok, step.failed), (inputs.len(), 0));
+    assert_eq!(step.ok(), inputs.len());
 
     // The forward value is the real chain's output, bit for bit.
     let rows: Vec<Vec<f32>> = theta.as_tensor().to_vec2().unwrap();
@@ -98,13 +99,17 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
     let y_proxy = proxy.forward_t(&x, theta.as_tensor(), false).unwrap();
     assert!(max_rel_diff(&y_proxy, step.output.as_ref().unwrap()) > 1e-2, "the untrained proxy should differ");
 
-    // dL/dθ = (∂y_proxy/∂θ)ᵀ · dL/dy evaluated at the REAL output.
-    let grads = step.surrogate.as_ref().unwrap().backward().unwrap();
-    let g_np_fh = grads.get(theta.as_tensor()).expect("θ gets a gradient").clone();
+    // dL_i/dθ_i = (∂y_proxy/∂θ)ᵀ · dL_i/dy evaluated at the REAL output, item by item.
+    let rows: Vec<f32> = step.items.iter().flat_map(|g| g.as_ref().unwrap().grad.clone()).collect();
+    let g_np_fh = Tensor::from_vec(rows, (inputs.len(), p), &Device::Cpu).unwrap();
     let loss = MrStftLoss::new(&loss_config, DType::F32, &Device::Cpu).unwrap();
     let target = batch_tensor(&targets.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap();
     let y_real = Var::from_tensor(&batch_tensor(&real.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap()).unwrap();
-    let g_y = loss.forward(y_real.as_tensor(), &target).unwrap().backward().unwrap();
+    let per_item = loss.per_item(y_real.as_tensor(), &target).unwrap();
+    for (item, l) in step.items.iter().zip(per_item.to_vec1::<f32>().unwrap()) {
+        assert_eq!(item.as_ref().unwrap().loss, f64::from(l), "the item's loss is the real output's");
+    }
+    let g_y = per_item.sum_all().unwrap().backward().unwrap();
     let g_y = g_y.get(y_real.as_tensor()).unwrap().detach();
     let vjp = (&y_proxy * &g_y).unwrap().sum_all().unwrap().backward().unwrap();
     let expected = vjp.get(theta.as_tensor()).unwrap();
@@ -113,7 +118,7 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
     assert!(g_np_fh.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
 
     // And it is not plain NP (the proxy's own output in the loss), which DeepAFx-ST's release trained instead.
-    let np = loss.forward(&y_proxy, &target).unwrap().backward().unwrap();
+    let np = loss.per_item(&y_proxy, &target).unwrap().sum_all().unwrap().backward().unwrap();
     let err = max_rel_diff(&g_np_fh, np.get(theta.as_tensor()).unwrap());
     assert!(err > 1e-2, "NP-FH's gradient equals plain NP's (rel. difference {err:.2e})");
     // The proxy's own weights take no part: only θ and whatever θ depends on are updated by the trainer.
@@ -130,11 +135,22 @@ fn np_hh_trains_on_the_proxy_without_rendering() {
     let theta = theta_var(inputs.len(), p);
     let before = pool.renders();
     let step =
-        method.step(&mut pool, MethodBatch { inputs: &inputs, targets: &targets }, theta.as_tensor(), 0).unwrap();
+        method.gradients(&mut pool, MethodBatch { inputs: &inputs, targets: &targets }, theta.as_tensor(), 0).unwrap();
     assert_eq!(pool.renders(), before, "np-hh renders nothing in a training step");
     let x = batch_tensor(&inputs.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap();
     let y_proxy = method.proxy().unwrap().forward_t(&x, theta.as_tensor(), false).unwrap();
     assert_eq!(max_rel_diff(&y_proxy, step.output.as_ref().unwrap()), 0.0);
-    let grads = step.surrogate.unwrap().backward().unwrap();
-    assert!(grads.get(theta.as_tensor()).is_some());
+    // The value is autodiff through the proxy's own output, item by item.
+    let loss = MrStftLoss::new(&loss_config, DType::F32, &Device::Cpu).unwrap();
+    let target = batch_tensor(&targets.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap();
+    let grads = loss.per_item(&y_proxy, &target).unwrap().sum_all().unwrap().backward().unwrap();
+    let expected = grads.get(theta.as_tensor()).unwrap();
+    let rows: Vec<f32> = step.items.iter().flat_map(|g| g.as_ref().unwrap().grad.clone()).collect();
+    let got = Tensor::from_vec(rows, (inputs.len(), p), &Device::Cpu).unwrap();
+    assert!(max_rel_diff(&got, expected) < 1e-5);
+    // The training surrogate carries the mean of those gradients onto θ.
+    let surrogate = step.surrogate(theta.as_tensor()).unwrap().unwrap();
+    let injected = surrogate.backward().unwrap();
+    let mean = (expected / inputs.len() as f64).unwrap();
+    assert!(max_rel_diff(injected.get(theta.as_tensor()).unwrap(), &mean) < 1e-6);
 }

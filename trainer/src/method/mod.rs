@@ -1,25 +1,36 @@
-//! Gradient methods: how dL/dθ reaches the network when the chain has no gradient. One file per method behind
-//! one trait, so the loop never changes:
-//! - [`spsa`]: the real chain forward, SPSA through the real chain backward (DeepAFx);
-//! - [`np_fh`]: the real chain forward, the neural proxy's gradient backward (`y = y_proxy + stopgrad(y_real −
-//!   y_proxy)`, its value exactly the real output);
+//! Gradient methods: how dL/dθ is obtained when the chain has no gradient. Every method returns the gradient
+//! as a VALUE, per item ([`Gradients`]): training injects it with the surrogate Σ θ·stopgrad(g)
+//! ([`Gradients::surrogate`]), and gradient evaluation (`afx eval-grads`) compares the very same values
+//! against a reference. One file per method behind one trait:
+//! - [`spsa`]: the real chain forward, SPSA through the real chain backward (DeepAFx): 1 + 2K renders per item;
+//! - [`fd`]: the real chain forward, central finite differences per parameter: 1 + 2P renders per item;
+//! - [`exact`]: the real chain forward, the TRUE dy/dθ of afx's own test effect from its DSP twin (the
+//!   "autodiff" row of DeepAFx-ST, for the one plugin whose insides afx knows);
+//! - [`np_fh`]: the real chain forward, the neural proxy's gradient backward (the proxy's vector-Jacobian
+//!   product at the REAL output's dL/dy);
 //! - [`np_hh`]: the proxy forward and backward in training (no plugin renders in a step);
 //! - [`proxy`]: the same training as `np-hh`, named for DeepAFx-ST's NP row.
 //!
-//! Validation always scores the REAL chain's output, whatever the method; methods with a proxy also report the
-//! proxy's score of the same θ (`proxy` in the validation record) to show the gap between the two.
+//! The methods that render the real chain share [`real_forward`]: render, keep or drop each item, the
+//! per-item loss and dL/dy. Validation always scores the REAL chain's output, whatever the method; methods with
+//! a proxy also report the proxy's score of the same θ (`proxy` in the validation record).
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use afx_host::Audio;
+use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::Proxy;
 use afx_spsa::{ItemError, Pool};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::chain_info::ChainInfo;
+use crate::frontend::batch_tensor;
 
+pub mod exact;
+pub mod fd;
 pub mod np_fh;
 pub mod np_hh;
 pub mod proxy;
@@ -31,17 +42,22 @@ pub mod spsa;
 pub enum GradKind {
     #[default]
     Spsa,
+    Fd,
+    Exact,
     NpFh,
     NpHh,
     Proxy,
 }
 
 impl GradKind {
-    pub const ALL: [GradKind; 4] = [GradKind::Spsa, GradKind::NpFh, GradKind::NpHh, GradKind::Proxy];
+    pub const ALL: [GradKind; 6] =
+        [GradKind::Spsa, GradKind::Fd, GradKind::Exact, GradKind::NpFh, GradKind::NpHh, GradKind::Proxy];
 
     pub fn name(self) -> &'static str {
         match self {
             GradKind::Spsa => "spsa",
+            GradKind::Fd => "fd",
+            GradKind::Exact => "exact",
             GradKind::NpFh => "np-fh",
             GradKind::NpHh => "np-hh",
             GradKind::Proxy => "proxy",
@@ -49,7 +65,23 @@ impl GradKind {
     }
 
     pub fn needs_proxy(self) -> bool {
-        self != GradKind::Spsa
+        matches!(self, GradKind::NpFh | GradKind::NpHh | GradKind::Proxy)
+    }
+
+    /// Plugin renders per item of one gradient: the forward render plus the estimator's own.
+    pub fn renders_per_item(self, num_params: usize, perturbations: u32) -> u64 {
+        match self {
+            GradKind::Spsa => 1 + 2 * u64::from(perturbations),
+            GradKind::Fd => 1 + 2 * num_params as u64,
+            GradKind::Exact | GradKind::NpFh => 1,
+            GradKind::NpHh | GradKind::Proxy => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for GradKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -63,20 +95,32 @@ impl std::str::FromStr for GradKind {
     }
 }
 
-/// Builds the method of `kind`; proxy methods load the proxy run in `proxy` and check it models `chain` at
-/// `sample_rate`.
+/// The settings every method may read: the training loss, SPSA's ε and K, the finite-difference step.
+#[derive(Debug, Clone)]
+pub struct MethodSettings<'a> {
+    pub spsa: &'a spsa::SpsaConfig,
+    /// Central-difference step in normalised units (`fd`).
+    pub fd_step: f32,
+    pub proxy: Option<&'a PathBuf>,
+}
+
+/// Builds the method of `kind` for `chain` at `sample_rate`. Proxy methods load the proxy run and check that
+/// it models `chain` at `sample_rate`; `exact` checks that `chain` is afx's test effect.
 pub fn build(
     kind: GradKind,
-    spsa_config: &spsa::SpsaConfig,
-    proxy_dir: Option<&PathBuf>,
+    settings: &MethodSettings<'_>,
     chain: &ChainInfo,
     sample_rate: u32,
     device: &Device,
 ) -> Result<Box<dyn GradMethod>, TrainError> {
-    if kind == GradKind::Spsa {
-        return Ok(Box::new(spsa::Spsa::new(spsa_config.clone())?));
+    let loss = settings.spsa.loss_config();
+    match kind {
+        GradKind::Spsa => return Ok(Box::new(spsa::Spsa::new(settings.spsa.clone())?)),
+        GradKind::Fd => return Ok(Box::new(fd::FiniteDifference::new(settings.fd_step, &loss)?)),
+        GradKind::Exact => return Ok(Box::new(exact::Exact::new(chain, &loss)?)),
+        GradKind::NpFh | GradKind::NpHh | GradKind::Proxy => {}
     }
-    let Some(dir) = proxy_dir else {
+    let Some(dir) = settings.proxy else {
         return Err(TrainError::Config(format!(
             "--grad {} needs a proxy: --proxy DIR (trained with `afx train-proxy`)",
             kind.name()
@@ -85,12 +129,11 @@ pub fn build(
     let proxy = Proxy::load(dir, device)?;
     let params: Vec<(&str, &afx_host::ParamSpec)> = chain.params.iter().map(|p| (p.stage.as_str(), &p.spec)).collect();
     proxy.check(&chain.name, &params, sample_rate)?;
-    let loss = spsa_config.loss_config();
+    let path = ProxyPath::new(proxy, &loss, device)?;
     Ok(match kind {
-        GradKind::NpFh => Box::new(np_fh::NpFh::new(ProxyPath::new(proxy, &loss, device)?)),
-        GradKind::NpHh => Box::new(np_hh::NpHh::new(ProxyPath::new(proxy, &loss, device)?, "np-hh")),
-        GradKind::Proxy => Box::new(proxy::proxy_method(ProxyPath::new(proxy, &loss, device)?)),
-        GradKind::Spsa => unreachable!("handled above"),
+        GradKind::NpFh => Box::new(np_fh::NpFh::new(path, &loss)?),
+        GradKind::NpHh => Box::new(np_hh::NpHh::new(path, "np-hh")),
+        _ => Box::new(proxy::proxy_method(path)),
     })
 }
 
@@ -108,43 +151,85 @@ pub struct MethodTiming {
     pub render_s: f64,
     /// The audio loss and its gradient with respect to the rendered audio.
     pub loss_s: f64,
-    /// The gradient estimate (SPSA renders).
+    /// The gradient estimate from dL/dy: SPSA or finite-difference renders, the test effect's exact
+    /// sensitivities.
     pub spsa_s: f64,
-    /// The neural proxy's forward pass (its backward is part of the network's).
+    /// The neural proxy's forward and backward passes.
     #[serde(default)]
     pub proxy_s: f64,
 }
 
-/// One step's outcome.
-#[derive(Debug)]
-pub struct MethodStep {
-    /// A scalar whose backward puts dL/dθ on θ (and so on the network); `None` when every item failed.
-    pub surrogate: Option<Tensor>,
-    /// The audio loss over the items that rendered.
+/// One item's loss and gradient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemGradient {
+    /// The item's own audio loss `L_i` (what the method scores: the real output, or the proxy's for np-hh).
     pub loss: f64,
-    /// Items that took part / failed (dropped from the batch).
-    pub ok: usize,
-    pub failed: usize,
-    pub errors: Vec<ItemError>,
+    /// `dL_i/dθ_i`, P values in θ's normalised units.
+    pub grad: Vec<f32>,
+}
+
+/// What a method returns for a batch: per item, its loss and dL/dθ, or why it failed.
+#[derive(Debug)]
+pub struct Gradients {
+    pub items: Vec<Result<ItemGradient, ItemError>>,
     pub timing: MethodTiming,
-    /// The audio the loss scored `(items that rendered, T)`: the real chain's output for spsa and np-fh, the
-    /// proxy's for np-hh and proxy.
+    /// The audio each loss scored, one row per item that succeeded, in item order: the real chain's output for
+    /// the methods that render, the proxy's for np-hh and proxy.
     pub output: Option<Tensor>,
 }
 
-/// A way to train through the chain.
+impl Gradients {
+    /// Items that gave a gradient.
+    pub fn ok(&self) -> usize {
+        self.items.iter().filter(|r| r.is_ok()).count()
+    }
+
+    /// The mean loss over the items that gave a gradient (NaN when none did).
+    pub fn mean_loss(&self) -> f64 {
+        let ok: Vec<f64> = self.items.iter().filter_map(|r| r.as_ref().ok().map(|g| g.loss)).collect();
+        if ok.is_empty() { f64::NAN } else { ok.iter().sum::<f64>() / ok.len() as f64 }
+    }
+
+    /// Why items failed, in item order.
+    pub fn errors(&self) -> impl Iterator<Item = &ItemError> {
+        self.items.iter().filter_map(|r| r.as_ref().err())
+    }
+
+    /// The scalar whose backward puts the gradient of the batch's mean loss on θ `(B, P)`:
+    /// `Σ_i θ_i · stopgrad(g_i) / n` over the n items that gave a gradient (failed items contribute nothing).
+    /// `None` when no item did.
+    pub fn surrogate(&self, theta: &Tensor) -> Result<Option<Tensor>, TrainError> {
+        let ok = self.ok();
+        if ok == 0 {
+            return Ok(None);
+        }
+        let (batch, p) = theta.dims2()?;
+        let mut rows = vec![0f32; batch * p];
+        for (i, item) in self.items.iter().enumerate() {
+            if let Ok(g) = item {
+                for (dst, &v) in rows[i * p..(i + 1) * p].iter_mut().zip(&g.grad) {
+                    *dst = v / ok as f32;
+                }
+            }
+        }
+        let g = Tensor::from_vec(rows, (batch, p), theta.device())?.to_dtype(theta.dtype())?;
+        Ok(Some((theta * g.detach())?.sum_all()?))
+    }
+}
+
+/// A way to obtain dL/dθ through the chain.
 pub trait GradMethod {
     fn name(&self) -> &'static str;
 
-    /// Given the batch and the predicted θ `(B, P)` (part of the network's graph), returns the step's
-    /// surrogate loss. `seed` makes any randomness (perturbations) reproducible.
-    fn step(
+    /// Per item of `batch` at θ `(B, P)` (only its values are read): the loss and `dL_i/dθ_i`. `seed` makes
+    /// any randomness (perturbations) reproducible; item `i` uses `item_seed(seed, i)`.
+    fn gradients(
         &mut self,
         pool: &mut Pool,
         batch: MethodBatch<'_>,
         theta: &Tensor,
         seed: u64,
-    ) -> Result<MethodStep, TrainError>;
+    ) -> Result<Gradients, TrainError>;
 
     /// The neural proxy the method trains through, if any (validation reports its score beside the real one).
     fn proxy(&self) -> Option<&Proxy> {
@@ -152,16 +237,109 @@ pub trait GradMethod {
     }
 }
 
+/// The real chain's outputs for a batch, each item's loss and dL/dy: what spsa, fd, exact and np-fh share.
+pub struct RealForward {
+    /// Per item: `Ok(position among the rendered items)` or why its render failed.
+    pub status: Vec<Result<usize, ItemError>>,
+    /// Indices of the items that rendered, in order.
+    pub kept: Vec<usize>,
+    /// The rendered outputs `(kept, T)` as a tensor on the CPU.
+    pub output: Option<Tensor>,
+    /// Per rendered item: its loss and dL_i/dy_i.
+    pub losses: Vec<f64>,
+    pub grad_y: Vec<Audio>,
+}
+
+impl RealForward {
+    /// Per item, the gradient from `estimate` (called with the kept position and the item index) for items
+    /// that rendered, and the render's error for those that did not. A non-finite gradient fails its item.
+    pub fn gradients(
+        self,
+        chain: &str,
+        thetas: &[Vec<f32>],
+        estimates: Vec<Result<Vec<f32>, ItemError>>,
+        timing: MethodTiming,
+    ) -> Gradients {
+        let mut estimates = estimates.into_iter();
+        let items = self
+            .status
+            .into_iter()
+            .enumerate()
+            .map(|(i, status)| {
+                let k = status?;
+                let grad = estimates.next().expect("one estimate per rendered item")?;
+                if grad.iter().any(|v| !v.is_finite()) {
+                    return Err(ItemError {
+                        chain: chain.to_string(),
+                        theta: thetas[i].clone(),
+                        kind: afx_spsa::FailureKind::NonFinite("the gradient estimate is not finite".into()),
+                        stderr: String::new(),
+                    });
+                }
+                Ok(ItemGradient { loss: self.losses[k], grad })
+            })
+            .collect();
+        Gradients { items, timing, output: self.output }
+    }
+}
+
+/// Renders `batch` at `thetas` through the pool, then the loss of every item that rendered and its gradient
+/// dL_i/dy_i (candle's backward of the per-item loss with the audio as a leaf). Times go to `timing`.
+pub fn real_forward(
+    pool: &mut Pool,
+    loss: &MrStftLoss,
+    batch: MethodBatch<'_>,
+    thetas: &[Vec<f32>],
+    timing: &mut MethodTiming,
+) -> Result<RealForward, TrainError> {
+    let started = Instant::now();
+    let rendered = pool.render_batch(batch.inputs, thetas);
+    timing.render_s = started.elapsed().as_secs_f64();
+    let (mut status, mut kept, mut outputs) = (vec![], vec![], vec![]);
+    for (i, r) in rendered.into_iter().enumerate() {
+        match r {
+            Ok(y) => {
+                status.push(Ok(kept.len()));
+                kept.push(i);
+                outputs.push(y);
+            }
+            Err(e) => status.push(Err(e)),
+        }
+    }
+    if kept.is_empty() {
+        return Ok(RealForward { status, kept, output: None, losses: vec![], grad_y: vec![] });
+    }
+    let started = Instant::now();
+    let y = Var::from_tensor(&batch_tensor(&outputs.iter().collect::<Vec<_>>(), &Device::Cpu)?)?;
+    let targets: Vec<&Audio> = kept.iter().map(|&i| &batch.targets[i]).collect();
+    let per_item = loss.per_item(y.as_tensor(), &batch_tensor(&targets, &Device::Cpu)?)?;
+    let losses: Vec<f64> = per_item.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+    // The items are independent, so the backward of the SUM gives each item the gradient of its own loss.
+    let grads = per_item.sum_all()?.backward()?;
+    let Some(g) = grads.get(y.as_tensor()) else {
+        return Err(TrainError::Config("the loss does not depend on the rendered audio".into()));
+    };
+    let rate = outputs[0].sample_rate();
+    let grad_y = g
+        .to_vec2::<f32>()?
+        .into_iter()
+        .map(|row| Audio::new(rate, vec![row]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TrainError::Config(format!("loss gradient: {e}")))?;
+    timing.loss_s = started.elapsed().as_secs_f64();
+    Ok(RealForward { status, kept, output: Some(y.as_tensor().detach()), losses, grad_y })
+}
+
 /// What the proxy methods share: the proxy's forward pass on a batch and the audio loss on what they score.
 pub struct ProxyPath {
     proxy: Proxy,
-    loss: afx_nn::loss::MrStftLoss,
+    loss: MrStftLoss,
     device: Device,
 }
 
 impl ProxyPath {
-    pub fn new(proxy: Proxy, loss: &afx_nn::loss::MrStftConfig, device: &Device) -> Result<ProxyPath, TrainError> {
-        let loss = afx_nn::loss::MrStftLoss::new(loss, candle_core::DType::F32, device)?;
+    pub fn new(proxy: Proxy, loss: &MrStftConfig, device: &Device) -> Result<ProxyPath, TrainError> {
+        let loss = MrStftLoss::new(loss, DType::F32, device)?;
         Ok(ProxyPath { proxy, loss, device: device.clone() })
     }
 
@@ -169,22 +347,14 @@ impl ProxyPath {
         &self.proxy
     }
 
-    /// The proxy's output `(B, T)` for `inputs` at θ (inference statistics; differentiable in θ); its time goes
-    /// to `timing.proxy_s`.
-    pub fn forward(&self, inputs: &[&Audio], theta: &Tensor, timing: &mut MethodTiming) -> Result<Tensor, TrainError> {
-        let started = std::time::Instant::now();
-        let y = self.proxy.forward_t(&crate::frontend::batch_tensor(inputs, &self.device)?, theta, false)?;
-        timing.proxy_s = started.elapsed().as_secs_f64();
-        Ok(y)
+    /// The proxy's output `(B, T)` for `inputs` at θ (inference statistics; differentiable in θ).
+    pub fn forward(&self, inputs: &[&Audio], theta: &Tensor) -> Result<Tensor, TrainError> {
+        Ok(self.proxy.forward_t(&batch_tensor(inputs, &self.device)?, theta, false)?)
     }
 
-    /// The loss of `y` against `targets` and its value; its time goes to `timing.loss_s`.
-    pub fn loss(&self, y: &Tensor, targets: &[&Audio], timing: &mut MethodTiming) -> Result<(Tensor, f64), TrainError> {
-        let started = std::time::Instant::now();
-        let loss = self.loss.forward(y, &crate::frontend::batch_tensor(targets, &self.device)?)?;
-        let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
-        timing.loss_s = started.elapsed().as_secs_f64();
-        Ok((loss, value))
+    /// The per-item loss `(B,)` of `y` against `targets`.
+    pub fn per_item_loss(&self, y: &Tensor, targets: &[&Audio]) -> Result<Tensor, TrainError> {
+        Ok(self.loss.per_item(y, &batch_tensor(targets, &self.device)?)?)
     }
 
     /// The device the proxy runs on.
@@ -193,7 +363,12 @@ impl ProxyPath {
     }
 }
 
+/// A fresh leaf holding θ's values on `device` (f32), so a backward stops at θ and gives dL/dθ as a value.
+pub(crate) fn theta_leaf(theta: &Tensor, device: &Device) -> Result<Var, TrainError> {
+    Ok(Var::from_tensor(&theta.detach().to_dtype(DType::F32)?.to_device(device)?)?)
+}
+
 /// θ `(B, P)` as one `Vec` per item.
 pub fn theta_rows(theta: &Tensor) -> Result<Vec<Vec<f32>>, TrainError> {
-    Ok(theta.detach().to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec2()?)
+    Ok(theta.detach().to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2()?)
 }

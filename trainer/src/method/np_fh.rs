@@ -1,27 +1,30 @@
-//! NP-FH (DeepAFx-ST): the REAL chain forward, the neural proxy's gradient backward. The forward value is the
-//! real output bit for bit (`afx_nn::straight::straight_through`), so the loss, its gradient dL/dy and the
-//! metrics are those of the real chain; dy/dθ comes from the proxy. DeepAFx-ST's released code never ran this
-//! path (an always-true comparison turned it into plain NP); `tests/np_fh.rs` counts the renders.
+//! NP-FH (DeepAFx-ST): the REAL chain forward, the neural proxy's gradient backward. The loss, its gradient
+//! dL/dy and the metrics are those of the real chain's output; dy/dθ comes from the proxy, as the
+//! vector-Jacobian product `(∂y_proxy/∂θ)ᵀ dL/dy` at the real output's dL/dy: the gradient of
+//! `y = y_proxy + stopgrad(y_real − y_proxy)`. DeepAFx-ST's released code never ran this path (an always-true
+//! comparison turned it into plain NP); `tests/methods.rs` counts the renders.
 
 use std::time::Instant;
 
-use afx_nn::straight::straight_through;
+use afx_nn::loss::MrStftLoss;
 use afx_proxy::Proxy;
 use afx_spsa::Pool;
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, MethodBatch, MethodStep, MethodTiming, ProxyPath, theta_rows};
+use super::{GradMethod, Gradients, MethodBatch, MethodTiming, ProxyPath, real_forward, theta_leaf, theta_rows};
 use crate::TrainError;
 use crate::frontend::batch_tensor;
 
 /// The `np-fh` gradient method.
 pub struct NpFh {
     path: ProxyPath,
+    /// The loss on the real output, on the CPU where the rendered audio is.
+    loss: MrStftLoss,
 }
 
 impl NpFh {
-    pub fn new(path: ProxyPath) -> NpFh {
-        NpFh { path }
+    pub fn new(path: ProxyPath, loss: &afx_nn::loss::MrStftConfig) -> Result<NpFh, TrainError> {
+        Ok(NpFh { path, loss: MrStftLoss::new(loss, DType::F32, &Device::Cpu)? })
     }
 }
 
@@ -34,48 +37,32 @@ impl GradMethod for NpFh {
         Some(self.path.proxy())
     }
 
-    fn step(
+    fn gradients(
         &mut self,
         pool: &mut Pool,
         batch: MethodBatch<'_>,
         theta: &Tensor,
         _seed: u64,
-    ) -> Result<MethodStep, TrainError> {
+    ) -> Result<Gradients, TrainError> {
         let mut timing = MethodTiming::default();
+        let thetas = theta_rows(theta)?;
+        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
+        if forward.kept.is_empty() {
+            return Ok(forward.gradients(&pool.config().spec.chain, &thetas, vec![], timing));
+        }
         let started = Instant::now();
-        let rendered = pool.render_batch(batch.inputs, &theta_rows(theta)?);
-        timing.render_s = started.elapsed().as_secs_f64();
-        let (mut kept, mut outputs, mut errors) = (vec![], vec![], vec![]);
-        for (i, r) in rendered.into_iter().enumerate() {
-            match r {
-                Ok(y) => {
-                    kept.push(i as u32);
-                    outputs.push(y);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        let failed = errors.len();
-        if kept.is_empty() {
-            return Ok(MethodStep { surrogate: None, loss: f64::NAN, ok: 0, failed, errors, timing, output: None });
-        }
-        let index = Tensor::new(kept.as_slice(), theta.device())?;
-        let theta = theta.index_select(&index, 0)?;
-        let inputs: Vec<_> = kept.iter().map(|&i| &batch.inputs[i as usize]).collect();
-        let targets: Vec<_> = kept.iter().map(|&i| &batch.targets[i as usize]).collect();
-
-        let y_proxy = self.path.forward(&inputs, &theta, &mut timing)?;
-        let y_real = batch_tensor(&outputs.iter().collect::<Vec<_>>(), self.path.device())?;
-        let y = straight_through(&y_real, &y_proxy)?;
-        let (loss, value) = self.path.loss(&y, &targets, &mut timing)?;
-        Ok(MethodStep {
-            surrogate: Some(loss),
-            loss: value,
-            ok: kept.len(),
-            failed,
-            errors,
-            timing,
-            output: Some(y.detach()),
-        })
+        let device = self.path.device();
+        let index = Tensor::new(forward.kept.iter().map(|&i| i as u32).collect::<Vec<_>>().as_slice(), device)?;
+        let leaf = theta_leaf(&theta.to_device(device)?.index_select(&index, 0)?, device)?;
+        let inputs: Vec<_> = forward.kept.iter().map(|&i| &batch.inputs[i]).collect();
+        let y_proxy = self.path.forward(&inputs, leaf.as_tensor())?;
+        let g_y = batch_tensor(&forward.grad_y.iter().collect::<Vec<_>>(), device)?;
+        let grads = (&y_proxy * g_y.detach())?.sum_all()?.backward()?;
+        let g: Vec<Vec<f32>> = match grads.get(leaf.as_tensor()) {
+            Some(g) => g.to_device(&Device::Cpu)?.to_vec2()?,
+            None => vec![vec![0.0; theta.dim(1)?]; forward.kept.len()],
+        };
+        timing.proxy_s = started.elapsed().as_secs_f64();
+        Ok(forward.gradients(&pool.config().spec.chain, &thetas, g.into_iter().map(Ok).collect(), timing))
     }
 }

@@ -1,18 +1,17 @@
 //! SPSA through the real chain (DeepAFx): forward renders in the pool, dL/dy from candle's backward of the
 //! MRSTFT loss on the rendered audio (a leaf), then ĝ ≈ (∂y/∂θ)ᵀ dL/dy from the pool's perturbed double
-//! renders, injected with the surrogate Σ θ · stopgrad(ĝ).
+//! renders (2K per item).
 
 use std::time::Instant;
 
 use afx_host::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{GradMethod, MethodBatch, MethodStep, MethodTiming, theta_rows};
+use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
 use crate::TrainError;
-use crate::frontend::batch_tensor;
 
 /// SPSA settings.
 ///
@@ -56,6 +55,10 @@ impl Spsa {
         let loss = MrStftLoss::new(&config.loss_config(), DType::F32, &Device::Cpu)?;
         Ok(Spsa { config, loss })
     }
+
+    pub fn config(&self) -> &SpsaConfig {
+        &self.config
+    }
 }
 
 impl GradMethod for Spsa {
@@ -63,93 +66,25 @@ impl GradMethod for Spsa {
         "spsa"
     }
 
-    fn step(
+    fn gradients(
         &mut self,
         pool: &mut Pool,
         batch: MethodBatch<'_>,
         theta: &Tensor,
         seed: u64,
-    ) -> Result<MethodStep, TrainError> {
+    ) -> Result<Gradients, TrainError> {
         let mut timing = MethodTiming::default();
         let thetas = theta_rows(theta)?;
+        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        let rendered = pool.render_batch(batch.inputs, &thetas);
-        timing.render_s = started.elapsed().as_secs_f64();
-
-        let mut errors = vec![];
-        let mut kept: Vec<usize> = vec![];
-        let mut outputs: Vec<Audio> = vec![];
-        for (i, r) in rendered.into_iter().enumerate() {
-            match r {
-                Ok(y) => {
-                    kept.push(i);
-                    outputs.push(y);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        let failed_render = errors.len();
-        if kept.is_empty() {
-            return Ok(MethodStep {
-                surrogate: None,
-                loss: f64::NAN,
-                ok: 0,
-                failed: failed_render,
-                errors,
-                timing,
-                output: None,
-            });
-        }
-
-        // dL/dy with y as a leaf: the loss's own backward, no finite differences on the audio side.
-        let started = Instant::now();
-        let y = Var::from_tensor(&batch_tensor(&outputs.iter().collect::<Vec<_>>(), &Device::Cpu)?)?;
-        let targets: Vec<&Audio> = kept.iter().map(|&i| &batch.targets[i]).collect();
-        let target = batch_tensor(&targets, &Device::Cpu)?;
-        let loss = self.loss.forward(y.as_tensor(), &target)?;
-        let loss_value = loss.to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
-        let Some(g) = grads.get(y.as_tensor()) else {
-            return Err(TrainError::Config("the loss does not depend on the rendered audio".into()));
-        };
-        let g_rows: Vec<Vec<f32>> = g.to_vec2()?;
-        let rate = outputs[0].sample_rate();
-        let g_audio: Vec<Audio> = g_rows
-            .into_iter()
-            .map(|row| Audio::new(rate, vec![row]))
-            .collect::<Result<_, _>>()
-            .map_err(|e| TrainError::Config(format!("loss gradient: {e}")))?;
-        timing.loss_s = started.elapsed().as_secs_f64();
-
-        let started = Instant::now();
-        let inputs: Vec<Audio> = kept.iter().map(|&i| batch.inputs[i].clone()).collect();
-        let kept_thetas: Vec<Vec<f32>> = kept.iter().map(|&i| thetas[i].clone()).collect();
-        let estimates =
-            pool.spsa_batch(&inputs, &kept_thetas, &g_audio, self.config.epsilon, self.config.perturbations, seed);
+        let inputs: Vec<Audio> = forward.kept.iter().map(|&i| batch.inputs[i].clone()).collect();
+        let kept_thetas: Vec<Vec<f32>> = forward.kept.iter().map(|&i| thetas[i].clone()).collect();
+        let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
+        // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
+        let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+        let estimates = pool.spsa_batch_seeded(&inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds);
         timing.spsa_s = started.elapsed().as_secs_f64();
-
-        // Rows of failed items stay zero: they contribute nothing to the update.
-        let p = thetas.first().map_or(0, Vec::len);
-        let mut ghat = vec![0f32; thetas.len() * p];
-        let mut ok = 0;
-        for (&i, estimate) in kept.iter().zip(estimates) {
-            match estimate {
-                Ok(g) if g.iter().all(|v| v.is_finite()) => {
-                    ghat[i * p..(i + 1) * p].copy_from_slice(&g);
-                    ok += 1;
-                }
-                Ok(_) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        let failed = thetas.len() - ok;
-        if ok == 0 {
-            return Ok(MethodStep { surrogate: None, loss: loss_value, ok, failed, errors, timing, output: None });
-        }
-        let ghat = Tensor::from_vec(ghat, (thetas.len(), p), theta.device())?.to_dtype(theta.dtype())?;
-        let surrogate = (theta * ghat.detach())?.sum_all()?;
-        let output = Some(y.as_tensor().detach());
-        Ok(MethodStep { surrogate: Some(surrogate), loss: loss_value, ok, failed, errors, timing, output })
+        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
     }
 }
 

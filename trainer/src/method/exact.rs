@@ -1,0 +1,165 @@
+//! The TRUE gradient of afx's own test effect, the one plugin afx hosts as a black box but knows the insides
+//! of: the forward value is the packaged plugin's real render (through the pool, like every method), dL/dy is
+//! the loss's own backward, and dy/dθ comes from the effect's DSP twin ([`afx_testfx_dsp::vjp`], forward-mode
+//! sensitivities in f64) carried through the chain's normalised → plain mapping
+//! ([`afx_host::ParamSpec::d_plain_d_normalized`], tone's log scale included). DeepAFx-ST's "autodiff" row,
+//! and the reference `afx eval-grads` measures the estimators against. Refused for any other chain.
+
+use std::time::Instant;
+
+use afx_host::{Audio, Format};
+use afx_nn::loss::{MrStftConfig, MrStftLoss};
+use afx_spsa::Pool;
+use afx_testfx_dsp::{DRIVE, FAULT, GAIN, PARAMS, TONE};
+use candle_core::{DType, Device, Tensor};
+
+use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
+use crate::TrainError;
+use crate::chain_info::{ChainInfo, StageInfo};
+
+/// How a trained parameter of the chain reaches the test effect: its index in [`PARAMS`] and its spec.
+#[derive(Debug, Clone)]
+struct Mapped {
+    twin_index: usize,
+    spec: afx_host::ParamSpec,
+}
+
+/// The test effect's exact sensitivities for a chain that is the test effect alone.
+#[derive(Debug, Clone)]
+pub struct TestFxTwin {
+    /// Plain values of drive, tone and gain when θ sets none of them.
+    base: [f64; 3],
+    /// θ's parameters, in θ order.
+    params: Vec<Mapped>,
+}
+
+/// The effect's parameter index for a host's parameter id: LV2 uses the port symbol, CLAP and VST3 the index.
+fn twin_index(id: &str) -> Option<usize> {
+    afx_testfx_dsp::param_index(id).or_else(|| id.parse::<usize>().ok().filter(|&i| i < PARAMS.len()))
+}
+
+fn is_test_effect(stage: &StageInfo) -> bool {
+    match stage.format {
+        Format::Lv2 => stage.plugin == afx_testfx_dsp::LV2_URI,
+        Format::Clap => stage.plugin == afx_testfx_dsp::CLAP_ID,
+        Format::Vst3 => stage.plugin.eq_ignore_ascii_case(afx_testfx_dsp::VST3_CLASS_ID),
+    }
+}
+
+impl TestFxTwin {
+    /// The twin of `chain`, or an error saying why `chain` has no exact gradient.
+    pub fn for_chain(chain: &ChainInfo) -> Result<TestFxTwin, TrainError> {
+        let refuse = |why: String| {
+            Err(TrainError::Config(format!(
+                "--grad exact: chain {:?} {why}; afx knows the exact gradient only of its own test effect (LV2 {}, \
+                 CLAP {}, VST3 class {}) alone in a chain: use spsa, fd or a proxy method for other plugins",
+                chain.name,
+                afx_testfx_dsp::LV2_URI,
+                afx_testfx_dsp::CLAP_ID,
+                afx_testfx_dsp::VST3_CLASS_ID
+            )))
+        };
+        let [stage] = chain.stages.as_slice() else {
+            let plugins: Vec<&str> = chain.stages.iter().map(|s| s.plugin.as_str()).collect();
+            return refuse(format!("hosts {} plugins ({})", plugins.len(), plugins.join(", ")));
+        };
+        if !is_test_effect(stage) {
+            return refuse(format!("hosts {} plugin {}", stage.format.as_str(), stage.plugin));
+        }
+        let mut base =
+            [f64::from(PARAMS[DRIVE].default), f64::from(PARAMS[TONE].default), f64::from(PARAMS[GAIN].default)];
+        for (id, value) in &stage.base {
+            match twin_index(id) {
+                Some(FAULT) if *value != 0.0 => return refuse(format!("sets the fault parameter to {value}")),
+                Some(i @ (DRIVE | TONE | GAIN)) => base[i] = f64::from(*value),
+                _ => {}
+            }
+        }
+        let mut params = vec![];
+        for p in &chain.params {
+            match twin_index(&p.spec.id) {
+                Some(i @ (DRIVE | TONE | GAIN)) => params.push(Mapped { twin_index: i, spec: p.spec.clone() }),
+                _ => return refuse(format!("trains parameter {:?}, which has no derivative", p.spec.id)),
+            }
+        }
+        Ok(TestFxTwin { base, params })
+    }
+
+    /// `dL/dθ` (normalised units) of the packaged effect on `input` at θ, given `grad_y` = dL/dy: the plain
+    /// values θ maps to, the twin's vector-Jacobian product in plain units, times d plain/d θ.
+    pub fn vjp(&self, input: &Audio, theta: &[f32], grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
+        let mut plain = self.base;
+        for (m, &t) in self.params.iter().zip(theta) {
+            plain[m.twin_index] = f64::from(
+                m.spec
+                    .to_plain(t)
+                    .map_err(|e| TrainError::Config(format!("--grad exact: parameter {}: {e}", m.spec.id)))?,
+            );
+        }
+        // One effect per channel, as every format runs it; their contributions add up.
+        let mut d_plain = [0f64; 3];
+        let rate = f64::from(input.sample_rate());
+        for (x, g) in input.channels().iter().zip(grad_y.channels()) {
+            if x.len() != g.len() {
+                return Err(TrainError::Config(format!(
+                    "--grad exact: dL/dy has {} frames, the input {}",
+                    g.len(),
+                    x.len()
+                )));
+            }
+            let v = afx_testfx_dsp::vjp(x, rate, plain[DRIVE], plain[TONE], plain[GAIN], g);
+            for (d, v) in d_plain.iter_mut().zip(v) {
+                *d += v;
+            }
+        }
+        Ok(self
+            .params
+            .iter()
+            .zip(theta)
+            .map(|(m, &t)| (d_plain[m.twin_index] * m.spec.d_plain_d_normalized(t)) as f32)
+            .collect())
+    }
+}
+
+/// The `exact` gradient method.
+pub struct Exact {
+    twin: TestFxTwin,
+    loss: MrStftLoss,
+}
+
+impl Exact {
+    pub fn new(chain: &ChainInfo, loss: &MrStftConfig) -> Result<Exact, TrainError> {
+        Ok(Exact { twin: TestFxTwin::for_chain(chain)?, loss: MrStftLoss::new(loss, DType::F32, &Device::Cpu)? })
+    }
+
+    pub fn twin(&self) -> &TestFxTwin {
+        &self.twin
+    }
+}
+
+impl GradMethod for Exact {
+    fn name(&self) -> &'static str {
+        "exact"
+    }
+
+    fn gradients(
+        &mut self,
+        pool: &mut Pool,
+        batch: MethodBatch<'_>,
+        theta: &Tensor,
+        _seed: u64,
+    ) -> Result<Gradients, TrainError> {
+        let mut timing = MethodTiming::default();
+        let thetas = theta_rows(theta)?;
+        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
+        let started = Instant::now();
+        let estimates = forward
+            .kept
+            .iter()
+            .zip(&forward.grad_y)
+            .map(|(&i, g)| self.twin.vjp(&batch.inputs[i], &thetas[i], g).map(Ok))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        timing.spsa_s = started.elapsed().as_secs_f64();
+        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+    }
+}

@@ -1,0 +1,57 @@
+//! Central finite differences through the real chain: the forward render and dL/dy as for SPSA, then
+//! `ĝ_j = ⟨dL/dy, f(θ + h e_j) − f(θ − h e_j)⟩ / 2h` for every parameter j (2P renders per item). Slow, but with
+//! a small enough step it is the true gradient of the chain as rendered: the baseline the other methods are
+//! measured against where no exact gradient exists.
+
+use std::time::Instant;
+
+use afx_nn::loss::{MrStftConfig, MrStftLoss};
+use afx_spsa::Pool;
+use candle_core::{DType, Device, Tensor};
+
+use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
+use crate::TrainError;
+
+/// The `fd` gradient method.
+pub struct FiniteDifference {
+    step: f32,
+    loss: MrStftLoss,
+}
+
+impl FiniteDifference {
+    /// Central differences with step `step` in normalised units (0 < step < 0.5).
+    pub fn new(step: f32, loss: &MrStftConfig) -> Result<FiniteDifference, TrainError> {
+        if !(step > 0.0 && step < 0.5) {
+            return Err(TrainError::Config(format!("fd: the step h must be in (0, 0.5), got {step}")));
+        }
+        Ok(FiniteDifference { step, loss: MrStftLoss::new(loss, DType::F32, &Device::Cpu)? })
+    }
+
+    pub fn step(&self) -> f32 {
+        self.step
+    }
+}
+
+impl GradMethod for FiniteDifference {
+    fn name(&self) -> &'static str {
+        "fd"
+    }
+
+    fn gradients(
+        &mut self,
+        pool: &mut Pool,
+        batch: MethodBatch<'_>,
+        theta: &Tensor,
+        _seed: u64,
+    ) -> Result<Gradients, TrainError> {
+        let mut timing = MethodTiming::default();
+        let thetas = theta_rows(theta)?;
+        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
+        let started = Instant::now();
+        let inputs: Vec<_> = forward.kept.iter().map(|&i| batch.inputs[i].clone()).collect();
+        let kept_thetas: Vec<Vec<f32>> = forward.kept.iter().map(|&i| thetas[i].clone()).collect();
+        let estimates = pool.finite_difference_batch(&inputs, &kept_thetas, &forward.grad_y, self.step);
+        timing.spsa_s = started.elapsed().as_secs_f64();
+        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+    }
+}
