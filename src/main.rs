@@ -31,6 +31,10 @@ enum Command {
     Collect(commands::collect::Args),
     /// Train a neural proxy (conditional TCN) of a chain on collected examples
     TrainProxy(commands::train_proxy::Args),
+    /// Evaluate gradient estimators (SPSA, finite differences, proxy, exact) against a reference gradient
+    EvalGrads(commands::eval_grads::Args),
+    /// Train every gradient method with the same budget and score them on the same held-out examples
+    Compare(commands::compare::Args),
     /// Build or check an audio corpus
     #[command(subcommand)]
     Dataset(commands::dataset::Dataset),
@@ -65,6 +69,8 @@ fn main() -> ExitCode {
         Command::TrainProxy(args) => commands::train_proxy::run(args, cli.config.as_deref()),
         Command::Train(args) => commands::train::run(args, cli.config.as_deref()),
         Command::Infer(args) => commands::infer::run(args, cli.config.as_deref()),
+        Command::EvalGrads(args) => commands::eval_grads::run(args, cli.config.as_deref()),
+        Command::Compare(args) => commands::compare::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
         Command::Worker { .. } => unreachable!("handled above"),
     };

@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod collect;
+pub mod compare;
 pub mod dataset;
+pub mod eval_grads;
 pub mod infer;
 pub mod render;
 pub mod scan;

@@ -1,0 +1,444 @@
+//! `afx compare`: which training method wins for a chain. Every method trains with the same seed, data,
+//! model and wall-clock budget ([`afx_trainer::train::train`], one run folder each), then all are scored on the
+//! same held-out examples through the REAL chain: MRSTFT, time-domain L1, loudness error (EBU R128, LU) and
+//! parameter error, beside rows for the corrupt input, the default parameters and random parameters, as in
+//! DeepAFx-ST's table. Proxy methods train through `--proxy`, or through a proxy collected and trained inside
+//! the comparison, whose cost is reported beside each method's own training time.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use afx_host::Audio;
+use afx_nn::loss::MrStftLoss;
+use afx_spsa::{Pool, item_seed};
+use afx_trainer::ClipSource;
+use afx_trainer::chain_info::ChainInfo;
+use afx_trainer::frontend::batch_tensor;
+use afx_trainer::method::GradKind;
+use afx_trainer::metrics::{self, Record};
+use afx_trainer::pairs::{sample_pairs, uniform};
+use afx_trainer::run;
+use afx_trainer::train::{self, Data, TrainConfig, TrainOptions, Trainer};
+use candle_core::{DType, Device};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::{EvalError, loudness};
+
+/// The seed stream of the held-out test examples (other crops than training's validation).
+const TEST_STREAM: u64 = 0x5445_5354; // "TEST"
+
+/// What `compare` runs.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub methods: Vec<GradKind>,
+    /// Training budget of each method, in minutes of wall clock.
+    pub minutes: f64,
+    /// Every method's training settings (its `grad`, `proxy` and `minutes` are set per method).
+    pub train: TrainConfig,
+    /// Held-out examples every method is scored on.
+    pub test_items: usize,
+    /// The proxy the proxy methods train through.
+    pub proxy: Option<PathBuf>,
+    /// What building that proxy cost, when it was built for this comparison.
+    pub proxy_cost: Option<ProxyCost>,
+}
+
+impl CompareConfig {
+    /// Checks the settings, naming the flag of a bad one.
+    pub fn validate(&self) -> Result<(), EvalError> {
+        let bad = |flag: &str, message: String| Err(EvalError::Flag { flag: flag.into(), message });
+        if self.methods.is_empty() {
+            return bad("--methods", "name at least one method".into());
+        }
+        for (i, m) in self.methods.iter().enumerate() {
+            if self.methods[..i].contains(m) {
+                return bad("--methods", format!("{} is named twice", m.name()));
+            }
+        }
+        if !(self.minutes > 0.0 && self.minutes.is_finite()) {
+            return bad("--minutes", format!("give a positive number of minutes (got {})", self.minutes));
+        }
+        if self.test_items == 0 {
+            return bad("--test-items", "give at least one test example".into());
+        }
+        let mut probe = self.train.clone();
+        probe.grad = GradKind::Spsa;
+        probe.validate().map_err(|e| EvalError::Flag { flag: "training settings".into(), message: e.to_string() })
+    }
+
+    fn needs_proxy(&self) -> bool {
+        self.methods.iter().any(|m| m.needs_proxy())
+    }
+}
+
+/// Scores on the held-out examples (means over the examples every row rendered; lower is better).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub mrstft: f64,
+    pub l1: f64,
+    /// |loudness(output) − loudness(target)| in LU.
+    pub loudness_lu: f64,
+    /// mean |θ − θ*| (NaN for the input row, which has no θ).
+    pub param_error: f64,
+}
+
+/// A baseline row: the corrupt input, the default parameters, random parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub name: String,
+    pub scores: Scores,
+}
+
+/// One method's training and test scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub run: PathBuf,
+    pub steps: u64,
+    /// Wall-clock seconds of its training (validations included).
+    pub train_seconds: f64,
+    pub mean_step_s: f64,
+    pub failed_items: usize,
+    pub scores: Scores,
+    /// (training minutes, validation MRSTFT of the trained model): the curve of the comparison's plot. Minutes
+    /// add up the steps' own times, so validations do not count against a method.
+    pub curve: Vec<(f64, f64)>,
+}
+
+/// What building the proxy cost, when `compare` built it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyCost {
+    pub path: PathBuf,
+    /// Collecting examples from the real chain, and training the proxy, in seconds (0 when given).
+    pub collect_seconds: f64,
+    pub train_seconds: f64,
+    pub examples: usize,
+}
+
+/// Everything `compare` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareReport {
+    pub chain: String,
+    pub minutes_per_method: f64,
+    pub batch: usize,
+    pub seed: u64,
+    pub test_items: usize,
+    pub baselines: Vec<Baseline>,
+    pub methods: Vec<MethodResult>,
+    pub proxy: Option<ProxyCost>,
+}
+
+/// Trains every method of `config` into `out/runs/<method>/` and scores them; the report is returned (the
+/// caller writes it, see [`crate::report::write_compare_report`]). `progress` hears what starts.
+pub fn compare(
+    out: &Path,
+    chain: &ChainInfo,
+    pool: &mut Pool,
+    data: Data<'_>,
+    config: &CompareConfig,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> Result<CompareReport, EvalError> {
+    config.validate()?;
+    if config.needs_proxy() && config.proxy.is_none() {
+        return Err(EvalError::Flag {
+            flag: "--proxy".into(),
+            message: "the proxy methods need a proxy (give --proxy DIR, or let compare build one)".into(),
+        });
+    }
+    // Each method's trainer is built once before anything trains, so a wrong proxy or chain fails here.
+    for &method in &config.methods {
+        Trainer::new(method_config(config, method), chain.clone(), device.clone())
+            .map_err(|e| EvalError::Flag { flag: format!("--methods {}", method.name()), message: e.to_string() })?;
+    }
+    let test = TestSet::new(config, pool, data.validation)?;
+    let loss = MrStftLoss::new(&config.train.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
+    let score = |outputs: &[Option<Audio>], thetas: Option<&[Vec<f32>]>| test.score(&loss, outputs, thetas);
+
+    let mut methods = vec![];
+    for &method in &config.methods {
+        let run_dir = out.join("runs").join(method.name());
+        progress(&format!("training {} for {} min into {}", method.name(), config.minutes, run_dir.display()));
+        let started = Instant::now();
+        let options = TrainOptions { device: device.clone(), ..TrainOptions::default() };
+        let summary = train::train(&run_dir, &method_config(config, method), chain, pool, data, options)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let Some((meta, weights)) = run::latest_checkpoint(&run_dir)? else {
+            return Err(EvalError::NoData(format!("{} wrote no checkpoint", run_dir.display())));
+        };
+        let trainer = Trainer::from_checkpoint(&meta, &weights, device.clone())?;
+        let predicted = afx_trainer::method::theta_rows(&trainer.predict(
+            &test.pairs.input_a.iter().collect::<Vec<_>>(),
+            &test.pairs.reference_b.iter().collect::<Vec<_>>(),
+        )?)?;
+        let outputs = render(pool, &test.pairs.input_a, &predicted);
+        methods.push(MethodResult {
+            method: method.name().into(),
+            run: run_dir.clone(),
+            steps: summary.steps,
+            train_seconds,
+            mean_step_s: summary.mean_step_s,
+            failed_items: summary.failed_items,
+            scores: score(&outputs, Some(&predicted))?,
+            curve: curve(&metrics::read(&run::metrics_path(&run_dir))?),
+        });
+    }
+    let n = test.pairs.len();
+    let inputs: Vec<Option<Audio>> = test.pairs.input_a.iter().cloned().map(Some).collect();
+    let defaults = vec![chain.default_theta(); n];
+    let default_out = render(pool, &test.pairs.input_a, &defaults);
+    let random_out = render(pool, &test.pairs.input_a, &test.random_theta);
+    let baselines = vec![
+        Baseline { name: "input (corrupt)".into(), scores: score(&inputs, None)? },
+        Baseline { name: "default parameters".into(), scores: score(&default_out, Some(&defaults))? },
+        Baseline { name: "random parameters".into(), scores: score(&random_out, Some(&test.random_theta))? },
+    ];
+    Ok(CompareReport {
+        chain: chain.name.clone(),
+        minutes_per_method: config.minutes,
+        batch: config.train.batch,
+        seed: config.train.seed,
+        test_items: n,
+        baselines,
+        methods,
+        proxy: config.proxy_cost.clone(),
+    })
+}
+
+/// The training settings of `method` in this comparison.
+fn method_config(config: &CompareConfig, method: GradKind) -> TrainConfig {
+    TrainConfig {
+        grad: method,
+        minutes: Some(config.minutes),
+        proxy: if method.needs_proxy() { config.proxy.clone() } else { None },
+        ..config.train.clone()
+    }
+}
+
+fn render(pool: &mut Pool, inputs: &[Audio], thetas: &[Vec<f32>]) -> Vec<Option<Audio>> {
+    pool.render_batch(inputs, thetas).into_iter().map(Result::ok).collect()
+}
+
+/// (training minutes, validation MRSTFT) from a run's metrics.
+fn curve(records: &[Record]) -> Vec<(f64, f64)> {
+    let mut seconds = 0.0;
+    let mut points = vec![];
+    for r in records {
+        match r {
+            Record::Step(s) => seconds += s.timing.total_s,
+            Record::Validation(v) => points.push((seconds / 60.0, v.mrstft.trained)),
+        }
+    }
+    points
+}
+
+/// The held-out examples every row is scored on.
+struct TestSet {
+    pairs: afx_trainer::pairs::PairBatch,
+    random_theta: Vec<Vec<f32>>,
+}
+
+impl TestSet {
+    fn new(config: &CompareConfig, pool: &mut Pool, source: &dyn ClipSource) -> Result<TestSet, EvalError> {
+        let seed = item_seed(config.train.seed ^ TEST_STREAM, 0);
+        let frames = config.train.frames();
+        let pairs = sample_pairs(source, pool, frames, config.train.corruption, config.test_items, seed)?;
+        if pairs.is_empty() {
+            return Err(EvalError::NoData(format!(
+                "no test example rendered: {}",
+                pairs.errors.first().map_or("no error".into(), |e| e.to_string())
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 1 << 30));
+        let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
+        Ok(TestSet { pairs, random_theta })
+    }
+
+    /// Means over the examples that rendered (a failed render is left out of that row only and logged).
+    fn score(
+        &self,
+        loss: &MrStftLoss,
+        outputs: &[Option<Audio>],
+        thetas: Option<&[Vec<f32>]>,
+    ) -> Result<Scores, EvalError> {
+        let (mut mrstft, mut l1, mut lu, mut n) = (0.0, 0.0, 0.0, 0usize);
+        for (y, target) in outputs.iter().zip(&self.pairs.target_a) {
+            let Some(y) = y else { continue };
+            let (yt, tt) = (batch_tensor(&[y], &Device::Cpu)?, batch_tensor(&[target], &Device::Cpu)?);
+            mrstft += f64::from(loss.per_item(&yt, &tt)?.to_vec1::<f32>()?[0]);
+            l1 += f64::from((&yt - &tt)?.abs()?.mean_all()?.to_scalar::<f32>()?);
+            lu += loudness::loudness_error(y, target);
+            n += 1;
+        }
+        let failed = outputs.len() - n;
+        if failed > 0 {
+            tracing::warn!(failed, "test examples whose render failed are left out of a row");
+        }
+        let n = n.max(1) as f64;
+        let param_error = thetas.map_or(f64::NAN, |t| {
+            let pairs: Vec<f64> = t
+                .iter()
+                .zip(&self.pairs.theta_star)
+                .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())))
+                .collect();
+            pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
+        });
+        Ok(Scores { mrstft: mrstft / n, l1: l1 / n, loudness_lu: lu / n, param_error })
+    }
+}
+
+/// DeepAFx-ST's published test scores (LibriTTS, MRSTFT and LUFS error; their own DSP EQ + compressor, 24 kHz),
+/// by afx's method names: shown beside afx's for orientation, not as the same task.
+pub const PUBLISHED: [(&str, f64, f64); 6] = [
+    ("input (corrupt)", 1.187, 2.426),
+    ("spsa", 0.635, 1.600),
+    ("proxy", 0.676, 1.340),
+    ("np-hh", 1.038, 2.679),
+    ("np-fh", 1.058, 3.197),
+    ("exact", 0.388, 0.823),
+];
+
+fn published(name: &str) -> String {
+    PUBLISHED.iter().find(|p| p.0 == name).map_or("–".into(), |p| format!("{:.3} / {:.3}", p.1, p.2))
+}
+
+/// The Markdown report of `compare`.
+pub fn markdown(r: &CompareReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Method comparison: chain `{}`\n", r.chain);
+    let _ = writeln!(
+        s,
+        "Every method trained {} min (wall clock) with batch {}, seed {}, the same data and model; scored on {} \
+         held-out examples through the real chain (lower is better).\n",
+        r.minutes_per_method, r.batch, r.seed, r.test_items
+    );
+    s.push_str(
+        "| row | steps | training time | MRSTFT | L1 | loudness error (LU) | mean abs(θ − θ*) | DeepAFx-ST published \
+         MRSTFT / LUFS error |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for b in &r.baselines {
+        let pe = if b.scores.param_error.is_finite() { format!("{:.4}", b.scores.param_error) } else { "–".into() };
+        let _ = writeln!(
+            s,
+            "| {} | – | – | {:.4} | {:.5} | {:.2} | {} | {} |",
+            b.name,
+            b.scores.mrstft,
+            b.scores.l1,
+            b.scores.loudness_lu,
+            pe,
+            published(&b.name)
+        );
+    }
+    for m in &r.methods {
+        let proxy_cost = match (&r.proxy, GradKind::ALL.iter().find(|k| k.name() == m.method)) {
+            (Some(p), Some(k)) if k.needs_proxy() => {
+                format!(" (+ proxy {:.1} min)", (p.collect_seconds + p.train_seconds) / 60.0)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} min{} | {:.4} | {:.5} | {:.2} | {:.4} | {} |",
+            m.method,
+            m.steps,
+            m.train_seconds / 60.0,
+            proxy_cost,
+            m.scores.mrstft,
+            m.scores.l1,
+            m.scores.loudness_lu,
+            m.scores.param_error,
+            published(&m.method)
+        );
+    }
+    if let Some(p) = &r.proxy {
+        let _ = writeln!(
+            s,
+            "\nProxy `{}`: collected {} examples in {:.1} min, trained in {:.1} min (0 when given ready-made).",
+            p.path.display(),
+            p.examples,
+            p.collect_seconds / 60.0,
+            p.train_seconds / 60.0
+        );
+    }
+    let best = r.methods.iter().min_by(|a, b| a.scores.mrstft.total_cmp(&b.scores.mrstft));
+    if let Some(best) = best {
+        let input = r.baselines.first().map_or(f64::NAN, |b| b.scores.mrstft);
+        let _ = writeln!(
+            s,
+            "\nBest MRSTFT: {} ({:.4}, {:+.1} % against the input).",
+            best.method,
+            best.scores.mrstft,
+            100.0 * (best.scores.mrstft / input - 1.0)
+        );
+    }
+    s.push_str(
+        "\n`validation_vs_time.png`: validation MRSTFT of each method (real chain, the run's own validation set) \
+         against its training time. DeepAFx-ST's numbers are from its paper and logs (LibriTTS, its own DSP, \
+         5 s at 24 kHz, 100s of thousands of GPU steps), for orientation only.\n",
+    );
+    s
+}
+
+/// How `compare` builds a proxy when none is given: examples collected from the real chain, then a proxy
+/// trained on them for a time budget, with `afx collect` / `afx train-proxy`'s defaults otherwise.
+#[derive(Debug, Clone)]
+pub struct ProxyBuild {
+    pub examples: usize,
+    pub minutes: f64,
+    pub seed: u64,
+    pub sample_rate: u32,
+    /// Seconds per collected example.
+    pub seconds: f64,
+}
+
+/// Collects `build.examples` examples of `chain` into `dir/collection` and trains a proxy on them into
+/// `dir/proxy` (reusing either when a previous comparison left it there whole).
+pub fn build_proxy(
+    dir: &Path,
+    chain: &afx_host::Chain,
+    pool: &mut Pool,
+    corpus: &afx_datasets::Corpus,
+    build: &ProxyBuild,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> Result<ProxyCost, EvalError> {
+    use afx_proxy::collect::{self, CollectConfig, ShardSlice, Sources, Uniform};
+    use afx_proxy::train::{ProxyTrainConfig, ProxyTrainOptions, train_proxy};
+    let (data, proxy) = (dir.join("collection"), dir.join("proxy"));
+    progress(&format!("collecting {} proxy examples into {}", build.examples, data.display()));
+    let started = Instant::now();
+    let config = CollectConfig {
+        examples: build.examples,
+        shard_size: 64,
+        seed: build.seed,
+        sample_rate: build.sample_rate,
+        frames: (build.seconds * f64::from(build.sample_rate)).round() as usize,
+    };
+    let sources = Sources { chain, pool, corpus, sampler: &Uniform };
+    collect::collect(&data, sources, &config, ShardSlice { index: 0, count: 1 }, |_, _| {})?;
+    collect::write_manifest(&data)?;
+    let collect_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    if afx_proxy::train::latest_checkpoint(&proxy).map_err(Box::new)?.is_none() {
+        progress(&format!("training the proxy for {} min into {}", build.minutes, proxy.display()));
+        let config =
+            ProxyTrainConfig { steps: 100_000, minutes: Some(build.minutes), seed: build.seed, ..Default::default() };
+        let meta = afx_proxy::ProxyMeta {
+            chain: chain.name().to_string(),
+            params: afx_proxy::ProxyMeta::params_of(chain),
+            sample_rate: build.sample_rate,
+            tcn: config.tcn.clone(),
+        };
+        let options = ProxyTrainOptions { device: device.clone(), ..Default::default() };
+        train_proxy(&proxy, &data, meta, &config, options).map_err(Box::new)?;
+    }
+    Ok(ProxyCost {
+        path: proxy,
+        collect_seconds,
+        train_seconds: started.elapsed().as_secs_f64(),
+        examples: build.examples,
+    })
+}
