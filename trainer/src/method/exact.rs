@@ -163,3 +163,94 @@ impl GradMethod for Exact {
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use afx_host::{ParamKind, ParamSpec, Scale};
+
+    use super::*;
+    use crate::chain_info::TrainedParam;
+
+    const RATE: u32 = 22_050;
+
+    /// The test effect as afx resolves it from its CLAP build: ids are indices, tone on a log scale, and (as
+    /// plugins.toml may) drive narrowed to 3..18 dB.
+    fn chain() -> ChainInfo {
+        let spec = |i: usize, min: f32, max: f32| {
+            let p = &PARAMS[i];
+            ParamSpec {
+                id: i.to_string(),
+                name: p.name.into(),
+                unit: None,
+                min,
+                max,
+                default: p.default,
+                scale: if p.log { Scale::Log } else { Scale::Linear },
+                kind: ParamKind::Continuous,
+            }
+        };
+        let params = [spec(DRIVE, 3.0, 18.0), spec(TONE, 200.0, 20_000.0), spec(GAIN, -24.0, 12.0)]
+            .into_iter()
+            .map(|spec| TrainedParam { stage: "fx".into(), default_normalized: 0.5, spec })
+            .collect();
+        let base = PARAMS.iter().enumerate().map(|(i, p)| (i.to_string(), p.default)).collect();
+        let stage = StageInfo { name: "fx".into(), format: Format::Clap, plugin: afx_testfx_dsp::CLAP_ID.into(), base };
+        ChainInfo { name: "fx".into(), params, stages: vec![stage] }
+    }
+
+    fn signal(n: usize) -> Vec<f32> {
+        (0..n).map(|i| 0.6 * (i as f32 * 0.031).sin() + 0.3 * (i as f32 * 0.47).sin()).collect()
+    }
+
+    /// The twin's output at θ through the chain's own mapping, in f64.
+    fn output(twin: &TestFxTwin, x: &[f32], theta: &[f64]) -> Vec<f64> {
+        let mut plain = twin.base;
+        for (m, &t) in twin.params.iter().zip(theta) {
+            let (min, max) = (f64::from(m.spec.min), f64::from(m.spec.max));
+            plain[m.twin_index] = match m.spec.scale {
+                Scale::Log => min * (max / min).powf(t),
+                Scale::Linear => min + t * (max - min),
+            };
+        }
+        afx_testfx_dsp::sensitivities(x, f64::from(RATE), plain[DRIVE], plain[TONE], plain[GAIN]).output
+    }
+
+    #[test]
+    fn the_vjp_in_normalised_units_matches_central_differences_through_the_mapping() {
+        let twin = TestFxTwin::for_chain(&chain()).unwrap();
+        let x = signal(3000);
+        let g: Vec<f32> = (0..3000).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
+        for theta in [[0.2f32, 0.3, 0.5], [0.8, 0.75, 0.1], [0.5, 0.05, 0.9]] {
+            let input = Audio::new(RATE, vec![x.clone()]).unwrap();
+            let grad_y = Audio::new(RATE, vec![g.clone()]).unwrap();
+            let exact = twin.vjp(&input, &theta, &grad_y).unwrap();
+            for j in 0..3 {
+                let h = 1e-6;
+                let at = |d: f64| {
+                    let mut t: Vec<f64> = theta.iter().map(|&v| f64::from(v)).collect();
+                    t[j] += d;
+                    output(&twin, &x, &t).iter().zip(&g).map(|(y, g)| y * f64::from(*g)).sum::<f64>()
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                let err = (f64::from(exact[j]) - fd).abs() / fd.abs().max(1e-9);
+                assert!(err < 1e-5, "θ {theta:?}, parameter {j}: exact {} vs fd {fd} (rel. {err:.1e})", exact[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn other_chains_and_fault_settings_are_refused_by_name() {
+        let mut other = chain();
+        other.stages[0].plugin = "urn:zamaudio:ZamComp".into();
+        other.stages[0].format = Format::Lv2;
+        let e = TestFxTwin::for_chain(&other).unwrap_err().to_string();
+        assert!(e.contains("--grad exact") && e.contains("urn:zamaudio:ZamComp") && e.contains("test effect"), "{e}");
+        let mut faulty = chain();
+        faulty.stages[0].base[FAULT].1 = 2.0;
+        let e = TestFxTwin::for_chain(&faulty).unwrap_err().to_string();
+        assert!(e.contains("fault"), "{e}");
+        let mut two = chain();
+        two.stages.push(two.stages[0].clone());
+        assert!(TestFxTwin::for_chain(&two).unwrap_err().to_string().contains("2 plugins"));
+    }
+}
