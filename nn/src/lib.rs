@@ -11,8 +11,7 @@
 //!    conditional TCN and a CNN encoder need, written with ops whose gradients candle gets right.
 //! 5. [`optim::AdamW`] with saveable moments, and [`checkpoint`] (model + optimizer in one safetensors file,
 //!    written atomically) so a resumed run continues exactly.
-//! 6. [`straight::straight_through`]: the real output's exact value with the proxy's gradient (NP-FH).
-//! 7. [`gradcheck`]: autograd vs central finite differences, for any scalar function of inputs and weights.
+//! 6. [`gradcheck`]: autograd vs central finite differences, for any scalar function of inputs and weights.
 //!
 //! Build with the `cuda` feature for candle's CUDA backend (needs `nvcc`); the default build is CPU only.
 //!
@@ -52,4 +51,3 @@ pub mod norm;
 pub mod optim;
 mod passthrough;
 pub mod stft;
-pub mod straight;

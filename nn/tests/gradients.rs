@@ -180,6 +180,28 @@ fn mrstft_with_time_l1_gradient_matches_finite_differences_at_batch_2() {
 }
 
 #[test]
+fn per_item_mrstft_equals_each_item_alone_and_its_gradient_matches_finite_differences_at_batch_3() {
+    let config = MrStftConfig { fft_sizes: vec![16, 64], time_l1_weight: 2.0 };
+    let loss = MrStftLoss::new(&config, DType::F64, &Device::Cpu).unwrap();
+    let pred = input(&[3, 128], 12).unwrap();
+    let target = pseudo_random((3, 128), 13, &Device::Cpu).unwrap();
+    let batched: Vec<f64> = loss.per_item(pred.as_tensor(), &target).unwrap().to_vec1().unwrap();
+    for (i, value) in batched.iter().enumerate() {
+        let p = pred.as_tensor().narrow(0, i, 1).unwrap();
+        let alone = loss.forward(&p, &target.narrow(0, i, 1).unwrap()).unwrap().to_scalar::<f64>().unwrap();
+        assert!((value - alone).abs() <= 1e-12 * alone.abs(), "item {i}: batched {value} vs alone {alone}");
+    }
+    // Weighted differently per item, so a gradient leaking to another item would show.
+    let weights = Tensor::new(&[1.0f64, -2.0, 0.5], &Device::Cpu).unwrap();
+    check_all(
+        "per-item mrstft",
+        || (loss.per_item(pred.as_tensor(), &target)? * &weights)?.sum_all(),
+        &[("pred", &pred)],
+        &VarMap::new(),
+    );
+}
+
+#[test]
 fn film_gradients_match_finite_differences_at_batch_2() {
     let varmap = VarMap::new();
     let film = Film::new(5, 3, f64_vb(&varmap)).unwrap();
