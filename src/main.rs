@@ -52,6 +52,8 @@ enum Command {
 fn main() -> ExitCode {
     // Before any thread: see its doc. Collect and training make and drop megabytes of audio per job.
     afx_spsa::worker::keep_freed_memory();
+    // SAFETY: no other thread exists yet (see its doc: lilv crashes on a relative LV2_PATH entry).
+    unsafe { afx_host::make_lv2_path_absolute() };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AFX_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -92,3 +92,19 @@ fn each_fault_mode_behaves_as_designed_in_every_format() {
         assert!(!output.exists(), "{format}: a failed render left its output");
     }
 }
+
+#[test]
+fn a_relative_lv2_path_finds_the_plugin_instead_of_crashing_lilv() {
+    // lilv alone segfaults on a relative LV2_PATH entry; afx makes it absolute first.
+    let lv2 = &testfx().lv2;
+    let (parent, name) = (lv2.parent().unwrap(), lv2.file_name().unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_afx"))
+        .current_dir(parent)
+        .env("LV2_PATH", name)
+        .env_remove("AFX_CONFIG")
+        .args(["scan", "--format", "lv2"])
+        .output()
+        .unwrap();
+    let out = ok(out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("urn:afx:testfx"));
+}

@@ -132,3 +132,26 @@ impl Host {
         }
     }
 }
+
+/// Makes every entry of `LV2_PATH` absolute (relative entries are taken from the current folder).
+///
+/// lilv cannot map a relative folder to a URI: with `LV2_PATH=target/testfx/lv2` it prints "attempt to map
+/// invalid URI" and then crashes the process (SIGSEGV, seen with Debian 12's lilv), so a host that hands the
+/// user's `LV2_PATH` to lilv must make it absolute first. Worker processes inherit the fixed variable.
+///
+/// # Safety
+///
+/// It changes the process environment, which is only sound while no other thread may read it: call it first
+/// thing in `main`, before any thread starts (see [`std::env::set_var`]).
+pub unsafe fn make_lv2_path_absolute() {
+    let Some(path) = std::env::var_os("LV2_PATH") else { return };
+    let Ok(here) = std::env::current_dir() else { return };
+    let entries: Vec<std::path::PathBuf> =
+        std::env::split_paths(&path).map(|p| if p.is_relative() { here.join(p) } else { p }).collect();
+    if let Ok(joined) = std::env::join_paths(entries) {
+        if joined != path {
+            // SAFETY: the caller guarantees that no other thread exists yet.
+            unsafe { std::env::set_var("LV2_PATH", joined) };
+        }
+    }
+}

@@ -51,7 +51,7 @@ pub use chain::{Chain, ChainError};
 pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};
 pub use denormals::FlushDenormals;
-pub use host::{Host, LoadError};
+pub use host::{Host, LoadError, make_lv2_path_absolute};
 pub use lv2::Lv2World;
 pub use param::{ParamKind, ParamSpec, Scale};
 pub use plugin::{AudioPort, Effect, Format, PluginInfo};

@@ -5,13 +5,14 @@
 //!    model sees (input_A, target_B) and is scored against target_A (θ* is kept for the parameter error).
 //! 2. [`model`]: a log-spectrogram front end, a 2-D CNN encoder shared by input and reference, and a controller
 //!    MLP whose sigmoid outputs are the chain's normalised parameters θ.
-//! 3. [`method`]: a [`method::GradMethod`] turns θ into a scalar whose backward gives dL/dθ to the network
-//!    ([`method::spsa`]: real renders, MRSTFT loss, SPSA vector-Jacobian product from the worker pool).
+//! 3. [`method`]: a [`method::GradMethod`] returns dL/dθ per item as a value ([`method::spsa`]: real renders,
+//!    MRSTFT loss, SPSA vector-Jacobian product from the worker pool; also `fd`, `exact`, `np-fh`, `np-hh`), and
+//!    the surrogate Σ θ·stopgrad(g) carries it into the network.
 //! 4. [`train`]: the loop, validation against baselines (always the real chain), metrics JSONL, atomic
 //!    checkpoints ([`run`]), exact resume, a loss plot and `report.md`.
 //! 5. [`infer`]: load a run, predict θ for (input, reference) at the model's rate, render the whole input at
 //!    its own rate, and save an [`afx_host::Preset`] that replays bit-identically.
-//! 6. [`bench`]: where a training step's time goes.
+//! 6. [`bench`]: where a training step's time goes; [`plot`]: charts with text (an embedded font).
 //!
 //! The data side is the [`ClipSource`] trait (the corpus implements it; `Vec<Audio>` does for tests).
 
