@@ -108,14 +108,18 @@ pub struct MethodResult {
     pub curve: Vec<(f64, f64)>,
 }
 
-/// What building the proxy cost, when `compare` built it.
+/// What building the proxy cost, when `compare` built it, and how good it came out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyCost {
     pub path: PathBuf,
-    /// Collecting examples from the real chain, and training the proxy, in seconds (0 when given).
+    /// Collecting examples from the real chain, and training the proxy, in seconds.
     pub collect_seconds: f64,
     pub train_seconds: f64,
     pub examples: usize,
+    pub steps: u64,
+    /// The proxy's held-out MRSTFT against the real chain's output, and the identity's (input vs output).
+    pub heldout_mrstft: Option<f64>,
+    pub identity_mrstft: Option<f64>,
 }
 
 /// Everything `compare` measured.
@@ -354,12 +358,18 @@ pub fn markdown(r: &CompareReport) -> String {
         );
     }
     if let Some(p) = &r.proxy {
+        let quality = match (p.heldout_mrstft, p.identity_mrstft) {
+            (Some(q), Some(i)) => format!("; held-out MRSTFT {q:.3} against the identity's {i:.3}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
-            "\nProxy `{}`: collected {} examples in {:.1} min, trained in {:.1} min (0 when given ready-made).",
+            "\nProxy `{}`, built for this comparison: {} examples collected in {:.1} min, {} training steps in {:.1} \
+             min{quality}.",
             p.path.display(),
             p.examples,
             p.collect_seconds / 60.0,
+            p.steps,
             p.train_seconds / 60.0
         );
     }
@@ -395,7 +405,8 @@ pub struct ProxyBuild {
 }
 
 /// Collects `build.examples` examples of `chain` into `dir/collection` and trains a proxy on them into
-/// `dir/proxy` (reusing either when a previous comparison left it there whole).
+/// `dir/proxy`. A proxy a previous comparison built there whole is reused with the cost it recorded
+/// (`dir/cost.json`), so a rerun reports what the proxy really cost.
 pub fn build_proxy(
     dir: &Path,
     chain: &afx_host::Chain,
@@ -406,8 +417,12 @@ pub fn build_proxy(
     mut progress: impl FnMut(&str),
 ) -> Result<ProxyCost, EvalError> {
     use afx_proxy::collect::{self, CollectConfig, ShardSlice, Sources, Uniform};
-    use afx_proxy::train::{ProxyTrainConfig, ProxyTrainOptions, train_proxy};
-    let (data, proxy) = (dir.join("collection"), dir.join("proxy"));
+    use afx_proxy::train::{ProxyTrainConfig, ProxyTrainOptions, latest_checkpoint, train_proxy};
+    let (data, proxy, cost_path) = (dir.join("collection"), dir.join("proxy"), dir.join("cost.json"));
+    if cost_path.exists() && latest_checkpoint(&proxy).map_err(Box::new)?.is_some() {
+        progress(&format!("reusing the proxy in {} (cost from {})", proxy.display(), cost_path.display()));
+        return Ok(run::read_json(&cost_path)?);
+    }
     progress(&format!("collecting {} proxy examples into {}", build.examples, data.display()));
     let started = Instant::now();
     let config = CollectConfig {
@@ -421,24 +436,31 @@ pub fn build_proxy(
     collect::collect(&data, sources, &config, ShardSlice { index: 0, count: 1 }, |_, _| {})?;
     collect::write_manifest(&data)?;
     let collect_seconds = started.elapsed().as_secs_f64();
+    progress(&format!("training the proxy for {} min into {}", build.minutes, proxy.display()));
     let started = Instant::now();
-    if afx_proxy::train::latest_checkpoint(&proxy).map_err(Box::new)?.is_none() {
-        progress(&format!("training the proxy for {} min into {}", build.minutes, proxy.display()));
-        let config =
-            ProxyTrainConfig { steps: 100_000, minutes: Some(build.minutes), seed: build.seed, ..Default::default() };
-        let meta = afx_proxy::ProxyMeta {
-            chain: chain.name().to_string(),
-            params: afx_proxy::ProxyMeta::params_of(chain),
-            sample_rate: build.sample_rate,
-            tcn: config.tcn.clone(),
-        };
-        let options = ProxyTrainOptions { device: device.clone(), ..Default::default() };
-        train_proxy(&proxy, &data, meta, &config, options).map_err(Box::new)?;
+    // A half-trained proxy left by an interrupted comparison is started afresh, so its cost is measured.
+    if proxy.exists() {
+        std::fs::remove_dir_all(&proxy).map_err(EvalError::io(&proxy))?;
     }
-    Ok(ProxyCost {
+    let config =
+        ProxyTrainConfig { steps: 100_000, minutes: Some(build.minutes), seed: build.seed, ..Default::default() };
+    let meta = afx_proxy::ProxyMeta {
+        chain: chain.name().to_string(),
+        params: afx_proxy::ProxyMeta::params_of(chain),
+        sample_rate: build.sample_rate,
+        tcn: config.tcn.clone(),
+    };
+    let options = ProxyTrainOptions { device: device.clone(), ..Default::default() };
+    let summary = train_proxy(&proxy, &data, meta, &config, options).map_err(Box::new)?;
+    let cost = ProxyCost {
         path: proxy,
         collect_seconds,
         train_seconds: started.elapsed().as_secs_f64(),
         examples: build.examples,
-    })
+        steps: summary.steps,
+        heldout_mrstft: summary.validation.as_ref().map(|q| q.mrstft),
+        identity_mrstft: summary.validation.as_ref().map(|q| q.identity_mrstft),
+    };
+    run::write_json(&cost_path, &cost)?;
+    Ok(cost)
 }

@@ -370,7 +370,8 @@ pub fn eval_grads(
 
     let check = match reference_spec.family {
         Family::Fd => {
-            let h = config.reference_step * 10.0;
+            // In f64, so that 10 × 0.001 is 0.01 and not 0.010000001.
+            let h = (f64::from(config.reference_step) * 10.0) as f32;
             progress(&format!("fd h={h} (reference check)"));
             let mut method = EstimatorSpec::fd(h).build(config, chain, device)?;
             let other = method.gradients(pool, batch, &theta, 0)?;

@@ -148,10 +148,10 @@ pub unsafe fn make_lv2_path_absolute() {
     let Ok(here) = std::env::current_dir() else { return };
     let entries: Vec<std::path::PathBuf> =
         std::env::split_paths(&path).map(|p| if p.is_relative() { here.join(p) } else { p }).collect();
-    if let Ok(joined) = std::env::join_paths(entries) {
-        if joined != path {
-            // SAFETY: the caller guarantees that no other thread exists yet.
-            unsafe { std::env::set_var("LV2_PATH", joined) };
-        }
+    if let Ok(joined) = std::env::join_paths(entries)
+        && joined != path
+    {
+        // SAFETY: the caller guarantees that no other thread exists yet.
+        unsafe { std::env::set_var("LV2_PATH", joined) };
     }
 }
