@@ -187,7 +187,7 @@ fn a_proxy_of_another_chain_or_without_proxy_is_refused() {
     fails_with(&run(dir.path(), &args), &["holds no proxy checkpoint"]);
     let i = args.iter().position(|a| *a == "np-hh").unwrap();
     args[i] = "np-xx";
-    fails_with(&run(dir.path(), &args), &["np-xx", "spsa, np-fh, np-hh, proxy"]);
+    fails_with(&run(dir.path(), &args), &["np-xx", "spsa, fd, exact, np-fh, np-hh, proxy"]);
 }
 
 #[test]

@@ -27,6 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{EvalError, loudness};
 
+/// The row of the model's input itself: the raw recording, or its corruption with `Corruption::RandomChain`
+/// (DeepAFx-ST's "corrupt input" row).
+const INPUT_ROW: &str = "input";
+
 /// The seed stream of the held-out test examples (other crops than training's validation).
 const TEST_STREAM: u64 = 0x5445_5354; // "TEST"
 
@@ -196,7 +200,7 @@ pub fn compare(
     let default_out = render(pool, &test.pairs.input_a, &defaults);
     let random_out = render(pool, &test.pairs.input_a, &test.random_theta);
     let baselines = vec![
-        Baseline { name: "input (corrupt)".into(), scores: score(&inputs, None)? },
+        Baseline { name: INPUT_ROW.into(), scores: score(&inputs, None)? },
         Baseline { name: "default parameters".into(), scores: score(&default_out, Some(&defaults))? },
         Baseline { name: "random parameters".into(), scores: score(&random_out, Some(&test.random_theta))? },
     ];
@@ -297,7 +301,7 @@ impl TestSet {
 /// DeepAFx-ST's published test scores (LibriTTS, MRSTFT and LUFS error; their own DSP EQ + compressor, 24 kHz),
 /// by afx's method names: shown beside afx's for orientation, not as the same task.
 pub const PUBLISHED: [(&str, f64, f64); 6] = [
-    ("input (corrupt)", 1.187, 2.426),
+    (INPUT_ROW, 1.187, 2.426),
     ("spsa", 0.635, 1.600),
     ("proxy", 0.676, 1.340),
     ("np-hh", 1.038, 2.679),
