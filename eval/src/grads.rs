@@ -385,7 +385,7 @@ pub fn eval_grads(
     for (spec, gradients, seconds) in &runs {
         progress(&format!("{} (descent test)", spec.label()));
         let descent = descent_test(pool, &loss, batch, &thetas, &reference, gradients, config.descent_step)?;
-        estimators.push(summarise(spec, spec == &reference_spec, &reference, gradients, descent, p, *seconds, pool));
+        estimators.push(summarise(spec, spec == &reference_spec, &reference, gradients, descent, p, *seconds));
     }
     Ok(GradReport {
         chain: chain.name.clone(),
@@ -455,7 +455,6 @@ fn descent_test(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn summarise(
     spec: &EstimatorSpec,
     is_reference: bool,
@@ -464,7 +463,6 @@ fn summarise(
     descent: Vec<Option<bool>>,
     p: usize,
     seconds: f64,
-    pool: &Pool,
 ) -> EstimatorReport {
     let (mut cosines, mut errors, mut signs) = (vec![], vec![], vec![]);
     let mut per_param_signs = vec![vec![]; p];
@@ -481,7 +479,6 @@ fn summarise(
     }
     let n = cosines.len();
     let summary = Summary::of(&cosines).unwrap_or(Summary { mean: f64::NAN, median: f64::NAN, p10: f64::NAN });
-    let workers_p = pool.num_params();
     EstimatorReport {
         name: spec.family.name().into(),
         label: spec.label(),
@@ -497,7 +494,7 @@ fn summarise(
         per_param_sign_agreement: per_param_signs.into_iter().map(stats::rate).collect(),
         per_param_error: per_param_error.into_iter().map(|e| e / n.max(1) as f64).collect(),
         descent_rate: stats::rate(descent.into_iter().flatten()),
-        renders_per_estimate: spec.family.grad_kind().renders_per_item(workers_p, spec.k.unwrap_or(0)),
+        renders_per_estimate: spec.family.grad_kind().renders_per_item(p, spec.k.unwrap_or(0)),
         seconds_per_estimate: seconds,
         examples: n,
         failed: gradients.items.len() - gradients.ok(),
