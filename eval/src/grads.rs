@@ -370,8 +370,8 @@ pub fn eval_grads(
 
     let check = match reference_spec.family {
         Family::Fd => {
-            // In f64, so that 10 × 0.001 is 0.01 and not 0.010000001.
-            let h = (f64::from(config.reference_step) * 10.0) as f32;
+            // Rounded in decimal, so that 10 × 0.001 is 0.01 and not 0.010000001 (f32 steps are decimal inputs).
+            let h = ((f64::from(config.reference_step) * 1e10).round() / 1e9) as f32;
             progress(&format!("fd h={h} (reference check)"));
             let mut method = EstimatorSpec::fd(h).build(config, chain, device)?;
             let other = method.gradients(pool, batch, &theta, 0)?;
