@@ -6,21 +6,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::*;
 use serde_json::Value;
 
-/// The demo corpus, built once for this test binary.
 fn corpus() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let corpus = dir.path().join("corpus");
-        ok(afx(dir.path(), &["dataset", "build-demo", "--out", corpus.to_str().unwrap()]));
-        (dir, corpus)
-    })
-    .1
+    demo_corpus()
 }
 
 /// `afx --config plugins.toml ARGS` in `dir`, with the packaged test effect on every plugin path.

@@ -45,6 +45,18 @@ pub fn fails_with(o: &Output, needles: &[&str]) {
     }
 }
 
+/// The demo corpus (`afx dataset build-demo`: real recordings and espeak-ng speech), built once per test binary.
+pub fn demo_corpus() -> &'static Path {
+    static DIR: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        ok(afx(dir.path(), &["dataset", "build-demo", "--out", corpus.to_str().unwrap()]));
+        (dir, corpus)
+    })
+    .1
+}
+
 /// The mono drum loop (left channel of loop_amen) as a float WAV in `dir`.
 pub fn amen_mono_wav(dir: &Path) -> PathBuf {
     let amen = afx_testkit::amen_mono();
