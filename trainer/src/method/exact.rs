@@ -131,10 +131,6 @@ impl Exact {
     pub fn new(chain: &ChainInfo, loss: &MrStftConfig) -> Result<Exact, TrainError> {
         Ok(Exact { twin: TestFxTwin::for_chain(chain)?, loss: MrStftLoss::new(loss, DType::F32, &Device::Cpu)? })
     }
-
-    pub fn twin(&self) -> &TestFxTwin {
-        &self.twin
-    }
 }
 
 impl GradMethod for Exact {

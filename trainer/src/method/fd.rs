@@ -26,10 +26,6 @@ impl FiniteDifference {
         }
         Ok(FiniteDifference { step, loss: MrStftLoss::new(loss, DType::F32, &Device::Cpu)? })
     }
-
-    pub fn step(&self) -> f32 {
-        self.step
-    }
 }
 
 impl GradMethod for FiniteDifference {
@@ -48,8 +44,7 @@ impl GradMethod for FiniteDifference {
         let thetas = theta_rows(theta)?;
         let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        let inputs: Vec<_> = forward.kept.iter().map(|&i| batch.inputs[i].clone()).collect();
-        let kept_thetas: Vec<Vec<f32>> = forward.kept.iter().map(|&i| thetas[i].clone()).collect();
+        let (inputs, kept_thetas) = (forward.kept_of(batch.inputs), forward.kept_of(&thetas));
         let estimates = pool.finite_difference_batch(&inputs, &kept_thetas, &forward.grad_y, self.step);
         timing.spsa_s = started.elapsed().as_secs_f64();
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))

@@ -251,6 +251,11 @@ pub struct RealForward {
 }
 
 impl RealForward {
+    /// The entries of `all` (one per batch item) that belong to items that rendered, in order.
+    pub fn kept_of<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        self.kept.iter().map(|&i| all[i].clone()).collect()
+    }
+
     /// Per item, the gradient from `estimate` (called with the kept position and the item index) for items
     /// that rendered, and the render's error for those that did not. A non-finite gradient fails its item.
     pub fn gradients(

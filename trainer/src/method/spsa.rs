@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use afx_host::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
@@ -55,10 +54,6 @@ impl Spsa {
         let loss = MrStftLoss::new(&config.loss_config(), DType::F32, &Device::Cpu)?;
         Ok(Spsa { config, loss })
     }
-
-    pub fn config(&self) -> &SpsaConfig {
-        &self.config
-    }
 }
 
 impl GradMethod for Spsa {
@@ -77,8 +72,7 @@ impl GradMethod for Spsa {
         let thetas = theta_rows(theta)?;
         let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        let inputs: Vec<Audio> = forward.kept.iter().map(|&i| batch.inputs[i].clone()).collect();
-        let kept_thetas: Vec<Vec<f32>> = forward.kept.iter().map(|&i| thetas[i].clone()).collect();
+        let (inputs, kept_thetas) = (forward.kept_of(batch.inputs), forward.kept_of(&thetas));
         let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
         // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
         let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
