@@ -14,6 +14,8 @@
 //! plugin. `AFX_TESTFX_FAULT=abort|segfault|hang|nan` (read when the effect is made) arms a fault that fires
 //! only while `drive` is at least [`ARMED_DRIVE_DB`]: like a real plugin that crashes in one corner of its
 //! parameter space, so a test can put the fault in one item of a batch through that item's parameters.
+//! `AFX_TESTFX_FAULT=load-abort|load-segfault|load-hang` instead breaks the plugin where a host loads or
+//! describes it ([`fire_load_fault`], called by every format's entry point): no render fault is armed then.
 //!
 //! The effect's exact derivatives are known, which no real plugin offers: [`sensitivities`] runs the same
 //! recurrence in f64 and carries, by forward-mode differentiation, the derivative of every output sample with
@@ -168,6 +170,51 @@ impl Fault {
     pub fn from_env() -> Fault {
         std::env::var("AFX_TESTFX_FAULT").map(|v| Fault::from_name(&v)).unwrap_or_default()
     }
+
+    /// The load-time fault named by an `AFX_TESTFX_FAULT` value (`load-abort`, `load-segfault`, `load-hang`);
+    /// anything else (the render faults included) is none.
+    pub fn from_load_name(name: &str) -> Fault {
+        match name.trim() {
+            "load-abort" => Fault::Abort,
+            "load-segfault" => Fault::Segfault,
+            "load-hang" => Fault::Hang,
+            _ => Fault::None,
+        }
+    }
+
+    /// The load-time fault `AFX_TESTFX_FAULT` asks for.
+    pub fn load_from_env() -> Fault {
+        std::env::var("AFX_TESTFX_FAULT").map(|v| Fault::from_load_name(&v)).unwrap_or_default()
+    }
+
+    /// Crashes or hangs the process as this fault says (`Nan` and `None` return: they are no crash).
+    fn fire_fatal(self, stage: &str) {
+        if matches!(self, Fault::Abort | Fault::Segfault | Fault::Hang) {
+            // Like a real plugin's last words: hosts should capture and show them with the failure.
+            eprintln!("afx test effect: deliberate {self:?} fault {stage}");
+        }
+        match self {
+            Fault::None | Fault::Nan => {}
+            Fault::Abort => std::process::abort(),
+            Fault::Segfault => {
+                // SAFETY: not safe, on purpose: the `segfault` fault exists to crash the process the way a
+                // buggy plugin does, so a host's crash isolation can be tested. The volatile write keeps the
+                // compiler from removing or reasoning about it.
+                unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+                unreachable!("a write through a null pointer returned")
+            }
+            Fault::Hang => loop {
+                std::thread::sleep(Duration::from_secs(1));
+            },
+        }
+    }
+}
+
+/// Fires the load-time fault `AFX_TESTFX_FAULT` asks for (`load-abort`, `load-segfault`, `load-hang`), if any.
+/// Each format's entry point calls it (LV2 `lv2_descriptor`, CLAP entry init, VST3 `GetPluginFactory`), so a
+/// host that merely loads or describes the plugin crashes or hangs, like one with a broken plugin installed.
+pub fn fire_load_fault() {
+    Fault::load_from_env().fire_fatal("at load");
 }
 
 /// With `AFX_TESTFX_FAULT` set, the fault fires when `drive` is at least this many dB (its top 1/24).
@@ -292,27 +339,15 @@ impl TestFx {
 
     /// Misbehaves as [`TestFx::fault`] says; true when `output` holds the (NaN) result already.
     fn trigger_fault(&self, output: &mut [f32]) -> bool {
-        let fault = self.fault();
-        if matches!(fault, Fault::Abort | Fault::Segfault | Fault::Hang) {
-            // Like a real plugin's last words: hosts should capture and show them with the failure.
-            eprintln!("afx test effect: deliberate {fault:?} fault");
-        }
-        match fault {
+        match self.fault() {
             Fault::None => false,
-            Fault::Abort => std::process::abort(),
-            Fault::Segfault => {
-                // SAFETY: not safe, on purpose: the `segfault` fault exists to crash the process the way a
-                // buggy plugin does, so a host's crash isolation can be tested. The volatile write keeps the
-                // compiler from removing or reasoning about it.
-                unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
-                unreachable!("a write through a null pointer returned")
-            }
-            Fault::Hang => loop {
-                std::thread::sleep(Duration::from_secs(1));
-            },
             Fault::Nan => {
                 output.fill(f32::NAN);
                 true
+            }
+            fatal => {
+                fatal.fire_fatal("in process");
+                unreachable!("a fatal fault returned")
             }
         }
     }
@@ -714,5 +749,15 @@ mod tests {
             assert_eq!(Fault::from_name(name), Fault::from_value(i as f32));
         }
         assert_eq!(Fault::from_name("bogus"), Fault::None);
+    }
+
+    #[test]
+    fn load_faults_and_render_faults_never_arm_each_other() {
+        for (load, render) in [("load-abort", "abort"), ("load-segfault", "segfault"), ("load-hang", "hang")] {
+            assert_eq!(Fault::from_name(load), Fault::None, "{load} armed a render fault");
+            assert_eq!(Fault::from_load_name(render), Fault::None, "{render} armed a load fault");
+            assert_eq!(Fault::from_load_name(load), Fault::from_name(render));
+        }
+        assert_eq!(Fault::from_load_name("load-nan"), Fault::None);
     }
 }

@@ -35,7 +35,10 @@ impl Plugin for TestFxClap {
 }
 
 impl DefaultPluginFactory for TestFxClap {
+    /// Called once by the entry's `init` (clack's `SinglePluginEntry`), so `AFX_TESTFX_FAULT=load-*` breaks the
+    /// plugin here, before a host sees its factory.
     fn get_descriptor() -> PluginDescriptor {
+        afx_testfx_dsp::fire_load_fault();
         PluginDescriptor::new(CLAP_ID, NAME)
             .with_vendor(VENDOR)
             .with_version(env!("CARGO_PKG_VERSION"))

@@ -112,8 +112,9 @@ unsafe extern "C" fn extension_data(_uri: *const c_char) -> *const c_void {
     ptr::null()
 }
 
-/// The LV2 entry point: our one plugin at index 0.
+/// The LV2 entry point: our one plugin at index 0. `AFX_TESTFX_FAULT=load-*` breaks it here.
 #[unsafe(no_mangle)]
 pub extern "C" fn lv2_descriptor(index: u32) -> *const LV2_Descriptor {
+    afx_testfx_dsp::fire_load_fault();
     if index == 0 { &DESCRIPTOR.0 } else { ptr::null() }
 }

@@ -535,8 +535,10 @@ extern "system" fn ModuleExit() -> bool {
     true
 }
 
-/// The VST3 entry point: a new factory, owned by the caller (one reference).
+/// The VST3 entry point: a new factory, owned by the caller (one reference). `AFX_TESTFX_FAULT=load-*` breaks
+/// it here.
 #[unsafe(no_mangle)]
 extern "system" fn GetPluginFactory() -> *mut IPluginFactory {
+    afx_testfx_dsp::fire_load_fault();
     ComWrapper::new(Factory).to_com_ptr::<IPluginFactory>().map_or(ptr::null_mut(), |f| f.into_raw())
 }
