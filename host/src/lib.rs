@@ -5,7 +5,10 @@
 //!
 //! 1. [`Host::new`] discovers what is installed; [`Host::scan`] describes it ([`PluginInfo`], with every
 //!    parameter as a [`ParamSpec`]: plain range, default, unit, scale and kind).
-//! 2. [`Host::load`] gives an [`Effect`] for one plugin, by id (LV2 URI) or name.
+//!    [`scan::Scanner`] does it the way DAWs do: each plugin file described in a child process (a plugin that
+//!    crashes or hangs at load fails alone), the results cached by file; [`Host::with_catalogue`] then hosts
+//!    from its [`scan::Catalogue`] and loads only the file of the plugin asked for.
+//! 2. [`Host::load`] gives an [`Effect`] for one plugin, by id (LV2 URI), name or file path.
 //! 3. [`Effect::render`] renders an [`Audio`] buffer with plain parameter values: a fresh plugin state per
 //!    render, values applied from sample 0, the plugin's latency trimmed so output frame `n` lines up with
 //!    input frame `n`, denormals flushed, and NaN/Inf output reported as an error.
@@ -43,6 +46,7 @@ pub mod param;
 mod plugin;
 pub mod preset;
 pub mod render;
+pub mod scan;
 mod suggest;
 mod vst3;
 

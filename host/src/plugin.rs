@@ -10,7 +10,7 @@ use crate::param::{ParamSpec, ValueError};
 use crate::render::{self, RenderError, RenderSettings, Scratch};
 
 /// A plugin standard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Lv2,

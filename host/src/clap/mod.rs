@@ -73,8 +73,37 @@ impl Default for ClapWorld {
 impl ClapWorld {
     /// Finds and loads every `.clap` file (a file that fails to load is logged and skipped).
     pub fn new() -> ClapWorld {
-        let files = find_clap_files(&search_folders()).iter().filter_map(|path| load(path)).collect();
+        Self::with_files(&find_clap_files(&search_folders()))
+    }
+
+    /// Loads only these `.clap` files (a file that fails to load is logged and skipped), so a worker that
+    /// hosts one plugin cannot be taken down by another installed file.
+    pub fn with_files(paths: &[PathBuf]) -> ClapWorld {
+        let files = paths
+            .iter()
+            .filter_map(|path| {
+                load(path).map_err(|e| tracing::warn!("skipping CLAP file {}: {e}", path.display())).ok()
+            })
+            .collect();
         ClapWorld { files, host: host_info() }
+    }
+
+    /// The plugins of one `.clap` file, and what went wrong with those that could not be described; an error
+    /// when the file itself cannot be loaded.
+    pub(crate) fn describe_file(path: &Path) -> Result<(Vec<PluginInfo>, Vec<String>), String> {
+        let file = load(path)?;
+        if file.entry.get_plugin_factory().is_none() {
+            return Err("its entry offers no plugin factory".into());
+        }
+        let host = host_info();
+        let (mut plugins, mut problems) = (vec![], vec![]);
+        for id in &file.ids {
+            match describe(&file, id, &host) {
+                Ok(described) => plugins.push(described.info),
+                Err(e) => problems.push(format!("plugin {id:?}: {e}")),
+            }
+        }
+        Ok((plugins, problems))
     }
 
     /// Every plugin in every file, effects or not (a plugin that fails to instantiate is logged and skipped).
@@ -119,7 +148,7 @@ pub(crate) fn host_info() -> HostInfo {
 }
 
 /// `CLAP_PATH` (colon-separated), then `~/.clap`, then the system folders.
-fn search_folders() -> Vec<PathBuf> {
+pub(crate) fn search_folders() -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = std::env::var_os("CLAP_PATH")
         .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
@@ -132,7 +161,7 @@ fn search_folders() -> Vec<PathBuf> {
 
 /// Every `.clap` file under `folders`, recursively, in folder order and sorted within each folder so the order
 /// is reproducible. A file or folder reached twice (listed twice, or through a symlink) counts once.
-fn find_clap_files(folders: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn find_clap_files(folders: &[PathBuf]) -> Vec<PathBuf> {
     let mut seen = HashSet::new();
     let mut found = vec![];
     for folder in folders {
@@ -162,22 +191,16 @@ fn walk(folder: &Path, seen: &mut HashSet<PathBuf>, found: &mut Vec<PathBuf>) {
     }
 }
 
-fn load(path: &Path) -> Option<ClapFile> {
-    // SAFETY: loading runs the library's initialisers and its CLAP entry's `init`. The file sits in a folder
-    // the CLAP spec reserves for plugins; native code is trusted here, as in every host (afx isolates untrusted
-    // plugins in worker processes, not in this call).
-    let entry = match unsafe { PluginEntry::load(path) } {
-        Ok(entry) => entry,
-        Err(e) => {
-            tracing::warn!("skipping CLAP file {}: {e}", path.display());
-            return None;
-        }
-    };
+fn load(path: &Path) -> Result<ClapFile, String> {
+    // SAFETY: loading runs the library's initialisers and its CLAP entry's `init`. The file is one the user
+    // installed or named as a plugin; native code is trusted here, as in every host (afx isolates untrusted
+    // plugins in worker and scan processes, not in this call).
+    let entry = unsafe { PluginEntry::load(path) }.map_err(|e| e.to_string())?;
     let ids = entry
         .get_plugin_factory()
         .map(|factory| factory.plugin_descriptors().filter_map(|d| Some(d.id()?.to_owned())).collect())
         .unwrap_or_default();
-    Some(ClapFile { path: path.to_path_buf(), entry, ids })
+    Ok(ClapFile { path: path.to_path_buf(), entry, ids })
 }
 
 /// What one plugin exposes, read from an instance that was never activated.

@@ -7,7 +7,7 @@
 
 pub(crate) mod direct;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,6 +21,42 @@ use crate::render::RenderError;
 const LV2_CORE: &str = "http://lv2plug.in/ns/lv2core#";
 const PORT_PROPS: &str = "http://lv2plug.in/ns/ext/port-props#";
 const UNITS: &str = "http://lv2plug.in/ns/extensions/units#";
+
+/// The LV2 specification bundles whose statements afx reads when it describes a plugin (unit symbols).
+const SPEC_BUNDLES: [&str; 2] = ["units.lv2", "core.lv2"];
+
+/// The folders lilv searches: `LV2_PATH`, else Debian's lilv default (`~/.lv2`, the multiarch folder,
+/// `/usr/lib/lv2`, `/usr/local/lib/lv2`).
+pub(crate) fn search_folders() -> Vec<PathBuf> {
+    if let Some(paths) = std::env::var_os("LV2_PATH") {
+        return std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect();
+    }
+    let mut folders = vec![];
+    if let Some(home) = std::env::var_os("HOME") {
+        folders.push(Path::new(&home).join(".lv2"));
+    }
+    folders.push(PathBuf::from(format!("/usr/lib/{}-linux-gnu/lv2", std::env::consts::ARCH)));
+    folders.extend(["/usr/lib/lv2", "/usr/local/lib/lv2"].map(PathBuf::from));
+    folders
+}
+
+/// The `file://` URI of a bundle folder, with the trailing slash lilv wants and every byte outside the URI's
+/// unreserved set percent-encoded (a bundle path may hold spaces).
+fn file_uri(bundle: &Path) -> String {
+    let absolute = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_path_buf());
+    let mut uri = String::from("file://");
+    for &byte in absolute.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if !uri.ends_with('/') {
+        uri.push('/');
+    }
+    uri
+}
 
 /// Bytes per atom sequence buffer: enough for the few events a plugin may emit per block.
 const ATOM_CAPACITY: usize = 16 * 1024;
@@ -52,7 +88,28 @@ impl Default for Lv2World {
 impl Lv2World {
     /// Loads every installed bundle (about 0.15 s for ~300 plugins).
     pub fn new() -> Lv2World {
-        let world = Rc::new(livi::World::new());
+        Self::from_livi(livi::World::new())
+    }
+
+    /// Loads one bundle folder (`Foo.lv2`) and none of the other installed ones, so a worker that hosts one plugin
+    /// cannot be taken down by another bundle. The LV2 specification bundles whose data afx reads (unit
+    /// symbols) are loaded too, from the LV2 search folders: they hold metadata only, no code.
+    pub fn with_bundle(bundle: &Path) -> Lv2World {
+        let world = livi::World::with_load_bundle(&file_uri(bundle));
+        for spec in SPEC_BUNDLES {
+            if let Some(found) =
+                search_folders().iter().map(|f| f.join(spec)).find(|p| p.join("manifest.ttl").is_file())
+            {
+                world.raw().load_bundle(&world.raw().new_uri(&file_uri(&found)));
+            }
+        }
+        // What `lilv_world_load_all` does after loading the bundles: read the specifications' data files.
+        world.raw().load_specifications();
+        Self::from_livi(world)
+    }
+
+    fn from_livi(world: livi::World) -> Lv2World {
+        let world = Rc::new(world);
         let raw = world.raw();
         let uri = |base: &str, name: &str| raw.new_uri(&format!("{base}{name}"));
         let uris = Uris {
@@ -70,6 +127,16 @@ impl Lv2World {
     /// Every plugin livi can host, effects or not.
     pub fn plugins(&self) -> Vec<PluginInfo> {
         self.world.iter_plugins().map(|p| self.describe(&p).0).collect()
+    }
+
+    /// The plugins of one bundle folder; an error when it is no LV2 bundle. A bundle of specifications or
+    /// presets only holds no plugin, which is no error. Plugins livi cannot host (unsupported features or port
+    /// types) are left out, as in [`Lv2World::new`].
+    pub(crate) fn describe_file(bundle: &Path) -> Result<(Vec<PluginInfo>, Vec<String>), String> {
+        if !bundle.join("manifest.ttl").is_file() {
+            return Err("not an LV2 bundle: it has no manifest.ttl".into());
+        }
+        Ok((Self::with_bundle(bundle).plugins(), vec![]))
     }
 
     /// A backend for the plugin with this URI, or `None` when no installed plugin has it.

@@ -71,7 +71,29 @@ impl Vst3World {
 
     /// Finds the bundles under `dirs` instead of the standard folders.
     pub fn with_dirs(dirs: &[PathBuf]) -> Vst3World {
-        Vst3World { bundles: module::find_bundles(dirs), modules: RefCell::default() }
+        Self::with_bundles(module::find_bundles(dirs))
+    }
+
+    /// These bundles (`Foo.vst3`) and no others: a worker that hosts one plugin loads only its library.
+    pub fn with_bundles(bundles: Vec<PathBuf>) -> Vst3World {
+        Vst3World { bundles, modules: RefCell::default() }
+    }
+
+    /// The audio processor classes of one bundle, and what went wrong with those that could not be described;
+    /// an error when the bundle's library cannot be loaded.
+    pub(crate) fn describe_file(bundle: &Path) -> Result<(Vec<PluginInfo>, Vec<String>), String> {
+        let module = Rc::new(Module::load(bundle)?);
+        let (mut plugins, mut problems) = (vec![], vec![]);
+        for class in module.classes() {
+            if class.category != AUDIO_MODULE_CLASS {
+                continue;
+            }
+            match describe(&module, &class.cid, &class.name) {
+                Ok((info, _)) => plugins.push(info),
+                Err(e) => problems.push(format!("class {} ({}): {e}", class.name, cid_hex(&class.cid))),
+            }
+        }
+        Ok((plugins, problems))
     }
 
     /// Every audio processor class of every bundle; bundles or classes that fail to load are logged and skipped.

@@ -54,7 +54,7 @@ pub(crate) fn serial() -> Serial {
 
 /// `VST3_PATH` (colon-separated; afx's own variable, VST3 defines none, like `LV2_PATH` and `CLAP_PATH`), then
 /// the folders hosts search on Linux, in the order the VST3 spec lists them.
-pub(super) fn standard_dirs() -> Vec<PathBuf> {
+pub(crate) fn standard_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("VST3_PATH")
         .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
@@ -67,7 +67,7 @@ pub(super) fn standard_dirs() -> Vec<PathBuf> {
 }
 
 /// Every `*.vst3` bundle (or single-file plugin) under `dirs`, searched recursively, sorted and deduplicated.
-pub(super) fn find_bundles(dirs: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn find_bundles(dirs: &[PathBuf]) -> Vec<PathBuf> {
     fn walk(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
         // Vendors nest bundles in a folder or two; the limit guards against symlink loops.
         let Ok(entries) = std::fs::read_dir(dir) else {

@@ -1,0 +1,96 @@
+//! Plugins described one file at a time (what a scan child does) are described exactly as the whole-format worlds
+//! describe them, and a host built from such a catalogue, or given a file path, loads only that file and renders
+//! what `Host::new()` renders. Uses Debian's installed plugins (zam-plugins, x42-plugins, swh-lv2, mda-lv2).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use afx_host::scan::{self, describe_file};
+use afx_host::{Format, Host, LoadError, PluginInfo, RenderSettings};
+use afx_testkit::bits;
+
+fn by_format_and_id(plugins: Vec<PluginInfo>) -> BTreeMap<(Format, String, PathBuf), PluginInfo> {
+    plugins.into_iter().map(|p| ((p.format, p.id.clone(), p.path.clone()), p)).collect()
+}
+
+#[test]
+fn describing_each_file_alone_gives_what_the_format_worlds_give() {
+    for format in Format::ALL {
+        let whole = by_format_and_id(Host::new().scan(Some(format)));
+        let mut one_by_one = vec![];
+        for file in scan::discover(Some(format)) {
+            match describe_file(format, &file.path) {
+                Ok(d) => {
+                    assert!(d.problems.is_empty(), "{}: {:?}", file.path.display(), d.problems);
+                    one_by_one.extend(d.plugins);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let one_by_one = by_format_and_id(one_by_one);
+        assert!(whole.len() > 10, "{format}: only {} plugins installed", whole.len());
+        assert_eq!(
+            whole.keys().collect::<Vec<_>>(),
+            one_by_one.keys().collect::<Vec<_>>(),
+            "{format}: different plugins"
+        );
+        for (key, plugin) in &whole {
+            assert_eq!(plugin, &one_by_one[key], "{format} {}: described differently", key.1);
+        }
+    }
+}
+
+#[test]
+fn a_catalogue_host_loads_one_file_and_renders_like_a_full_host() {
+    let input = afx_testkit::head(&afx_testkit::amen_mono(), 20_000);
+    let settings = RenderSettings::default();
+    for (format, path, key) in [
+        (Format::Lv2, "/usr/lib/lv2/ZamComp.lv2", "urn:zamaudio:ZamComp"),
+        (Format::Clap, "/usr/lib/clap/ZamComp.clap", "ZamComp"),
+        (Format::Vst3, "/usr/lib/vst3/ZamComp.vst3", "ZamComp"),
+    ] {
+        let plugins = describe_file(format, path.as_ref()).unwrap().plugins;
+        let catalogue = Host::with_catalogue(plugins);
+        let full = Host::new();
+        let mut a = catalogue.load(key, Some(format)).unwrap();
+        let mut b = full.load(key, Some(format)).unwrap();
+        assert_eq!(a.info(), b.info());
+        let mut values = a.info().default_values();
+        values[a.info().find_param("Threshold").unwrap()] = -30.0;
+        let (ya, yb) = (a.render(&input, &values, &settings).unwrap(), b.render(&input, &values, &settings).unwrap());
+        assert_eq!(bits(&ya), bits(&yb), "{format}: catalogue and full host render differently");
+        // Only what the catalogue holds is known to it.
+        assert!(matches!(catalogue.load("ZamEQ2", Some(format)), Err(LoadError::NotFound { .. })));
+    }
+}
+
+#[test]
+fn a_path_selects_the_one_plugin_of_its_file() {
+    for (path, format) in [
+        ("/usr/lib/vst3/ZamComp.vst3", Format::Vst3),
+        ("/usr/lib/clap/ZamComp.clap", Format::Clap),
+        ("/usr/lib/lv2/ZamComp.lv2/", Format::Lv2),
+    ] {
+        let effect = Host::new().load(path, None).unwrap();
+        assert_eq!((effect.info().format, effect.info().name.as_str()), (format, "ZamComp"));
+        let catalogue = Host::with_catalogue(describe_file(format, path.as_ref()).unwrap().plugins);
+        assert_eq!(catalogue.resolve(path, None).unwrap().name, "ZamComp");
+    }
+}
+
+#[test]
+fn a_path_with_several_plugins_none_or_the_wrong_format_is_an_error_naming_it() {
+    let host = Host::new();
+    let several = host.load("/usr/lib/lv2/fil4.lv2", None).err().unwrap().to_string();
+    assert!(several.contains("/usr/lib/lv2/fil4.lv2"), "{several}");
+    assert!(several.contains("http://gareus.org/oss/lv2/fil4#mono (x42-eq - Parametric Equalizer Mono)"), "{several}");
+    assert!(several.contains("http://gareus.org/oss/lv2/fil4#stereo"), "{several}");
+    let none = host.load("/usr/lib/lv2/units.lv2", None).err().unwrap().to_string();
+    assert_eq!(none, "the lv2 plugin file /usr/lib/lv2/units.lv2 holds no plugin afx can host");
+    let wrong = host.load("/usr/lib/clap/ZamComp.clap", Some(Format::Vst3)).err().unwrap().to_string();
+    assert_eq!(wrong, "/usr/lib/clap/ZamComp.clap is a clap plugin file, not vst3");
+    let missing = host.load("/nowhere/Gone.vst3", None).err().unwrap().to_string();
+    assert!(missing.starts_with("/nowhere/Gone.vst3 does not exist"), "{missing}");
+    let not_plugin = host.load("/etc/hostname", None).err().unwrap().to_string();
+    assert!(not_plugin.starts_with("/etc/hostname is not a plugin file: give a .vst3 bundle"), "{not_plugin}");
+}
