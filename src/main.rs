@@ -41,6 +41,9 @@ enum Command {
     /// Measure the harness against direct loops
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// Describe one plugin file as JSON (what `scan` runs in a child process per file)
+    #[command(hide = true)]
+    Describe(commands::scan::DescribeArgs),
     /// A worker process of the SPSA pool (jobs on stdin, results on stdout)
     #[command(hide = true)]
     Worker {
@@ -63,6 +66,9 @@ fn main() -> ExitCode {
         // The pool talks to workers over stdout: nothing else may print there.
         return afx_spsa::worker::main_with_args(args, afx_proxy::collect::worker_tasks);
     }
+    if let Command::Describe(args) = cli.command {
+        return commands::scan::describe(args);
+    }
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
@@ -74,7 +80,7 @@ fn main() -> ExitCode {
         Command::EvalGrads(args) => commands::eval_grads::run(args, cli.config.as_deref()),
         Command::Compare(args) => commands::compare::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
-        Command::Worker { .. } => unreachable!("handled above"),
+        Command::Worker { .. } | Command::Describe(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

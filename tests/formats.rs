@@ -12,7 +12,8 @@ const FORMATS: [&str; 3] = ["lv2", "clap", "vst3"];
 
 fn scan(dir: &Path, format: &str) -> Vec<serde_json::Value> {
     let out = ok(afx(dir, &["scan", "--format", format, "--json"]));
-    serde_json::from_slice(&out.stdout).expect("one JSON array")
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    scan["plugins"].as_array().expect("a list of plugins").clone()
 }
 
 fn zam(plugins: &[serde_json::Value]) -> BTreeMap<String, &serde_json::Value> {

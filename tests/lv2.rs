@@ -43,7 +43,9 @@ fn lv2info(uri: &str) -> LilvPlugin {
 fn scan_json_lists_every_plugin_lilv_reports_with_parameters_and_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(afx(dir.path(), &["scan", "--format", "lv2", "--json"]));
-    let plugins: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("scan --json is one JSON array");
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("scan --json is one JSON object");
+    let plugins = scan["plugins"].as_array().expect("a list of plugins");
+    assert_eq!(scan["failed"], serde_json::json!([]), "installed LV2 bundles failed to load");
     let by_id: BTreeMap<&str, &serde_json::Value> = plugins.iter().map(|p| (p["id"].as_str().unwrap(), p)).collect();
 
     let lv2ls = Command::new("lv2ls").output().expect("lv2ls (Debian package lilv-utils)");

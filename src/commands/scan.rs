@@ -1,28 +1,76 @@
-//! `afx scan`: every installed plugin with its parameters.
+//! `afx scan`: every installed plugin with its parameters, and every plugin file that failed to load and why.
+//!
+//! Each plugin file is described by a child process (`afx describe`, hidden), so a plugin that crashes or hangs
+//! when loaded fails alone; the results are cached by file (see [`afx_host::scan`]).
 
 use std::io::Write;
+use std::time::Duration;
 
-use afx_host::{Format, Host, ParamKind};
+use afx_host::scan::{Catalogue, Scanner};
+use afx_host::{Format, ParamKind};
+use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Only this format
     #[arg(long, value_parser = super::parse_format)]
     format: Option<Format>,
-    /// One JSON array on stdout
+    /// One JSON object on stdout: {"plugins": [...], "failed": [{"format", "path", "reason"}], "stats": {...}}
     #[arg(long)]
     json: bool,
+    /// Seconds one plugin file may take to load and describe before it counts as failed
+    #[arg(long, default_value_t = afx_host::scan::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = parse_timeout)]
+    timeout: f64,
+    /// Describe every file again instead of taking unchanged ones from the cache
+    /// ($AFX_CACHE_DIR/scan.json, else $XDG_CACHE_HOME/afx/scan.json, else ~/.cache/afx/scan.json)
+    #[arg(long)]
+    rescan: bool,
+    /// Files described at once [default: the number of cores]
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t.is_finite() => Ok(t),
+        _ => Err(format!("{s:?} is not a time-out: give a positive number of seconds")),
+    }
+}
+
+/// The scanner the CLI uses: this very program's hidden `describe` command describes each file.
+pub fn scanner() -> anyhow::Result<Scanner> {
+    let exe = std::env::current_exe().context("cannot find the afx executable to describe plugin files with")?;
+    Ok(Scanner::new(exe, ["describe"]))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let plugins = Host::new().scan(args.format);
+    let mut scanner = scanner()?.format(args.format).timeout(Duration::from_secs_f64(args.timeout)).rescan(args.rescan);
+    if let Some(jobs) = args.jobs {
+        scanner = scanner.jobs(jobs);
+    }
+    let catalogue = scanner.scan();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &plugins)?;
+        serde_json::to_writer_pretty(&mut out, &catalogue)?;
         writeln!(out)?;
-        return Ok(());
+    } else {
+        print_text(&mut out, &catalogue)?;
     }
-    for p in &plugins {
+    let s = catalogue.stats;
+    eprintln!(
+        "{} plugins, {} failed files ({} files: {} described, {} from the cache)",
+        catalogue.plugins.len(),
+        catalogue.failed.len(),
+        s.files,
+        s.described,
+        s.cached
+    );
+    Ok(())
+}
+
+fn print_text(out: &mut impl Write, catalogue: &Catalogue) -> std::io::Result<()> {
+    let plugins = &catalogue.plugins;
+    for p in plugins {
         let sidechains = p.audio_inputs.len() - p.main_inputs();
         writeln!(
             out,
@@ -56,6 +104,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?;
         }
     }
-    eprintln!("{} plugins", plugins.len());
+    for f in &catalogue.failed {
+        writeln!(out, "FAILED {} {}\n  {}", f.format, f.path.display(), f.reason)?;
+    }
     Ok(())
+}
+
+/// `afx describe --format F PATH` (hidden): what one scan child does.
+#[derive(clap::Args)]
+pub struct DescribeArgs {
+    #[arg(long, value_parser = super::parse_format)]
+    format: Format,
+    path: std::path::PathBuf,
+}
+
+/// Describes one plugin file in this process and prints one JSON line; the exit code for `main`.
+pub fn describe(args: DescribeArgs) -> std::process::ExitCode {
+    std::process::ExitCode::from(afx_host::scan::describe_main(args.format, &args.path).clamp(0, 255) as u8)
 }
