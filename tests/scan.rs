@@ -206,6 +206,12 @@ fn render_takes_a_plugin_by_path_and_names_the_choices_in_a_file_with_several() 
         ok(out);
         assert!(output.exists());
     }
+    // In plugins.toml too.
+    let config = dir.path().join("plugins.toml");
+    std::fs::write(&config, "[plugins.comp]\nformat = \"clap\"\nid = \"/usr/lib/clap/ZamComp.clap\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let out = ok(afx(dir.path(), &["render", "--config", config, "--plugin", "comp", "-i", input, "-o", "y.wav"]));
+    assert!(stdout(&out).contains("Threshold"), "{}", stdout(&out));
     let several = afx(dir.path(), &["render", "--plugin", "/usr/lib/lv2/fil4.lv2", "-i", input, "-o", "x.wav"]);
     fails_with(&several, &["/usr/lib/lv2/fil4.lv2", "holds 2 plugins", "http://gareus.org/oss/lv2/fil4#mono"]);
     let none = afx(dir.path(), &["render", "--plugin", "/usr/lib/lv2/units.lv2", "-i", input, "-o", "x.wav"]);

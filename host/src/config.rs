@@ -54,7 +54,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
     pub format: Format,
-    /// LV2 URI, CLAP id or VST3 class id.
+    /// LV2 URI, CLAP id or VST3 class id, or the path of the plugin's file (a `.vst3` bundle, a `.clap` file or
+    /// an LV2 bundle folder holding this one plugin).
     pub id: String,
     #[serde(default)]
     pub description: Option<String>,

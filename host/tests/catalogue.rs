@@ -94,3 +94,66 @@ fn a_path_with_several_plugins_none_or_the_wrong_format_is_an_error_naming_it() 
     let not_plugin = host.load("/etc/hostname", None).err().unwrap().to_string();
     assert!(not_plugin.starts_with("/etc/hostname is not a plugin file: give a .vst3 bundle"), "{not_plugin}");
 }
+
+#[test]
+fn a_saved_catalogue_loads_back_and_resolves_ids_names_and_paths() {
+    let mut plugins = describe_file(Format::Clap, "/usr/lib/clap/ZamComp.clap".as_ref()).unwrap().plugins;
+    plugins.extend(describe_file(Format::Vst3, "/usr/lib/vst3/ZamEQ2.vst3".as_ref()).unwrap().plugins);
+    let failed = vec![scan::Failure {
+        format: Format::Clap,
+        path: "/x/Broken.clap".into(),
+        reason: "killed by signal 11 (SIGSEGV)".into(),
+    }];
+    let catalogue = scan::Catalogue { plugins, failed, stats: scan::ScanStats::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalogue.json");
+    catalogue.save(&path).unwrap();
+    let back = scan::Catalogue::load(&path).unwrap();
+    assert_eq!(back, catalogue);
+    let host = Host::with_catalogue(back.plugins);
+    assert_eq!(host.resolve("ZamComp", None).unwrap().format, Format::Clap);
+    assert_eq!(host.resolve("zameq2", None).unwrap().format, Format::Vst3);
+    assert_eq!(host.resolve("/usr/lib/vst3/ZamEQ2.vst3", None).unwrap().name, "ZamEQ2");
+    std::fs::write(&path, "[]").unwrap();
+    let e = scan::Catalogue::load(&path).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("the plugin catalogue {} is not valid", path.display())), "{e}");
+}
+
+/// Set in a child of the test below: `catalogue` or `full`, the host it loads ZamComp (CLAP) with.
+const CHILD: &str = "AFX_CATALOGUE_TEST_CHILD";
+
+/// Not a test of its own: the body of the child processes of the test below.
+#[test]
+fn load_zamcomp_clap_child() {
+    let Ok(mode) = std::env::var(CHILD) else { return };
+    let host = match mode.as_str() {
+        "catalogue" => {
+            Host::with_catalogue(describe_file(Format::Clap, "/usr/lib/clap/ZamComp.clap".as_ref()).unwrap().plugins)
+        }
+        _ => Host::new(),
+    };
+    let mut effect = host.load("ZamComp", Some(Format::Clap)).unwrap();
+    let input = afx_testkit::head(&afx_testkit::amen_mono(), 4096);
+    effect.render(&input, &effect.info().default_values(), &RenderSettings::default()).unwrap();
+    println!("rendered with the {mode} host");
+}
+
+#[test]
+fn a_catalogue_host_survives_another_installed_file_that_crashes_at_load() {
+    use std::os::unix::process::ExitStatusExt;
+    let run = |mode: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "load_zamcomp_clap_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, mode)
+            .env("CLAP_PATH", &afx_testkit::testfx().clap)
+            .env("AFX_TESTFX_FAULT", "load-segfault")
+            .output()
+            .unwrap()
+    };
+    // The whole-format world loads the broken test effect too, and dies with it.
+    let full = run("full");
+    assert_eq!(full.status.signal(), Some(11), "{:?}", String::from_utf8_lossy(&full.stderr));
+    let catalogue = run("catalogue");
+    assert!(catalogue.status.success(), "{}", String::from_utf8_lossy(&catalogue.stderr));
+    assert!(String::from_utf8_lossy(&catalogue.stdout).contains("rendered with the catalogue host"));
+}
