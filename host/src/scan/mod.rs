@@ -69,7 +69,8 @@ pub struct ScanStats {
 /// The result of a scan: every plugin described, every file that failed, and what the scan did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalogue {
-    /// Sorted by format, name and id.
+    /// Sorted by format, name and id; copies of one plugin in several files in search order (the first is the one
+    /// [`crate::Host::with_catalogue`] loads by id).
     pub plugins: Vec<PluginInfo>,
     /// Sorted by format and path.
     pub failed: Vec<Failure>,
@@ -165,6 +166,9 @@ impl Scanner {
     /// Problems with the cache are logged, never returned; a file that fails is a [`Failure`] in the result.
     pub fn scan(&self) -> Catalogue {
         let found = discover(self.format);
+        // Search order decides between copies of one plugin in several folders, as in other hosts.
+        let order: std::collections::HashMap<PluginFile, usize> =
+            found.iter().enumerate().map(|(i, f)| (f.clone(), i)).collect();
         let mut cache = match (&self.cache_file, self.rescan) {
             (Some(path), false) => Cache::load(path),
             _ => Cache::default(),
@@ -201,6 +205,7 @@ impl Scanner {
                 tracing::warn!("the plugin scan cache was not saved: {e}");
             }
         }
+        entries.sort_by_key(|(entry, _)| order[&entry.file]);
         catalogue(entries.into_iter().map(|(entry, _)| entry).collect(), stats)
     }
 }
