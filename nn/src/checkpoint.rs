@@ -1,4 +1,5 @@
-//! One safetensors file holding a model's variables and, optionally, its optimizer state, written atomically.
+//! One safetensors file holding a model's variables and, optionally, its optimizer state, written atomically by
+//! the caller's writer (afx's: `afx_host::atomic`).
 //!
 //! Variable names are the VarMap's (they mirror the module tree, e.g. `tcn.block0.conv.weight`); optimizer tensors
 //! carry [`crate::optim::STATE_PREFIX`].
@@ -11,9 +12,22 @@ use candle_nn::VarMap;
 
 use crate::optim::{AdamW, STATE_PREFIX};
 
-/// Writes `varmap` (and `optimizer`'s state) to `path` through a temporary file in the same folder and a rename,
-/// so a crash never leaves a half-written checkpoint under `path`.
-pub fn save(path: &Path, varmap: &VarMap, optimizer: Option<&AdamW>) -> Result<()> {
+/// Writes `varmap` (and `optimizer`'s state) to `path` through `write`, which must put the bytes there
+/// atomically: afx passes `afx_host::atomic::write` (a temporary file beside `path`, fsync, rename), the writer
+/// of every other file of a run, so a crash never leaves a half-written checkpoint under `path` and a finished
+/// one is on disk. The writer is the caller's because this crate does not depend on the plugin host.
+pub fn save(
+    path: &Path,
+    varmap: &VarMap,
+    optimizer: Option<&AdamW>,
+    write: impl FnOnce(&Path, &[u8]) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let bytes = to_bytes(varmap, optimizer)?;
+    write(path, &bytes).map_err(|e| candle_core::Error::Msg(format!("checkpoint {}: {e}", path.display())))
+}
+
+/// The safetensors file [`save`] writes, in memory.
+pub fn to_bytes(varmap: &VarMap, optimizer: Option<&AdamW>) -> Result<Vec<u8>> {
     let mut tensors: HashMap<String, Tensor> = match varmap.data().lock() {
         Ok(data) => data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect(),
         Err(_) => bail!("checkpoint: the VarMap's lock is poisoned"),
@@ -24,12 +38,7 @@ pub fn save(path: &Path, varmap: &VarMap, optimizer: Option<&AdamW>) -> Result<(
     if let Some(opt) = optimizer {
         tensors.extend(opt.state()?);
     }
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        candle_core::Error::Msg(format!("checkpoint: renaming {} to {}: {e}", tmp.display(), path.display()))
-    })
+    safetensors::serialize(&tensors, None).map_err(|e| candle_core::Error::Msg(format!("checkpoint: {e}")))
 }
 
 /// Loads a checkpoint written by [`save`] into an existing `varmap` (build the model first: every variable must
@@ -114,5 +123,40 @@ impl CheckpointDir {
             .collect();
         stems.sort();
         Ok(stems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::DType;
+    use candle_nn::{Init, VarBuilder};
+
+    use super::*;
+
+    fn varmap(value: f64) -> VarMap {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        vb.get_with_hints(3, "w", Init::Const(value)).unwrap();
+        varmap
+    }
+
+    #[test]
+    fn save_hands_the_whole_file_to_the_callers_writer_and_reports_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let saved = varmap(0.5);
+        let mut calls = vec![];
+        let write = |p: &Path, bytes: &[u8]| {
+            calls.push((p.to_path_buf(), bytes.to_vec()));
+            std::fs::write(p, bytes).map_err(|e| e.to_string())
+        };
+        save(&path, &saved, None, write).unwrap();
+        assert_eq!(calls, [(path.clone(), to_bytes(&saved, None).unwrap())], "one call with the whole file");
+        let loaded = varmap(0.0);
+        load(&path, &loaded, None).unwrap();
+        assert_eq!(loaded.data().lock().unwrap()["w"].as_tensor().to_vec1::<f32>().unwrap(), [0.5; 3]);
+
+        let e = save(&path, &saved, None, |_, _| Err("disk full".into())).unwrap_err().to_string();
+        assert!(e.contains("disk full") && e.contains("model.safetensors"), "{e}");
     }
 }

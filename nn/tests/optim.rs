@@ -71,7 +71,8 @@ fn adamw_resumed_from_a_checkpoint_matches_an_uninterrupted_run_exactly() {
     }
     let mut opt_a = AdamW::new(&varmap_a, config).unwrap();
     train(&model_a, &mut opt_a, 3).unwrap();
-    checkpoint::save(&path, &varmap_a, Some(&opt_a)).unwrap();
+    checkpoint::save(&path, &varmap_a, Some(&opt_a), |p, bytes| std::fs::write(p, bytes).map_err(|e| e.to_string()))
+        .unwrap();
 
     let varmap_b = VarMap::new();
     let model_b = build(&varmap_b).unwrap();

@@ -330,7 +330,7 @@ impl State {
         let dir = checkpoint_dir(out);
         std::fs::create_dir_all(dir.path()).map_err(ProxyError::io(dir.path()))?;
         let (weights, meta_path) = dir.paths(self.step);
-        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer))?;
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_host::atomic::write)?;
         let meta = ProxyCheckpoint {
             format_version: FORMAT_VERSION,
             meta: self.proxy.meta().clone(),

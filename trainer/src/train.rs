@@ -341,7 +341,7 @@ impl Trainer {
         let dir = run::checkpoints_dir(run);
         std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
         let (weights, meta_path) = run::checkpoint_paths(run, self.step);
-        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer))?;
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_host::atomic::write)?;
         let meta = CheckpointMeta {
             format_version: run::FORMAT_VERSION,
             chain: self.chain.clone(),
