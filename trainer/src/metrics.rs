@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::TrainError;
 use crate::bench::StepTiming;
@@ -13,31 +13,42 @@ use crate::bench::StepTiming;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub step: u64,
-    /// Audio loss (MRSTFT) of the real chain's output at the predicted θ, over the items that rendered.
+    /// Audio loss (MRSTFT) of the real chain's output at the predicted θ, over the items that rendered (NaN when
+    /// none did).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     pub lr: f64,
     pub ok: usize,
     pub failed: usize,
     /// mean |θ − θ*| over the batch (a diagnostic: equivalent settings exist).
+    #[serde(deserialize_with = "nan_if_null")]
     pub param_error: f64,
     pub timing: StepTiming,
 }
 
-/// MRSTFT against target_A (lower is better) of the trained model and the baselines.
+/// MRSTFT against target_A (lower is better) of the trained model and the baselines, means over the scored
+/// items: NaN (no score) when no item was scored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Baselines {
+    #[serde(deserialize_with = "nan_if_null")]
     pub trained: f64,
     /// The model's input itself (raw or corrupted), unprocessed.
+    #[serde(deserialize_with = "nan_if_null")]
     pub input: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub default: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub random: f64,
 }
 
 /// mean |θ − θ*|.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ParamErrors {
+    #[serde(deserialize_with = "nan_if_null")]
     pub trained: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub default: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub random: f64,
 }
 
@@ -45,8 +56,13 @@ pub struct ParamErrors {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationRecord {
     pub step: u64,
+    /// Held-out items scored: those in which every render (the trained model's, the default and the random
+    /// parameters') succeeded; the means are over these. 0 means no score: the means are then NaN.
     pub items: usize,
+    /// Held-out items left out because at least one of their renders failed (an item counts once, however many
+    /// of its renders failed): `items + failed` is the validation set's size.
     pub failed: usize,
+    /// Means over the scored items; NaN when there are none.
     pub mrstft: Baselines,
     /// Methods with a neural proxy: MRSTFT of the PROXY's output at the trained θ (the real chain's is
     /// `mrstft.trained`); the gap shows how far training on the proxy can mislead.
@@ -70,6 +86,12 @@ impl Record {
             Record::Validation(r) => r.step,
         }
     }
+}
+
+/// serde_json writes a non-finite f64 (NaN: no item scored) as `null`; this reads `null` back as NaN, so such a
+/// record is kept, not dropped as unreadable.
+fn nan_if_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// Appends records to a JSONL file.

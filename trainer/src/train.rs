@@ -1,6 +1,7 @@
 //! The training loop: [`Trainer`] (model, optimizer, one step, validation) and [`train`] / [`resume`], which add
 //! the run folder (metrics, checkpoints, plot, report).
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -271,6 +272,11 @@ impl Trainer {
 
     /// MRSTFT of the trained prediction, the input, the defaults and random θ against target_A, on the REAL
     /// chain, and the parameter errors.
+    ///
+    /// The baselines (input, defaults, random θ) do not depend on the model: the first validation on `set`
+    /// renders and scores them and later ones reuse them, so a later validation renders only the trained θ.
+    /// Means are over the items in which every render succeeded; an item in which any failed is counted in
+    /// `failed`. When every item failed the means are NaN (no score, not a perfect one) and a warning says so.
     pub fn validate(&self, pool: &mut Pool, set: &ValidationSet) -> Result<ValidationRecord, TrainError> {
         let pairs = &set.pairs;
         let n = pairs.len();
@@ -278,13 +284,8 @@ impl Trainer {
         let theta = theta_rows(&predicted)?;
         let defaults = vec![self.chain.default_theta(); n];
         let loss = MrStftLoss::new(&self.config.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
-        let mut per_item = |thetas: Option<&[Vec<f32>]>| -> Result<(Vec<Option<f64>>, usize), TrainError> {
-            let outputs: Vec<Option<afx_host::Audio>> = match thetas {
-                Some(t) => pool.render_batch(&pairs.input_a, t).into_iter().map(Result::ok).collect(),
-                None => pairs.input_a.iter().cloned().map(Some).collect(),
-            };
-            let failed = outputs.iter().filter(|o| o.is_none()).count();
-            let values = outputs
+        let score = |outputs: &[Option<&afx_host::Audio>]| -> Result<Vec<Option<f64>>, TrainError> {
+            outputs
                 .iter()
                 .zip(&pairs.target_a)
                 .map(|(y, target)| match y {
@@ -295,10 +296,14 @@ impl Trainer {
                     }
                     None => Ok(None),
                 })
-                .collect::<Result<Vec<_>, TrainError>>()?;
-            Ok((values, failed))
+                .collect()
         };
-        let (trained, f1) = per_item(Some(&theta))?;
+        let rendered = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Result<Vec<Option<f64>>, TrainError> {
+            let outputs: Vec<Option<afx_host::Audio>> =
+                pool.render_batch(&pairs.input_a, thetas).into_iter().map(Result::ok).collect();
+            score(&outputs.iter().map(Option::as_ref).collect::<Vec<_>>())
+        };
+        let trained = rendered(pool, &theta)?;
         let proxy_score: Option<Vec<Option<f64>>> = match self.method.proxy() {
             Some(proxy) => {
                 let x = batch_tensor(&refs(&pairs.input_a), &self.device)?;
@@ -309,23 +314,42 @@ impl Trainer {
             }
             None => None,
         };
-        let (input, _) = per_item(None)?;
-        let (default, f2) = per_item(Some(&defaults))?;
-        let (random, f3) = per_item(Some(&set.random_theta))?;
-        // Compare like with like: an item counts only where every variant rendered.
-        let usable: Vec<usize> =
-            (0..n).filter(|&i| [&trained, &input, &default, &random].iter().all(|v| v[i].is_some())).collect();
-        let mean =
-            |v: &[Option<f64>]| usable.iter().map(|&i| v[i].unwrap_or(0.0)).sum::<f64>() / usable.len().max(1) as f64;
+        let baselines = match set.baselines.get() {
+            Some(baselines) => baselines,
+            None => {
+                let baselines = BaselineScores {
+                    input: score(&pairs.input_a.iter().map(Some).collect::<Vec<_>>())?,
+                    default: rendered(pool, &defaults)?,
+                    random: rendered(pool, &set.random_theta)?,
+                };
+                set.baselines.get_or_init(|| baselines)
+            }
+        };
+        // Compare like with like: an item counts only where every variant rendered, and it failed where any did not.
+        let variants = [&trained, &baselines.input, &baselines.default, &baselines.random];
+        let usable: Vec<usize> = (0..n).filter(|&i| variants.iter().all(|v| v[i].is_some())).collect();
+        let failed = n - usable.len();
+        if usable.is_empty() {
+            tracing::warn!(
+                step = self.step,
+                failed,
+                "validation at step {}: every one of its {n} items failed to render, so it has no score (NaN)",
+                self.step
+            );
+        }
+        let mean = |v: &[Option<f64>]| match usable.len() {
+            0 => f64::NAN,
+            k => usable.iter().map(|&i| v[i].unwrap_or(f64::NAN)).sum::<f64>() / k as f64,
+        };
         Ok(ValidationRecord {
             step: self.step,
             items: usable.len(),
-            failed: f1.max(f2).max(f3),
+            failed,
             mrstft: Baselines {
                 trained: mean(&trained),
-                input: mean(&input),
-                default: mean(&default),
-                random: mean(&random),
+                input: mean(&baselines.input),
+                default: mean(&baselines.default),
+                random: mean(&baselines.random),
             },
             proxy: proxy_score.as_deref().map(mean),
             param_error: ParamErrors {
@@ -367,10 +391,23 @@ impl Trainer {
     }
 }
 
-/// Held-out pairs and the random-θ baseline, fixed for the whole run.
+/// Held-out pairs and the random-θ baseline, fixed for the whole run (one set per process: a resumed run makes
+/// it again, the same).
+///
+/// The baselines' per-item scores are kept from the first [`Trainer::validate`] on, so a set belongs to one run
+/// (one chain and loss) and its pairs and `random_theta` must not change after its first validation.
 pub struct ValidationSet {
     pub pairs: PairBatch,
     pub random_theta: Vec<Vec<f32>>,
+    baselines: OnceCell<BaselineScores>,
+}
+
+/// Per-item MRSTFT against target_A of the rows that do not depend on the model: the input itself, the chain's
+/// defaults and random θ (`None` where the render failed).
+struct BaselineScores {
+    input: Vec<Option<f64>>,
+    default: Vec<Option<f64>>,
+    random: Vec<Option<f64>>,
 }
 
 impl ValidationSet {
@@ -385,7 +422,7 @@ impl ValidationSet {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 1 << 30));
         let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
-        Ok(ValidationSet { pairs, random_theta })
+        Ok(ValidationSet { pairs, random_theta, baselines: OnceCell::new() })
     }
 }
 
@@ -573,6 +610,7 @@ fn run_loop(
     mut history: Vec<Record>,
 ) -> Result<TrainSummary, TrainError> {
     let config = trainer.config().clone();
+    // Made once per process and kept: its baselines are rendered at the first validation only.
     let validation = ValidationSet::new(&config, pool, data.validation)?;
     let mut log = MetricsLog::open(&run::metrics_path(run_dir))?;
     let deadline = config.minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
@@ -596,6 +634,8 @@ fn run_loop(
             let v = trainer.validate(pool, &validation)?;
             tracing::info!(
                 step,
+                items = v.items,
+                failed = v.failed,
                 trained = v.mrstft.trained,
                 input = v.mrstft.input,
                 default = v.mrstft.default,
@@ -663,15 +703,26 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
         summary.mean_step_s,
         summary.failed_items,
     );
-    if let Some(v) = &summary.validation {
-        text.push_str(&format!(
-            "## Final validation (step {}, {} held-out pairs, real chain)\n\n\
+    match &summary.validation {
+        Some(v) if v.items == 0 => text.push_str(&format!(
+            "## Final validation (step {}, real chain): no score\n\nEvery one of its {} items failed: in each, the \
+             trained model's, the default or the random parameters' render failed, so nothing was scored (its \
+             means are NaN, `null` in `metrics.jsonl`).\n\n",
+            v.step, v.failed,
+        )),
+        Some(v) => text.push_str(&format!(
+            "## Final validation (step {}, {} held-out pairs{}, real chain)\n\n\
              | prediction | MRSTFT vs target_A | mean abs(θ − θ*) |\n| --- | --- | --- |\n\
              | trained model | {:.4} | {:.4} |\n| input (unprocessed) | {:.4} | – |\n\
              | default parameters | {:.4} | {:.4} |\n| random parameters | {:.4} | {:.4} |\n\n\
              Trained vs input: {:+.1} %; vs default: {:+.1} %.\n\n",
             v.step,
             v.items,
+            if v.failed > 0 {
+                format!("; {} more left out, a render of theirs failed", v.failed)
+            } else {
+                String::new()
+            },
             v.mrstft.trained,
             v.param_error.trained,
             v.mrstft.input,
@@ -681,7 +732,8 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
             v.param_error.random,
             100.0 * (v.mrstft.trained / v.mrstft.input - 1.0),
             100.0 * (v.mrstft.trained / v.mrstft.default - 1.0),
-        ));
+        )),
+        None => {}
     }
     text.push_str(
         "`loss.png`: loss against step on a log y axis, with a legend: the training loss of every step and its \
@@ -713,4 +765,47 @@ fn mean_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         }
     }
     sum / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of one parameter (no plugin is loaded: the report only names it).
+    fn one_param() -> ChainInfo {
+        let spec = afx_host::ParamSpec {
+            id: "gain".into(),
+            name: "Gain".into(),
+            unit: Some("dB".into()),
+            min: -24.0,
+            max: 12.0,
+            default: 0.0,
+            scale: afx_host::Scale::Linear,
+            kind: afx_host::ParamKind::Continuous,
+        };
+        let param = crate::chain_info::TrainedParam { stage: "fx".into(), default_normalized: 2.0 / 3.0, spec };
+        ChainInfo { name: "fx".into(), params: vec![param], stages: vec![] }
+    }
+
+    #[test]
+    fn the_report_of_a_validation_in_which_every_item_failed_gives_no_score() {
+        let trainer = Trainer::new(TrainConfig::default(), one_param(), Device::Cpu).unwrap();
+        let nan = f64::NAN;
+        let v = ValidationRecord {
+            step: 7,
+            items: 0,
+            failed: 8,
+            mrstft: Baselines { trained: nan, input: nan, default: nan, random: nan },
+            proxy: None,
+            param_error: ParamErrors { trained: 0.3, default: 0.2, random: 0.4 },
+        };
+        let summary =
+            TrainSummary { steps: 7, validation: Some(v), failed_items: 0, interrupted: false, mean_step_s: 1.0 };
+        let dir = tempfile::tempdir().unwrap();
+        write_report(dir.path(), &trainer, &summary).unwrap();
+        let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        // No table of means (NaN on main before this fix: 0.0000, a perfect-looking score), and why.
+        assert!(!report.contains("| trained model |") && !report.contains("| NaN"), "{report}");
+        assert!(report.contains("no score") && report.contains("Every one of its 8 items failed"), "{report}");
+    }
 }
