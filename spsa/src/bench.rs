@@ -1,6 +1,10 @@
 //! Throughput of the pool, measured side by side in one run: renders through isolated (process) workers vs
-//! in-process (thread) workers vs a direct loop on this thread, and SPSA with 1 vs 2 workers.
+//! in-process (thread) workers vs a direct loop on this thread; SPSA with 1 vs 2 workers against two threads
+//! rendering directly (the machine's limit); and one SPSA item of K = 16 on 1 vs 2 workers. Every measure is
+//! taken once per round, the rounds interleaved, so machine noise hits all alike.
 
+use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::job::{Job, item_seed};
@@ -28,6 +32,15 @@ pub struct PoolBench {
     pub speedup_2_workers: f64,
     /// Plugin renders per second in the 2-worker SPSA run.
     pub renders_per_s: f64,
+    /// Renders per second of two threads rendering directly, each with its own chain: what 2 cores can do.
+    pub direct_2_threads_renders_per_s: f64,
+    /// 2-worker SPSA renders/s over the two direct threads' (target >= 0.9).
+    pub over_direct_limit: f64,
+    /// Seconds for one SPSA item of K = 16 (32 renders) with 1 and 2 process workers.
+    pub one_item_k16_1_worker_s: f64,
+    pub one_item_k16_2_workers_s: f64,
+    /// 1-worker over 2-worker time of that one item (target >= 1.8 on 2 cores).
+    pub one_item_k16_speedup: f64,
 }
 
 /// Why the benchmark could not run.
@@ -51,8 +64,68 @@ fn check<T, E: std::fmt::Display>(results: Vec<Result<T, E>>) -> Result<(), Benc
     }
 }
 
+/// Two threads rendering directly, each with its own [`Executor`], driven round by round.
+struct DirectThreads {
+    go: Vec<mpsc::Sender<usize>>,
+    done: mpsc::Receiver<Result<(), String>>,
+}
+
+impl DirectThreads {
+    fn start(
+        spec: &WorkerSpec,
+        input: &Arc<afx_host::Audio>,
+        theta: &[f32],
+        threads: usize,
+    ) -> Result<Self, BenchError> {
+        let (done_tx, done) = mpsc::channel();
+        let mut go = vec![];
+        for _ in 0..threads {
+            let (tx, rx) = mpsc::channel::<usize>();
+            let (spec, input, theta, done) = (spec.clone(), input.clone(), theta.to_vec(), done_tx.clone());
+            std::thread::spawn(move || {
+                let mut executor = match Executor::new(&spec) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = done.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = done.send(Ok(()));
+                let job = Job::Render { input, theta };
+                for renders in rx {
+                    let result = (0..renders).try_for_each(|_| executor.run_ref(&job).map(|_| ()));
+                    let _ = done.send(result.map_err(|e| e.to_string()));
+                }
+            });
+            go.push(tx);
+        }
+        let threads = DirectThreads { go, done };
+        threads.wait()?;
+        Ok(threads)
+    }
+
+    fn wait(&self) -> Result<(), BenchError> {
+        for _ in 0..self.go.len() {
+            self.done.recv().map_err(|e| BenchError::Failed(e.to_string()))?.map_err(BenchError::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// `renders` renders on each thread at once; the wall time.
+    fn run(&self, renders: usize) -> Result<Duration, BenchError> {
+        let start = Instant::now();
+        for go in &self.go {
+            go.send(renders).map_err(|e| BenchError::Failed(e.to_string()))?;
+        }
+        self.wait()?;
+        Ok(start.elapsed())
+    }
+}
+
 /// Measures one chain: `renders` renders of `seconds` of 44.1 kHz mono per round, `rounds` rounds alternating
-/// the three ways so machine noise hits all alike; then SPSA batches of `renders` items with 1 and 2 workers.
+/// the three ways so machine noise hits all alike; then, interleaved by rounds, SPSA batches of `renders` items
+/// (K = 1) with 1 and 2 workers, `renders` renders on each of two direct threads, and one item of K = 16 with 1
+/// and 2 workers.
 pub fn pool_throughput(
     spec: &WorkerSpec,
     worker: &WorkerCommand,
@@ -62,6 +135,7 @@ pub fn pool_throughput(
 ) -> Result<PoolBench, BenchError> {
     let rate = 44_100;
     let input = afx_host::bench::test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
+    let input = Arc::new(input);
     let mut direct = Executor::new(spec).map_err(|e| BenchError::Failed(e.to_string()))?;
     let p = direct.chain().num_params();
     let theta = vec![0.5f32; p];
@@ -73,10 +147,9 @@ pub fn pool_throughput(
     let (mut d, mut t, mut i) = (vec![], vec![], vec![]);
     for round in 0..=rounds.max(1) {
         let start = Instant::now();
+        let job = Job::Render { input: input.clone(), theta: theta.clone() };
         for _ in 0..renders {
-            direct
-                .run(&Job::Render { input: input.clone(), theta: theta.clone() })
-                .map_err(|e| BenchError::Failed(e.to_string()))?;
+            direct.run_ref(&job).map_err(|e| BenchError::Failed(e.to_string()))?;
         }
         let direct_time = start.elapsed();
         let start = Instant::now();
@@ -94,22 +167,22 @@ pub fn pool_throughput(
         }
     }
     drop(threads);
+    drop(direct);
     let (direct_s, inprocess_s, isolated_s) = (median(d), median(t), median(i));
 
-    let spsa_jobs = |round: usize| {
-        (0..renders)
-            .map(|k| Job::Spsa {
-                input: input.clone(),
-                theta: theta.clone(),
-                grad: input.clone(),
-                epsilon: 1e-2,
-                perturbations: 1,
-                seed: item_seed(round as u64, k),
-            })
-            .collect()
+    let spsa_job = |perturbations: u32, seed: u64| Job::Spsa {
+        input: input.clone(),
+        theta: theta.clone(),
+        grad: input.clone(),
+        epsilon: 1e-2,
+        perturbations,
+        seed,
     };
+    let spsa_jobs = |round: usize| (0..renders).map(|k| spsa_job(1, item_seed(round as u64, k))).collect();
     let mut two = Pool::new(config(Isolation::Process(worker.clone()), 2))?;
-    let (mut one_rate, mut two_rate) = (vec![], vec![]);
+    let pair = DirectThreads::start(spec, &input, &theta, 2)?;
+    let (mut one_rate, mut two_rate, mut pair_rate, mut k16_one, mut k16_two) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for round in 0..=rounds.max(1) {
         let start = Instant::now();
         check(processes.run(spsa_jobs(round)))?;
@@ -117,12 +190,23 @@ pub fn pool_throughput(
         let start = Instant::now();
         check(two.run(spsa_jobs(round)))?;
         let two_time = start.elapsed();
+        let pair_time = pair.run(renders)?;
+        let start = Instant::now();
+        check(processes.run(vec![spsa_job(16, round as u64)]))?;
+        let k16_one_time = start.elapsed();
+        let start = Instant::now();
+        check(two.run(vec![spsa_job(16, round as u64)]))?;
+        let k16_two_time = start.elapsed();
         if round > 0 {
             one_rate.push(renders as f64 / one_time.as_secs_f64());
             two_rate.push(renders as f64 / two_time.as_secs_f64());
+            pair_rate.push(2.0 * renders as f64 / pair_time.as_secs_f64());
+            k16_one.push(k16_one_time.as_secs_f64());
+            k16_two.push(k16_two_time.as_secs_f64());
         }
     }
-    let (one, two) = (median(one_rate), median(two_rate));
+    let (one, two, pair) = (median(one_rate), median(two_rate), median(pair_rate));
+    let (k16_one, k16_two) = (median(k16_one), median(k16_two));
     Ok(PoolBench {
         chain: spec.chain.clone(),
         seconds,
@@ -135,5 +219,10 @@ pub fn pool_throughput(
         spsa_items_per_s_2_workers: two,
         speedup_2_workers: two / one,
         renders_per_s: 2.0 * two,
+        direct_2_threads_renders_per_s: pair,
+        over_direct_limit: 2.0 * two / pair,
+        one_item_k16_1_worker_s: k16_one,
+        one_item_k16_2_workers_s: k16_two,
+        one_item_k16_speedup: k16_one / k16_two,
     })
 }

@@ -4,7 +4,9 @@
 //! - [`spsa_vjp`]: DeepAFx's simultaneous-perturbation estimator. For k in 1..K: δ_k Rademacher,
 //!   `y± = f(x, clip(θ ± εδ_k, 0, 1))`, `ĝ += ⟨g, y₊ − y₋⟩ / (θ₊ − θ₋)` elementwise, averaged over K: 2K renders
 //!   whatever the number of parameters P. Where clipping makes the two sides asymmetric, the actual distance
-//!   `θ₊ᵢ − θ₋ᵢ` is used (DeepAFx divided by 2ε regardless, which biases the estimate at the bounds).
+//!   `θ₊ᵢ − θ₋ᵢ` is used (DeepAFx divided by 2ε regardless, which biases the estimate at the bounds). Each
+//!   perturbation has its own random stream, so the renders split into ranges ([`spsa_dots`], one scalar per
+//!   perturbation) that [`spsa_combine`] sums in a fixed order: the same estimate however they were spread.
 //! - [`finite_difference_vjp`]: central differences, one parameter at a time (2P renders): the reference.
 //!
 //! Both accumulate in f64 and are deterministic given the seed.
@@ -12,6 +14,8 @@
 use afx_host::Audio;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
+
+use crate::job::item_seed;
 
 /// Renders the black box at θ (normalised, in [0, 1]^P) into the given buffer.
 pub trait Render {
@@ -33,6 +37,9 @@ pub struct Workspace {
     minus: Audio,
     theta_plus: Vec<f32>,
     theta_minus: Vec<f32>,
+    delta: Vec<f32>,
+    /// A worker's [`spsa_dots`], kept to be encoded from.
+    pub(crate) dots: Vec<f64>,
 }
 
 impl Default for Workspace {
@@ -42,6 +49,8 @@ impl Default for Workspace {
             minus: Audio::silence(1, 1, 0),
             theta_plus: vec![],
             theta_minus: vec![],
+            delta: vec![],
+            dots: vec![],
         }
     }
 }
@@ -78,7 +87,62 @@ fn rademacher(rng: &mut ChaCha8Rng, p: usize, out: &mut Vec<f32>) {
     }
 }
 
-/// SPSA estimate of `(∂y/∂θ)ᵀ g` with K perturbations of size ε, seeded.
+/// Perturbation `k` of an SPSA estimate seeded `seed`: `θ± = clip(θ ± εδ_k, 0, 1)`, δ_k Rademacher from its own
+/// stream ([`item_seed`]`(seed, k)`), so any range of perturbations can be drawn without the others.
+fn perturb(theta: &[f32], epsilon: f32, seed: u64, k: u32, work: &mut Workspace) {
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, k as usize));
+    rademacher(&mut rng, theta.len(), &mut work.delta);
+    work.theta_plus.clear();
+    work.theta_minus.clear();
+    for (&t, &d) in theta.iter().zip(&work.delta) {
+        work.theta_plus.push((t + epsilon * d).clamp(0.0, 1.0));
+        work.theta_minus.push((t - epsilon * d).clamp(0.0, 1.0));
+    }
+}
+
+/// The renders of SPSA perturbations `first..first + count` (seeded as [`spsa_vjp`] seeds them): `⟨g, y₊ − y₋⟩`
+/// of each, in order. [`spsa_combine`] turns the dots of all K perturbations into the estimate.
+#[allow(clippy::too_many_arguments)]
+pub fn spsa_dots<R: Render>(
+    render: &mut R,
+    theta: &[f32],
+    g: &Audio,
+    epsilon: f32,
+    first: u32,
+    count: u32,
+    seed: u64,
+    work: &mut Workspace,
+) -> Result<Vec<f64>, R::Error> {
+    let mut dots = Vec::with_capacity(count as usize);
+    for k in first..first.saturating_add(count) {
+        perturb(theta, epsilon, seed, k, work);
+        render.render(&work.theta_plus, &mut work.plus)?;
+        render.render(&work.theta_minus, &mut work.minus)?;
+        dots.push(dot_difference(g, &work.plus, &work.minus));
+    }
+    Ok(dots)
+}
+
+/// The SPSA estimate from the dots of perturbations `0..dots.len()` (K = `dots.len()`): `ĝ = 1/K Σ_k s_k / (θ₊ −
+/// θ₋)`, summed in f64 in the order of k. A pure function of its arguments: however the dots were computed
+/// (one job, or parts on several workers), the estimate is the same bit for bit.
+pub fn spsa_combine(theta: &[f32], epsilon: f32, seed: u64, dots: &[f64], work: &mut Workspace) -> Vec<f32> {
+    let mut sum = vec![0.0f64; theta.len()];
+    for (k, &s) in dots.iter().enumerate() {
+        perturb(theta, epsilon, seed, k as u32, work);
+        for ((acc, &plus), &minus) in sum.iter_mut().zip(&work.theta_plus).zip(&work.theta_minus) {
+            let distance = f64::from(plus) - f64::from(minus);
+            if distance != 0.0 {
+                *acc += s / distance;
+            }
+        }
+    }
+    let k = dots.len().max(1) as f64;
+    sum.into_iter().map(|s| (s / k) as f32).collect()
+}
+
+/// SPSA estimate of `(∂y/∂θ)ᵀ g` with K perturbations of size ε (at least one), seeded: perturbation k is
+/// seeded with [`item_seed`]`(seed, k)`.
 ///
 /// `g` must have the shape of the render's output (the input's channels and frames).
 pub fn spsa_vjp<R: Render>(
@@ -90,30 +154,9 @@ pub fn spsa_vjp<R: Render>(
     seed: u64,
     work: &mut Workspace,
 ) -> Result<Vec<f32>, R::Error> {
-    let p = theta.len();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut delta = Vec::with_capacity(p);
-    let mut sum = vec![0.0f64; p];
-    let k = perturbations.max(1);
-    for _ in 0..k {
-        rademacher(&mut rng, p, &mut delta);
-        work.theta_plus.clear();
-        work.theta_minus.clear();
-        for (&t, &d) in theta.iter().zip(&delta) {
-            work.theta_plus.push((t + epsilon * d).clamp(0.0, 1.0));
-            work.theta_minus.push((t - epsilon * d).clamp(0.0, 1.0));
-        }
-        render.render(&work.theta_plus, &mut work.plus)?;
-        render.render(&work.theta_minus, &mut work.minus)?;
-        let s = dot_difference(g, &work.plus, &work.minus);
-        for ((acc, &plus), &minus) in sum.iter_mut().zip(&work.theta_plus).zip(&work.theta_minus) {
-            let distance = f64::from(plus) - f64::from(minus);
-            if distance != 0.0 {
-                *acc += s / distance;
-            }
-        }
-    }
-    Ok(sum.into_iter().map(|s| (s / k as f64) as f32).collect())
+    let k = perturbations.max(1) as u32;
+    let dots = spsa_dots(render, theta, g, epsilon, 0, k, seed, work)?;
+    Ok(spsa_combine(theta, epsilon, seed, &dots, work))
 }
 
 /// Central finite-difference estimate of `(∂y/∂θ)ᵀ g`, step `h` in the normalised space, one parameter at a
@@ -196,6 +239,21 @@ mod tests {
         let scale = truth.iter().map(|t| t.abs()).fold(0.0, f32::max) as f64;
         for i in 0..3 {
             assert!((mean[i] - f64::from(truth[i])).abs() < 0.05 * scale, "{mean:?} vs {truth:?}");
+        }
+    }
+
+    #[test]
+    fn spsa_split_into_ranges_of_perturbations_is_bit_identical_to_the_whole() {
+        let theta = [0.2, 0.5, 0.999];
+        let mut work = Workspace::default();
+        let whole = spsa_vjp(&mut quadratic, &theta, &g(), 1e-2, 7, 3, &mut work).unwrap();
+        for cuts in [vec![0, 7], vec![0, 1, 7], vec![0, 3, 4, 7], (0..=7).collect()] {
+            let mut dots = vec![];
+            for w in cuts.windows(2) {
+                let part = spsa_dots(&mut quadratic, &theta, &g(), 1e-2, w[0], w[1] - w[0], 3, &mut work);
+                dots.extend(part.unwrap());
+            }
+            assert_eq!(spsa_combine(&theta, 1e-2, 3, &dots, &mut Workspace::default()), whole, "{cuts:?}");
         }
     }
 

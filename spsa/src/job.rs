@@ -1,19 +1,28 @@
 //! What the pool computes: jobs, their outputs, and why an item failed.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use afx_host::Audio;
 
 /// One unit of work for a worker, on one batch item.
+///
+/// Audio is shared ([`Arc`]): making jobs never copies it, and the jobs of one item (or items with the same
+/// input) point at one buffer, which a batch sends to worker processes once (see [`crate::Pool::run`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Job {
     /// `y = f(x, θ)`.
-    Render { input: Audio, theta: Vec<f32> },
+    Render { input: Arc<Audio>, theta: Vec<f32> },
     /// SPSA estimate of `(∂y/∂θ)ᵀ g` (see [`crate::estimator::spsa_vjp`]).
-    Spsa { input: Audio, theta: Vec<f32>, grad: Audio, epsilon: f32, perturbations: u32, seed: u64 },
+    Spsa { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, perturbations: u32, seed: u64 },
+    /// Perturbations `first..first + count` of a [`Job::Spsa`] seeded `seed`: their `⟨g, y₊ − y₋⟩`, as
+    /// [`JobOutput::SpsaDots`] (see [`crate::estimator::spsa_dots`]). [`crate::estimator::spsa_combine`] turns the
+    /// dots of all K perturbations, in order, into the item's estimate, bit for bit what the whole job gives:
+    /// how [`crate::Pool::run`] spreads one item over several workers.
+    SpsaPart { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, first: u32, count: u32, seed: u64 },
     /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
-    FiniteDifference { input: Audio, theta: Vec<f32>, grad: Audio, step: f32 },
+    FiniteDifference { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, step: f32 },
     /// The worker's [`Task`](crate::Task) `name` on `request`, which holds up to `renders` renders: the job's
     /// time limit is the pool's per-render limit times `renders` (at least one).
     Task { name: String, request: Vec<u8>, renders: u32 },
@@ -22,7 +31,10 @@ pub enum Job {
 impl Job {
     pub fn theta(&self) -> &[f32] {
         match self {
-            Job::Render { theta, .. } | Job::Spsa { theta, .. } | Job::FiniteDifference { theta, .. } => theta,
+            Job::Render { theta, .. }
+            | Job::Spsa { theta, .. }
+            | Job::SpsaPart { theta, .. }
+            | Job::FiniteDifference { theta, .. } => theta,
             Job::Task { .. } => &[],
         }
     }
@@ -41,6 +53,8 @@ impl Job {
 pub enum JobOutput {
     Audio(Audio),
     Gradient(Vec<f32>),
+    /// A [`Job::SpsaPart`]'s `⟨g, y₊ − y₋⟩`, one per perturbation.
+    SpsaDots(Vec<f64>),
     /// A task's reply.
     Bytes(Vec<u8>),
 }
@@ -81,6 +95,8 @@ pub enum FailureKind {
     Plugin(String),
     /// The worker answered something the pool did not expect.
     Protocol(String),
+    /// A job or its result does not fit in one frame of the worker protocol (see [`crate::wire`]).
+    TooLarge(String),
 }
 
 impl FailureKind {
@@ -103,6 +119,7 @@ impl fmt::Display for FailureKind {
             FailureKind::NonFinite(m) => write!(f, "non-finite output: {m}"),
             FailureKind::Plugin(m) => write!(f, "{m}"),
             FailureKind::Protocol(m) => write!(f, "worker protocol error: {m}"),
+            FailureKind::TooLarge(m) => write!(f, "{m}"),
         }
     }
 }

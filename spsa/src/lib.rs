@@ -13,7 +13,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let spec = WorkerSpec::new(Some("plugins.toml".into()), "eq_comp");
 //! let mut pool = Pool::new(PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?)))?;
-//! # let (input, grad) = (afx_host::Audio::silence(44_100, 1, 44_100), afx_host::Audio::silence(44_100, 1, 44_100));
+//! # let silence = || std::sync::Arc::new(afx_host::Audio::silence(44_100, 1, 44_100));
+//! # let (input, grad) = (silence(), silence());
 //! let theta = vec![0.5; pool.num_params()];
 //! let jobs = vec![Job::Spsa { input, theta, grad, epsilon: 1e-3, perturbations: 4, seed: afx_spsa::item_seed(7, 0) }];
 //! for result in pool.run(jobs) {
@@ -22,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arena;
 pub mod bench;
 pub mod estimator;
 mod job;
@@ -31,6 +33,6 @@ pub mod wire;
 pub mod worker;
 
 pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
-pub use pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
+pub use pool::{Isolation, Pool, PoolConfig, PoolError, Shared, WorkerCommand};
 pub use task::{Renderer, Task, TaskSet};
 pub use worker::WorkerSpec;

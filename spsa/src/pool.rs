@@ -9,9 +9,15 @@
 //!
 //! Each worker holds two jobs: a worker process reads its input on a thread of its own, so the next job's
 //! frame goes through while the current job runs, whatever the sizes, and neither side waits on a full pipe.
+//!
+//! A batch ([`Pool::run`]) writes each distinct audio of its jobs once into the pool's shared arena (see
+//! [`crate::arena`]), which worker processes inherit: job frames then carry references, not samples. A batch
+//! of fewer items than two per worker splits its SPSA items into parts of their perturbations
+//! ([`Job::SpsaPart`]), so that one item keeps every worker busy; the parts' results combine into exactly the
+//! estimate the whole item gives.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use afx_host::Audio;
 
+use crate::arena::{Arena, Placements};
+use crate::estimator::{Workspace, spsa_combine};
 use crate::job::{FailureKind, ItemError, Job, JobOutput, item_seed};
 use crate::task::TaskSet;
 use crate::wire::{self, Message};
@@ -111,6 +119,8 @@ pub struct Pool {
     workers: Vec<Option<Worker>>,
     num_params: usize,
     renders: u64,
+    /// Where batches put their audio for worker processes; `None` for threads (or without memfd).
+    arena: Option<Arena>,
 }
 
 impl Pool {
@@ -121,15 +131,22 @@ impl Pool {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let config = Arc::new(config);
+        let arena = match &config.isolation {
+            Isolation::Process(_) => {
+                Arena::new().inspect_err(|e| tracing::warn!("no shared arena, audio goes through the pipes: {e}")).ok()
+            }
+            Isolation::Thread => None,
+        };
+        let arena_fd = arena.as_ref().map(Arena::fd);
         let workers = runtime.block_on(async {
             let mut workers = vec![];
             for _ in 0..config.workers {
-                workers.push(Some(Worker::start(&config).await?));
+                workers.push(Some(Worker::start(&config, arena_fd).await?));
             }
             Ok::<_, PoolError>(workers)
         })?;
         let num_params = workers[0].as_ref().map_or(0, |w| w.num_params);
-        Ok(Pool { runtime, config, workers, num_params, renders: 0 })
+        Ok(Pool { runtime, config, workers, num_params, renders: 0, arena })
     }
 
     /// P: the chain's number of trainable parameters.
@@ -142,8 +159,11 @@ impl Pool {
     }
 
     /// Renders item `i` of `inputs` at `thetas[i]`: the forward pass of a batch.
-    pub fn render_batch(&mut self, inputs: &[Audio], thetas: &[Vec<f32>]) -> Vec<Result<Audio, ItemError>> {
-        let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.clone(), theta: t.clone() });
+    ///
+    /// Inputs are `Arc<Audio>` (shared as they are) or `Audio` (copied once, into an `Arc`); likewise in the other
+    /// batch methods.
+    pub fn render_batch<A: Shared>(&mut self, inputs: &[A], thetas: &[Vec<f32>]) -> Vec<Result<Audio, ItemError>> {
+        let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.shared(), theta: t.clone() });
         let results: Vec<Result<Audio, ItemError>> = self
             .run(jobs.collect())
             .into_iter()
@@ -160,11 +180,11 @@ impl Pool {
 
     /// SPSA estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, K perturbations of size ε each; item `i` is
     /// seeded with [`item_seed`]`(seed, i)`, so results do not depend on the number of workers.
-    pub fn spsa_batch(
+    pub fn spsa_batch<A: Shared, G: Shared>(
         &mut self,
-        inputs: &[Audio],
+        inputs: &[A],
         thetas: &[Vec<f32>],
-        grads: &[Audio],
+        grads: &[G],
         epsilon: f32,
         perturbations: u32,
         seed: u64,
@@ -174,19 +194,19 @@ impl Pool {
     }
 
     /// [`Pool::spsa_batch`] with each item's own seed (a sub-batch keeps the seeds its items have in the batch).
-    pub fn spsa_batch_seeded(
+    pub fn spsa_batch_seeded<A: Shared, G: Shared>(
         &mut self,
-        inputs: &[Audio],
+        inputs: &[A],
         thetas: &[Vec<f32>],
-        grads: &[Audio],
+        grads: &[G],
         epsilon: f32,
         perturbations: u32,
         seeds: &[u64],
     ) -> Vec<Result<Vec<f32>, ItemError>> {
         let jobs = inputs.iter().zip(thetas).zip(grads).zip(seeds).map(|(((x, t), g), &seed)| Job::Spsa {
-            input: x.clone(),
+            input: x.shared(),
             theta: t.clone(),
-            grad: g.clone(),
+            grad: g.shared(),
             epsilon,
             perturbations,
             seed,
@@ -196,17 +216,17 @@ impl Pool {
 
     /// Central finite-difference estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, step `step` in the
     /// normalised space: 2P renders per item, the expensive reference.
-    pub fn finite_difference_batch(
+    pub fn finite_difference_batch<A: Shared, G: Shared>(
         &mut self,
-        inputs: &[Audio],
+        inputs: &[A],
         thetas: &[Vec<f32>],
-        grads: &[Audio],
+        grads: &[G],
         step: f32,
     ) -> Vec<Result<Vec<f32>, ItemError>> {
         let jobs = inputs.iter().zip(thetas).zip(grads).map(|((x, t), g)| Job::FiniteDifference {
-            input: x.clone(),
+            input: x.shared(),
             theta: t.clone(),
-            grad: g.clone(),
+            grad: g.shared(),
             step,
         });
         self.gradients_of(jobs.collect())
@@ -220,18 +240,58 @@ impl Pool {
     }
 
     /// Runs a batch: every job gets a result, in order.
+    ///
+    /// The batch's audio goes to worker processes once, through the shared arena. When the batch has fewer
+    /// jobs than two per worker, each [`Job::Spsa`] of K ≥ 2 perturbations is split into
+    /// `min(K, ⌈2·workers / jobs⌉)` [`Job::SpsaPart`]s of consecutive perturbations, spread over the workers
+    /// like any jobs; the item's result is [`spsa_combine`] of their dots, bit for bit the whole job's, and the
+    /// item fails (with the first failed part's error) if any part fails.
     pub fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<JobOutput, ItemError>> {
-        let thetas: Vec<Vec<f32>> = jobs.iter().map(|job| job.theta().to_vec()).collect();
-        let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..jobs.len()).map(|_| None).collect();
-        self.run_each(jobs.into_iter(), |index, result| results[index] = Some(result));
-        results
+        let (work, items) = split(jobs, self.workers.len());
+        let thetas: Vec<Vec<f32>> = work.iter().map(|job| job.theta().to_vec()).collect();
+        let placements = match self.arena.as_mut().map(|arena| arena.write_batch(&work)) {
+            Some(Ok(placements)) => placements,
+            Some(Err(e)) => {
+                tracing::warn!("cannot write the batch to the shared arena, sending it through the pipes: {e}");
+                Placements::default()
+            }
+            None => Placements::default(),
+        };
+        let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..work.len()).map(|_| None).collect();
+        self.run_jobs(work.into_iter(), Arc::new(placements), |index, result| results[index] = Some(result));
+        let mut results = results.into_iter().zip(thetas).map(|(result, theta)| {
+            result.unwrap_or_else(|| {
+                let kind = FailureKind::Protocol("no result".into());
+                Err(ItemError { chain: self.config.spec.chain.clone(), theta, kind, stderr: String::new() })
+            })
+        });
+        let mut work = Workspace::default();
+        items
             .into_iter()
-            .zip(thetas)
-            .map(|(result, theta)| {
-                result.unwrap_or_else(|| {
-                    let kind = FailureKind::Protocol("no result".into());
-                    Err(ItemError { chain: self.config.spec.chain.clone(), theta, kind, stderr: String::new() })
-                })
+            .map(|item| match item {
+                Item::Whole => results.next().expect("a result per job"),
+                Item::Split { parts, theta, epsilon, seed } => {
+                    let mut dots = vec![];
+                    let mut failed = None;
+                    for result in results.by_ref().take(parts) {
+                        match result {
+                            Ok(JobOutput::SpsaDots(d)) => dots.extend(d),
+                            Ok(other) => {
+                                let kind = FailureKind::Protocol(format!("a part of an SPSA item gave {other:?}"));
+                                let chain = self.config.spec.chain.clone();
+                                let error = ItemError { chain, theta: theta.clone(), kind, stderr: String::new() };
+                                failed.get_or_insert(error);
+                            }
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                            }
+                        }
+                    }
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(JobOutput::Gradient(spsa_combine(&theta, epsilon, seed, &dots, &mut work))),
+                    }
+                }
             })
             .collect()
     }
@@ -242,11 +302,25 @@ impl Pool {
     /// `jobs` is drawn on a thread of its own, a few jobs ahead of the workers: making a job (reading or
     /// cutting its input) overlaps the renders, workers never wait for each other, and only about two jobs
     /// per worker are in memory at once, however many `jobs` yields.
-    pub fn run_each<I>(&mut self, jobs: I, mut done: impl FnMut(usize, Result<JobOutput, ItemError>))
+    ///
+    /// Unlike [`Pool::run`], the jobs' audio goes through the pipes in their frames, and no item is split.
+    pub fn run_each<I>(&mut self, jobs: I, done: impl FnMut(usize, Result<JobOutput, ItemError>))
     where
         I: Iterator<Item = Job> + Send,
     {
+        self.run_jobs(jobs, Arc::new(Placements::default()), done);
+    }
+
+    fn run_jobs<I>(
+        &mut self,
+        jobs: I,
+        placements: Arc<Placements>,
+        mut done: impl FnMut(usize, Result<JobOutput, ItemError>),
+    ) where
+        I: Iterator<Item = Job> + Send,
+    {
         let config = self.config.clone();
+        let batch = Arc::new(Batch { placements, arena_fd: self.arena.as_ref().map(Arena::fd) });
         let (feed, incoming) = tokio::sync::mpsc::channel::<(usize, Arc<Job>)>(self.workers.len().max(1));
         let feed_jobs = std::sync::Arc::new(Feed { returned: Mutex::new(VecDeque::new()), incoming: incoming.into() });
         let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
@@ -264,8 +338,9 @@ impl Pool {
             runtime.block_on(async {
                 let mut set = tokio::task::JoinSet::new();
                 for (slot, worker) in slots.into_iter().enumerate() {
-                    let (feed, results, config) = (feed_jobs.clone(), results.clone(), config.clone());
-                    set.spawn(async move { (slot, serve_slot(worker, &config, &feed, &results).await) });
+                    let (feed, results, config, batch) =
+                        (feed_jobs.clone(), results.clone(), config.clone(), batch.clone());
+                    set.spawn(async move { (slot, serve_slot(worker, &config, &batch, &feed, &results).await) });
                 }
                 drop(results);
                 while let Some((index, result)) = arrived.recv().await {
@@ -282,6 +357,70 @@ impl Pool {
         });
         self.workers = workers;
     }
+}
+
+/// Audio the pool shares without copying: an owned `Audio` is moved into a new `Arc` (one copy of a borrowed
+/// one), an `Arc<Audio>` is shared as it is.
+pub trait Shared {
+    fn shared(&self) -> Arc<Audio>;
+}
+
+impl Shared for Arc<Audio> {
+    fn shared(&self) -> Arc<Audio> {
+        self.clone()
+    }
+}
+
+impl Shared for Audio {
+    fn shared(&self) -> Arc<Audio> {
+        Arc::new(self.clone())
+    }
+}
+
+/// How a batch item's result is made from the results of the jobs that ran: one job, or `parts` consecutive
+/// [`Job::SpsaPart`]s.
+enum Item {
+    Whole,
+    Split { parts: usize, theta: Vec<f32>, epsilon: f32, seed: u64 },
+}
+
+/// The jobs to run for `jobs` on `workers` workers, and how to assemble each item's result (see [`Pool::run`]).
+fn split(jobs: Vec<Job>, workers: usize) -> (Vec<Job>, Vec<Item>) {
+    let want = 2 * workers.max(1);
+    if jobs.is_empty() || jobs.len() >= want {
+        let items = jobs.iter().map(|_| Item::Whole).collect();
+        return (jobs, items);
+    }
+    let per_item = want.div_ceil(jobs.len()) as u32;
+    let (mut work, mut items) = (vec![], vec![]);
+    for job in jobs {
+        match job {
+            Job::Spsa { input, theta, grad, epsilon, perturbations, seed } if perturbations >= 2 => {
+                let parts = per_item.min(perturbations);
+                let mut first = 0;
+                for part in 0..parts {
+                    // Sizes differ by at most one, larger first.
+                    let count = perturbations / parts + u32::from(part < perturbations % parts);
+                    let (input, grad, theta) = (input.clone(), grad.clone(), theta.clone());
+                    work.push(Job::SpsaPart { input, theta, grad, epsilon, first, count, seed });
+                    first += count;
+                }
+                items.push(Item::Split { parts: parts as usize, theta, epsilon, seed });
+            }
+            job => {
+                work.push(job);
+                items.push(Item::Whole);
+            }
+        }
+    }
+    (work, items)
+}
+
+/// What every slot of a batch shares: where the batch's audio lies in the arena, and the arena's descriptor
+/// for replacement workers.
+struct Batch {
+    placements: Arc<Placements>,
+    arena_fd: Option<RawFd>,
 }
 
 /// Where worker slots take jobs: first those handed back (not run), then new ones from the caller's iterator.
@@ -317,7 +456,13 @@ const DEPTH: usize = 2;
 /// When a worker dies, the oldest job in flight is the one it was running: that job is retried once, first
 /// thing on the fresh worker, then reported. Jobs sent after it never started: they go back to the feed as
 /// they were.
-async fn serve_slot(mut worker: Option<Worker>, config: &PoolConfig, feed: &Feed, results: &Results) -> Option<Worker> {
+async fn serve_slot(
+    mut worker: Option<Worker>,
+    config: &PoolConfig,
+    batch: &Batch,
+    feed: &Feed,
+    results: &Results,
+) -> Option<Worker> {
     let store = |index: usize, result: Result<JobOutput, ItemError>| {
         // The receiver lives until every slot has ended.
         let _ = results.send((index, result));
@@ -335,7 +480,7 @@ async fn serve_slot(mut worker: Option<Worker>, config: &PoolConfig, feed: &Feed
             let Some((index, job, attempt)) = next else { break };
             let current = match worker.as_mut() {
                 Some(w) => w,
-                None => match Worker::start(config).await {
+                None => match Worker::start(config, batch.arena_fd).await {
                     Ok(w) => worker.insert(w),
                     Err(e) => {
                         store(index, Err(item_error(config, &job, FailureKind::Plugin(e.to_string()), "")));
@@ -343,8 +488,10 @@ async fn serve_slot(mut worker: Option<Worker>, config: &PoolConfig, feed: &Feed
                     }
                 },
             };
-            match current.send(&job, index as u64, config.job_timeout).await {
-                Ok(()) => in_flight.push_back((index, job, attempt)),
+            match current.send(&job, index as u64, config.job_timeout, &batch.placements).await {
+                Ok(Ok(())) => in_flight.push_back((index, job, attempt)),
+                // The job cannot be sent (too large for a frame): it fails alone, the worker carries on.
+                Ok(Err(kind)) => store(index, Err(item_error(config, &job, kind, ""))),
                 Err(_) if !in_flight.is_empty() => {
                     // The worker died on an earlier job: receiving that one reports how.
                     hand_back(feed, (index, job), attempt, &mut retry);
@@ -408,12 +555,12 @@ enum WorkerKind {
 type Fatal = (FailureKind, String);
 
 impl Worker {
-    async fn start(config: &PoolConfig) -> Result<Worker, PoolError> {
+    async fn start(config: &PoolConfig, arena_fd: Option<RawFd>) -> Result<Worker, PoolError> {
         let start_error =
             |message: String, stderr: String| PoolError::Start { chain: config.spec.chain.clone(), message, stderr };
         match &config.isolation {
             Isolation::Process(command) => {
-                let (worker, num_params) = ProcessWorker::start(command, config)
+                let (worker, num_params) = ProcessWorker::start(command, config, arena_fd)
                     .await
                     .map_err(|(kind, stderr)| start_error(kind.to_string(), stderr))?;
                 Ok(Worker { num_params, kind: WorkerKind::Process(Box::new(worker)) })
@@ -426,11 +573,17 @@ impl Worker {
         }
     }
 
-    /// Hands `job` to the worker under `id`.
-    async fn send(&mut self, job: &Arc<Job>, id: u64, limit: Duration) -> Result<(), Fatal> {
+    /// Hands `job` to the worker under `id`. `Ok(Err)`: the job could not be sent, the worker is fine.
+    async fn send(
+        &mut self,
+        job: &Arc<Job>,
+        id: u64,
+        limit: Duration,
+        placements: &Placements,
+    ) -> Result<Result<(), FailureKind>, Fatal> {
         match &mut self.kind {
-            WorkerKind::Process(w) => w.send(id, job, limit).await,
-            WorkerKind::Thread(w) => w.send(job.clone()).map_err(|k| (k, String::new())),
+            WorkerKind::Process(w) => w.send(id, job, limit, placements).await,
+            WorkerKind::Thread(w) => w.send(job.clone()).map(Ok).map_err(|k| (k, String::new())),
         }
     }
 
@@ -476,8 +629,21 @@ struct ProcessWorker {
 }
 
 impl ProcessWorker {
-    async fn start(command: &WorkerCommand, config: &PoolConfig) -> Result<(ProcessWorker, usize), Fatal> {
-        let mut child = Command::new(&command.program)
+    async fn start(
+        command: &WorkerCommand,
+        config: &PoolConfig,
+        arena_fd: Option<RawFd>,
+    ) -> Result<(ProcessWorker, usize), Fatal> {
+        let mut spawn = Command::new(&command.program);
+        if let Some(fd) = arena_fd {
+            spawn.env(crate::arena::ENV, fd.to_string());
+            // SAFETY: the closure runs in the child between fork and exec and only calls `inherit`, which is
+            // async-signal-safe (one fcntl) and allocates nothing.
+            unsafe {
+                spawn.pre_exec(move || crate::arena::inherit(fd));
+            }
+        }
+        let mut child = spawn
             .args(&command.args)
             // A task's renders are timed inside the worker (see `WorkerSpec::task_render_limit`).
             .args(WorkerSpec { task_render_limit: Some(config.job_timeout), ..config.spec.clone() }.to_args())
@@ -535,8 +701,17 @@ impl ProcessWorker {
 
     /// Writes a job frame. The worker reads its input on a thread of its own (see [`serve`](crate::worker::serve)),
     /// so this returns once the frame is through, even while the worker runs an earlier job.
-    async fn send(&mut self, id: u64, job: &Job, limit: Duration) -> Result<(), Fatal> {
-        let bulk = wire::encode_job(id, job, &mut self.frame);
+    async fn send(
+        &mut self,
+        id: u64,
+        job: &Job,
+        limit: Duration,
+        placements: &Placements,
+    ) -> Result<Result<(), FailureKind>, Fatal> {
+        let bulk = match wire::encode_job(id, job, &mut self.frame, &|audio| placements.get(audio)) {
+            Ok(bulk) => bulk,
+            Err(e) => return Ok(Err(FailureKind::TooLarge(format!("the job cannot go to a worker: {e}")))),
+        };
         let write = async {
             self.stdin.write_all(&self.frame).await?;
             self.stdin.write_all(bulk).await?;
@@ -544,7 +719,7 @@ impl ProcessWorker {
         };
         // A worker that stops reading for a whole job time limit is stuck.
         match tokio::time::timeout(limit, write).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(Ok(())),
             Ok(Err(_)) => Err(self.died().await),
             Err(_) => Err(self.fail(FailureKind::TimedOut { after: limit }).await),
         }

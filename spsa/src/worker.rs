@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
 
-use crate::estimator::{Workspace, finite_difference_vjp, spsa_vjp};
+use crate::arena::ArenaView;
+use crate::estimator::{Workspace, finite_difference_vjp, spsa_dots, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
 use crate::task::{Renderer, Task, TaskSet};
 use crate::wire::{self, Message, OutputRef};
@@ -134,6 +135,7 @@ impl Executor {
             OutputRef::Audio(a) => JobOutput::Audio(a.clone()),
             OutputRef::Gradient(g) => JobOutput::Gradient(g.to_vec()),
             OutputRef::Bytes(b) => JobOutput::Bytes(b.to_vec()),
+            OutputRef::SpsaDots(d) => JobOutput::SpsaDots(d.to_vec()),
         })
     }
 
@@ -151,6 +153,12 @@ impl Executor {
                 let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
                 *gradient = spsa_vjp(&mut f, theta, grad, *epsilon, *perturbations as usize, *seed, work)?;
                 Ok(OutputRef::Gradient(gradient))
+            }
+            Job::SpsaPart { input, theta, grad, epsilon, first, count, seed } => {
+                check_grad(input, grad)?;
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
+                work.dots = spsa_dots(&mut f, theta, grad, *epsilon, *first, *count, *seed, work)?;
+                Ok(OutputRef::SpsaDots(&work.dots))
             }
             Job::FiniteDifference { input, theta, grad, step } => {
                 check_grad(input, grad)?;
@@ -262,13 +270,24 @@ pub fn serve(
         num_params: executor.chain().num_params() as u32,
         chain: spec.chain.clone(),
     };
-    wire::encode(&hello, &mut frame);
+    wire::encode(&hello, &mut frame).map_err(|e| format!("encoding hello: {e}"))?;
     wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
+    // The pool's shared arena, where a batch's audio lies (see `crate::arena`).
+    let mut arena = ArenaView::from_env();
+    let mut resolve = |at| match arena.as_mut() {
+        Some(arena) => arena.resolve(at),
+        None => Err(wire::WireError::Malformed("shared audio, but this worker was given no arena".into())),
+    };
     for payload in read_frames(input)? {
-        let Message::Job { id, job } = wire::decode(&payload?).map_err(|e| e.to_string())? else {
+        let Message::Job { id, job } = wire::decode_with(&payload?, &mut resolve).map_err(|e| e.to_string())? else {
             return Err("expected a job frame".into());
         };
-        wire::encode_result(id, executor.run_ref(&job).as_ref().copied(), &mut frame);
+        let result = executor.run_ref(&job);
+        if let Err(e) = wire::encode_result(id, result.as_ref().copied(), &mut frame) {
+            // An output too large for one frame fails its job, not the worker.
+            let failure = FailureKind::TooLarge(format!("the job's result cannot go back to the pool: {e}"));
+            wire::encode_result(id, Err(&failure), &mut frame).map_err(|e| format!("encoding an error: {e}"))?;
+        }
         wire::write_frame(output, &frame).map_err(|e| format!("writing result: {e}"))?;
     }
     Ok(())

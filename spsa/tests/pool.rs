@@ -3,7 +3,7 @@
 //! and survival of crashing, hanging and NaN-producing plugins.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use afx_host::Audio;
@@ -72,14 +72,14 @@ fn pool(chain: &str, isolation: Isolation, workers: usize) -> Pool {
 }
 
 /// A quarter second of a real drum recording.
-fn clip() -> Audio {
-    head(&amen_mono(), 11_025)
+fn clip() -> Arc<Audio> {
+    Arc::new(head(&amen_mono(), 11_025))
 }
 
 /// Direct, in-process render at θ.
 fn render(chain: &str, input: &Audio, theta: &[f32]) -> Audio {
     let mut executor = Executor::new(&spec(chain)).unwrap();
-    let job = Job::Render { input: input.clone(), theta: theta.to_vec() };
+    let job = Job::Render { input: Arc::new(input.clone()), theta: theta.to_vec() };
     executor.run(&job).unwrap().into_audio().unwrap()
 }
 
@@ -95,12 +95,12 @@ fn mse_grad(y: &Audio, target: &Audio) -> Audio {
 }
 
 /// The upstream gradient at θ towards the render at θ*.
-fn problem(chain: &str, theta: &[f32], theta_star: &[f32]) -> (Audio, Audio) {
+fn problem(chain: &str, theta: &[f32], theta_star: &[f32]) -> (Arc<Audio>, Arc<Audio>) {
     let input = clip();
     let target = render(chain, &input, theta_star);
     let y = render(chain, &input, theta);
     let g = mse_grad(&y, &target);
-    (input, g)
+    (input, Arc::new(g))
 }
 
 fn gradient(result: Result<afx_spsa::JobOutput, afx_spsa::ItemError>) -> Vec<f32> {
@@ -191,6 +191,7 @@ fn the_same_seed_gives_identical_gradients_whatever_the_workers_and_isolation() 
     let (input, g) = problem("fx", &theta, &theta_star);
     let jobs = || {
         let thetas: Vec<Vec<f32>> = (0..6).map(|i| theta.iter().map(|t| t + 0.02 * i as f32).collect()).collect();
+        // Items that share their audio, as a caller's batch would hand them over.
         (vec![input.clone(); 6], thetas, vec![g.clone(); 6])
     };
     let mut runs = vec![];
@@ -206,7 +207,7 @@ fn the_same_seed_gives_identical_gradients_whatever_the_workers_and_isolation() 
 }
 
 /// Eight render jobs on the test effect; item 3 sits at the top of the drive range, where an armed fault fires.
-fn fault_batch(input: &Audio) -> Vec<Job> {
+fn fault_batch(input: &Arc<Audio>) -> Vec<Job> {
     (0..8)
         .map(|i| {
             let drive = if i == 3 { 1.0 } else { 0.1 * i as f32 };
@@ -377,4 +378,101 @@ fn run_each_hands_over_every_result_once_and_draws_jobs_only_a_few_ahead() {
         let drawn_at_first = drawn_at_first.unwrap();
         assert!(drawn_at_first < 20, "{drawn_at_first} of 40 jobs drawn before the first result");
     }
+}
+
+/// One SPSA item as the pool would compute it unsplit, in this process.
+fn spsa_direct(chain: &str, input: &Arc<Audio>, theta: &[f32], g: &Arc<Audio>, k: u32, seed: u64) -> Vec<f32> {
+    let mut executor = Executor::new(&spec(chain)).unwrap();
+    let job = Job::Spsa {
+        input: input.clone(),
+        theta: theta.to_vec(),
+        grad: g.clone(),
+        epsilon: 1e-2,
+        perturbations: k,
+        seed,
+    };
+    executor.run(&job).unwrap().into_gradient().unwrap()
+}
+
+#[test]
+fn an_spsa_item_split_over_workers_gives_the_unsplit_estimate_bit_for_bit() {
+    let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
+    let (input, g) = problem("fx", &theta, &theta_star);
+    let one_item = spsa_direct("fx", &input, &theta, &g, 16, 9);
+    let thetas: Vec<Vec<f32>> = (0..5).map(|i| theta.iter().map(|t| t + 0.03 * i as f32).collect()).collect();
+    let batch: Vec<Vec<f32>> =
+        thetas.iter().enumerate().map(|(i, t)| spsa_direct("fx", &input, t, &g, 3, item_seed(4, i))).collect();
+    for (isolation, workers) in [(process(), 1), (process(), 2), (Isolation::Thread, 2)] {
+        let mut pool = pool("fx", isolation, workers);
+        // One item of K = 16: split into parts (4 with 2 workers, 2 with one).
+        let job = Job::Spsa {
+            input: input.clone(),
+            theta: theta.to_vec(),
+            grad: g.clone(),
+            epsilon: 1e-2,
+            perturbations: 16,
+            seed: 9,
+        };
+        assert_eq!(gradient(pool.run(vec![job]).remove(0)), one_item, "{workers} workers");
+        // Five items of K = 3: not split (at least two per worker); then one by one, each split.
+        let whole = pool.spsa_batch(&vec![input.clone(); 5], &thetas, &vec![g.clone(); 5], 1e-2, 3, 4);
+        assert_eq!(whole.into_iter().map(Result::unwrap).collect::<Vec<_>>(), batch, "{workers} workers");
+        for (i, t) in thetas.iter().enumerate() {
+            let seeds = [item_seed(4, i)];
+            use std::slice::from_ref;
+            let alone = pool.spsa_batch_seeded(from_ref(&input), from_ref(t), from_ref(&g), 1e-2, 3, &seeds);
+            assert_eq!(alone.into_iter().next().unwrap().unwrap(), batch[i], "item {i} alone, {workers} workers");
+        }
+    }
+}
+
+#[test]
+fn a_crash_in_a_part_of_a_split_item_fails_that_item_alone() {
+    let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
+    let (input, g) = problem("fx", &theta, &theta_star);
+    let command = WorkerCommand::new(env!("CARGO_BIN_EXE_afx-worker"))
+        .env("LV2_PATH", &setup().lv2_path)
+        .env("AFX_TESTFX_FAULT", "abort");
+    let mut config = PoolConfig::new(spec("fx"), Isolation::Process(command));
+    config.workers = 2;
+    let mut pool = Pool::new(config).unwrap();
+    // Two items of K = 8, each split in two parts; the second's drive sits where the armed fault fires.
+    let faulty = vec![1.0, 0.5, 0.5];
+    let job = |theta: &[f32]| Job::Spsa {
+        input: input.clone(),
+        theta: theta.to_vec(),
+        grad: g.clone(),
+        epsilon: 1e-2,
+        perturbations: 8,
+        seed: 3,
+    };
+    let mut results = pool.run(vec![job(&theta), job(&faulty)]).into_iter();
+    assert_eq!(gradient(results.next().unwrap()), spsa_direct("fx", &input, &theta, &g, 8, 3));
+    let error = results.next().unwrap().unwrap_err();
+    assert_eq!(error.kind, FailureKind::Crashed { signal: Some(6), code: None }, "{error}");
+    assert_eq!(error.theta, faulty);
+    assert!(error.stderr.contains("deliberate"), "stderr not captured: {:?}", error.stderr);
+    // The replaced workers serve the next batch.
+    assert_eq!(gradient(pool.run(vec![job(&theta)]).remove(0)), spsa_direct("fx", &input, &theta, &g, 8, 3));
+}
+
+#[test]
+fn a_job_too_large_for_a_frame_fails_alone_with_the_size_and_the_limit() {
+    let input = clip();
+    let mut pool = pool("eq", process(), 1);
+    // 2 GiB + 1 of zeroes (mapped lazily: never touched). Before the check, its length prefix was written as
+    // is, the worker refused the frame and died, and the item was reported as a crash after a retry.
+    let request = vec![0u8; afx_spsa::wire::MAX_FRAME + 1];
+    let started = Instant::now();
+    let jobs = vec![
+        Job::Task { name: "big".into(), request, renders: 1 },
+        Job::Render { input: input.clone(), theta: vec![0.2, 0.5, 0.9] },
+    ];
+    let mut results = pool.run(jobs).into_iter();
+    let error = results.next().unwrap().unwrap_err();
+    assert!(matches!(error.kind, FailureKind::TooLarge(_)), "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&afx_spsa::wire::MAX_FRAME.to_string()) && message.contains("exceeds"), "{message}");
+    assert_eq!(results.next().unwrap().unwrap().into_audio().unwrap(), render("eq", &input, &[0.2, 0.5, 0.9]));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }
