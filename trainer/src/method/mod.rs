@@ -16,6 +16,7 @@
 //! a proxy also report the proxy's score of the same θ (`proxy` in the validation record).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use afx_host::Audio;
@@ -245,9 +246,9 @@ pub struct RealForward {
     pub kept: Vec<usize>,
     /// The rendered outputs `(kept, T)` as a tensor on the CPU.
     pub output: Option<Tensor>,
-    /// Per rendered item: its loss and dL_i/dy_i.
+    /// Per rendered item: its loss and dL_i/dy_i (shared: SPSA and FD jobs hold them without a copy).
     pub losses: Vec<f64>,
-    pub grad_y: Vec<Audio>,
+    pub grad_y: Vec<Arc<Audio>>,
 }
 
 impl RealForward {
@@ -328,7 +329,7 @@ pub fn real_forward(
     let grad_y = g
         .to_vec2::<f32>()?
         .into_iter()
-        .map(|row| Audio::new(rate, vec![row]))
+        .map(|row| Audio::new(rate, vec![row]).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TrainError::Config(format!("loss gradient: {e}")))?;
     timing.loss_s = started.elapsed().as_secs_f64();

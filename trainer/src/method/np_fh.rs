@@ -56,7 +56,7 @@ impl GradMethod for NpFh {
         let leaf = theta_leaf(&theta.to_device(device)?.index_select(&index, 0)?, device)?;
         let inputs: Vec<_> = forward.kept.iter().map(|&i| &batch.inputs[i]).collect();
         let y_proxy = self.path.forward(&inputs, leaf.as_tensor())?;
-        let g_y = batch_tensor(&forward.grad_y.iter().collect::<Vec<_>>(), device)?;
+        let g_y = batch_tensor(&forward.grad_y.iter().map(|g| &**g).collect::<Vec<_>>(), device)?;
         let grads = (&y_proxy * g_y.detach())?.sum_all()?.backward()?;
         let g: Vec<Vec<f32>> = match grads.get(leaf.as_tensor()) {
             Some(g) => g.to_device(&Device::Cpu)?.to_vec2()?,

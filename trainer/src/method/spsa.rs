@@ -2,8 +2,10 @@
 //! MRSTFT loss on the rendered audio (a leaf), then ĝ ≈ (∂y/∂θ)ᵀ dL/dy from the pool's perturbed double
 //! renders (2K per item).
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use afx_host::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
@@ -72,7 +74,9 @@ impl GradMethod for Spsa {
         let thetas = theta_rows(theta)?;
         let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        let (inputs, kept_thetas) = (forward.kept_of(batch.inputs), forward.kept_of(&thetas));
+        // Each input copied once, into the `Arc` its job shares.
+        let inputs: Vec<Arc<Audio>> = forward.kept.iter().map(|&i| Arc::new(batch.inputs[i].clone())).collect();
+        let kept_thetas = forward.kept_of(&thetas);
         let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
         // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
         let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
