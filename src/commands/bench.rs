@@ -145,7 +145,7 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
         let r = afx_spsa::bench::pool_throughput(&spec, &worker, args.seconds, args.batch, args.rounds)?;
         if !args.json {
             println!(
-                "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s",
+                "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s\n  two direct threads {:.0} renders/s: 2-worker SPSA over that limit {:.3}x (target >= 0.9)\n  one SPSA item, K = 16: 1 worker {:.1} ms, 2 workers {:.1} ms: speedup {:.2}x (target >= 1.8)",
                 r.chain,
                 r.seconds,
                 args.rounds,
@@ -157,7 +157,12 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
                 r.spsa_items_per_s_1_worker,
                 r.spsa_items_per_s_2_workers,
                 r.speedup_2_workers,
-                r.renders_per_s
+                r.renders_per_s,
+                r.direct_2_threads_renders_per_s,
+                r.over_direct_limit,
+                r.one_item_k16_1_worker_s * 1e3,
+                r.one_item_k16_2_workers_s * 1e3,
+                r.one_item_k16_speedup
             );
         }
         results.push(r);
@@ -169,6 +174,8 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
             "inprocess_over_direct": first.inprocess_over_direct,
             "speedup_2_workers": first.speedup_2_workers,
             "renders_per_s": first.renders_per_s,
+            "over_direct_limit": first.over_direct_limit,
+            "one_item_k16_speedup": first.one_item_k16_speedup,
             "chains": results,
         });
         println!("{json}");
