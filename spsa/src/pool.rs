@@ -1,6 +1,8 @@
 //! The pool: N workers (processes or threads) each hosting the same chain, fed batches of jobs.
 //!
-//! A supervisor on a tokio runtime gives each worker slot jobs from a shared feed and waits for each answer
+//! A supervisor on a single-threaded tokio runtime (the caller's thread, inside `run`: on a machine whose cores
+//! the workers need, more runtime threads only add wake-ups) gives each worker slot jobs from a shared feed and
+//! waits for each answer
 //! with a time limit, so it never hangs. A worker that crashes or overruns is killed and replaced, and its job
 //! is retried once on the fresh worker, then reported as a failed item (signal or timeout, with the worker's
 //! stderr); the rest of the batch completes. [`Pool::run`] returns the results in the batch's order;
@@ -129,7 +131,7 @@ impl Pool {
         if config.workers == 0 {
             return Err(PoolError::NoWorkers);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let config = Arc::new(config);
         let arena = match &config.isolation {
             Isolation::Process(_) => {
