@@ -260,7 +260,7 @@ impl Pool {
             None => Placements::default(),
         };
         let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..work.len()).map(|_| None).collect();
-        self.run_jobs(work.into_iter(), Arc::new(placements), |index, result| results[index] = Some(result));
+        self.run_jobs(work, std::iter::empty(), Arc::new(placements), |index, result| results[index] = Some(result));
         let mut results = results.into_iter().zip(thetas).map(|(result, theta)| {
             result.unwrap_or_else(|| {
                 let kind = FailureKind::Protocol("no result".into());
@@ -310,11 +310,13 @@ impl Pool {
     where
         I: Iterator<Item = Job> + Send,
     {
-        self.run_jobs(jobs, Arc::new(Placements::default()), done);
+        self.run_jobs(vec![], jobs, Arc::new(Placements::default()), done);
     }
 
+    /// Runs `ready` (indices from 0), then what `jobs` yields (indices after them).
     fn run_jobs<I>(
         &mut self,
+        ready: Vec<Job>,
         jobs: I,
         placements: Arc<Placements>,
         mut done: impl FnMut(usize, Result<JobOutput, ItemError>),
@@ -324,13 +326,16 @@ impl Pool {
         let config = self.config.clone();
         let batch = Arc::new(Batch { placements, arena_fd: self.arena.as_ref().map(Arena::fd) });
         let (feed, incoming) = tokio::sync::mpsc::channel::<(usize, Arc<Job>)>(self.workers.len().max(1));
-        let feed_jobs = std::sync::Arc::new(Feed { returned: Mutex::new(VecDeque::new()), incoming: incoming.into() });
+        let first = ready.len();
+        let returned = ready.into_iter().enumerate().map(|(index, job)| (index, Arc::new(job))).collect();
+        let slots = self.workers.len();
+        let feed_jobs = std::sync::Arc::new(Feed { returned: Mutex::new(returned), incoming: incoming.into(), slots });
         let (results, mut arrived) = tokio::sync::mpsc::unbounded_channel();
         let slots: Vec<Option<Worker>> = self.workers.drain(..).collect();
         let runtime = &self.runtime;
         let workers = std::thread::scope(|scope| {
             scope.spawn(move || {
-                for (index, job) in jobs.enumerate() {
+                for (index, job) in (first..).zip(jobs) {
                     // The pool stopped taking jobs: it is shutting down.
                     if feed.blocking_send((index, Arc::new(job))).is_err() {
                         break;
@@ -425,17 +430,31 @@ struct Batch {
     arena_fd: Option<RawFd>,
 }
 
-/// Where worker slots take jobs: first those handed back (not run), then new ones from the caller's iterator.
+/// Where worker slots take jobs: first those at hand (a batch's, or handed back, not run), then new ones from
+/// the caller's iterator.
 struct Feed {
     returned: Mutex<VecDeque<(usize, Arc<Job>)>>,
     incoming: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(usize, Arc<Job>)>>,
+    /// The slots taking from this feed.
+    slots: usize,
 }
 
 impl Feed {
     /// The next job; with `wait` false, only one that is ready now. `None` once every job was taken.
+    ///
+    /// A slot asks without waiting for a second job to hold while it runs one: of the jobs at hand it gets one
+    /// only while at least one per slot is left, so the last few go to slots that would otherwise sit idle (a
+    /// batch of one item split in four parts runs two parts per worker, not three and one).
     async fn next(&self, wait: bool) -> Option<(usize, Arc<Job>)> {
-        if let Some(job) = self.returned.lock().expect("feed lock").pop_front() {
-            return Some(job);
+        {
+            let mut returned = self.returned.lock().expect("feed lock");
+            if wait || returned.len() >= self.slots {
+                if let Some(job) = returned.pop_front() {
+                    return Some(job);
+                }
+            } else if !returned.is_empty() {
+                return None;
+            }
         }
         if wait { self.incoming.lock().await.recv().await } else { self.incoming.try_lock().ok()?.try_recv().ok() }
     }
