@@ -69,7 +69,21 @@ fn main() -> ExitCode {
     if let Command::Describe(args) = cli.command {
         return commands::scan::describe(args);
     }
-    let result = match cli.command {
+    let result = run(cli);
+    commands::remove_catalogues();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `afx scan | head`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Scan(args) => commands::scan::run(args),
         Command::Render(args) => commands::render::run(args, cli.config.as_deref()),
         Command::Dataset(command) => commands::dataset::run(command),
@@ -81,15 +95,6 @@ fn main() -> ExitCode {
         Command::Compare(args) => commands::compare::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),
         Command::Worker { .. } | Command::Describe(_) => unreachable!("handled above"),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // `afx scan | head`: the reader has what it wanted.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", describe(&e));
-            ExitCode::FAILURE
-        }
     }
 }
 

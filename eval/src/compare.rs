@@ -230,14 +230,16 @@ fn render(pool: &mut Pool, inputs: &[Audio], thetas: &[Vec<f32>]) -> Vec<Option<
     pool.render_batch(inputs, thetas).into_iter().map(Result::ok).collect()
 }
 
-/// (training minutes, validation MRSTFT) from a run's metrics.
+/// (training minutes, validation MRSTFT) from a run's metrics; a validation with no score (every item failed:
+/// NaN) is left out of the curve rather than drawn as a point.
 fn curve(records: &[Record]) -> Vec<(f64, f64)> {
     let mut seconds = 0.0;
     let mut points = vec![];
     for r in records {
         match r {
             Record::Step(s) => seconds += s.timing.total_s,
-            Record::Validation(v) => points.push((seconds / 60.0, v.mrstft.trained)),
+            Record::Validation(v) if v.mrstft.trained.is_finite() => points.push((seconds / 60.0, v.mrstft.trained)),
+            Record::Validation(_) => {}
         }
     }
     points
@@ -413,7 +415,7 @@ pub struct ProxyBuild {
 /// (`dir/cost.json`), so a rerun reports what the proxy really cost.
 pub fn build_proxy(
     dir: &Path,
-    chain: &afx_host::Chain,
+    chain: &afx_host::ChainLayout,
     pool: &mut Pool,
     corpus: &afx_datasets::Corpus,
     build: &ProxyBuild,

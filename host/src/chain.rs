@@ -4,9 +4,10 @@ use crate::audio::Audio;
 use crate::config::{Config, ConfigError};
 use crate::host::{Host, LoadError};
 use crate::param::{ParamSpec, ValueError};
-use crate::plugin::{Effect, Format};
+use crate::plugin::{Effect, Format, PluginInfo};
 use crate::render::{RenderError, RenderSettings};
 use crate::suggest;
+use serde::{Deserialize, Serialize};
 
 /// Why a chain could not be built or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +30,12 @@ pub enum ChainError {
     Render(#[from] RenderError),
 }
 
-/// One plugin of a chain.
+/// One plugin of a chain, as data: which plugin, and how θ maps onto its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     name: String,
-    effect: Effect,
+    /// The plugin's description (every parameter's full spec), as the process that loaded it reported it.
+    plugin: PluginInfo,
     /// Plain values used for every parameter that is not trained: defaults, or fixed in `plugins.toml`.
     base: Vec<f32>,
     /// Trained parameters: index into the plugin's parameters and the spec θ maps through (narrowed range,
@@ -40,6 +43,9 @@ pub struct Stage {
     trainable: Vec<(usize, ParamSpec)>,
     /// Plugin parameter indices marked `output_gain` in plugins.toml.
     output_gains: Vec<usize>,
+    /// Frames of latency the plugin reported (and afx trimmed) in [`Chain::probe`]'s render.
+    #[serde(default)]
+    latency: Option<usize>,
 }
 
 impl Stage {
@@ -47,13 +53,21 @@ impl Stage {
         &self.name
     }
 
-    pub fn effect(&self) -> &Effect {
-        &self.effect
+    /// The stage's plugin: format, id, name, file and every parameter.
+    pub fn plugin(&self) -> &PluginInfo {
+        &self.plugin
     }
 
     /// The plain value of every parameter when nothing is trained or set.
     pub fn base_values(&self) -> &[f32] {
         &self.base
+    }
+
+    /// Frames of latency the plugin reported in the chain's probe render ([`Chain::probe`]: 44.1 kHz, base
+    /// values), which afx trims from every output; `None` when the chain was not probed. Every render measures
+    /// its own (latency may change with the rate and the values), so this is for reports, not for alignment.
+    pub fn latency(&self) -> Option<usize> {
+        self.latency
     }
 
     /// Trained parameters as (plugin parameter index, spec in the trained range).
@@ -72,11 +86,22 @@ pub struct ChainParam<'a> {
     pub output_gain: bool,
 }
 
+/// What a chain is, without its plugins loaded: its stages' plugins and parameters and how θ maps onto them.
+///
+/// A worker process that loaded the chain sends this to the process that drives it, which then never runs
+/// plugin code itself (a plugin that crashes while loading takes only the worker down). Every method that needs
+/// no rendering lives here; [`Chain`] adds the loaded effects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainLayout {
+    name: String,
+    stages: Vec<Stage>,
+}
+
 /// Effects rendered in order. θ ∈ [0, 1]^P covers the trainable parameters of every stage, stage by stage,
 /// each stage's in the plugin's parameter order.
 pub struct Chain {
-    name: String,
-    stages: Vec<Stage>,
+    layout: ChainLayout,
+    effects: Vec<Effect>,
     scratch: Audio,
 }
 
@@ -102,23 +127,78 @@ impl Chain {
         }
         match host.load(key, format) {
             Ok(effect) => Ok(Chain::new(key, vec![stage_from_plugin(key, effect)])),
-            Err(LoadError::NotFound { suggestions, .. }) => {
+            Err(LoadError::NotFound { suggestions, failed, .. }) => {
                 let mut near = config.map(|c| suggest::nearest(key, c.names(), 3)).unwrap_or_default();
                 near.extend(suggestions);
                 let known = match config {
                     Some(c) => format!("a chain or plugin in {} or an installed plugin's id or name", c.path.display()),
                     None => "an installed plugin's id or name (and no plugins.toml was given)".into(),
                 };
-                Err(ChainError::NotFound(format!("{key:?} is not {known}{}", suggest::did_you_mean(&near))))
+                Err(ChainError::NotFound(format!(
+                    "{key:?} is not {known}{}{}",
+                    suggest::did_you_mean(&near),
+                    crate::host::failed_files(&failed)
+                )))
             }
             Err(source) => Err(ChainError::Load { stage: key.into(), source }),
         }
     }
 
-    fn new(name: &str, stages: Vec<Stage>) -> Chain {
-        Chain { name: name.into(), stages, scratch: Audio::silence(1, 1, 0) }
+    fn new(name: &str, stages: Vec<(Stage, Effect)>) -> Chain {
+        let (stages, effects) = stages.into_iter().unzip();
+        Chain { layout: ChainLayout { name: name.into(), stages }, effects, scratch: Audio::silence(1, 1, 0) }
     }
 
+    /// Renders one block of silence through every stage at its base values, at 44.1 kHz, and records each
+    /// plugin's latency in the layout ([`Stage::latency`]). Some formats (LV2) run no plugin code until an
+    /// instance is made: a worker probes its chain before it reports ready, so a plugin that crashes or hangs there
+    /// fails the worker's start instead of the first job of a batch.
+    pub fn probe(&mut self, settings: &RenderSettings) -> Result<(), ChainError> {
+        let base: Vec<Vec<f32>> = self.layout.stages.iter().map(|s| s.base.clone()).collect();
+        let silence = Audio::silence(44_100, 1, settings.block_size.max(1));
+        let mut output = Audio::silence(44_100, 1, 0);
+        self.render_stages(&silence, None, &base, settings, &mut output)?;
+        for (stage, effect) in self.layout.stages.iter_mut().zip(&self.effects) {
+            stage.latency = effect.latency();
+        }
+        Ok(())
+    }
+
+    /// The chain as data, for a process that does not load the plugins.
+    pub fn layout(&self) -> &ChainLayout {
+        &self.layout
+    }
+
+    pub fn name(&self) -> &str {
+        self.layout.name()
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        self.layout.stages()
+    }
+
+    /// The trainable parameters, in θ order.
+    pub fn params(&self) -> Vec<ChainParam<'_>> {
+        self.layout.params()
+    }
+
+    /// The number of trainable parameters, P.
+    pub fn num_params(&self) -> usize {
+        self.layout.num_params()
+    }
+
+    /// Plain values for every parameter of every stage, from normalised θ.
+    pub fn plain_values(&self, theta: &[f32]) -> Result<Vec<Vec<f32>>, ChainError> {
+        self.layout.plain_values(theta)
+    }
+
+    /// See [`ChainLayout::values_with`].
+    pub fn values_with(&self, sets: &[(String, f32)], normalized: bool) -> Result<Vec<Vec<f32>>, ChainError> {
+        self.layout.values_with(sets, normalized)
+    }
+}
+
+impl ChainLayout {
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -180,7 +260,7 @@ impl Chain {
         for (key, value) in sets {
             let (s, index) = self.find_param(key)?;
             let stage = &self.stages[s];
-            let spec = &stage.effect.info().params[index];
+            let spec = &stage.plugin.params[index];
             let qualified = format!("{}.{}", stage.name, spec.id);
             let plain = if normalized {
                 let mapped = stage.trainable.iter().find(|(i, _)| *i == index).map_or(spec, |(_, t)| t);
@@ -204,7 +284,7 @@ impl Chain {
             .iter()
             .enumerate()
             .filter(|(_, st)| stage_name.is_none_or(|n| n == st.name))
-            .filter_map(|(s, st)| st.effect.info().find_param(id).map(|i| (s, i)))
+            .filter_map(|(s, st)| st.plugin.find_param(id).map(|i| (s, i)))
             .collect();
         match hits.as_slice() {
             [one] => Ok(*one),
@@ -230,15 +310,13 @@ impl Chain {
         self.stages
             .iter()
             .flat_map(|s| {
-                s.effect.info().params.iter().map(
-                    move |p| {
-                        if qualify { format!("{}.{}", s.name, p.id) } else { p.id.clone() }
-                    },
-                )
+                s.plugin.params.iter().map(move |p| if qualify { format!("{}.{}", s.name, p.id) } else { p.id.clone() })
             })
             .collect()
     }
+}
 
+impl Chain {
     /// Renders `input` through every stage with the given plain values (one `Vec` per stage).
     pub fn render(
         &mut self,
@@ -275,6 +353,19 @@ impl Chain {
         Ok(output)
     }
 
+    /// Renders `input` with plain `values` (one `Vec` per stage), `sidechain` fed to every stage's sidechain
+    /// (key) inputs (silence when `None`), into `output`'s buffers.
+    pub fn render_values_into(
+        &mut self,
+        input: &Audio,
+        sidechain: Option<&Audio>,
+        values: &[Vec<f32>],
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), ChainError> {
+        self.render_stages(input, sidechain, values, settings, output)
+    }
+
     fn render_stages(
         &mut self,
         input: &Audio,
@@ -283,14 +374,14 @@ impl Chain {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), ChainError> {
-        if values.len() != self.stages.len() {
+        if values.len() != self.effects.len() {
             return Err(ChainError::ThetaLength {
-                chain: self.name.clone(),
-                expected: self.stages.len(),
+                chain: self.layout.name.clone(),
+                expected: self.effects.len(),
                 got: values.len(),
             });
         }
-        for (i, (stage, v)) in self.stages.iter_mut().zip(values).enumerate() {
+        for (i, (effect, v)) in self.effects.iter_mut().zip(values).enumerate() {
             let source = if i == 0 {
                 input
             } else {
@@ -298,8 +389,8 @@ impl Chain {
                 &self.scratch
             };
             match sidechain {
-                Some(key) => stage.effect.render_keyed_into(source, key, v, settings, output)?,
-                None => stage.effect.render_into(source, v, settings, output)?,
+                Some(key) => effect.render_keyed_into(source, key, v, settings, output)?,
+                None => effect.render_into(source, v, settings, output)?,
             }
         }
         Ok(())
@@ -317,14 +408,22 @@ impl Chain {
     }
 }
 
-fn stage_from_plugin(name: &str, effect: Effect) -> Stage {
+fn stage_from_plugin(name: &str, effect: Effect) -> (Stage, Effect) {
     let info = effect.info();
     let trainable =
         info.params.iter().enumerate().filter(|(_, p)| p.is_continuous()).map(|(i, p)| (i, p.clone())).collect();
-    Stage { name: name.into(), base: info.default_values(), trainable, output_gains: vec![], effect }
+    let stage = Stage {
+        name: name.into(),
+        plugin: info.clone(),
+        base: info.default_values(),
+        trainable,
+        output_gains: vec![],
+        latency: None,
+    };
+    (stage, effect)
 }
 
-fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, ChainError> {
+fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<(Stage, Effect), ChainError> {
     let entry = &config.plugins[name];
     let effect =
         host.load(&entry.id, Some(entry.format)).map_err(|source| ChainError::Load { stage: name.into(), source })?;
@@ -379,5 +478,6 @@ fn stage_from_config(host: &Host, config: &Config, name: &str) -> Result<Stage, 
         return Err(bad(id, "output_gain marks a trained parameter; add `train = true`".into()));
     }
     trainable.sort_by_key(|(i, _)| *i);
-    Ok(Stage { name: name.into(), base, trainable, output_gains, effect })
+    let stage = Stage { name: name.into(), plugin: info.clone(), base, trainable, output_gains, latency: None };
+    Ok((stage, effect))
 }

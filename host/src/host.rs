@@ -14,8 +14,8 @@ use crate::vst3::Vst3World;
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("no installed {scope}plugin has the id or name {key:?}{}", suggest::did_you_mean(.suggestions))]
-    NotFound { key: String, scope: String, suggestions: Vec<String> },
+    #[error("no installed {scope}plugin has the id or name {key:?}{}{}", suggest::did_you_mean(.suggestions), failed_files(.failed))]
+    NotFound { key: String, scope: String, suggestions: Vec<String>, failed: Vec<scan::Failure> },
     #[error("{key:?} names several plugins: {}; give the format (--format) or the id", .matches.join(", "))]
     Ambiguous { key: String, matches: Vec<String> },
     #[error("{name} ({format} {id}) is not an effect: it has {inputs} main audio inputs and {outputs} audio outputs")]
@@ -81,6 +81,8 @@ pub struct Host {
     from_catalogue: bool,
     /// Single-file worlds, by format and path (catalogue plugins, and plugins named by path).
     files: RefCell<HashMap<(Format, PathBuf), FileWorld>>,
+    /// Plugin files the catalogue's scan could not describe: named when a plugin is not found (it may be in one).
+    failed: Vec<scan::Failure>,
     /// Plugins of files named by path and described here, by canonical path.
     described: RefCell<HashMap<PathBuf, (Format, Vec<PluginInfo>)>>,
 }
@@ -110,6 +112,12 @@ impl Host {
             let _ = cell.set(mine);
         }
         host
+    }
+
+    /// [`Host::with_catalogue`] of a whole scan: a plugin that is not found is reported with the files the scan
+    /// could not load (a crash or a hang while loading: the plugin asked for may be in one of them).
+    pub fn from_catalogue(catalogue: scan::Catalogue) -> Host {
+        Host { failed: catalogue.failed, ..Host::with_catalogue(catalogue.plugins) }
     }
 
     fn lv2(&self) -> &Lv2World {
@@ -213,6 +221,7 @@ impl Host {
                 key: key.into(),
                 scope: format.map(|f| format!("{f} ")).unwrap_or_default(),
                 suggestions: suggest::nearest(key, candidates().flat_map(|p| [p.id.as_str(), p.name.as_str()]), 5),
+                failed: self.failed.iter().filter(|f| formats.contains(&f.format)).cloned().collect(),
             }),
             many => Err(LoadError::Ambiguous {
                 key: key.into(),
@@ -298,4 +307,14 @@ pub unsafe fn make_lv2_path_absolute() {
         // SAFETY: the caller guarantees that no other thread exists yet.
         unsafe { std::env::set_var("LV2_PATH", joined) };
     }
+}
+
+/// `; these plugin files failed to load when scanned: PATH (FORMAT): REASON; ...`, or nothing.
+pub(crate) fn failed_files(failed: &[scan::Failure]) -> String {
+    if failed.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> =
+        failed.iter().map(|f| format!("{} ({}): {}", f.path.display(), f.format, f.reason)).collect();
+    format!("; these plugin files failed to load when scanned (see `afx scan`): {}", list.join("; "))
 }

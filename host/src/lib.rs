@@ -51,7 +51,7 @@ mod suggest;
 mod vst3;
 
 pub use audio::{Audio, AudioError};
-pub use chain::{Chain, ChainError};
+pub use chain::{Chain, ChainError, ChainLayout, Stage};
 pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};
 pub use denormals::FlushDenormals;

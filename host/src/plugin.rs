@@ -177,6 +177,12 @@ impl Effect {
         self.backend.info()
     }
 
+    /// The latency the plugin reported in its latest render (after the first block), in frames: what afx
+    /// trimmed from that output. `None` before the first render. It may change with the rate and the values.
+    pub fn latency(&self) -> Option<usize> {
+        self.scratch.latency
+    }
+
     /// Renders `input` with every parameter at the given plain value (one per [`PluginInfo::params`]).
     pub fn render(&mut self, input: &Audio, values: &[f32], settings: &RenderSettings) -> Result<Audio, RenderError> {
         let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());

@@ -1,7 +1,7 @@
 //! Presets: a chain's name and every parameter of every stage in plain units, as TOML, replayed exactly.
 //!
 //! A preset is plugin-only data (what `afx infer` predicted, what `afx render --preset` replays), so it lives
-//! beside [`Chain`] rather than in the trainer. Values are stored as f64 holding the exact f32 the plugin got,
+//! beside [`ChainLayout`] rather than in the trainer. Values are stored as f64 holding the exact f32 the plugin got,
 //! so save → load gives the same bits and the replayed render is bit-identical.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
-use crate::chain::Chain;
+use crate::chain::ChainLayout;
 
 /// Why a preset could not be read, written or applied.
 #[derive(Debug, thiserror::Error)]
@@ -47,23 +47,17 @@ pub struct PresetStage {
 }
 
 impl Preset {
-    /// A preset of `chain` at plain `values` (one `Vec` per stage, every parameter, as [`Chain::plain_values`]).
-    pub fn from_values(chain: &Chain, values: &[Vec<f32>]) -> Preset {
+    /// A preset of `chain` at plain `values` (one `Vec` per stage, every parameter, as
+    /// [`ChainLayout::plain_values`]).
+    pub fn from_values(chain: &ChainLayout, values: &[Vec<f32>]) -> Preset {
         let stages = chain
             .stages()
             .iter()
             .zip(values)
             .map(|(stage, v)| PresetStage {
                 name: stage.name().to_string(),
-                plugin: stage.effect().info().id.clone(),
-                params: stage
-                    .effect()
-                    .info()
-                    .params
-                    .iter()
-                    .zip(v)
-                    .map(|(p, &x)| (p.id.clone(), f64::from(x)))
-                    .collect(),
+                plugin: stage.plugin().id.clone(),
+                params: stage.plugin().params.iter().zip(v).map(|(p, &x)| (p.id.clone(), f64::from(x))).collect(),
             })
             .collect();
         Preset { chain: chain.name().to_string(), stages }
@@ -71,7 +65,7 @@ impl Preset {
 
     /// The plain values to render `chain` with: every stage and every parameter must be present and in range
     /// (nothing is filled in or clamped silently).
-    pub fn values_for(&self, chain: &Chain) -> Result<Vec<Vec<f32>>, PresetError> {
+    pub fn values_for(&self, chain: &ChainLayout) -> Result<Vec<Vec<f32>>, PresetError> {
         let names = |v: Vec<&str>| v.join(" → ");
         let chain_stages: Vec<&str> = chain.stages().iter().map(|s| s.name()).collect();
         let preset_stages: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
@@ -86,7 +80,7 @@ impl Preset {
         let mut values = Vec::with_capacity(self.stages.len());
         for (stage, preset) in chain.stages().iter().zip(&self.stages) {
             let bad = |message: String| PresetError::BadParam { stage: stage.name().to_string(), message };
-            let info = stage.effect().info();
+            let info = stage.plugin();
             if let Some(extra) = preset.params.keys().find(|id| info.find_param(id).is_none()) {
                 return Err(bad(format!("{} has no parameter {extra:?}", info.name)));
             }

@@ -59,6 +59,8 @@ pub enum RenderError {
 pub(crate) struct Scratch {
     inputs: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
+    /// The latency the plugin reported in the latest render, in frames (trimmed from its output).
+    pub(crate) latency: Option<usize>,
 }
 
 /// How file channels reach plugin inputs.
@@ -201,6 +203,7 @@ pub(crate) fn render(
             return Err(RenderError::Latency { plugin: plugin_name, frames: latency, max: max_latency(rate) });
         }
         tracing::debug!(plugin = %plugin_name, latency, lane, "first block done");
+        scratch.latency = Some(latency);
         let total = (n + latency).div_ceil(block).max(1) * block;
         for buffer in scratch.inputs.iter_mut().chain(scratch.outputs.iter_mut()) {
             buffer.resize(total, 0.0);

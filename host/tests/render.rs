@@ -78,7 +78,7 @@ fn a_chain_maps_theta_through_the_configured_ranges_and_renders_deterministicall
     assert!(p >= 14, "eq_comp trains {p} parameters");
     let zeros = chain.plain_values(&vec![0.0; p]).unwrap();
     let comp = &chain.stages()[1];
-    let thr = comp.effect().info().param_index("thr").unwrap();
+    let thr = comp.plugin().param_index("thr").unwrap();
     assert_eq!(zeros[1][thr], -60.0, "thr is trained over [-60, 0]");
     let input = amen();
     let settings = RenderSettings::default();

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use afx_datasets::Corpus;
-use afx_host::Chain;
 use afx_spsa::worker::Executor;
 use afx_spsa::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand, WorkerSpec};
 
@@ -93,10 +92,10 @@ fn range(v: &[f64]) -> [f64; 2] {
     [v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(0.0, f64::max)]
 }
 
-/// Measures `afx collect` of `chain` (hosted by `spec` in worker processes run by `worker`) on `corpus` with a
-/// 1-worker and a 2-worker pool, alternating which goes first each round; round 0 warms up and is not counted.
+/// Measures `afx collect` of the chain `spec` names (hosted in worker processes run by `worker`) on `corpus`
+/// with a 1-worker and a 2-worker pool, alternating which goes first each round; round 0 warms up and is not
+/// counted.
 pub fn collect_throughput(
-    chain: &Chain,
     corpus: &Corpus,
     spec: &WorkerSpec,
     worker: &WorkerCommand,
@@ -117,6 +116,7 @@ pub fn collect_throughput(
         Pool::new(PoolConfig { workers, ..PoolConfig::new(spec.clone(), Isolation::Process(worker.clone())) })
     };
     let mut pools = [pool(1)?, pool(2)?];
+    let chain = &pools[0].chain().clone();
     let scratch = tempfile::tempdir().map_err(BenchError::Scratch)?;
     let mut rates = [vec![], vec![]];
     let mut references = [vec![], vec![]];
@@ -194,7 +194,7 @@ fn without_pool(
                     ready.wait();
                     let mut executor = executor.map_err(|e| e.to_string())?;
                     for j in (t..shards).step_by(threads) {
-                        let job = collect::shard_job(out, (executor.chain(), corpus, &Uniform), config, j);
+                        let job = collect::shard_job(out, (executor.chain().layout(), corpus, &Uniform), config, j);
                         executor.run(&job).map_err(|e| format!("shard {j}: {e}"))?;
                     }
                     Ok(())

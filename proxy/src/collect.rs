@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use afx_datasets::Corpus;
-use afx_host::{Audio, Chain};
+use afx_host::{Audio, ChainLayout};
 use afx_spsa::{FailureKind, Job, Pool, Renderer, Task, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -110,7 +110,7 @@ pub struct ShardMeta {
 impl ShardMeta {
     /// Whether the shard belongs to the collection `config` of `chain` (a resume skips it; after a task, the
     /// file a worker wrote is this one).
-    fn is_of(&self, chain: &Chain, config: &CollectConfig) -> bool {
+    fn is_of(&self, chain: &ChainLayout, config: &CollectConfig) -> bool {
         self.config == *config && self.chain == chain.name()
     }
 }
@@ -138,7 +138,7 @@ const THETA_STREAM: u64 = 0x0074_6865_7461; // "theta"
 
 /// What examples are made from.
 pub struct Sources<'a> {
-    pub chain: &'a Chain,
+    pub chain: &'a ChainLayout,
     pub pool: &'a mut Pool,
     pub corpus: &'a Corpus,
     pub sampler: &'a dyn Sampler,
@@ -158,12 +158,12 @@ pub fn shard_file(shard: usize) -> String {
     format!("shard-{shard:05}.safetensors")
 }
 
-fn names(chain: &Chain) -> (Vec<String>, Vec<String>) {
+fn names(chain: &ChainLayout) -> (Vec<String>, Vec<String>) {
     let trained = chain.params().iter().map(|p| format!("{}.{}", p.stage, p.spec.id)).collect();
     let plain = chain
         .stages()
         .iter()
-        .flat_map(|s| s.effect().info().params.iter().map(move |p| format!("{}.{}", s.name(), p.id)))
+        .flat_map(|s| s.plugin().params.iter().map(move |p| format!("{}.{}", s.name(), p.id)))
         .collect();
     (trained, plain)
 }
@@ -242,7 +242,7 @@ pub fn collect(
 /// pool-free reference).
 pub(crate) fn shard_job(
     out: &Path,
-    (chain, corpus, sampler): (&Chain, &Corpus, &dyn Sampler),
+    (chain, corpus, sampler): (&ChainLayout, &Corpus, &dyn Sampler),
     config: &CollectConfig,
     j: usize,
 ) -> Job {
@@ -265,7 +265,7 @@ fn refuse_foreign(path: &Path) -> Result<(), CollectError> {
 /// Shard `j` through the pool's render jobs, written by this process.
 fn collect_here(
     path: &Path,
-    (chain, plan): (&Chain, &Plan<'_>),
+    (chain, plan): (&ChainLayout, &Plan<'_>),
     pool: &mut Pool,
     corpus: &Corpus,
     j: usize,
@@ -307,7 +307,7 @@ impl Task for ShardTask {
         for ((index, input), theta) in indices.into_iter().zip(inputs).zip(thetas) {
             let mut output = Audio::silence(input.sample_rate(), 1, 0);
             let rendered = renderer.render(&input, &theta, &mut output).map(|()| output);
-            data.keep(renderer.chain(), index, input, theta, rendered, &mut meta.excluded)
+            data.keep(renderer.chain().layout(), index, input, theta, rendered, &mut meta.excluded)
                 .map_err(|e| bad(e.to_string()))?;
         }
         write_shard(&path, &meta, data).map_err(|e| bad(e.to_string()))?;
@@ -327,7 +327,7 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn new(chain: &'a Chain, config: &'a CollectConfig, sampler: &'a dyn Sampler) -> Plan<'a> {
+    fn new(chain: &'a ChainLayout, config: &'a CollectConfig, sampler: &'a dyn Sampler) -> Plan<'a> {
         let (params, plain_params) = names(chain);
         Plan { chain: chain.name().to_string(), config, sampler, params, plain_params }
     }
@@ -435,7 +435,7 @@ impl ShardData {
     /// Keeps an example that rendered; lists (and logs) one that did not.
     fn keep(
         &mut self,
-        chain: &Chain,
+        chain: &ChainLayout,
         index: u64,
         input: Audio,
         theta: Vec<f32>,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Chain, ParamSpec, Scale};
+use afx_host::{ChainLayout, ParamSpec, Scale};
 use afx_nn::checkpoint::CheckpointDir;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -33,7 +33,7 @@ pub struct ProxyMeta {
 
 impl ProxyMeta {
     /// The parameters of `chain` in θ order.
-    pub fn params_of(chain: &Chain) -> Vec<ProxyParam> {
+    pub fn params_of(chain: &ChainLayout) -> Vec<ProxyParam> {
         chain
             .params()
             .iter()

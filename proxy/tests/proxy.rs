@@ -18,7 +18,7 @@ fn chain(name: &str) -> Chain {
 fn meta(chain: &Chain) -> ProxyMeta {
     ProxyMeta {
         chain: chain.name().into(),
-        params: ProxyMeta::params_of(chain),
+        params: ProxyMeta::params_of(chain.layout()),
         sample_rate: 22_050,
         tcn: TcnConfig {
             channels: 3,

@@ -41,6 +41,7 @@ impl Placements {
 fn audio_of(job: &Job) -> [Option<&Arc<Audio>>; 2] {
     match job {
         Job::Render { input, .. } => [Some(input), None],
+        Job::RenderValues { input, sidechain, .. } => [Some(input), sidechain.as_ref()],
         Job::Spsa { input, grad, .. }
         | Job::SpsaPart { input, grad, .. }
         | Job::FiniteDifference { input, grad, .. } => [Some(input), Some(grad)],

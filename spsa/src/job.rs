@@ -21,6 +21,10 @@ pub enum Job {
     /// dots of all K perturbations, in order, into the item's estimate, bit for bit what the whole job gives:
     /// how [`crate::Pool::run`] spreads one item over several workers.
     SpsaPart { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, first: u32, count: u32, seed: u64 },
+    /// `y = f(x, values)` with every parameter of every stage in plain units (one `Vec` per stage, as
+    /// [`afx_host::ChainLayout::plain_values`] or `values_with` give), `sidechain` fed to the plugins' key inputs
+    /// (silence when `None`): what `afx render` and `afx infer` run on a whole file.
+    RenderValues { input: Arc<Audio>, sidechain: Option<Arc<Audio>>, values: Vec<Vec<f32>> },
     /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
     FiniteDifference { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, step: f32 },
     /// The worker's [`Task`](crate::Task) `name` on `request`, which holds up to `renders` renders: the job's
@@ -35,7 +39,7 @@ impl Job {
             | Job::Spsa { theta, .. }
             | Job::SpsaPart { theta, .. }
             | Job::FiniteDifference { theta, .. } => theta,
-            Job::Task { .. } => &[],
+            Job::RenderValues { .. } | Job::Task { .. } => &[],
         }
     }
 
@@ -149,8 +153,13 @@ pub struct ItemError {
 
 impl fmt::Display for ItemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let theta: Vec<String> = self.theta.iter().map(|t| format!("{t:.4}")).collect();
-        write!(f, "chain {} at θ = [{}]: {}", self.chain, theta.join(", "), self.kind)?;
+        if self.theta.is_empty() {
+            // A task, or a render with plain values: there is no θ to show.
+            write!(f, "chain {}: {}", self.chain, self.kind)?;
+        } else {
+            let theta: Vec<String> = self.theta.iter().map(|t| format!("{t:.4}")).collect();
+            write!(f, "chain {} at θ = [{}]: {}", self.chain, theta.join(", "), self.kind)?;
+        }
         if !self.stderr.trim().is_empty() {
             write!(f, "\nworker stderr:\n{}", self.stderr.trim_end())?;
         }

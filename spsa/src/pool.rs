@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use afx_host::Audio;
+use afx_host::{Audio, ChainLayout};
 
 use crate::arena::{Arena, Placements};
 use crate::estimator::{Workspace, spsa_combine};
@@ -119,7 +119,7 @@ pub struct Pool {
     runtime: tokio::runtime::Runtime,
     config: Arc<PoolConfig>,
     workers: Vec<Option<Worker>>,
-    num_params: usize,
+    chain: ChainLayout,
     renders: u64,
     /// Where batches put their audio for worker processes; `None` for threads (or without memfd).
     arena: Option<Arena>,
@@ -147,13 +147,19 @@ impl Pool {
             }
             Ok::<_, PoolError>(workers)
         })?;
-        let num_params = workers[0].as_ref().map_or(0, |w| w.num_params);
-        Ok(Pool { runtime, config, workers, num_params, renders: 0, arena })
+        let chain = workers[0].as_ref().expect("every worker started").chain.clone();
+        Ok(Pool { runtime, config, workers, chain, renders: 0, arena })
+    }
+
+    /// The chain the workers host, as the first worker described it: its stages, plugins and parameters. The
+    /// caller learns it from here instead of loading the plugins itself.
+    pub fn chain(&self) -> &ChainLayout {
+        &self.chain
     }
 
     /// P: the chain's number of trainable parameters.
     pub fn num_params(&self) -> usize {
-        self.num_params
+        self.chain.num_params()
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -173,6 +179,24 @@ impl Pool {
             .collect();
         self.renders += results.iter().filter(|r| r.is_ok()).count() as u64;
         results
+    }
+
+    /// One render of `input` with every parameter in plain units (one `Vec` per stage), `sidechain` fed to the
+    /// plugins' key inputs (silence when `None`): a whole file, as `afx render` and `afx infer` do it, with the
+    /// pool's crash, hang and NaN handling.
+    pub fn render_values<A: Shared>(
+        &mut self,
+        input: &A,
+        sidechain: Option<&A>,
+        values: &[Vec<f32>],
+    ) -> Result<Audio, ItemError> {
+        let job = Job::RenderValues {
+            input: input.shared(),
+            sidechain: sidechain.map(Shared::shared),
+            values: values.to_vec(),
+        };
+        let result = self.run(vec![job]).pop().expect("one result per job");
+        result.map(|o| o.into_audio().expect("render jobs give audio"))
     }
 
     /// Successful [`Pool::render_batch`] items so far: how callers (and tests) see that the real chain ran.
@@ -563,7 +587,7 @@ fn item_error(config: &PoolConfig, job: &Job, kind: FailureKind, stderr: &str) -
 
 /// A live worker of either kind.
 struct Worker {
-    num_params: usize,
+    chain: ChainLayout,
     kind: WorkerKind,
 }
 
@@ -581,15 +605,15 @@ impl Worker {
             |message: String, stderr: String| PoolError::Start { chain: config.spec.chain.clone(), message, stderr };
         match &config.isolation {
             Isolation::Process(command) => {
-                let (worker, num_params) = ProcessWorker::start(command, config, arena_fd)
+                let (worker, chain) = ProcessWorker::start(command, config, arena_fd)
                     .await
                     .map_err(|(kind, stderr)| start_error(kind.to_string(), stderr))?;
-                Ok(Worker { num_params, kind: WorkerKind::Process(Box::new(worker)) })
+                Ok(Worker { chain, kind: WorkerKind::Process(Box::new(worker)) })
             }
             Isolation::Thread => {
-                let (worker, num_params) =
+                let (worker, chain) =
                     ThreadWorker::start(config).await.map_err(|kind| start_error(kind.to_string(), String::new()))?;
-                Ok(Worker { num_params, kind: WorkerKind::Thread(worker) })
+                Ok(Worker { chain, kind: WorkerKind::Thread(worker) })
             }
         }
     }
@@ -654,7 +678,7 @@ impl ProcessWorker {
         command: &WorkerCommand,
         config: &PoolConfig,
         arena_fd: Option<RawFd>,
-    ) -> Result<(ProcessWorker, usize), Fatal> {
+    ) -> Result<(ProcessWorker, ChainLayout), Fatal> {
         let mut spawn = Command::new(&command.program);
         if let Some(fd) = arena_fd {
             spawn.env(crate::arena::ENV, fd.to_string());
@@ -699,8 +723,13 @@ impl ProcessWorker {
         };
         let hello = tokio::time::timeout(config.start_timeout, worker.read_message()).await;
         match hello {
-            Ok(Ok(Message::Hello { version, num_params, .. })) if version == wire::VERSION => {
-                Ok((worker, num_params as usize))
+            Ok(Ok(Message::Hello { version, layout })) if version == wire::VERSION => {
+                match serde_json::from_str(&layout) {
+                    Ok(layout) => Ok((worker, layout)),
+                    Err(e) => Err(worker
+                        .fail(FailureKind::Protocol(format!("the worker's chain description is not valid: {e}")))
+                        .await),
+                }
             }
             Ok(Ok(Message::Hello { version, .. })) => Err(worker
                 .fail(FailureKind::Protocol(format!("worker speaks protocol {version}, the pool {}", wire::VERSION)))
@@ -813,7 +842,7 @@ struct ThreadWorker {
 }
 
 impl ThreadWorker {
-    async fn start(config: &PoolConfig) -> Result<(ThreadWorker, usize), FailureKind> {
+    async fn start(config: &PoolConfig) -> Result<(ThreadWorker, ChainLayout), FailureKind> {
         let (jobs, receive) = crossbeam_channel::unbounded::<ThreadJob>();
         let (hello, hello_rx) = tokio::sync::oneshot::channel();
         let (spec, tasks) = (config.spec.clone(), config.tasks);
@@ -828,7 +857,7 @@ impl ThreadWorker {
                         return;
                     }
                 };
-                let _ = hello.send(Ok(executor.chain().num_params()));
+                let _ = hello.send(Ok(executor.chain().layout().clone()));
                 for (job, reply) in receive {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.run(&job)))
                         .unwrap_or_else(|panic| {
@@ -844,7 +873,7 @@ impl ThreadWorker {
             })
             .map_err(|e| FailureKind::Plugin(format!("cannot spawn a worker thread: {e}")))?;
         match tokio::time::timeout(config.start_timeout, hello_rx).await {
-            Ok(Ok(Ok(num_params))) => Ok((ThreadWorker { jobs, replies: VecDeque::new() }, num_params)),
+            Ok(Ok(Ok(layout))) => Ok((ThreadWorker { jobs, replies: VecDeque::new() }, layout)),
             Ok(Ok(Err(kind))) => Err(kind),
             Ok(Err(_)) => Err(FailureKind::Plugin("worker thread died while starting".into())),
             Err(_) => Err(FailureKind::TimedOut { after: config.start_timeout }),

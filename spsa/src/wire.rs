@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! frame   = len:u32 payload[len]
-//! payload = HELLO  version:u32 num_params:u32 chain:str          (worker → pool, once at start)
+//! payload = HELLO  version:u32 layout:str                        (worker → pool, once at start)
 //!         | JOB    id:u64 job                                     (pool → worker)
 //!         | RESULT id:u64 (OK output | ERR kind:u8 message:str)   (worker → pool)
 //! job     = RENDER input:audio theta:f32s
@@ -11,6 +11,7 @@
 //!         | PART   input:audio theta:f32s grad:audio epsilon:f32 first:u32 count:u32 seed:u64
 //!         | FD     input:audio theta:f32s grad:audio step:f32
 //!         | TASK   name:str renders:u32 request:bytes
+//!         | VALUES input:audio key:(0 | 1 audio) stages:u32 f32s[stages]
 //! output  = AUDIO audio | GRADIENT f32s | BYTES bytes | DOTS n:u32 f64[n]
 //! audio   = INLINE rate:u32 channels:u16 frames:u32 samples:f32[channels*frames]     (planar)
 //!         | SHARED batch:u64 offset:u64 rate:u32 channels:u16 frames:u32             (jobs only)
@@ -31,7 +32,7 @@ use afx_host::Audio;
 use crate::job::{FailureKind, Job, JobOutput};
 
 /// Bumped on any change to the format above.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
 pub const MAX_FRAME: usize = 1 << 31;
@@ -44,6 +45,7 @@ const SPSA: u8 = 2;
 const FD: u8 = 3;
 const TASK: u8 = 4;
 const PART: u8 = 5;
+const VALUES: u8 = 6;
 const OK_AUDIO: u8 = 1;
 const OK_GRADIENT: u8 = 2;
 const ERR: u8 = 3;
@@ -80,9 +82,20 @@ impl SharedAudio {
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    Hello { version: u32, num_params: u32, chain: String },
-    Job { id: u64, job: Job },
-    Result { id: u64, result: Result<JobOutput, FailureKind> },
+    /// The worker's first frame: its protocol version and the chain it loaded, as the JSON of an
+    /// [`afx_host::ChainLayout`] (parsed by the pool once the versions match).
+    Hello {
+        version: u32,
+        layout: String,
+    },
+    Job {
+        id: u64,
+        job: Job,
+    },
+    Result {
+        id: u64,
+        result: Result<JobOutput, FailureKind>,
+    },
 }
 
 /// Why a frame could not be decoded.
@@ -125,11 +138,10 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
     out.clear();
     out.extend_from_slice(&[0; 4]);
     match message {
-        Message::Hello { version, num_params, chain } => {
+        Message::Hello { version, layout } => {
             out.push(HELLO);
             put_u32(out, *version);
-            put_u32(out, *num_params);
-            put_str(out, chain)?;
+            put_str(out, layout)?;
         }
         Message::Job { id, job } => {
             let bulk = put_job(out, *id, job, &inline)?;
@@ -253,6 +265,21 @@ fn put_job<'j>(out: &mut Vec<u8>, id: u64, job: &'j Job, shared: Placement<'_>) 
             put_audio(out, grad, shared)?;
             out.extend_from_slice(&step.to_le_bytes());
         }
+        Job::RenderValues { input, sidechain, values } => {
+            out.push(VALUES);
+            put_audio(out, input, shared)?;
+            match sidechain {
+                None => out.push(0),
+                Some(key) => {
+                    out.push(1);
+                    put_audio(out, key, shared)?;
+                }
+            }
+            put_u32(out, values.len() as u32);
+            for stage in values {
+                put_f32s(out, stage)?;
+            }
+        }
         Job::Task { name, request, renders } => {
             out.push(TASK);
             put_str(out, name)?;
@@ -307,7 +334,7 @@ pub fn decode_with(
 ) -> Result<Message, WireError> {
     let mut r = Cursor { data: payload, at: 0, resolve };
     let message = match r.u8()? {
-        HELLO => Message::Hello { version: r.u32()?, num_params: r.u32()?, chain: r.str()? },
+        HELLO => Message::Hello { version: r.u32()?, layout: r.str()? },
         JOB => {
             let id = r.u64()?;
             let job = match r.u8()? {
@@ -336,6 +363,17 @@ pub fn decode_with(
                     step: r.f32()?,
                 },
                 TASK => Job::Task { name: r.str()?, renders: r.u32()?, request: r.bytes()? },
+                VALUES => {
+                    let input = r.shared_audio()?;
+                    let sidechain = match r.u8()? {
+                        0 => None,
+                        1 => Some(r.shared_audio()?),
+                        t => return Err(WireError::Malformed(format!("sidechain tag {t}"))),
+                    };
+                    let stages = r.u32()? as usize;
+                    let values = (0..stages).map(|_| r.f32s()).collect::<Result<_, _>>()?;
+                    Job::RenderValues { input, sidechain, values }
+                }
                 t => return Err(WireError::Malformed(format!("unknown job tag {t}"))),
             };
             Message::Job { id, job }
@@ -540,8 +578,12 @@ mod tests {
     fn every_message_round_trips_bit_exactly() {
         let audio = Audio::new(44_100, vec![vec![0.5, -0.25, f32::MIN_POSITIVE], vec![1.0, 0.0, -1.0]]).unwrap();
         let audio = Arc::new(audio);
-        round_trip(Message::Hello { version: VERSION, num_params: 14, chain: "eq_comp".into() });
+        round_trip(Message::Hello { version: VERSION, layout: r#"{"name":"eq_comp","stages":[]}"#.into() });
         round_trip(Message::Job { id: 3, job: Job::Render { input: audio.clone(), theta: vec![0.1, 0.9] } });
+        for sidechain in [None, Some(audio.clone())] {
+            let values = vec![vec![-30.0, 4.0], vec![], vec![0.5]];
+            round_trip(Message::Job { id: 9, job: Job::RenderValues { input: audio.clone(), sidechain, values } });
+        }
         round_trip(Message::Job {
             id: 4,
             job: Job::Spsa {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use afx_host::scan::Catalogue;
 use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
 
 use crate::arena::ArenaView;
@@ -24,6 +25,10 @@ pub struct WorkerSpec {
     pub chain: String,
     /// Narrows an installed plugin's id or name to one format.
     pub format: Option<Format>,
+    /// A scan's catalogue (written by [`afx_host::scan::Catalogue::save`]): the worker finds its plugins there and
+    /// loads only their files, so no other installed plugin runs in it. `None`: discover every installed plugin
+    /// in the worker ([`Host::new`]), which loads every file of the formats it searches.
+    pub catalogue: Option<PathBuf>,
     pub block_size: usize,
     /// The longest one render inside a [`Task`] may take before the worker process exits, so that the pool
     /// sees it die and can run the task's examples as jobs it times one by one (a task spans many renders:
@@ -38,6 +43,7 @@ impl WorkerSpec {
             config,
             chain: chain.into(),
             format: None,
+            catalogue: None,
             block_size: RenderSettings::default().block_size,
             task_render_limit: None,
         }
@@ -51,6 +57,9 @@ impl WorkerSpec {
         }
         if let Some(format) = self.format {
             args.extend(["--format".to_string(), format.to_string()]);
+        }
+        if let Some(catalogue) = &self.catalogue {
+            args.extend(["--catalogue".to_string(), catalogue.display().to_string()]);
         }
         args.extend(["--block-size".to_string(), self.block_size.to_string()]);
         if let Some(limit) = self.task_render_limit {
@@ -68,6 +77,7 @@ impl WorkerSpec {
                 "--chain" => spec.chain = value()?,
                 "--config" => spec.config = Some(value()?.into()),
                 "--format" => spec.format = Some(value()?.parse()?),
+                "--catalogue" => spec.catalogue = Some(value()?.into()),
                 "--block-size" => {
                     let v = value()?;
                     spec.block_size = v.parse().map_err(|_| format!("--block-size: {v:?} is not a number"))?;
@@ -102,7 +112,16 @@ pub struct Executor {
 impl Executor {
     pub fn new(spec: &WorkerSpec) -> Result<Executor, ChainError> {
         let config = spec.config.as_deref().map(Config::load).transpose()?;
-        let chain = Chain::resolve(&Host::new(), config.as_ref(), &spec.chain, spec.format)?;
+        let host = match &spec.catalogue {
+            Some(path) => Host::from_catalogue(
+                Catalogue::load(path).map_err(|e| ChainError::NotFound(format!("the worker's plugin list: {e}")))?,
+            ),
+            None => Host::new(),
+        };
+        let mut chain = Chain::resolve(&host, config.as_ref(), &spec.chain, spec.format)?;
+        // Before the hello: a plugin that crashes or hangs when its first instance is made fails the worker's
+        // start, not the first job of a batch (which would be reported as a failed item, again and again).
+        chain.probe(&RenderSettings { block_size: spec.block_size })?;
         let watchdog = spec.task_render_limit.map(Watchdog::start).transpose().map_err(|e| {
             let message = format!("cannot start the worker's watchdog thread: {e}");
             ChainError::Render(RenderError::Plugin { plugin: spec.chain.clone(), message })
@@ -146,6 +165,10 @@ impl Executor {
         match job {
             Job::Render { input, theta } => {
                 render(chain, settings, input, theta, output)?;
+                Ok(OutputRef::Audio(output))
+            }
+            Job::RenderValues { input, sidechain, values } => {
+                chain.render_values_into(input, sidechain.as_deref(), values, settings, output).map_err(failure)?;
                 Ok(OutputRef::Audio(output))
             }
             Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
@@ -265,11 +288,8 @@ pub fn serve(
 ) -> Result<(), String> {
     let mut executor = Executor::new(spec).map_err(|e| e.to_string())?.with_tasks(tasks());
     let mut frame = vec![];
-    let hello = Message::Hello {
-        version: wire::VERSION,
-        num_params: executor.chain().num_params() as u32,
-        chain: spec.chain.clone(),
-    };
+    let layout = serde_json::to_string(executor.chain().layout()).map_err(|e| format!("describing the chain: {e}"))?;
+    let hello = Message::Hello { version: wire::VERSION, layout };
     wire::encode(&hello, &mut frame).map_err(|e| format!("encoding hello: {e}"))?;
     wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
     // The pool's shared arena, where a batch's audio lies (see `crate::arena`).
@@ -389,6 +409,7 @@ mod tests {
     fn a_spec_survives_its_arguments_and_bad_values_are_named() {
         let spec = WorkerSpec {
             format: Some(Format::Clap),
+            catalogue: Some("/tmp/afx catalogue.json".into()),
             block_size: 64,
             task_render_limit: Some(Duration::from_millis(2500)),
             ..WorkerSpec::new(Some("plugins.toml".into()), "eq_comp")

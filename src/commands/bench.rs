@@ -248,8 +248,7 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
 
 fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config_path = super::config_path(config);
-    let plugins = config_path.as_deref().map(afx_host::Config::load).transpose()?;
-    let chain = afx_host::Chain::resolve(&Host::new(), plugins.as_ref(), &args.chain, None)?;
+    config_path.as_deref().map(afx_host::Config::load).transpose()?;
     let corpus = match &args.data {
         Some(dir) => afx_datasets::Corpus::open(dir, afx_datasets::Split::Train, args.sample_rate)?,
         None => afx_proxy::bench::test_corpus(args.sample_rate)?,
@@ -257,7 +256,7 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
     let spec = afx_spsa::WorkerSpec::new(config_path, args.chain.clone());
     let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
     let bench = afx_proxy::bench::BenchConfig { examples: args.examples, seconds: args.seconds, repeats: args.repeats };
-    let r = afx_proxy::bench::collect_throughput(&chain, &corpus, &spec, &worker, &bench)?;
+    let r = afx_proxy::bench::collect_throughput(&corpus, &spec, &worker, &bench)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());

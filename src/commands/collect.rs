@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use afx_datasets::{Corpus, Split};
-use afx_host::{Chain, Config, Host};
+
 use afx_proxy::collect::{self, CollectConfig, ShardSlice, Sources, Uniform};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -45,14 +45,13 @@ pub struct Args {
 
 pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config_path = super::config_path(config);
-    let plugins = config_path.as_deref().map(Config::load).transpose()?;
-    let chain = Chain::resolve(&Host::new(), plugins.as_ref(), &args.chain, None)?;
     let corpus = Corpus::open(&args.data, Split::Train, args.sample_rate)?;
     for skipped in corpus.skipped() {
         eprintln!("skipped {skipped}");
     }
     let super::train::Setup { mut pool, .. } =
         super::train::setup(&args.chain, config_path.as_deref(), args.workers, args.timeout)?;
+    let chain = pool.chain().clone();
     let config = CollectConfig {
         examples: args.examples,
         shard_size: args.shard_size,

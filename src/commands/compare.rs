@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use afx_datasets::{Corpus, Split};
 use afx_eval::compare::{CompareConfig, ProxyBuild, build_proxy, compare};
-use afx_host::{Chain, Host};
 use afx_trainer::ClipSource;
 use afx_trainer::method::GradKind;
 use afx_trainer::train::{Data, TrainConfig};
@@ -95,8 +94,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     match (&args.proxy, needs_proxy) {
         (Some(p), true) => compare_config.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         (None, true) => {
-            let plugins = config_path.as_deref().map(afx_host::Config::load).transpose()?;
-            let host_chain = Chain::resolve(&Host::new(), plugins.as_ref(), &args.chain, None)?;
+            let host_chain = pool.chain().clone();
             let build = ProxyBuild {
                 examples: args.proxy_examples,
                 minutes: args.proxy_minutes,

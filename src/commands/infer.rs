@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Chain, Config, Host};
 use afx_trainer::train::RunConfig;
 use anyhow::Context;
 
@@ -26,6 +25,16 @@ pub struct Args {
     preset: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Seconds the plugin worker may take to load the chain, and to render the whole input, before it is
+    /// killed [default: 60 s plus the input's duration]
+    #[arg(long)]
+    timeout: Option<f64>,
+}
+
+/// The default time limit of a whole-file render: a minute, plus real time (offline renders run many times
+/// faster than real time; a plugin slower than that is treated as stuck).
+pub fn whole_file_limit(input: &afx_host::Audio) -> f64 {
+    60.0 + input.frames() as f64 / f64::from(input.sample_rate())
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
@@ -37,9 +46,15 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         serde_json::from_str(&text).with_context(|| format!("reading {}", run_config_path.display()))?;
     let input = afx_datasets::decode::load_audio(&args.input)?;
     let reference = afx_datasets::decode::load_audio(&args.reference)?;
-    let config = super::config_path(config).map(|p| Config::load(&p)).transpose()?;
-    let mut chain = Chain::resolve(&Host::new(), config.as_ref(), &run.chain.name, None)?;
-    let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut chain, &input, &reference)?;
+    let config_path = super::config_path(config);
+    let mut pool = super::start_pool(&super::PoolRequest {
+        chain: &run.chain.name,
+        config: config_path.as_deref(),
+        workers: Some(1),
+        timeout: Some(args.timeout.unwrap_or_else(|| whole_file_limit(&input))),
+        ..Default::default()
+    })?;
+    let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut pool, &input, &reference)?;
     inference.output.write_wav(&args.output)?;
     let preset_path = args.preset.unwrap_or_else(|| args.output.with_extension("preset.toml"));
     inference.preset.save(&preset_path)?;

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Audio, Chain, Format, Host, RenderSettings};
+use afx_host::{Audio, Format};
 use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
@@ -36,6 +36,10 @@ pub struct Args {
     /// Frames per process call
     #[arg(long, default_value_t = 512)]
     block_size: usize,
+    /// Seconds the plugin worker may take to load the chain, and to render the file, before it is killed
+    /// [default: 60 s plus the input's duration]
+    #[arg(long)]
+    timeout: Option<f64>,
 }
 
 fn parse_set(s: &str) -> Result<(String, f32), String> {
@@ -48,31 +52,38 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     if args.block_size == 0 {
         bail!("--block-size must be at least 1");
     }
-    let config = super::load_config(config)?;
+    let config_path = super::config_path(config);
     let input = read_audio(&args.input)?;
-    let host = Host::new();
+    let sidechain = args.sidechain.as_deref().map(read_audio).transpose()?;
     let preset = args.preset.as_deref().map(afx_host::Preset::load).transpose()?;
     let name = match (&args.plugin, &preset) {
         (Some(name), _) => name.clone(),
         (None, Some(p)) => p.chain.clone(),
         (None, None) => unreachable!("clap requires --plugin or --preset"),
     };
-    let mut chain = Chain::resolve(&host, config.as_ref(), &name, args.format)?;
+    // One worker process loads the plugins and renders: a plugin that crashes or hangs fails this command with
+    // an error naming it, and nothing is written.
+    let mut pool = super::start_pool(&super::PoolRequest {
+        chain: &name,
+        config: config_path.as_deref(),
+        format: args.format,
+        workers: Some(1),
+        timeout: Some(args.timeout.unwrap_or_else(|| super::infer::whole_file_limit(&input))),
+        block_size: Some(args.block_size),
+    })?;
+    let chain = pool.chain().clone();
     let values = match &preset {
         Some(p) => p.values_for(&chain)?,
         None => chain.values_with(&args.sets, args.normalized)?,
     };
-    let settings = RenderSettings { block_size: args.block_size };
-    let output = match &args.sidechain {
-        None => chain.render(&input, &values, &settings),
-        Some(path) => chain.render_keyed(&input, &read_audio(path)?, &values, &settings),
-    }
-    .with_context(|| format!("rendering {}", args.input.display()))?;
+    let output = pool
+        .render_values(&input, sidechain.as_ref(), &values)
+        .with_context(|| format!("rendering {}", args.input.display()))?;
     output.write_wav(&args.output)?;
     let qualify = chain.stages().len() > 1;
     let mut out = std::io::stdout().lock();
     for (stage, stage_values) in chain.stages().iter().zip(&values) {
-        for (spec, &value) in stage.effect().info().params.iter().zip(stage_values) {
+        for (spec, &value) in stage.plugin().params.iter().zip(stage_values) {
             let prefix = if qualify { format!("{}.", stage.name()) } else { String::new() };
             writeln!(out, "{prefix}{} = {} ({})", spec.id, spec.display_value(value), spec.name)?;
         }

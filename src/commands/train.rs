@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use afx_datasets::{Corpus, Split};
-use afx_host::{Chain, Config, Host};
-use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec};
+use afx_spsa::Pool;
 use afx_trainer::method::GradKind;
 use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
 use afx_trainer::{ChainInfo, ClipSource};
@@ -66,6 +65,10 @@ pub struct Args {
     /// Plugin worker processes [default: one per core]
     #[arg(long)]
     workers: Option<usize>,
+    /// Seconds a worker may take to load the chain, and one render, before it is killed [default: 30 to load,
+    /// 60 per render]
+    #[arg(long)]
+    timeout: Option<f64>,
     /// cpu, or cuda (needs a build with --features cuda)
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -77,34 +80,27 @@ pub struct Setup {
     pub pool: Pool,
 }
 
-/// Resolves `name` (plugins.toml or an installed plugin) and starts a pool of worker processes hosting it.
-/// The chain's description and a pool of worker processes for it: `workers` of them (default one per core),
-/// each render (or a task's render) killed after `timeout` seconds (default: the pool's).
+/// Starts a pool of worker processes hosting `name` (a chain or plugin in plugins.toml, or an installed plugin):
+/// `workers` of them (default one per core), each render (or a task's render) killed after `timeout` seconds
+/// (default: the pool's). The chain's description comes from the first worker: this process never loads a
+/// plugin, so a plugin that crashes or hangs while loading fails the pool's start with a clear error.
 pub fn setup(
     name: &str,
     config_path: Option<&Path>,
     workers: Option<usize>,
     timeout: Option<f64>,
 ) -> anyhow::Result<Setup> {
-    let config = config_path.map(Config::load).transpose()?;
-    let chain = Chain::resolve(&Host::new(), config.as_ref(), name, None)?;
-    if chain.num_params() == 0 {
+    let pool = super::start_pool(&super::PoolRequest {
+        chain: name,
+        config: config_path,
+        workers,
+        timeout,
+        ..Default::default()
+    })?;
+    if pool.num_params() == 0 {
         bail!("{name} has no continuous parameter to train");
     }
-    let info = ChainInfo::from_chain(&chain);
-    let spec = WorkerSpec::new(config_path.map(Path::to_path_buf), name);
-    let mut pool_config = PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?));
-    if let Some(n) = workers {
-        pool_config.workers = n;
-    }
-    if let Some(seconds) = timeout {
-        pool_config.job_timeout = std::time::Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|t| !t.is_zero())
-            .with_context(|| format!("--timeout {seconds}: give a positive number of seconds"))?;
-    }
-    let pool = Pool::new(pool_config)?;
-    Ok(Setup { chain: info, pool })
+    Ok(Setup { chain: ChainInfo::from_chain(pool.chain()), pool })
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
@@ -132,7 +128,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     for skipped in train_set.skipped().iter().chain(val_set.skipped()) {
         eprintln!("skipped {skipped}");
     }
-    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers, None)?;
+    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers, args.timeout)?;
     tracing::info!(chain = %chain.describe(), train = train_set.len(), val = val_set.len(), "training");
 
     let bar = ProgressBar::new(train_config.steps);
@@ -151,6 +147,10 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let progress = bar.clone();
     let on_validation = Box::new(move |v: &afx_trainer::metrics::ValidationRecord| {
         let m = v.mrstft;
+        if m.trained.is_nan() {
+            progress.println(format!("step {:>5}  validation: no score, all {} items failed", v.step, v.failed));
+            return;
+        }
         progress.println(format!(
             "step {:>5}  validation MRSTFT: trained {:.3}  input {:.3}  default {:.3}  random {:.3}  ({} items, {} failed)",
             v.step, m.trained, m.input, m.default, m.random, v.items, v.failed

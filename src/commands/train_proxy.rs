@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use afx_host::{Chain, Host};
 use afx_proxy::collect;
 use afx_proxy::train::{self, ProxyRun, ProxyTrainConfig, ProxyTrainOptions};
 use afx_proxy::{ProxyMeta, quality::Quality};
@@ -94,8 +93,8 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
         let Some(data) = &args.data else { bail!("--data is required (a folder written by `afx collect`)") };
         let manifest = collect::scan(data)?;
         let config_path = super::config_path(config);
-        let plugins = super::load_config(config)?;
-        let chain = Chain::resolve(&Host::new(), plugins.as_ref(), &manifest.chain, None).with_context(|| {
+        // One worker process loads the chain and describes it: this process never runs plugin code.
+        let setup = super::train::setup(&manifest.chain, config_path.as_deref(), Some(1), None).with_context(|| {
             format!(
                 "{} was collected from chain {:?}, which {} does not resolve",
                 data.display(),
@@ -107,7 +106,7 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
         apply(&args, &mut config);
         let meta = ProxyMeta {
             chain: manifest.chain.clone(),
-            params: ProxyMeta::params_of(&chain),
+            params: ProxyMeta::params_of(setup.pool.chain()),
             sample_rate: manifest.config.sample_rate,
             tcn: config.tcn.clone(),
         };

@@ -1,6 +1,6 @@
 //! What a run records about its chain, so a run is never used with a chain it was not trained for.
 
-use afx_host::{Chain, ParamSpec};
+use afx_host::{ChainLayout, ParamSpec};
 use serde::{Deserialize, Serialize};
 
 /// One trained parameter: the stage it belongs to, its spec in the trained range, and where the chain's base
@@ -35,7 +35,7 @@ pub struct ChainInfo {
 }
 
 impl ChainInfo {
-    pub fn from_chain(chain: &Chain) -> ChainInfo {
+    pub fn from_chain(chain: &ChainLayout) -> ChainInfo {
         let params = chain
             .stages()
             .iter()
@@ -52,7 +52,7 @@ impl ChainInfo {
             .stages()
             .iter()
             .map(|stage| {
-                let info = stage.effect().info();
+                let info = stage.plugin();
                 StageInfo {
                     name: stage.name().to_string(),
                     format: info.format,

@@ -17,6 +17,9 @@ pub enum TrainError {
     Pool(#[from] afx_spsa::PoolError),
     #[error(transparent)]
     Preset(#[from] afx_host::PresetError),
+    /// A whole-file render failed in its worker (a crash, a hang past the time limit, NaN, a plugin error).
+    #[error("rendering: {0}")]
+    Render(Box<afx_spsa::ItemError>),
     #[error(transparent)]
     Proxy(Box<afx_proxy::ProxyError>),
     #[error("device: {0}")]

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use afx_host::{Audio, Chain, Preset, RenderSettings};
+use afx_host::{Audio, Preset};
+use afx_spsa::Pool;
 use candle_core::{Device, Tensor};
 
 use crate::TrainError;
@@ -110,41 +111,42 @@ impl TrainedModel {
     }
 }
 
-/// Predicts θ for (input, reference), renders the whole input through `chain` (which must be the run's chain),
-/// and returns the output, the values and a preset that replays it.
-pub fn infer(
-    model: &TrainedModel,
-    chain: &mut Chain,
-    input: &Audio,
-    reference: &Audio,
-) -> Result<Inference, TrainError> {
-    let info = ChainInfo::from_chain(chain);
+/// Predicts θ for (input, reference), renders the whole input through the chain `pool` hosts (which must be the
+/// run's chain), and returns the output, the values and a preset that replays it.
+pub fn infer(model: &TrainedModel, pool: &mut Pool, input: &Audio, reference: &Audio) -> Result<Inference, TrainError> {
+    let info = ChainInfo::from_chain(pool.chain());
     run::check_chain(Path::new("(loaded run)"), &model.meta.chain, &info)?;
     let theta = model.predict(input, reference)?;
-    let values = chain.plain_values(&theta)?;
-    let output = chain.render(input, &values, &RenderSettings::default())?;
+    let values = pool.chain().plain_values(&theta)?;
+    let output = render_whole(pool, input, &values)?;
     let params = predicted_params(&info, &theta)?;
-    let preset = Preset::from_values(chain, &values);
+    let preset = Preset::from_values(pool.chain(), &values);
     Ok(Inference { output, theta, params, preset })
+}
+
+/// One render of a whole file by the pool's worker: a plugin that crashes or hangs fails this item, not the
+/// caller.
+fn render_whole(pool: &mut Pool, input: &Audio, values: &[Vec<f32>]) -> Result<Audio, TrainError> {
+    pool.render_values(input, None, values).map_err(|e| TrainError::Render(Box::new(e)))
 }
 
 /// Like [`infer`] with the run read from `run_dir` (the error names the folder when the chain does not match).
 pub fn infer_run(
     run_dir: &Path,
     device: &Device,
-    chain: &mut Chain,
+    pool: &mut Pool,
     input: &Audio,
     reference: &Audio,
 ) -> Result<Inference, TrainError> {
     let model = TrainedModel::load(run_dir, device)?;
-    run::check_chain(run_dir, &model.meta.chain, &ChainInfo::from_chain(chain))?;
-    infer(&model, chain, input, reference)
+    run::check_chain(run_dir, &model.meta.chain, &ChainInfo::from_chain(pool.chain()))?;
+    infer(&model, pool, input, reference)
 }
 
-/// Renders `input` through `chain` with a preset's values (what `afx render --preset` does).
-pub fn render_preset(chain: &mut Chain, preset: &Preset, input: &Audio) -> Result<Audio, TrainError> {
-    let values = preset.values_for(chain)?;
-    Ok(chain.render(input, &values, &RenderSettings::default())?)
+/// Renders `input` through the chain `pool` hosts with a preset's values (what `afx render --preset` does).
+pub fn render_preset(pool: &mut Pool, preset: &Preset, input: &Audio) -> Result<Audio, TrainError> {
+    let values = preset.values_for(pool.chain())?;
+    render_whole(pool, input, &values)
 }
 
 fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {

@@ -26,7 +26,7 @@ fn proxy(varmap: &VarMap) -> Proxy {
     let chain = chain(CHAIN);
     let meta = ProxyMeta {
         chain: CHAIN.into(),
-        params: ProxyMeta::params_of(&chain),
+        params: ProxyMeta::params_of(chain.layout()),
         sample_rate: RATE,
         tcn: TcnConfig {
             channels: 4,

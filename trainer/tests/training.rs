@@ -60,7 +60,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
 
     // Inference on a stereo 44.1 kHz file (rendered whole, at its own rate) and a 16 kHz mono reference.
     let model = TrainedModel::load(&run, &Device::Cpu).unwrap();
-    let mut zam = common::chain("zam_comp");
+    let mut zam = common::pool("zam_comp");
     let input = afx_testkit::recording("loop_tabla.flac");
     let reference = resample::to_rate(&afx_testkit::recording("guit_e_fifths.flac"), 16_000).unwrap();
     let result = infer(&model, &mut zam, &input, &reference).unwrap();
@@ -79,15 +79,14 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
     assert!(err.to_string().contains("0.250 s"), "{err}");
 
     // The run belongs to zam_comp: eq_comp (other parameters) is refused for inference and for resuming.
-    let mut eq_comp = common::chain("eq_comp");
-    let err = infer_run(&run, &Device::Cpu, &mut eq_comp, &input, &reference).unwrap_err();
+    let mut eq_pool = common::pool("eq_comp");
+    let err = infer_run(&run, &Device::Cpu, &mut eq_pool, &input, &reference).unwrap_err();
     assert!(matches!(err, TrainError::WrongChain { .. }), "{err}");
     assert!(err.to_string().contains("zam_comp") && err.to_string().contains("eq_comp"), "{err}");
-    let mut eq_pool = common::pool("eq_comp");
     let err = resume(&run, &common::chain_info("eq_comp"), &mut eq_pool, data, TrainOptions::default()).unwrap_err();
     assert!(matches!(err, TrainError::WrongChain { .. }), "{err}");
     // And a preset of one chain does not render another.
-    assert!(render_preset(&mut eq_comp, &result.preset, &input).is_err());
+    assert!(render_preset(&mut eq_pool, &result.preset, &input).is_err());
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub fn chain(name: &str) -> Chain {
 }
 
 pub fn chain_info(name: &str) -> ChainInfo {
-    ChainInfo::from_chain(&chain(name))
+    ChainInfo::from_chain(chain(name).layout())
 }
 
 /// Two thread workers (zam plugins are trusted; process isolation is the CLI's job and tested in `spsa`).
