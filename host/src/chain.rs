@@ -152,12 +152,16 @@ impl Chain {
     /// Renders one block of silence through every stage at its base values, at 44.1 kHz, and records each
     /// plugin's latency in the layout ([`Stage::latency`]). Some formats (LV2) run no plugin code until an
     /// instance is made: a worker probes its chain before it reports ready, so a plugin that crashes or hangs there
-    /// fails the worker's start instead of the first job of a batch.
+    /// fails the worker's start instead of the first job of a batch. Non-finite output is not an error here: it
+    /// is a property of the values, which every render checks for itself.
     pub fn probe(&mut self, settings: &RenderSettings) -> Result<(), ChainError> {
         let base: Vec<Vec<f32>> = self.layout.stages.iter().map(|s| s.base.clone()).collect();
         let silence = Audio::silence(44_100, 1, settings.block_size.max(1));
         let mut output = Audio::silence(44_100, 1, 0);
-        self.render_stages(&silence, None, &base, settings, &mut output)?;
+        match self.render_stages(&silence, None, &base, settings, &mut output) {
+            Ok(()) | Err(ChainError::Render(RenderError::NonFinite { .. })) => {}
+            Err(e) => return Err(e),
+        }
         for (stage, effect) in self.layout.stages.iter_mut().zip(&self.effects) {
             stage.latency = effect.latency();
         }
