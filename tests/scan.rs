@@ -1,8 +1,9 @@
 //! `afx scan` survives plugins that crash or hang when loaded (each file is described in a child process), names
 //! them with the reason, and caches what it found: an unchanged file is not described again, a touched one is,
 //! a removed one is dropped. Real plugins (Debian's zam-plugins) beside afx's test effect, broken at load by
-//! `AFX_TESTFX_FAULT=load-*`; zam ignores the variable, and LV2 discovery runs no plugin code (lilv reads the
-//! bundle's Turtle), so only the CLAP and VST3 copies of the test effect fail.
+//! `AFX_TESTFX_FAULT=load-*`; zam ignores the variable. lilv reads an LV2 bundle's Turtle without running its
+//! code, so the scan also calls each LV2 library's entry point (`lv2_descriptor`): the test effect fails in all
+//! three formats.
 
 mod common;
 
@@ -96,13 +97,15 @@ fn a_plugin_that_segfaults_at_load_fails_alone_and_the_cache_spares_a_second_sca
         let zam: Vec<String> = names(&first, format).into_iter().filter(|n| n.starts_with("Za")).collect();
         assert_eq!(zam.len(), 17, "{format}: {zam:?}");
     }
-    // lilv describes LV2 plugins from their Turtle, without running their code.
-    assert!(names(&first, "lv2").contains(&"afx test effect".to_string()));
-    assert!(!names(&first, "clap").contains(&"afx test effect".to_string()));
-    let failed = failed(&first);
-    assert_eq!(failed.len(), 2, "{failed:?}");
+    for format in ["lv2", "clap", "vst3"] {
+        assert!(!names(&first, format).contains(&"afx test effect".to_string()), "{format}");
+    }
+    // Only the test effect's files (the system may hold LV2 plugins that are broken for real: Debian 12's swh
+    // mbeq and pitch_scale lack a symbol of fftw).
+    let failed: Vec<_> = failed(&first).into_iter().filter(|(_, name, _)| name.contains("fx")).collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
     for ((format, name, reason), (want_format, want_name)) in
-        failed.iter().zip([("clap", "AfxTest.clap"), ("vst3", "AfxTest.vst3")])
+        failed.iter().zip([("clap", "AfxTest.clap"), ("lv2", "afx-testfx.lv2"), ("vst3", "AfxTest.vst3")])
     {
         assert_eq!((format.as_str(), name.as_str()), (want_format, want_name));
         assert!(reason.starts_with("killed by signal 11 (SIGSEGV)"), "{reason}");
@@ -121,7 +124,7 @@ fn a_plugin_that_segfaults_at_load_fails_alone_and_the_cache_spares_a_second_sca
     let listing = stdout(&text);
     assert!(listing.contains("FAILED clap ") && listing.contains("AfxTest.clap"), "{listing}");
     assert!(listing.contains("killed by signal 11 (SIGSEGV)"), "{listing}");
-    assert!(stderr(&text).contains("2 failed files"), "{}", stderr(&text));
+    assert!(stderr(&text).contains(&format!("{} failed files", first["failed"].as_array().unwrap().len())));
 }
 
 #[test]
@@ -132,7 +135,7 @@ fn a_plugin_that_hangs_at_load_times_out_alone() {
     assert!(names(&scan, "lv2").contains(&"ZamComp".to_string()));
     let failed = failed(&scan);
     let hung: Vec<(&str, &str)> = failed.iter().map(|(f, n, _)| (f.as_str(), n.as_str())).collect();
-    assert_eq!(hung, [("clap", "AfxTest.clap"), ("vst3", "AfxTest.vst3")]);
+    assert_eq!(hung, [("clap", "AfxTest.clap"), ("lv2", "afx-testfx.lv2"), ("vst3", "AfxTest.vst3")]);
     for (_, _, reason) in &failed {
         assert_eq!(reason, "timed out after 1.5 s");
     }

@@ -16,12 +16,20 @@ fn by_format_and_id(plugins: Vec<PluginInfo>) -> BTreeMap<(Format, String, PathB
 #[test]
 fn describing_each_file_alone_gives_what_the_format_worlds_give() {
     for format in Format::ALL {
-        let whole = by_format_and_id(Host::new().scan(Some(format)));
+        let mut whole = by_format_and_id(Host::new().scan(Some(format)));
         let mut one_by_one = vec![];
         for file in scan::discover(Some(format)) {
             match describe_file(format, &file.path) {
                 Ok(d) => {
-                    assert!(d.problems.is_empty(), "{}: {:?}", file.path.display(), d.problems);
+                    // An LV2 plugin whose library cannot be loaded (Debian 12's swh mbeq and pitch_scale lack an
+                    // fftw symbol: no host can instantiate them) is left out with a problem naming it; lilv's
+                    // world lists it from its Turtle.
+                    for problem in &d.problems {
+                        assert_eq!(format, Format::Lv2, "{}: {problem}", file.path.display());
+                        assert!(problem.contains("cannot load"), "{}: {problem}", file.path.display());
+                        let id = problem.split(": ").next().unwrap();
+                        whole.retain(|key, _| key.1 != id);
+                    }
                     one_by_one.extend(d.plugins);
                 }
                 Err(e) => panic!("{e}"),

@@ -132,11 +132,35 @@ impl Lv2World {
     /// The plugins of one bundle folder; an error when it is no LV2 bundle. A bundle of specifications or
     /// presets only holds no plugin, which is no error. Plugins livi cannot host (unsupported features or port
     /// types) are left out, as in [`Lv2World::new`].
+    ///
+    /// lilv reads a bundle's Turtle and runs none of its code; loading a plugin starts with its library's entry
+    /// point (`lv2_descriptor`). That is run here too, for every plugin, so that a plugin that crashes or hangs
+    /// there fails its scan (which runs this in a child process), as its CLAP or VST3 twin would; a plugin its
+    /// library does not offer is left out with a problem saying so.
     pub(crate) fn describe_file(bundle: &Path) -> Result<(Vec<PluginInfo>, Vec<String>), String> {
         if !bundle.join("manifest.ttl").is_file() {
             return Err("not an LV2 bundle: it has no manifest.ttl".into());
         }
-        Ok((Self::with_bundle(bundle).plugins(), vec![]))
+        let world = Self::with_bundle(bundle);
+        let mut offered: std::collections::HashMap<PathBuf, Result<Option<Vec<String>>, String>> = Default::default();
+        let (mut plugins, mut problems) = (vec![], vec![]);
+        for plugin in world.world.iter_plugins() {
+            let info = world.describe(&plugin).0;
+            let library = plugin.raw().library_uri().and_then(|uri| uri.path()).map(|(_, p)| PathBuf::from(p));
+            let Some(library) = library else {
+                problems.push(format!("{}: its bundle names no library (lv2:binary)", info.id));
+                continue;
+            };
+            match offered.entry(library.clone()).or_insert_with(|| entry_point_uris(&library)) {
+                Ok(None) => plugins.push(info),
+                Ok(Some(uris)) if uris.contains(&info.id) => plugins.push(info),
+                Ok(Some(_)) => {
+                    problems.push(format!("{}: {} does not offer it (lv2_descriptor)", info.id, library.display()))
+                }
+                Err(e) => problems.push(format!("{}: {e}", info.id)),
+            }
+        }
+        Ok((plugins, problems))
     }
 
     /// A backend for the plugin with this URI, or `None` when no installed plugin has it.
@@ -366,4 +390,46 @@ impl Instance for Lv2Instance<'_> {
         }
         Ok(value.round() as usize)
     }
+}
+
+/// The URIs a plugin library's `lv2_descriptor` offers: the entry point every host calls first (`None` for a
+/// library with only the newer `lv2_lib_descriptor`, which needs host features to call; lilv calls it when an
+/// instance is made). Loading the library runs its initialisers, and the entry point runs plugin code: call it
+/// only where a crash or a hang is contained (the scanner's child process).
+fn entry_point_uris(library: &Path) -> Result<Option<Vec<String>>, String> {
+    /// The head of `LV2_Descriptor` (lv2core/lv2.h): its first field is the plugin's URI.
+    #[repr(C)]
+    struct DescriptorHead {
+        uri: *const std::ffi::c_char,
+    }
+    type Entry = unsafe extern "C" fn(index: u32) -> *const DescriptorHead;
+    // SAFETY: loading a plugin library runs its initialisers; that is what describing it means, and the caller
+    // runs this in a process of its own. The library stays loaded while `entry` is used below.
+    let lib =
+        unsafe { libloading::Library::new(library) }.map_err(|e| format!("cannot load {}: {e}", library.display()))?;
+    // SAFETY: `lv2_descriptor` has this signature in every LV2 library (lv2core/lv2.h).
+    let entry = match unsafe { lib.get::<Entry>(b"lv2_descriptor\0") } {
+        Ok(entry) => entry,
+        Err(e) => {
+            // SAFETY: only looked up, never called (its signature differs: see lv2core/lv2.h).
+            let newer = unsafe { lib.get::<*const ()>(b"lv2_lib_descriptor\0") }.is_ok();
+            return if newer { Ok(None) } else { Err(format!("{} has no lv2_descriptor: {e}", library.display())) };
+        }
+    };
+    let mut uris = vec![];
+    // A library offers its plugins at indices 0, 1, ... until the entry point returns null.
+    for index in 0..4096 {
+        // SAFETY: the entry point takes any index and returns null past the last plugin.
+        let descriptor = unsafe { entry(index) };
+        if descriptor.is_null() {
+            break;
+        }
+        // SAFETY: a non-null descriptor points at a static LV2_Descriptor whose URI is a NUL-terminated string.
+        let uri = unsafe { (*descriptor).uri };
+        if !uri.is_null() {
+            // SAFETY: as above: a NUL-terminated string that lives as long as the library.
+            uris.push(unsafe { std::ffi::CStr::from_ptr(uri) }.to_string_lossy().into_owned());
+        }
+    }
+    Ok(Some(uris))
 }
