@@ -45,11 +45,22 @@ fn scan_json_lists_every_plugin_lilv_reports_with_parameters_and_ranges() {
     let out = ok(afx(dir.path(), &["scan", "--format", "lv2", "--json"]));
     let scan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("scan --json is one JSON object");
     let plugins = scan["plugins"].as_array().expect("a list of plugins");
-    assert_eq!(scan["failed"], serde_json::json!([]), "installed LV2 bundles failed to load");
     let by_id: BTreeMap<&str, &serde_json::Value> = plugins.iter().map(|p| (p["id"].as_str().unwrap(), p)).collect();
+    // A plugin whose library the dynamic loader refuses is a failed file naming it, not a plugin: no host can
+    // load it (Debian 12's swh mbeq and pitch_scale lack an fftw symbol). Nothing else may fail.
+    let mut refused = BTreeSet::new();
+    for failure in scan["failed"].as_array().unwrap() {
+        let reason = failure["reason"].as_str().unwrap();
+        assert!(reason.contains("cannot load") && reason.contains("undefined symbol"), "{failure}");
+        refused.insert(reason.split(": ").next().unwrap().to_string());
+    }
 
     let lv2ls = Command::new("lv2ls").output().expect("lv2ls (Debian package lilv-utils)");
-    let uris: BTreeSet<String> = String::from_utf8_lossy(&lv2ls.stdout).lines().map(str::to_string).collect();
+    let uris: BTreeSet<String> = String::from_utf8_lossy(&lv2ls.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|uri| !refused.contains(uri))
+        .collect();
     assert_eq!(plugins.len(), uris.len(), "afx and lilv count different plugins");
     assert_eq!(by_id.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>(), uris);
 
