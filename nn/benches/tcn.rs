@@ -20,6 +20,7 @@ use afx_nn::conv::{Conv1d, Conv1dConfig, Padding, conv1d_passthrough};
 use afx_nn::film::Film;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_nn::norm::BatchNorm1d;
+use afx_nn::stft::Stft;
 use candle_core::{D, DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -217,6 +218,8 @@ fn breakdown(config: &Config, iterations: usize) -> Result<()> {
     let act = PRelu::new(Some(c), vb.pp("act"))?;
     let loss =
         MrStftLoss::new(&MrStftConfig { fft_sizes: vec![512, 1024, 2048], time_l1_weight: 100.0 }, DType::F32, &dev)?;
+    let stfts: Vec<Stft> =
+        [512, 1024, 2048].iter().map(|&n| Stft::new(n, n / 4, DType::F32, &dev)).collect::<Result<_>>()?;
     let x = h.as_tensor();
     // Each piece's (B, C, T) output is reduced as Σ y ⊙ r: the gradient reaching the piece is then a plain
     // contiguous tensor, as inside a network (a bare sum_all would hand it a stride-0 broadcast).
@@ -232,6 +235,8 @@ fn breakdown(config: &Config, iterations: usize) -> Result<()> {
         ("residual add", Box::new(|| project((x + &h2)?))),
         ("Σ x ⊙ r alone (included in each above)", Box::new(|| project(x.clone()))),
         ("MR-STFT (512/1024/2048) + 100 L1 loss", Box::new(|| loss.forward(audio.as_tensor(), &target))),
+        ("STFT magnitudes 512/1024/2048 by FFT", Box::new(|| stft_magnitudes(&stfts, audio.as_tensor(), true))),
+        ("  the same by DFT matmul", Box::new(|| stft_magnitudes(&stfts, audio.as_tensor(), false))),
     ];
     println!("\nbreakdown at the small proxy's shape ({b} × {c} × {t}, f32), forward + backward of each piece alone:");
     for (name, f) in &pieces {
@@ -239,6 +244,17 @@ fn breakdown(config: &Config, iterations: usize) -> Result<()> {
         println!("  {name:<40} forward {:7.1} ms  backward {:7.1} ms", fwd * 1e3, bwd * 1e3);
     }
     Ok(())
+}
+
+/// Σ of the STFT magnitudes of `audio` `(B, 1, T)` at every size, by FFT or by the DFT matmul.
+fn stft_magnitudes(stfts: &[Stft], audio: &Tensor, fft: bool) -> Result<Tensor> {
+    let x = audio.squeeze(1)?;
+    let mut total = Tensor::zeros((), audio.dtype(), audio.device())?;
+    for stft in stfts {
+        let (re, im) = if fft { stft.complex_fft(&x)? } else { stft.complex_matmul(&x)? };
+        total = (total + (re.sqr()? + im.sqr()?)?.maximum(afx_nn::stft::POWER_FLOOR)?.sqrt()?.sum_all()?)?;
+    }
+    Ok(total)
 }
 
 /// The variable's value outside autograd.

@@ -5,7 +5,8 @@
 //! 1. [`conv::Conv1d`]: dilated causal/same/valid 1-D convolution with a hand-written backward
 //!    ([`conv::conv1d`]; on CPU its own gemm kernels on shifted views, several times faster than stock candle's
 //!    im2col), and [`conv::Conv2d`] (stock conv2d, whose backward is right).
-//! 2. [`stft::Stft`]: differentiable STFT magnitude (index_select framing × windowed DFT basis).
+//! 2. [`stft::Stft`]: differentiable STFT magnitude (real FFTs with their adjoint as the backward on CPU; a
+//!    windowed DFT basis by matmul elsewhere).
 //! 3. [`loss::MrStftLoss`]: multi-resolution STFT loss (+ optional time-domain L1), a scalar tensor.
 //! 4. [`film::Film`], [`act::PRelu`], [`norm::GroupNorm`], [`norm::LayerNorm`], [`norm::BatchNorm1d`]: what a
 //!    conditional TCN and a CNN encoder need, written with ops whose gradients candle gets right.
@@ -43,6 +44,7 @@ pub mod act;
 pub mod checkpoint;
 pub mod conv;
 mod conv1d_cpu;
+mod fft;
 pub mod film;
 pub mod gradcheck;
 pub mod init;

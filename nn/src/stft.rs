@@ -1,12 +1,16 @@
 //! Differentiable STFT magnitude (candle has no FFT).
 //!
-//! Frames are gathered with `index_select` (backward: `index_add`), multiplied by a precomputed Hann-windowed DFT
-//! basis with one 2-D matmul, and turned into magnitudes `sqrt(max(re² + im², 1e-8))`. The matmul's gradient is
-//! hand-written (a pass-through op) so that no gradient is ever computed for the constant basis. Cost per call:
-//! `O(B · frames · n_fft · (n_fft/2 + 1))`, fine for the n_fft ≤ 2048 of an MRSTFT loss.
+//! On CPU, one custom op ([`crate::fft::RealStft`]) frames, windows and transforms with real FFTs
+//! (`O(n_fft log n_fft)` per frame, threaded over batch × frames) and has its own backward: the adjoint of a real
+//! FFT is an inverse real FFT of the halved spectrum. On other devices, frames are gathered with `index_select`
+//! (backward: `index_add`) and multiplied by a precomputed Hann-windowed DFT basis with one 2-D matmul
+//! (`O(n_fft²)` per frame, but one large GPU matmul), whose gradient is hand-written (a pass-through op) so that
+//! no gradient is computed for the constant basis. Both give `(re, im)`; magnitudes are
+//! `sqrt(max(re² + im², 1e-8))`.
 
 use candle_core::{CustomOp2, DType, Device, Result, Tensor, bail};
 
+use crate::fft::RealStft;
 use crate::passthrough::passthrough_fwd;
 
 /// Floor under `re² + im²` before the square root, as auraloss: keeps the magnitude's gradient finite at silence.
@@ -22,6 +26,8 @@ pub struct Stft {
     basis: Tensor,
     /// `(2F, n_fft)`, contiguous: the basis transposed, for the backward.
     basis_t: Tensor,
+    /// The FFT path, used for CPU tensors.
+    fft: RealStft,
 }
 
 impl Stft {
@@ -43,7 +49,7 @@ impl Stft {
         }
         let basis = Tensor::from_vec(basis, (n_fft, 2 * bins), device)?.to_dtype(dtype)?;
         let basis_t = basis.t()?.contiguous()?;
-        Ok(Self { n_fft, hop, basis, basis_t })
+        Ok(Self { n_fft, hop, basis, basis_t, fft: RealStft::new(n_fft, hop) })
     }
 
     pub fn n_fft(&self) -> usize {
@@ -64,8 +70,24 @@ impl Stft {
         1 + (len + 2 * (self.n_fft / 2) - self.n_fft) / self.hop
     }
 
-    /// Real and imaginary parts `(B, frames, F)` each, of `x` `(B, T)`.
+    /// Real and imaginary parts `(B, frames, F)` each, of `x` `(B, T)`: by real FFTs on CPU, by a DFT matmul
+    /// elsewhere.
     pub fn complex(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if x.device().is_cpu() { self.complex_fft(x) } else { self.complex_matmul(x) }
+    }
+
+    /// [`Stft::complex`] by real FFTs (CPU only).
+    pub fn complex_fft(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        x.dims2()?;
+        let half = self.n_fft / 2;
+        let padded = x.pad_with_zeros(1, half, half)?.contiguous()?;
+        let spec = padded.apply_op1(self.fft.clone())?;
+        let bins = self.bins();
+        Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
+    }
+
+    /// [`Stft::complex`] by a windowed DFT basis and one matmul (any device).
+    pub fn complex_matmul(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let (batch, len) = x.dims2()?;
         let half = self.n_fft / 2;
         let frames = self.frames(len);

@@ -156,9 +156,38 @@ fn conv2d_gradients_match_finite_differences_at_batch_3_with_stride_padding_dila
 
 #[test]
 fn stft_magnitude_gradient_matches_finite_differences_at_batch_2() {
-    let stft = Stft::new(32, 8, DType::F64, &Device::Cpu).unwrap();
-    let x = input(&[2, 100], 7).unwrap();
-    check_all("stft n32 h8", || project(&stft.magnitude(x.as_tensor())?, 16), &[("x", &x)], &VarMap::new());
+    // On CPU the STFT goes through real FFTs and their adjoint; even and odd sizes (an odd size has no Nyquist
+    // bin, which the adjoint treats apart).
+    for (n_fft, hop, len) in [(32, 8, 100), (31, 5, 97)] {
+        let stft = Stft::new(n_fft, hop, DType::F64, &Device::Cpu).unwrap();
+        let x = input(&[2, len], 7).unwrap();
+        let label = format!("stft n{n_fft} h{hop}");
+        check_all(&label, || project(&stft.magnitude(x.as_tensor())?, 16), &[("x", &x)], &VarMap::new());
+    }
+}
+
+#[test]
+fn stft_by_fft_equals_stft_by_dft_matmul_and_so_do_their_gradients() {
+    for (n_fft, hop, len) in [(32, 8, 100), (31, 5, 97), (512, 128, 2000)] {
+        let stft = Stft::new(n_fft, hop, DType::F64, &Device::Cpu).unwrap();
+        let x = input(&[3, len], 17).unwrap();
+        let g = pseudo_random((3, stft.frames(len), 2 * stft.bins()), 18, &Device::Cpu).unwrap();
+        let mut values = vec![];
+        for fft in [true, false] {
+            let (re, im) =
+                if fft { stft.complex_fft(x.as_tensor()) } else { stft.complex_matmul(x.as_tensor()) }.unwrap();
+            let spec = Tensor::cat(&[&re, &im], 2).unwrap();
+            let grads = (&spec * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let dx: Vec<f64> = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            values.push((spec.flatten_all().unwrap().to_vec1::<f64>().unwrap(), dx));
+        }
+        let scale = |v: &[f64]| v.iter().fold(0f64, |m, a| m.max(a.abs()));
+        let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        let (spec_fft, dx_fft) = &values[0];
+        let (spec_dft, dx_dft) = &values[1];
+        assert!(diff(spec_fft, spec_dft) <= 1e-12 * scale(spec_dft), "n{n_fft}: spectra differ");
+        assert!(diff(dx_fft, dx_dft) <= 1e-12 * scale(dx_dft), "n{n_fft}: gradients differ");
+    }
 }
 
 #[test]
