@@ -158,7 +158,7 @@ impl Chain {
         let base: Vec<Vec<f32>> = self.layout.stages.iter().map(|s| s.base.clone()).collect();
         let silence = Audio::silence(44_100, 1, settings.block_size.max(1));
         let mut output = Audio::silence(44_100, 1, 0);
-        match self.render_stages(&silence, None, &base, settings, &mut output) {
+        match self.render_values_into(&silence, None, &base, settings, &mut output) {
             Ok(()) | Err(ChainError::Render(RenderError::NonFinite { .. })) => {}
             Err(e) => return Err(e),
         }
@@ -341,7 +341,7 @@ impl Chain {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), ChainError> {
-        self.render_stages(input, None, values, settings, output)
+        self.render_values_into(input, None, values, settings, output)
     }
 
     /// Like [`Chain::render`], feeding `sidechain` to every stage's sidechain (key) inputs instead of silence.
@@ -353,24 +353,13 @@ impl Chain {
         settings: &RenderSettings,
     ) -> Result<Audio, ChainError> {
         let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
-        self.render_stages(input, Some(sidechain), values, settings, &mut output)?;
+        self.render_values_into(input, Some(sidechain), values, settings, &mut output)?;
         Ok(output)
     }
 
     /// Renders `input` with plain `values` (one `Vec` per stage), `sidechain` fed to every stage's sidechain
     /// (key) inputs (silence when `None`), into `output`'s buffers.
     pub fn render_values_into(
-        &mut self,
-        input: &Audio,
-        sidechain: Option<&Audio>,
-        values: &[Vec<f32>],
-        settings: &RenderSettings,
-        output: &mut Audio,
-    ) -> Result<(), ChainError> {
-        self.render_stages(input, sidechain, values, settings, output)
-    }
-
-    fn render_stages(
         &mut self,
         input: &Audio,
         sidechain: Option<&Audio>,

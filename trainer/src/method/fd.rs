@@ -3,10 +3,8 @@
 //! a small enough step it is the true gradient of the chain as rendered: the baseline the other methods are
 //! measured against where no exact gradient exists.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use afx_host::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
@@ -46,9 +44,8 @@ impl GradMethod for FiniteDifference {
         let thetas = theta_rows(theta)?;
         let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        let inputs: Vec<Arc<Audio>> = forward.kept.iter().map(|&i| Arc::new(batch.inputs[i].clone())).collect();
         let kept_thetas = forward.kept_of(&thetas);
-        let estimates = pool.finite_difference_batch(&inputs, &kept_thetas, &forward.grad_y, self.step);
+        let estimates = pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, self.step);
         timing.spsa_s = started.elapsed().as_secs_f64();
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
     }

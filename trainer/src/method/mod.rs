@@ -244,6 +244,9 @@ pub struct RealForward {
     pub status: Vec<Result<usize, ItemError>>,
     /// Indices of the items that rendered, in order.
     pub kept: Vec<usize>,
+    /// The inputs of the items that rendered, shared: the estimator jobs that render them again hold them
+    /// without another copy.
+    pub inputs: Vec<Arc<Audio>>,
     /// The rendered outputs `(kept, T)` as a tensor on the CPU.
     pub output: Option<Tensor>,
     /// Per rendered item: its loss and dL_i/dy_i (shared: SPSA and FD jobs hold them without a copy).
@@ -299,21 +302,24 @@ pub fn real_forward(
     timing: &mut MethodTiming,
 ) -> Result<RealForward, TrainError> {
     let started = Instant::now();
-    let rendered = pool.render_batch(batch.inputs, thetas);
+    // Each input copied once, into the `Arc` that this render and the estimator's renders share.
+    let all_inputs: Vec<Arc<Audio>> = batch.inputs.iter().map(|x| Arc::new(x.clone())).collect();
+    let rendered = pool.render_batch(&all_inputs, thetas);
     timing.render_s = started.elapsed().as_secs_f64();
-    let (mut status, mut kept, mut outputs) = (vec![], vec![], vec![]);
-    for (i, r) in rendered.into_iter().enumerate() {
+    let (mut status, mut kept, mut inputs, mut outputs) = (vec![], vec![], vec![], vec![]);
+    for ((i, r), x) in rendered.into_iter().enumerate().zip(all_inputs) {
         match r {
             Ok(y) => {
                 status.push(Ok(kept.len()));
                 kept.push(i);
+                inputs.push(x);
                 outputs.push(y);
             }
             Err(e) => status.push(Err(e)),
         }
     }
     if kept.is_empty() {
-        return Ok(RealForward { status, kept, output: None, losses: vec![], grad_y: vec![] });
+        return Ok(RealForward { status, kept, inputs, output: None, losses: vec![], grad_y: vec![] });
     }
     let started = Instant::now();
     let y = Var::from_tensor(&batch_tensor(&outputs.iter().collect::<Vec<_>>(), &Device::Cpu)?)?;
@@ -333,7 +339,7 @@ pub fn real_forward(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TrainError::Config(format!("loss gradient: {e}")))?;
     timing.loss_s = started.elapsed().as_secs_f64();
-    Ok(RealForward { status, kept, output: Some(y.as_tensor().detach()), losses, grad_y })
+    Ok(RealForward { status, kept, inputs, output: Some(y.as_tensor().detach()), losses, grad_y })
 }
 
 /// What the proxy methods share: the proxy's forward pass on a batch and the audio loss on what they score.

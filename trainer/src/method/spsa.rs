@@ -2,10 +2,8 @@
 //! MRSTFT loss on the rendered audio (a leaf), then ĝ ≈ (∂y/∂θ)ᵀ dL/dy from the pool's perturbed double
 //! renders (2K per item).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use afx_host::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
@@ -74,13 +72,11 @@ impl GradMethod for Spsa {
         let thetas = theta_rows(theta)?;
         let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
         let started = Instant::now();
-        // Each input copied once, into the `Arc` its job shares.
-        let inputs: Vec<Arc<Audio>> = forward.kept.iter().map(|&i| Arc::new(batch.inputs[i].clone())).collect();
         let kept_thetas = forward.kept_of(&thetas);
         let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
         // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
         let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
-        let estimates = pool.spsa_batch_seeded(&inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds);
+        let estimates = pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds);
         timing.spsa_s = started.elapsed().as_secs_f64();
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
     }
