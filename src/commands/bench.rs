@@ -141,7 +141,7 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
     let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
     let mut results = vec![];
     for chain in &args.chains {
-        let spec = afx_spsa::WorkerSpec::new(config.clone(), chain.clone());
+        let spec = super::worker_spec(&super::PoolRequest { chain, config: config.as_deref(), ..Default::default() })?;
         let r = afx_spsa::bench::pool_throughput(&spec, &worker, args.seconds, args.batch, args.rounds)?;
         if !args.json {
             println!(
@@ -248,12 +248,15 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
 
 fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config_path = super::config_path(config);
-    config_path.as_deref().map(afx_host::Config::load).transpose()?;
     let corpus = match &args.data {
         Some(dir) => afx_datasets::Corpus::open(dir, afx_datasets::Split::Train, args.sample_rate)?,
         None => afx_proxy::bench::test_corpus(args.sample_rate)?,
     };
-    let spec = afx_spsa::WorkerSpec::new(config_path, args.chain.clone());
+    let spec = super::worker_spec(&super::PoolRequest {
+        chain: &args.chain,
+        config: config_path.as_deref(),
+        ..Default::default()
+    })?;
     let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
     let bench = afx_proxy::bench::BenchConfig { examples: args.examples, seconds: args.seconds, repeats: args.repeats };
     let r = afx_proxy::bench::collect_throughput(&corpus, &spec, &worker, &bench)?;

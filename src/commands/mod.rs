@@ -51,16 +51,8 @@ pub struct PoolRequest<'a> {
 /// from the first worker's hello, so a plugin that crashes or hangs while loading fails here with a clear error
 /// (the signal or the time-out and the worker's stderr), never with this process.
 pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
-    use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec};
-    // Read here so a bad plugins.toml is named before any worker starts.
-    request.config.map(afx_host::Config::load).transpose()?;
-    let mut spec = WorkerSpec::new(request.config.map(Path::to_path_buf), request.chain);
-    spec.format = request.format;
-    spec.catalogue = Some(catalogue_file(request.timeout)?);
-    if let Some(block_size) = request.block_size {
-        spec.block_size = block_size;
-    }
-    let mut config = PoolConfig::new(spec, Isolation::Process(WorkerCommand::current_exe("worker")?));
+    use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand};
+    let mut config = PoolConfig::new(worker_spec(request)?, Isolation::Process(WorkerCommand::current_exe("worker")?));
     if let Some(n) = request.workers {
         config.workers = n;
     }
@@ -73,6 +65,21 @@ pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
         config.start_timeout = limit;
     }
     Ok(Pool::new(config)?)
+}
+
+/// What a worker of `request` hosts: the chain, its plugins found in a fresh scan's catalogue (see
+/// [`catalogue_file`]) so that the worker loads only their files, and the render settings. Every command that
+/// starts workers (benches included) builds their spec here.
+pub fn worker_spec(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::WorkerSpec> {
+    // Read here so a bad plugins.toml is named before any worker starts.
+    request.config.map(afx_host::Config::load).transpose()?;
+    let mut spec = afx_spsa::WorkerSpec::new(request.config.map(Path::to_path_buf), request.chain);
+    spec.format = request.format;
+    spec.catalogue = Some(catalogue_file(request.timeout)?);
+    if let Some(block_size) = request.block_size {
+        spec.block_size = block_size;
+    }
+    Ok(spec)
 }
 
 /// Catalogue files this process wrote for its workers; removed by [`remove_catalogues`] when it ends.

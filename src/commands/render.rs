@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use afx_host::{Audio, Format};
 use anyhow::{Context, bail};
@@ -53,8 +54,9 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         bail!("--block-size must be at least 1");
     }
     let config_path = super::config_path(config);
-    let input = read_audio(&args.input)?;
-    let sidechain = args.sidechain.as_deref().map(read_audio).transpose()?;
+    // Shared with the job as they are: a whole file is not copied on its way to the worker.
+    let input = Arc::new(read_audio(&args.input)?);
+    let sidechain = args.sidechain.as_deref().map(read_audio).transpose()?.map(Arc::new);
     let preset = args.preset.as_deref().map(afx_host::Preset::load).transpose()?;
     let name = match (&args.plugin, &preset) {
         (Some(name), _) => name.clone(),
