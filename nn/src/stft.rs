@@ -22,21 +22,32 @@ pub const POWER_FLOOR: f64 = 1e-8;
 pub struct Stft {
     n_fft: usize,
     hop: usize,
-    /// `(n_fft, 2F)`: columns `0..F` give the real part, `F..2F` the imaginary part; F = n_fft/2 + 1.
-    basis: Tensor,
-    /// `(2F, n_fft)`, contiguous: the basis transposed, for the backward.
-    basis_t: Tensor,
+    dtype: DType,
+    device: Device,
+    /// The DFT path's basis and its transpose, made on first use (the FFT path needs neither, and a 2048-point
+    /// basis is 16 MiB in f32): see [`Stft::basis`].
+    basis: std::sync::OnceLock<(Tensor, Tensor)>,
     /// The FFT path, used for CPU tensors.
     fft: RealStft,
 }
 
 impl Stft {
-    /// Builds the windowed DFT basis in `dtype` on `device`.
+    /// An STFT whose DFT path (see [`Stft::complex_matmul`]) works in `dtype` on `device`.
     pub fn new(n_fft: usize, hop: usize, dtype: DType, device: &Device) -> Result<Self> {
         if n_fft < 2 || hop == 0 {
             bail!("stft: need n_fft >= 2 and hop >= 1 (got n_fft {n_fft}, hop {hop})")
         }
-        let bins = n_fft / 2 + 1;
+        let basis = std::sync::OnceLock::new();
+        Ok(Self { n_fft, hop, dtype, device: device.clone(), basis, fft: RealStft::new(n_fft, hop) })
+    }
+
+    /// The windowed DFT basis `(n_fft, 2F)` (columns `0..F` give the real part, `F..2F` the imaginary part;
+    /// F = n_fft/2 + 1) and its transpose `(2F, n_fft)`, contiguous, for the backward.
+    fn basis(&self) -> Result<&(Tensor, Tensor)> {
+        if let Some(basis) = self.basis.get() {
+            return Ok(basis);
+        }
+        let (n_fft, bins) = (self.n_fft, self.bins());
         let mut basis = vec![0f64; n_fft * 2 * bins];
         for n in 0..n_fft {
             let window = hann(n, n_fft);
@@ -47,9 +58,9 @@ impl Stft {
                 basis[n * 2 * bins + bins + f] = -window * phase.sin();
             }
         }
-        let basis = Tensor::from_vec(basis, (n_fft, 2 * bins), device)?.to_dtype(dtype)?;
+        let basis = Tensor::from_vec(basis, (n_fft, 2 * bins), &self.device)?.to_dtype(self.dtype)?;
         let basis_t = basis.t()?.contiguous()?;
-        Ok(Self { n_fft, hop, basis, basis_t, fft: RealStft::new(n_fft, hop) })
+        Ok(self.basis.get_or_init(|| (basis, basis_t)))
     }
 
     pub fn n_fft(&self) -> usize {
@@ -96,12 +107,10 @@ impl Stft {
             (0..frames).flat_map(|f| (0..self.n_fft).map(move |n| (f * self.hop + n) as u32)).collect();
         let index = Tensor::from_vec(index, frames * self.n_fft, x.device())?;
         let framed = padded.index_select(&index, 1)?.reshape((batch * frames, self.n_fft))?;
-        let spec = framed.detach().matmul(&self.basis)?;
-        let spec = if framed.track_op() {
-            spec.apply_op2(&framed, ConstMatmulGrad { rhs_t: self.basis_t.clone() })?
-        } else {
-            spec
-        };
+        let (basis, basis_t) = self.basis()?;
+        let spec = framed.detach().matmul(basis)?;
+        let spec =
+            if framed.track_op() { spec.apply_op2(&framed, ConstMatmulGrad { rhs_t: basis_t.clone() })? } else { spec };
         let spec = spec.reshape((batch, frames, 2 * self.bins()))?;
         let bins = self.bins();
         Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
