@@ -58,6 +58,18 @@ fn an_unknown_plugin_is_refused_with_the_nearest_names() {
 }
 
 #[test]
+fn a_time_limit_that_is_not_a_positive_number_is_refused_before_anything_is_scanned() {
+    let c = Case::new();
+    for bad in ["0", "-3"] {
+        let out = c.render(&["--plugin", "urn:zamaudio:ZamComp", &format!("--timeout={bad}")]);
+        c.assert_failed(&out, &[&format!("--timeout {bad}"), "positive number of seconds"]);
+    }
+    // Nothing was scanned with it (a zero limit would have cached every plugin file as timed out).
+    let out = ok(c.render(&["--plugin", "urn:zamaudio:ZamComp"]));
+    assert!(out.status.success());
+}
+
+#[test]
 fn a_plugin_that_is_not_an_effect_is_refused() {
     let c = Case::new();
     // mda EPiano is an instrument: no audio input.

@@ -56,11 +56,7 @@ pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
     if let Some(n) = request.workers {
         config.workers = n;
     }
-    if let Some(seconds) = request.timeout {
-        let limit = std::time::Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|t| !t.is_zero())
-            .with_context(|| format!("--timeout {seconds}: give a positive number of seconds"))?;
+    if let Some(limit) = time_limit(request.timeout)? {
         config.job_timeout = limit;
         config.start_timeout = limit;
     }
@@ -71,11 +67,12 @@ pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
 /// [`catalogue_file`]) so that the worker loads only their files, and the render settings. Every command that
 /// starts workers (benches included) builds their spec here.
 pub fn worker_spec(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::WorkerSpec> {
-    // Read here so a bad plugins.toml is named before any worker starts.
+    // Checked here so a bad plugins.toml or time limit is named before anything is scanned or started.
     request.config.map(afx_host::Config::load).transpose()?;
+    let limit = time_limit(request.timeout)?;
     let mut spec = afx_spsa::WorkerSpec::new(request.config.map(Path::to_path_buf), request.chain);
     spec.format = request.format;
-    spec.catalogue = Some(catalogue_file(request.timeout)?);
+    spec.catalogue = Some(catalogue_file(limit)?);
     if let Some(block_size) = request.block_size {
         spec.block_size = block_size;
     }
@@ -87,11 +84,11 @@ static CATALOGUES: std::sync::Mutex<Vec<tempfile::TempPath>> = std::sync::Mutex:
 
 /// Scans the installed plugins (each file in a child process, unchanged files from the scan cache, see
 /// `afx scan`) and writes the catalogue for worker processes, which then load only their own plugins' files.
-/// `timeout`: seconds each file may take to be described [default: the scanner's].
-fn catalogue_file(timeout: Option<f64>) -> anyhow::Result<std::path::PathBuf> {
+/// `timeout`: the time each file may take to be described [default: the scanner's].
+fn catalogue_file(timeout: Option<std::time::Duration>) -> anyhow::Result<std::path::PathBuf> {
     let mut scanner = scan::scanner()?;
-    if let Some(seconds) = timeout.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()) {
-        scanner = scanner.timeout(seconds);
+    if let Some(limit) = timeout {
+        scanner = scanner.timeout(limit);
     }
     let catalogue = scanner.scan();
     let file = tempfile::Builder::new().prefix("afx-catalogue-").suffix(".json").tempfile()?.into_temp_path();
@@ -104,4 +101,14 @@ fn catalogue_file(timeout: Option<f64>) -> anyhow::Result<std::path::PathBuf> {
 /// Removes the catalogue files of [`start_pool`]: call when the command is done (its workers are gone).
 pub fn remove_catalogues() {
     CATALOGUES.lock().expect("catalogue list").clear();
+}
+
+/// `--timeout` seconds as a duration: a positive, finite number, or an error naming the flag.
+fn time_limit(seconds: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    let Some(seconds) = seconds else { return Ok(None) };
+    let limit = std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .with_context(|| format!("--timeout {seconds}: give a positive number of seconds"))?;
+    Ok(Some(limit))
 }
