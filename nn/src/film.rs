@@ -3,6 +3,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+use crate::layers_cpu;
+
 /// FiLM as in DeepAFx-ST's proxy TCN: `Linear(cond_dim → 2·channels)` gives γ (first half) and β (second half);
 /// `y = γ ⊙ x + β` per channel. Checkpoint names: `adaptor.weight` `(2·channels, cond_dim)`, `adaptor.bias`.
 #[derive(Debug, Clone)]
@@ -17,7 +19,20 @@ impl Film {
     }
 
     /// `x` `(B, channels, T)`, `cond` `(B, cond_dim)` → `(B, channels, T)`.
+    /// On CPU the modulation is one fused kernel forward and backward (`layers_cpu`).
     pub fn forward(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        let params = self.adaptor.forward(cond)?;
+        let gamma = params.narrow(1, 0, self.channels)?;
+        let beta = params.narrow(1, self.channels, self.channels)?;
+        if layers_cpu::runs_on(x) && x.rank() == 3 {
+            layers_cpu::film(x, &gamma, &beta)
+        } else {
+            x.broadcast_mul(&gamma.unsqueeze(2)?)?.broadcast_add(&beta.unsqueeze(2)?)
+        }
+    }
+
+    /// The same layer written with candle's own broadcast ops: the reference the kernel is tested against.
+    pub fn forward_composite(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
         let params = self.adaptor.forward(cond)?;
         let gamma = params.narrow(1, 0, self.channels)?.unsqueeze(2)?;
         let beta = params.narrow(1, self.channels, self.channels)?.unsqueeze(2)?;

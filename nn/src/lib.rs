@@ -9,7 +9,9 @@
 //!    windowed DFT basis by matmul elsewhere).
 //! 3. [`loss::MrStftLoss`]: multi-resolution STFT loss (+ optional time-domain L1), a scalar tensor.
 //! 4. [`film::Film`], [`act::PRelu`], [`norm::GroupNorm`], [`norm::LayerNorm`], [`norm::BatchNorm1d`]: what a
-//!    conditional TCN and a CNN encoder need, written with ops whose gradients candle gets right.
+//!    conditional TCN and a CNN encoder need. On CPU, FiLM, PReLU and GroupNorm are fused kernels with their own
+//!    backward (one pass each, no temporaries); elsewhere, and as the reference they are tested against, they are
+//!    written with candle ops whose gradients candle gets right.
 //! 5. [`optim::AdamW`] with saveable moments, and [`checkpoint`] (model + optimizer in one safetensors file,
 //!    written atomically) so a resumed run continues exactly.
 //! 6. [`gradcheck`]: autograd vs central finite differences, for any scalar function of inputs and weights.
@@ -48,6 +50,7 @@ mod fft;
 pub mod film;
 pub mod gradcheck;
 pub mod init;
+mod layers_cpu;
 pub mod loss;
 pub mod norm;
 pub mod optim;

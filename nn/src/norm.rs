@@ -3,6 +3,8 @@
 use candle_core::{D, DType, Module, Result, Tensor, Var, bail};
 use candle_nn::{Init, VarBuilder};
 
+use crate::layers_cpu;
+
 /// Group normalisation over `(B, C, ...)`: statistics per item and group of C/G channels, then a per-channel affine.
 /// Checkpoint names: `weight` `(C)` (init 1), `bias` `(C)` (init 0).
 #[derive(Debug, Clone)]
@@ -25,7 +27,20 @@ impl GroupNorm {
 }
 
 impl Module for GroupNorm {
+    /// On CPU one fused kernel forward and backward (`layers_cpu`), else [`Self::forward_composite`].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if layers_cpu::runs_on(x) && x.rank() >= 2 {
+            layers_cpu::group_norm(x, &self.weight, &self.bias, self.groups, self.eps)
+        } else {
+            self.forward_composite(x)
+        }
+    }
+}
+
+impl GroupNorm {
+    /// The same layer written with candle's own ops: the path on devices without afx's kernels, and the
+    /// reference the kernels are tested against.
+    pub fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         if dims.len() < 2 {
             bail!("group norm: expected (B, C, ...), got {dims:?}")

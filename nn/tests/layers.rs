@@ -1,0 +1,152 @@
+//! PReLU, GroupNorm and FiLM run on CPU as fused kernels (`layers_cpu`); each must equal the same layer written
+//! with candle's own ops (`forward_composite`, the path on other devices) in value and in every gradient, at
+//! batch ≥ 2, in f32 and f64, for shapes small (one thread) and large enough to run in parallel. The kernels'
+//! gradients against finite differences are checked in `gradients.rs`; here, also at the parallel size.
+
+use afx_nn::act::PRelu;
+use afx_nn::film::Film;
+use afx_nn::gradcheck::{GradCheck, project, pseudo_random};
+use afx_nn::norm::GroupNorm;
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+/// max |a − b| / max(max |b|, 1e-30).
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// Value and gradients (w.r.t. `x` and every variable of `varmap`) of `Σ f(x) ⊙ r` by the fused and the
+/// composite path, compared at `tolerance`.
+fn compare(
+    label: &str,
+    varmap: &VarMap,
+    x: &Var,
+    fused: impl Fn(&Tensor) -> Result<Tensor>,
+    composite: impl Fn(&Tensor) -> Result<Tensor>,
+    tolerance: f64,
+) {
+    let run = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
+        let y = f(x.as_tensor()).unwrap();
+        let loss = project(&y, 99).unwrap();
+        (y, loss.backward().unwrap())
+    };
+    let (y_fused, g_fused) = run(&fused);
+    let (y_composite, g_composite) = run(&composite);
+    let d = rel_diff(&y_fused, &y_composite);
+    assert!(d < tolerance, "{label}: values differ by {d:.2e}");
+    let mut vars: Vec<(String, Var)> =
+        varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.push(("x".into(), x.clone()));
+    for (name, var) in &vars {
+        let (a, b) = (g_fused.get(var).unwrap(), g_composite.get(var).unwrap());
+        let d = rel_diff(a, b);
+        println!("{label}: d{name} rel diff {d:.2e}");
+        assert!(d < tolerance, "{label}: gradient of {name} differs by {d:.2e}");
+    }
+}
+
+fn setup(dtype: DType, shape: &[usize], seed: u64) -> (VarMap, Var) {
+    let x = pseudo_random(shape, seed, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+    (VarMap::new(), Var::from_tensor(&x).unwrap())
+}
+
+/// (dtype, tolerance) pairs: f32 differs by summation order only; f64 to rounding.
+const PRECISIONS: [(DType, f64); 2] = [(DType::F32, 2e-5), (DType::F64, 1e-11)];
+/// Small (one thread) and large (parallel) shapes.
+const SHAPES: [&[usize]; 3] = [&[2, 4, 5, 3], &[3, 8, 40, 30], &[2, 8, 2100]];
+
+/// Weights away from their initial constants, so a swapped or dropped term shows.
+fn randomise(varmap: &VarMap, seed: u64) {
+    for (i, var) in varmap.all_vars().iter().enumerate() {
+        let t = pseudo_random(var.shape(), seed + i as u64, &Device::Cpu).unwrap().to_dtype(var.dtype()).unwrap();
+        var.set(&t).unwrap();
+    }
+}
+
+#[test]
+fn fused_prelu_equals_the_composite_layer_in_value_and_gradients() {
+    for (dtype, tolerance) in PRECISIONS {
+        for shape in SHAPES {
+            for channels in [Some(shape[1]), None] {
+                let (varmap, x) = setup(dtype, shape, 1);
+                let prelu = PRelu::new(channels, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+                randomise(&varmap, 5);
+                let label = format!("prelu {dtype:?} {shape:?} {channels:?}");
+                compare(&label, &varmap, &x, |x| prelu.forward(x), |x| prelu.forward_composite(x), tolerance);
+            }
+        }
+        // The controller's hidden layers: (B, C) rows.
+        let (varmap, x) = setup(dtype, &[4, 64], 2);
+        let prelu = PRelu::new(Some(64), VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+        randomise(&varmap, 6);
+        compare("prelu (B, C)", &varmap, &x, |x| prelu.forward(x), |x| prelu.forward_composite(x), tolerance);
+    }
+}
+
+#[test]
+fn fused_group_norm_equals_the_composite_layer_in_value_and_gradients() {
+    for (dtype, tolerance) in PRECISIONS {
+        for shape in SHAPES {
+            for groups in [1, 2, 4] {
+                let (varmap, x) = setup(dtype, shape, 3);
+                let vb = VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu);
+                let norm = GroupNorm::new(groups, shape[1], 1e-5, vb).unwrap();
+                randomise(&varmap, 7);
+                let label = format!("group norm {dtype:?} {shape:?} groups {groups}");
+                compare(&label, &varmap, &x, |x| norm.forward(x), |x| norm.forward_composite(x), tolerance);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_film_equals_the_composite_layer_in_value_and_gradients() {
+    for (dtype, tolerance) in PRECISIONS {
+        for shape in [&[2usize, 3, 12][..], &[3, 16, 2000]] {
+            let (varmap, x) = setup(dtype, shape, 4);
+            let film = Film::new(5, shape[1], VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+            randomise(&varmap, 8);
+            let cond =
+                Var::from_tensor(&pseudo_random((shape[0], 5), 9, &Device::Cpu).unwrap().to_dtype(dtype).unwrap())
+                    .unwrap();
+            let label = format!("film {dtype:?} {shape:?}");
+            let (c1, c2) = (cond.clone(), cond.clone());
+            compare(
+                &label,
+                &varmap,
+                &x,
+                |x| film.forward(x, c1.as_tensor()),
+                |x| film.forward_composite(x, c2.as_tensor()),
+                tolerance,
+            );
+        }
+    }
+}
+
+/// The finite-difference check of `gradients.rs`, at a size where the kernels run on several threads.
+#[test]
+fn fused_layers_match_finite_differences_when_parallel() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    let norm = GroupNorm::new(4, 8, 1e-5, vb.pp("norm")).unwrap();
+    let prelu = PRelu::new(Some(8), vb.pp("act")).unwrap();
+    let film = Film::new(3, 8, vb.pp("film")).unwrap();
+    randomise(&varmap, 11);
+    let x = Var::from_tensor(&pseudo_random((3, 8, 1500), 12, &Device::Cpu).unwrap()).unwrap();
+    let cond = Var::from_tensor(&pseudo_random((3, 3), 13, &Device::Cpu).unwrap()).unwrap();
+    let f = || project(&prelu.forward(&film.forward(&norm.forward(x.as_tensor())?, cond.as_tensor())?)?, 14);
+    let mut vars: Vec<(String, Var)> =
+        varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut named: Vec<(&str, &Var)> = vec![("x", &x), ("cond", &cond)];
+    named.extend(vars.iter().map(|(n, v)| (n.as_str(), v)));
+    let check = GradCheck { max_points: 60, ..GradCheck::default() };
+    for r in check.run(f, &named).unwrap() {
+        println!("{r}");
+        assert!(r.max_abs_grad > 0.0 && r.rel_err < 1e-6, "{r}");
+    }
+}
