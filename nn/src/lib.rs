@@ -55,4 +55,5 @@ pub mod loss;
 pub mod norm;
 pub mod optim;
 mod passthrough;
+mod spectral_cpu;
 pub mod stft;

@@ -89,12 +89,16 @@ impl Stft {
 
     /// [`Stft::complex`] by real FFTs (CPU only).
     pub fn complex_fft(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        x.dims2()?;
-        let half = self.n_fft / 2;
-        let padded = x.pad_with_zeros(1, half, half)?.contiguous()?;
-        let spec = padded.apply_op1(self.fft.clone())?;
+        let spec = self.packed_fft(x)?;
         let bins = self.bins();
         Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
+    }
+
+    /// `(B, frames, 2·bins)`: the real parts, then the imaginary parts, of each frame, by real FFTs (CPU).
+    pub(crate) fn packed_fft(&self, x: &Tensor) -> Result<Tensor> {
+        x.dims2()?;
+        let half = self.n_fft / 2;
+        x.pad_with_zeros(1, half, half)?.contiguous()?.apply_op1(self.fft.clone())
     }
 
     /// [`Stft::complex`] by a windowed DFT basis and one matmul (any device).
