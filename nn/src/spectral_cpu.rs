@@ -39,18 +39,20 @@ fn dims(spectrum: &Layout, target: &Layout) -> Result<(usize, usize, usize)> {
     Ok((b, f, k))
 }
 
-/// Predicted magnitude and d|P|/d(power) · 2 (so that d|P|/d re = re · this) at one bin.
+/// Predicted magnitude and d|P|/d(power) · 2 (so that d|P|/d re = re · this) at one bin. The power, its floor
+/// and the root are rounded to `T` as candle's `Stft::magnitude` rounds them: a bin near the floor then falls on
+/// the same side of it as in the composite loss (whose log term's gradient, 1/|P|, is large there).
 #[inline]
-fn magnitude(re: f64, im: f64) -> (f64, f64) {
-    let power = re * re + im * im;
-    if power > POWER_FLOOR {
-        let p = power.sqrt();
+fn magnitude<T: WithDType>(re: T, im: T) -> (f64, f64) {
+    let power = (re * re + im * im).to_f64();
+    let floor = T::from_f64(POWER_FLOOR).to_f64();
+    let p = T::from_f64(power.max(floor).sqrt()).to_f64();
+    if power > floor {
         (p, 1.0 / p)
-    } else if power == POWER_FLOOR {
-        let p = power.sqrt();
+    } else if power == floor {
         (p, 0.5 / p)
     } else {
-        (POWER_FLOOR.sqrt(), 0.0)
+        (p, 0.0)
     }
 }
 
@@ -65,7 +67,7 @@ fn sums<T: WithDType>(s: &CpuStorage, sl: &Layout, t: &CpuStorage, tl: &Layout) 
                 let row = (b * frames + f) * bins;
                 let (re, im) = spectrum[2 * row..2 * row + 2 * bins].split_at(bins);
                 for k in 0..bins {
-                    let (p, _) = magnitude(re[k].to_f64(), im[k].to_f64());
+                    let (p, _) = magnitude(re[k], im[k]);
                     let t = target[row + k].to_f64();
                     acc[0] += (t - p) * (t - p);
                     acc[1] += t * t;
@@ -122,8 +124,8 @@ fn sums_grad<T: WithDType>(
         let (re, im) = spectrum[2 * row * bins..2 * (row + 1) * bins].split_at(bins);
         let (out_re, out_im) = out.split_at_mut(bins);
         for k in 0..bins {
+            let (p, slope) = magnitude(re[k], im[k]);
             let (re, im) = (re[k].to_f64(), im[k].to_f64());
-            let (p, slope) = magnitude(re, im);
             if slope == 0.0 {
                 continue;
             }
