@@ -4,7 +4,7 @@
 //!
 //! Learning rate 1e-3, not the default 5e-3: at 5e-3 this run amplifies ANY rounding change (a different
 //! summation order in one layer: 1e-8 at step 1) to 1e-5 by step 3 and 1e-2 by step 20 (measured: Adam's first
-//! updates move each weight by about ±lr whatever the size of its gradient, and the SPSA estimate differences
+//! updates move each weight by about ±lr whatever the size of its gradient, and each SPSA estimate is a difference of
 //! renders). At 1e-3 the same rounding changes stay below 6e-5 over 20 steps, while the model still moves the
 //! losses by percents per step, so a wrong gradient shows.
 //!
