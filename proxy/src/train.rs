@@ -88,6 +88,11 @@ impl ProxyTrainConfig {
         afx_nn::optim::cosine_lr(step, self.steps, self.lr, self.lr_final)
     }
 
+    /// The optimizer's settings at step 1 (no weight decay).
+    pub fn adam(&self) -> AdamWConfig {
+        AdamWConfig { lr: self.lr, weight_decay: 0.0, ..AdamWConfig::default() }
+    }
+
     pub fn validate(&self) -> Result<(), ProxyError> {
         let bad = |m: String| Err(ProxyError::Config(m));
         if self.steps == 0 || self.batch == 0 || self.patch == 0 || self.val_every == 0 || self.val_items == 0 {
@@ -211,7 +216,7 @@ pub fn train_proxy(
     if metrics.exists() {
         std::fs::remove_file(&metrics).map_err(ProxyError::io(&metrics))?;
     }
-    let state = State::new(&run, &options.device, out)?;
+    let state = ProxyTrainer::new(&run, &options.device, out)?;
     run_loop(out, &run, &dataset, state, options)
 }
 
@@ -223,7 +228,7 @@ pub fn resume_proxy(out: &Path, options: ProxyTrainOptions<'_>) -> Result<ProxyS
     };
     let dataset = Dataset::open(&run.dataset)?;
     check_dataset(&run.dataset, &dataset, &run.meta)?;
-    let mut state = State::new(&run, &options.device, out)?;
+    let mut state = ProxyTrainer::new(&run, &options.device, out)?;
     checkpoint::load(&weights, &state.varmap, Some(&mut state.optimizer))?;
     state.optimizer.set_learning_rate(checkpoint.lr);
     state.step = checkpoint.step;
@@ -257,8 +262,8 @@ fn check_dataset(data: &Path, dataset: &Dataset, meta: &ProxyMeta) -> Result<(),
     Ok(())
 }
 
-/// Model, optimizer, step.
-struct State {
+/// Model, optimizer, step: what `afx train-proxy` trains (`afx bench model` times its [`ProxyTrainer::update`]).
+pub struct ProxyTrainer {
     varmap: VarMap,
     proxy: Proxy,
     optimizer: AdamW,
@@ -267,8 +272,9 @@ struct State {
     device: Device,
 }
 
-impl State {
-    fn new(run: &ProxyRun, device: &Device, out: &Path) -> Result<State, ProxyError> {
+impl ProxyTrainer {
+    /// A fresh proxy for `run` (weights from its seed) with its optimizer and loss; `out` names it in messages.
+    pub fn new(run: &ProxyRun, device: &Device, out: &Path) -> Result<ProxyTrainer, ProxyError> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let proxy = Proxy::new(run.meta.clone(), vb, out)?;
@@ -279,15 +285,22 @@ impl State {
             if skip && (name.starts_with("output.") || name.starts_with("skip_gain.")) { 0.0 } else { 1.0 }
         };
         afx_nn::init::seeded_uniform(&varmap, run.config.seed, gain, |name| name.ends_with(".bias"))?;
-        let adam = AdamWConfig { lr: run.config.lr, weight_decay: 0.0, ..AdamWConfig::default() };
-        let optimizer = AdamW::new(&varmap, adam)?;
+        let optimizer = AdamW::new(&varmap, run.config.adam())?;
         let loss_config =
             MrStftConfig { fft_sizes: run.config.fft_sizes.clone(), time_l1_weight: run.config.time_l1_weight };
         let loss = MrStftLoss::new(&loss_config, DType::F32, device)?;
-        Ok(State { varmap, proxy, optimizer, loss, step: 0, device: device.clone() })
+        Ok(ProxyTrainer { varmap, proxy, optimizer, loss, step: 0, device: device.clone() })
     }
 
-    /// One update; returns the loss.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// One update on a batch drawn from `train`; returns the loss.
     fn step(&mut self, config: &ProxyTrainConfig, train: &[crate::collect::Example]) -> Result<f64, ProxyError> {
         let step = self.step + 1;
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed ^ STEP_STREAM, step as usize));
@@ -310,10 +323,25 @@ impl State {
         let x = Tensor::from_vec(x, (config.batch, window), &self.device)?;
         let target = Tensor::from_vec(target, (config.batch, config.patch), &self.device)?;
         let theta = Tensor::from_vec(theta, (config.batch, p), &self.device)?;
-        let y = self.proxy.forward_t(&x, &theta, true)?.narrow(1, context, config.patch)?;
+        self.update(config, &x, &target, &theta)
+    }
+
+    /// One update on a batch: `x` `(B, context + patch)` input windows (a receptive field of context before
+    /// each patch), `target` `(B, patch)` the real outputs of the patches, θ `(B, P)`. Forward, MRSTFT + L1 on
+    /// the patch per item, backward, gradient-norm clip, AdamW at the next step's learning rate; returns the loss.
+    pub fn update(
+        &mut self,
+        config: &ProxyTrainConfig,
+        x: &Tensor,
+        target: &Tensor,
+        theta: &Tensor,
+    ) -> Result<f64, ProxyError> {
+        let step = self.step + 1;
+        let context = config.tcn.receptive_field() - 1;
+        let y = self.proxy.forward_t(x, theta, true)?.narrow(1, context, config.patch)?;
         // Per item, then averaged: the MRSTFT's spectral convergence over a whole batch is dominated by its
         // loudest items, while the quality report (and the trainer's validation) score every item alone.
-        let loss = self.loss.per_item(&y, &target)?.mean_all()?;
+        let loss = self.loss.per_item(&y, target)?.mean_all()?;
         let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         if !value.is_finite() {
             return Err(ProxyError::Config(format!("step {step}: the loss is {value}; lower --lr")));
@@ -350,7 +378,7 @@ fn run_loop(
     out: &Path,
     run: &ProxyRun,
     dataset: &Dataset,
-    mut state: State,
+    mut state: ProxyTrainer,
     mut options: ProxyTrainOptions<'_>,
 ) -> Result<ProxySummary, ProxyError> {
     let config = &run.config;

@@ -13,7 +13,7 @@ pub struct Frontend {
 
 /// `ln |X|` spans about −9 (the STFT's floor) to +5; dividing by this keeps the first conv's input near unit scale
 /// without normalising each clip (its level is information the compressor and make-up gain need).
-const LOG_SCALE: f64 = 4.0;
+pub const LOG_SCALE: f64 = 4.0;
 
 impl Frontend {
     pub fn new(n_fft: usize, hop: usize, device: &Device) -> Result<Frontend> {

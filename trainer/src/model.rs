@@ -60,6 +60,9 @@ impl ModelConfig {
     }
 }
 
+/// The GroupNorms' epsilon.
+pub const NORM_EPS: f64 = 1e-5;
+
 /// Strided conv → GroupNorm → PReLU blocks, then the mean over frequency and time.
 #[derive(Debug, Clone)]
 pub struct Encoder {
@@ -73,7 +76,7 @@ impl Encoder {
         for (i, &c) in config.channels.iter().enumerate() {
             let conv_config = Conv2dConfig { padding: 1, stride: 2, dilation: 1, groups: 1, cudnn_fwd_algo: None };
             let conv = Conv2d::new(inputs, c, 3, conv_config, true, vb.pp(format!("conv{i}")))?;
-            let norm = GroupNorm::new(config.groups.min(c), c, 1e-5, vb.pp(format!("norm{i}")))?;
+            let norm = GroupNorm::new(config.groups.min(c), c, NORM_EPS, vb.pp(format!("norm{i}")))?;
             let act = PRelu::new(Some(c), vb.pp(format!("act{i}")))?;
             blocks.push((conv, norm, act));
             inputs = c;

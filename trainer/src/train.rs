@@ -20,7 +20,7 @@ use crate::bench::StepTiming;
 use crate::chain_info::ChainInfo;
 use crate::frontend::{Frontend, batch_tensor};
 use crate::method::spsa::SpsaConfig;
-use crate::method::{self, GradKind, GradMethod, MethodBatch, theta_rows};
+use crate::method::{self, GradKind, GradMethod, Gradients, MethodBatch, theta_rows};
 use crate::metrics::{self, Baselines, MetricsLog, ParamErrors, Record, StepRecord, ValidationRecord};
 use crate::model::{Model, ModelConfig, seeded_init};
 use crate::pairs::{Corruption, PairBatch, sample_pairs, uniform};
@@ -112,6 +112,11 @@ impl TrainConfig {
         afx_nn::optim::cosine_lr(step, self.steps, self.lr, self.lr_final)
     }
 
+    /// The optimizer's settings at step 1.
+    pub fn adam(&self) -> AdamWConfig {
+        AdamWConfig { lr: self.lr, weight_decay: self.weight_decay, ..AdamWConfig::default() }
+    }
+
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
         if self.batch == 0 || self.steps == 0 || self.val_items == 0 {
@@ -184,8 +189,7 @@ impl Trainer {
         let model = Model::new(&config.model, chain.num_params(), vb)?;
         seeded_init(&varmap, config.seed)?;
         let frontend = Frontend::new(config.model.n_fft, config.model.hop, &device)?;
-        let adam = AdamWConfig { lr: config.lr, weight_decay: config.weight_decay, ..AdamWConfig::default() };
-        let optimizer = AdamW::new(&varmap, adam)?;
+        let optimizer = AdamW::new(&varmap, config.adam())?;
         let settings =
             method::MethodSettings { spsa: &config.spsa, fd_step: config.fd_step, proxy: config.proxy.as_ref() };
         let method = method::build(config.grad, &settings, &chain, config.sample_rate, &device)?;
@@ -211,9 +215,37 @@ impl Trainer {
 
     /// Predicted θ `(B, P)` for mono clips at the training rate, all the same length.
     pub fn predict(&self, inputs: &[&afx_host::Audio], references: &[&afx_host::Audio]) -> Result<Tensor, TrainError> {
+        let (x, r) = self.features(inputs, references)?;
+        self.forward_features(&x, &r)
+    }
+
+    /// The encoder's inputs: the front end's log-STFT of the inputs and of the references (first part of
+    /// [`Trainer::predict`]).
+    pub fn features(
+        &self,
+        inputs: &[&afx_host::Audio],
+        references: &[&afx_host::Audio],
+    ) -> Result<(Tensor, Tensor), TrainError> {
         let x = self.frontend.features_of(inputs, &self.device)?;
         let r = self.frontend.features_of(references, &self.device)?;
-        Ok(self.model.forward(&x, &r)?)
+        Ok((x, r))
+    }
+
+    /// θ `(B, P)` from [`Trainer::features`]: encoder and controller (second part of [`Trainer::predict`]).
+    pub fn forward_features(&self, inputs: &Tensor, references: &Tensor) -> Result<Tensor, TrainError> {
+        Ok(self.model.forward(inputs, references)?)
+    }
+
+    /// The update of a step from a method's gradients at the predicted θ: backward of the surrogate
+    /// Σ θ·stopgrad(g) through controller and encoder, the gradient-norm clip, then AdamW at `lr`. False (no
+    /// update) when no item gave a gradient.
+    pub fn update(&mut self, gradients: &Gradients, theta: &Tensor, lr: f64) -> Result<bool, TrainError> {
+        let Some(surrogate) = gradients.surrogate(theta)? else { return Ok(false) };
+        let mut grads = surrogate.backward()?;
+        self.optimizer.clip_grad_norm(&mut grads, self.config.grad_clip)?;
+        self.optimizer.set_learning_rate(lr);
+        self.optimizer.step(&grads)?;
+        Ok(true)
     }
 
     /// One update on a fresh batch from `source`.
@@ -246,12 +278,8 @@ impl Trainer {
             if let Some(e) = out.errors().last() {
                 last_error = Some(e.to_string());
             }
-            if let Some(surrogate) = out.surrogate(&theta)? {
-                let t = Instant::now();
-                let mut grads = surrogate.backward()?;
-                self.optimizer.clip_grad_norm(&mut grads, self.config.grad_clip)?;
-                self.optimizer.set_learning_rate(lr);
-                self.optimizer.step(&grads)?;
+            let t = Instant::now();
+            if self.update(&out, &theta, lr)? {
                 timing.backward_s = t.elapsed().as_secs_f64();
             }
         }

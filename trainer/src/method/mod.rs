@@ -322,24 +322,43 @@ pub fn real_forward(
         return Ok(RealForward { status, kept, inputs, output: None, losses: vec![], grad_y: vec![] });
     }
     let started = Instant::now();
-    let y = Var::from_tensor(&batch_tensor(&outputs.iter().collect::<Vec<_>>(), &Device::Cpu)?)?;
     let targets: Vec<&Audio> = kept.iter().map(|&i| &batch.targets[i]).collect();
-    let per_item = loss.per_item(y.as_tensor(), &batch_tensor(&targets, &Device::Cpu)?)?;
+    let LossGradient { output, losses, grad_y } = loss_gradient(loss, &outputs.iter().collect::<Vec<_>>(), &targets)?;
+    timing.loss_s = started.elapsed().as_secs_f64();
+    Ok(RealForward { status, kept, inputs, output: Some(output), losses, grad_y })
+}
+
+/// What [`loss_gradient`] gives.
+pub struct LossGradient {
+    /// The scored outputs `(B, T)` as a tensor on the CPU (detached).
+    pub output: Tensor,
+    /// Per item: its loss L_i.
+    pub losses: Vec<f64>,
+    /// Per item: dL_i/dy_i (shared: SPSA and FD jobs hold them without a copy).
+    pub grad_y: Vec<Arc<Audio>>,
+}
+
+/// The loss of each output against its target and its gradient dL_i/dy_i: candle's backward of the per-item
+/// loss with the audio as a leaf. The part of [`real_forward`] after the renders (all outputs the same length).
+pub fn loss_gradient(loss: &MrStftLoss, outputs: &[&Audio], targets: &[&Audio]) -> Result<LossGradient, TrainError> {
+    let Some(rate) = outputs.first().map(|y| y.sample_rate()) else {
+        return Err(TrainError::Config("the loss needs at least one output".into()));
+    };
+    let y = Var::from_tensor(&batch_tensor(outputs, &Device::Cpu)?)?;
+    let per_item = loss.per_item(y.as_tensor(), &batch_tensor(targets, &Device::Cpu)?)?;
     let losses: Vec<f64> = per_item.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
     // The items are independent, so the backward of the SUM gives each item the gradient of its own loss.
     let grads = per_item.sum_all()?.backward()?;
     let Some(g) = grads.get(y.as_tensor()) else {
         return Err(TrainError::Config("the loss does not depend on the rendered audio".into()));
     };
-    let rate = outputs[0].sample_rate();
     let grad_y = g
         .to_vec2::<f32>()?
         .into_iter()
         .map(|row| Audio::new(rate, vec![row]).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TrainError::Config(format!("loss gradient: {e}")))?;
-    timing.loss_s = started.elapsed().as_secs_f64();
-    Ok(RealForward { status, kept, inputs, output: Some(y.as_tensor().detach()), losses, grad_y })
+    Ok(LossGradient { output: y.as_tensor().detach(), losses, grad_y })
 }
 
 /// What the proxy methods share: the proxy's forward pass on a batch and the audio loss on what they score.

@@ -54,6 +54,11 @@ impl Spsa {
         let loss = MrStftLoss::new(&config.loss_config(), DType::F32, &Device::Cpu)?;
         Ok(Spsa { config, loss })
     }
+
+    /// The training loss it scores rendered audio with (on the CPU).
+    pub fn loss(&self) -> &MrStftLoss {
+        &self.loss
+    }
 }
 
 impl GradMethod for Spsa {
