@@ -14,7 +14,48 @@ pub enum Bench {
     Train(TrainArgs),
     /// `afx collect` throughput through the real chain with 1 and 2 worker processes, side by side
     Collect(CollectArgs),
+    /// The network side of training (features, encoder forward, MRSTFT + dL/dy, backward + AdamW; the proxy
+    /// TCN's step) in afx and in PyTorch, side by side, at 1 and 2 threads
+    Model(ModelArgs),
+    /// One child of `bench model` (one workload at the thread count of its environment; JSON on stdout)
+    #[command(hide = true)]
+    ModelChild(ModelChildArgs),
 }
+
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Steps timed per child process (medians over them), after one warm-up step
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Python interpreter for the PyTorch side [default: $AFX_PYTHON, else python3]; without torch its columns
+    /// are skipped
+    #[arg(long)]
+    python: Option<String>,
+    /// Chain whose trained parameters size θ (counted from plugins.toml; afx's own copy when none is found)
+    #[arg(long, default_value = "eq_comp")]
+    chain: String,
+    /// Size of θ instead of counting the chain's parameters (no output gains)
+    #[arg(long, conflicts_with = "chain")]
+    params: Option<usize>,
+    /// One JSON object on stdout
+    #[arg(long)]
+    json: bool,
+    /// Write the spec, inputs, script and afx's reference weights and values into DIR and keep them (to rerun
+    /// or inspect a side by hand) instead of a temporary folder
+    #[arg(long, hide = true)]
+    keep_files: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ModelChildArgs {
+    spec: std::path::PathBuf,
+    #[arg(long)]
+    workload: afx_trainer::bench_model::Workload,
+}
+
+/// The repository's plugins.toml, built in: `bench model` counts its chain's parameters here when no
+/// plugins.toml is in force.
+const BUILT_IN_CONFIG: &str = include_str!("../../plugins.toml");
 
 #[derive(clap::Args)]
 pub struct CollectArgs {
@@ -112,6 +153,8 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
         Bench::Spsa(args) => spsa(args, config),
         Bench::Train(args) => train(args, config),
         Bench::Collect(args) => collect(args, config),
+        Bench::Model(args) => model(args, config),
+        Bench::ModelChild(args) => Ok(afx_trainer::bench_model::child_main(&args.spec, args.workload)?),
         Bench::Render(args) => {
             let host = Host::new();
             let formats = if args.all_formats { Format::ALL.to_vec() } else { vec![args.format] };
@@ -287,5 +330,50 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
         r.speedup_without_pool_range[0],
         r.speedup_without_pool_range[1]
     );
+    Ok(())
+}
+
+fn model(args: ModelArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use afx_trainer::bench_model::{ModelBenchOptions, ParamShape, bench_model};
+    let params = match args.params {
+        Some(n) => ParamShape::plain(n, "--params"),
+        None => {
+            let config = match super::config_path(config) {
+                Some(path) => afx_host::Config::load(&path)?,
+                None => afx_host::Config::parse(BUILT_IN_CONFIG, std::path::Path::new("afx's built-in plugins.toml"))?,
+            };
+            ParamShape::from_config(&config, &args.chain).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no chain or plugin {:?} with trained parameters (or pass --params N)",
+                    config.path.display(),
+                    args.chain
+                )
+            })?
+        }
+    };
+    let python = args.python.or_else(|| std::env::var("AFX_PYTHON").ok()).unwrap_or_else(|| "python3".into());
+    let temporary = tempfile::tempdir()?;
+    let scratch = match &args.keep_files {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.as_path()
+        }
+        None => temporary.path(),
+    };
+    let exe = std::env::current_exe()?;
+    let options = ModelBenchOptions {
+        params,
+        steps: args.steps,
+        afx: &exe,
+        afx_args: &["bench", "model-child"],
+        python: &python,
+        scratch,
+    };
+    let r = bench_model(&options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", r.table());
+    }
     Ok(())
 }

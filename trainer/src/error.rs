@@ -46,6 +46,8 @@ pub enum TrainError {
     AllFailed { consecutive: usize, last: String },
     #[error("resampling {from} Hz to {to} Hz: {message}")]
     Resample { from: u32, to: u32, message: String },
+    #[error("bench: {0}")]
+    Bench(String),
     #[error("plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
 }

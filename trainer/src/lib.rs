@@ -12,11 +12,13 @@
 //!    checkpoints ([`run`]), exact resume, a loss plot and `report.md`.
 //! 5. [`infer`]: load a run, predict θ for (input, reference) at the model's rate, render the whole input at
 //!    its own rate, and save an [`afx_host::Preset`] that replays bit-identically.
-//! 6. [`bench`]: where a training step's time goes; [`plot`]: charts with text (an embedded font).
+//! 6. [`bench`]: where a training step's time goes; [`bench_model`]: the network side of a step in afx and in
+//!    PyTorch; [`plot`]: charts with text (an embedded font).
 //!
 //! The data side is the [`ClipSource`] trait (the corpus implements it; `Vec<Audio>` does for tests).
 
 pub mod bench;
+pub mod bench_model;
 pub mod chain_info;
 mod error;
 pub mod frontend;
