@@ -15,12 +15,14 @@
 //! - dW[:, :, k] = Σ_b dY_b · X_b[:, k·d .. k·d + T_out]ᵀ: K plain matmuls on strided views, no im2col copy.
 //!
 //! Gradients are computed only for arguments that take part in autograd (the audio input of a first layer gets
-//! none). [`Conv2d`] wraps stock conv2d, whose backward is correct on CPU.
+//! none). [`Conv2d`] does the same on CPU with its own im2col + gemm op (`conv2d_cpu`) and keeps stock conv2d
+//! ([`conv2d_stock`]) elsewhere.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::conv1d_cpu::{self, Geometry};
+use crate::conv2d_cpu;
 use crate::passthrough::passthrough_fwd;
 
 /// How [`Conv1d`] pads its input in time.
@@ -301,10 +303,13 @@ impl CustomOp3 for Conv1dGrad {
 /// Settings of a [`Conv2d`]; stock candle's.
 pub use candle_nn::Conv2dConfig;
 
-/// 2-D convolution over `(batch, in_channels, height, width)`: stock candle conv2d (its backward is correct on
-/// CPU when the strided windows tile the padded input exactly; other sizes are padded and cropped explicitly,
-/// since there stock backward fails with a shape error) plus bias. Checkpoint names: `weight` `(out, in/groups, kh, kw)`,
-/// `bias` `(out)`.
+/// 2-D convolution over `(batch, in_channels, height, width)`, with bias. Checkpoint names: `weight`
+/// `(out, in/groups, kh, kw)`, `bias` `(out)`.
+///
+/// On CPU (f32/f64, groups 1) it runs its own custom op: im2col per batch item into a reused buffer and one
+/// `gemm` per tile, the bias fused into the forward; the input gradient is col2im(Wᵀ · dY) and the weight gradient
+/// Σ_b dY_b · col_bᵀ, each computed only when that argument takes part in autograd (see `conv2d_cpu`). Elsewhere
+/// (CUDA, groups > 1) it is [`conv2d_stock`].
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
@@ -331,6 +336,11 @@ impl Conv2d {
         Ok(Self { weight, bias, config })
     }
 
+    /// Builds the layer from existing tensors (`weight` `(out, in/groups, kh, kw)`, optional `bias` `(out)`).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, config: Conv2dConfig) -> Self {
+        Self { weight, bias, config }
+    }
+
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
@@ -338,31 +348,182 @@ impl Conv2d {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
 }
 
 impl Module for Conv2d {
+    /// `x`: `(batch, in_channels, h, w)` → `(batch, out_channels, h', w')`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.config;
-        let (_, _, kh, kw) = self.weight.dims4()?;
-        let (_, _, h, w) = x.dims4()?;
-        // Rows/columns past the last window make stock conv2d's backward fail (its transposed conv returns a
-        // smaller gradient): pad explicitly and drop that unused tail, so every size is exact.
-        let used = |len: usize, k: usize| {
-            let span = c.dilation * (k - 1) + 1;
-            let padded = len + 2 * c.padding;
-            if padded < span { padded } else { (padded - span) / c.stride * c.stride + span }
-        };
-        let (used_h, used_w) = (used(h, kh), used(w, kw));
-        let y = if used_h == h + 2 * c.padding && used_w == w + 2 * c.padding {
-            x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?
-        } else {
-            let p = c.padding;
-            let x = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?.narrow(2, 0, used_h)?.narrow(3, 0, used_w)?;
-            x.conv2d(&self.weight, 0, c.stride, c.dilation, c.groups)?
-        };
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
+        if c.stride == 0 || c.dilation == 0 || c.groups == 0 {
+            candle_core::bail!(
+                "conv2d: stride ({}), dilation ({}) and groups ({}) must be ≥ 1",
+                c.stride,
+                c.dilation,
+                c.groups
+            )
         }
+        if c.groups == 1 && on_cpu_kernels(x, &self.weight, self.bias.as_ref()) {
+            let op = Conv2dCpu { stride: c.stride, padding: c.padding, dilation: c.dilation };
+            return match &self.bias {
+                Some(b) => x.apply_op3(&self.weight, b, op),
+                None => x.apply_op2(&self.weight, op),
+            };
+        }
+        conv2d_stock(x, &self.weight, self.bias.as_ref(), c)
+    }
+}
+
+/// [`Conv2d`] as it runs on non-CPU devices and for groups > 1: stock candle conv2d plus a broadcast bias. Stock
+/// backward is correct on CPU when the strided windows tile the padded input exactly; for other sizes it fails with
+/// a shape error, so those are padded and cropped explicitly here. Public so benchmarks and tests can compare it
+/// with the CPU kernels; prefer [`Conv2d`].
+pub fn conv2d_stock(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, c: &Conv2dConfig) -> Result<Tensor> {
+    let (_, _, kh, kw) = weight.dims4()?;
+    let (_, _, h, w) = x.dims4()?;
+    // Rows/columns past the last window make stock conv2d's backward fail (its transposed conv returns a
+    // smaller gradient): pad explicitly and drop that unused tail, so every size is exact.
+    let used = |len: usize, k: usize| {
+        let span = c.dilation * (k - 1) + 1;
+        let padded = len + 2 * c.padding;
+        if padded < span { padded } else { (padded - span) / c.stride * c.stride + span }
+    };
+    let (used_h, used_w) = (used(h, kh), used(w, kw));
+    let y = if used_h == h + 2 * c.padding && used_w == w + 2 * c.padding {
+        x.conv2d(weight, c.padding, c.stride, c.dilation, c.groups)?
+    } else {
+        let p = c.padding;
+        let x = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?.narrow(2, 0, used_h)?.narrow(3, 0, used_w)?;
+        x.conv2d(weight, 0, c.stride, c.dilation, c.groups)?
+    };
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// The CPU conv2d op (groups 1; forward with optional fused bias; backward through [`Conv2dInputGrad`] and
+/// [`Conv2dWeightGrad`]). Only for f32/f64 CPU tensors: it has no CUDA forward.
+#[derive(Debug, Clone, Copy)]
+struct Conv2dCpu {
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+}
+
+impl Conv2dCpu {
+    fn params(&self) -> (usize, usize, usize) {
+        (self.stride, self.padding, self.dilation)
+    }
+
+    /// Gradients for `x` and `w` (each only where it takes part in autograd), from further custom ops that
+    /// record no graph of their own.
+    fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !x.track_op() && !w.track_op() {
+            return Ok((None, None));
+        }
+        let (_, _, kh, kw) = w.dims4()?;
+        let (_, _, h, width) = x.dims4()?;
+        let geometry = conv2d_cpu::Geometry::new((kh, kw), (h, width), self.stride, self.padding, self.dilation)?;
+        let grad = flat_spatial(grad)?;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(w, &Conv2dInputGrad(geometry))?) } else { None };
+        let dw = if w.track_op() { Some(grad.apply_op2_no_bwd(x, &Conv2dWeightGrad(geometry))?) } else { None };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for Conv2dCpu {
+    fn name(&self) -> &'static str {
+        "afx-conv2d-cpu"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::forward_storage((x, xl), (w, wl), None, self.params())
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.grads(x, w, grad)
+    }
+}
+
+impl CustomOp3 for Conv2dCpu {
+    fn name(&self) -> &'static str {
+        "afx-conv2d-cpu-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::forward_storage((x, xl), (w, wl), Some((b, bl)), self.params())
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.grads(x, w, grad)?;
+        let db = if b.track_op() { Some(flat_spatial(grad)?.apply_op1_no_bwd(&Conv2dBiasGrad)?) } else { None };
+        Ok((dx, dw, db))
+    }
+}
+
+/// `grad` detached, as the gradient kernels read it: `(B, Cout, OH·OW)` with one spatial stride (a contiguous copy
+/// only when its spatial axes do not flatten, e.g. a transposed view).
+fn flat_spatial(grad: &Tensor) -> Result<Tensor> {
+    let grad = grad.detach();
+    let (_, _, oh, ow) = grad.dims4()?;
+    let strides = grad.stride();
+    if oh <= 1 || strides[2] == ow * strides[3] { Ok(grad) } else { grad.contiguous() }
+}
+
+/// `db` of [`Conv2dCpu`] from `dy`.
+struct Conv2dBiasGrad;
+
+impl CustomOp1 for Conv2dBiasGrad {
+    fn name(&self) -> &'static str {
+        "afx-conv2d-cpu-bias-grad"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::bias_grad_storage((dy, dl))
+    }
+}
+
+/// `dx` of [`Conv2dCpu`] from `(dy, w)`.
+struct Conv2dInputGrad(conv2d_cpu::Geometry);
+
+impl CustomOp2 for Conv2dInputGrad {
+    fn name(&self) -> &'static str {
+        "afx-conv2d-cpu-input-grad"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::input_grad_storage((dy, dl), (w, wl), self.0)
+    }
+}
+
+/// `dw` of [`Conv2dCpu`] from `(dy, x)`.
+struct Conv2dWeightGrad(conv2d_cpu::Geometry);
+
+impl CustomOp2 for Conv2dWeightGrad {
+    fn name(&self) -> &'static str {
+        "afx-conv2d-cpu-weight-grad"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::weight_grad_storage((dy, dl), (x, xl), self.0)
     }
 }

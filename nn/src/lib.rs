@@ -16,7 +16,16 @@
 //!    written atomically) so a resumed run continues exactly.
 //! 6. [`gradcheck`]: autograd vs central finite differences, for any scalar function of inputs and weights.
 //!
-//! Build with the `cuda` feature for candle's CUDA backend (needs `nvcc`); the default build is CPU only.
+//! Build with the `cuda` feature for candle's CUDA backend (needs `nvcc`; `scripts/build-cuda.sh`); the default
+//! build is CPU only. Each layer picks its path by the device of its input, so nothing fails on a GPU:
+//!
+//! | layer | CPU (f32/f64) | other devices |
+//! |---|---|---|
+//! | conv1d | own gemm kernels, forward and backward | stock conv1d forward + hand-written backward |
+//! | conv2d | own im2col + gemm kernels, forward and backward | stock conv2d (cuDNN forward) |
+//! | STFT | real FFTs, adjoint backward | windowed DFT basis by matmul |
+//! | MRSTFT sums | one fused op per resolution | candle expression |
+//! | PReLU, GroupNorm, FiLM | fused ops | candle expressions |
 //!
 //! ```
 //! use afx_nn::conv::{Conv1d, Conv1dConfig, Padding};
@@ -46,6 +55,7 @@ pub mod act;
 pub mod checkpoint;
 pub mod conv;
 mod conv1d_cpu;
+mod conv2d_cpu;
 mod fft;
 pub mod film;
 pub mod gradcheck;

@@ -1,0 +1,694 @@
+//! CPU kernels of [`crate::conv::Conv2d`] (groups 1, any stride, padding and dilation): im2col into a reused
+//! per-thread buffer, then one `gemm` per task.
+//!
+//! With `K = Cin·KH·KW` rows `(c, kh, kw)` and `N = OH·OW` columns `(oh, ow)`, `col_b (K × N)` holds the input
+//! values each output position reads (zero where the window lies in the padding), and for each batch item b:
+//! - forward:      `y_b (Cout × N) = bias + W (Cout × K) · col_b`
+//! - input grad:   `dx_b = col2im(Wᵀ · dy_b)` (the adjoint of im2col: scatter-add each column back to its pixel)
+//! - weight grad:  `dW (Cout × K) = Σ_b dy_b · col_bᵀ`
+//! - bias grad:    `db = Σ_b Σ_n dy_b[:, n]`
+//!
+//! Tasks (rayon): the forward and the weight gradient split each item's N columns into tiles; the input gradient
+//! splits each item's input channels into groups (a channel's pixels receive only from its own rows of Wᵀ · dy_b,
+//! so groups never write to the same memory), each walking its columns in tiles. Tile and group sizes depend on
+//! the shapes only, never on the thread count, and the weight gradient's per-task partial sums are added in task
+//! order: results are bit-for-bit the same for any number of threads. gemm runs single-threaded inside each task;
+//! the im2col / col2im buffer of a task lives in a thread-local vector that is reused from call to call (no
+//! allocation in the loops once it has grown; at most about [`BUFFER`] elements per thread and dtype).
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use candle_core::{CpuStorage, Layout, Result, Shape, bail};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use crate::conv1d_cpu::Element as Scalar;
+
+/// Elements of a task's im2col / col2im buffer: big enough for gemm to run at full speed, small enough (256 KiB
+/// in f32) to stay in L2 between the copy and the product.
+const BUFFER: usize = 64 * 1024;
+
+/// Tasks wanted per call (when the shapes allow): items × tiles, so that a batch of 1 or 2 still uses every core.
+const MIN_TASKS: usize = 8;
+
+/// Fewest output columns per forward / weight-gradient tile.
+const MIN_TILE: usize = 256;
+
+/// The element types the kernels run on, each with its thread-local scratch buffer.
+pub(crate) trait Element: Scalar {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>>;
+}
+
+thread_local! {
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Element for f32 {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        &SCRATCH_F32
+    }
+}
+
+impl Element for f64 {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        &SCRATCH_F64
+    }
+}
+
+/// Runs `f` on `len` elements of this thread's scratch buffer (stale values: `f` must write before it reads).
+/// Falls back to a fresh vector if the buffer is in use (it never is: tasks do not nest).
+fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    T::scratch().with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, T::default());
+            }
+            f(&mut buffer[..len])
+        }
+        Err(_) => f(&mut vec![T::default(); len]),
+    })
+}
+
+/// Spatial geometry of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    /// Geometry of a `kh × kw` kernel over an `h × w` input padded with `padding` zeros on every side.
+    pub(crate) fn new(
+        (kh, kw): (usize, usize),
+        (h, w): (usize, usize),
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+    ) -> Result<Self> {
+        if kh == 0 || kw == 0 || stride == 0 || dilation == 0 {
+            bail!("conv2d: kernel ({kh}×{kw}), stride ({stride}) and dilation ({dilation}) must be at least 1")
+        }
+        let out = |len: usize, k: usize| {
+            let span = (k - 1) * dilation + 1;
+            let padded = len + 2 * padding;
+            (padded >= span).then(|| (padded - span) / stride + 1)
+        };
+        let (Some(oh), Some(ow)) = (out(h, kh), out(w, kw)) else {
+            bail!(
+                "conv2d: a {h}×{w} input with padding {padding} is smaller than the {kh}×{kw} kernel's span at \
+                 dilation {dilation}"
+            )
+        };
+        Ok(Self { kh, kw, stride, padding, dilation, h, w, oh, ow })
+    }
+
+    /// `(oh, ow)`.
+    pub(crate) fn output(&self) -> (usize, usize) {
+        (self.oh, self.ow)
+    }
+
+    fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+
+    fn columns(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Input index minus `stride ×` output index for kernel position `k`.
+    fn offset(&self, k: usize) -> isize {
+        (k * self.dilation) as isize - self.padding as isize
+    }
+
+    /// Output indices `o` in `0..out_len` whose input `o·stride + offset` lies in `0..in_len` (a range, maybe empty).
+    fn valid(&self, out_len: usize, in_len: usize, offset: isize) -> (usize, usize) {
+        let s = self.stride as isize;
+        let lo = if offset < 0 { (-offset + s - 1) / s } else { 0 };
+        let last = in_len as isize - 1 - offset; // o·s ≤ last
+        let hi = if last < 0 { 0 } else { last / s + 1 };
+        let (lo, hi) = (lo.min(out_len as isize) as usize, hi.min(out_len as isize) as usize);
+        (lo, hi.max(lo))
+    }
+
+    /// Output columns per tile of the forward and weight gradient: the im2col tile fits [`BUFFER`], and items ×
+    /// tiles reaches [`MIN_TASKS`] when columns allow; tiles of one item are of near-equal size.
+    fn tile(&self, batch: usize, rows: usize) -> usize {
+        let n = self.columns().max(1);
+        let for_buffer = (rows * n).div_ceil(BUFFER);
+        let for_tasks = MIN_TASKS.div_ceil(batch.max(1)).min(n.div_ceil(MIN_TILE));
+        let tiles = for_buffer.max(for_tasks).clamp(1, n);
+        n.div_ceil(tiles)
+    }
+}
+
+/// A 4-D strided view into a CPU buffer, bounds-checked against it on creation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'a, T> {
+    data: &'a [T],
+    offset: usize,
+    dims: [usize; 4],
+    strides: [usize; 4],
+}
+
+impl<'a, T: Copy> View<'a, T> {
+    /// Views `data` through a rank-4 `layout`; errors when the layout does not fit inside `data`.
+    pub(crate) fn new(data: &'a [T], layout: &Layout) -> Result<Self> {
+        let (&[d0, d1, d2, d3], &[s0, s1, s2, s3]) = (layout.dims(), layout.stride()) else {
+            bail!("conv2d: expected a rank-4 tensor, got shape {:?}", layout.dims())
+        };
+        let (dims, strides, offset) = ([d0, d1, d2, d3], [s0, s1, s2, s3], layout.start_offset());
+        if dims.iter().all(|&d| d > 0) {
+            let last = offset + dims.iter().zip(&strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
+            if last >= data.len() {
+                bail!("conv2d: layout {layout:?} reaches past its {}-element buffer", data.len())
+            }
+        }
+        Ok(Self { data, offset, dims, strides })
+    }
+
+    fn index(&self, i: usize, j: usize, k: usize, l: usize) -> usize {
+        debug_assert!(i < self.dims[0] && j < self.dims[1] && k < self.dims[2] && l < self.dims[3]);
+        self.offset + i * self.strides[0] + j * self.strides[1] + k * self.strides[2] + l * self.strides[3]
+    }
+
+    /// Pointer to element `(i, j, k, l)`, which must lie inside the view (hence inside `data`).
+    fn at(&self, i: usize, j: usize, k: usize, l: usize) -> *const T {
+        self.data[self.index(i, j, k, l)..].as_ptr()
+    }
+
+    /// Stride between consecutive positions of the flattened last two axes; `None` when they do not flatten.
+    fn flat_stride(&self) -> Option<usize> {
+        let [_, _, rows, cols] = self.dims;
+        (rows <= 1 || self.strides[2] == cols * self.strides[3]).then_some(self.strides[3])
+    }
+
+    /// The elements, contiguous in row-major order.
+    fn to_contiguous(self) -> Vec<T> {
+        let [d0, d1, d2, d3] = self.dims;
+        let mut out = Vec::with_capacity(d0 * d1 * d2 * d3);
+        for i in 0..d0 {
+            for j in 0..d1 {
+                for k in 0..d2 {
+                    out.extend((0..d3).map(|l| self.data[self.index(i, j, k, l)]));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A raw pointer that rayon tasks may share; each task writes only its own disjoint region through it.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so that closures capture the whole `Send + Sync` wrapper, not its raw field).
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the pointer targets a buffer that outlives the parallel loop, and the tasks that receive it write
+// disjoint regions (documented at the use), so sending it to other threads cannot create a data race.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+// SAFETY: as above: shared only to address disjoint regions.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+/// Writes columns `n0..n0 + len` of item `b`'s im2col matrix into `col` (`K × len`, row-major): every element,
+/// zeros where the window lies in the padding.
+fn im2col<T: Element>(x: &View<T>, b: usize, g: &Geometry, n0: usize, col: &mut [T]) {
+    let len = col.len() / (x.dims[1] * g.taps()).max(1);
+    let (s, ow_count) = (g.stride, g.ow);
+    let step = s * x.strides[3];
+    let mut rows = col.chunks_exact_mut(len.max(1));
+    for c in 0..x.dims[1] {
+        for kh in 0..g.kh {
+            let oh_off = g.offset(kh);
+            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
+            for kw in 0..g.kw {
+                let ow_off = g.offset(kw);
+                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
+                let Some(row) = rows.next() else { return };
+                let mut n = n0;
+                let mut rest = &mut row[..];
+                while !rest.is_empty() {
+                    let (oh, ow_start) = (n / ow_count, n % ow_count);
+                    let ow_end = ow_count.min(ow_start + rest.len());
+                    let (seg, tail) = std::mem::take(&mut rest).split_at_mut(ow_end - ow_start);
+                    rest = tail;
+                    n += ow_end - ow_start;
+                    if oh < oh_lo || oh >= oh_hi {
+                        seg.fill(T::default());
+                        continue;
+                    }
+                    let a = ow_start.max(ow_lo).min(ow_end);
+                    let e = ow_end.min(ow_hi).max(a);
+                    seg[..a - ow_start].fill(T::default());
+                    seg[e - ow_start..].fill(T::default());
+                    let dst = &mut seg[a - ow_start..e - ow_start];
+                    if dst.is_empty() {
+                        continue;
+                    }
+                    let ih = ((oh * s) as isize + oh_off) as usize;
+                    let iw = ((a * s) as isize + ow_off) as usize;
+                    let start = x.index(b, c, ih, iw);
+                    if step == 0 {
+                        dst.fill(x.data[start]);
+                    } else {
+                        dst.iter_mut().zip(x.data[start..].iter().step_by(step)).for_each(|(d, v)| *d = *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `dcol` (`channels·KH·KW × len`, row-major: columns `n0..n0 + len` of the im2col layout) into `planes`
+/// (`channels × H × W`): the adjoint of [`im2col`] on those columns.
+fn col2im<T: Element>(dcol: &[T], g: &Geometry, n0: usize, planes: &mut [T]) {
+    let (hw, s) = (g.h * g.w, g.stride);
+    let len = dcol.len() / (planes.len() / hw.max(1) * g.taps()).max(1);
+    if hw == 0 || len == 0 {
+        return;
+    }
+    for (plane, rows) in planes.chunks_exact_mut(hw).zip(dcol.chunks_exact(g.taps() * len)) {
+        let mut rows = rows.chunks_exact(len);
+        for kh in 0..g.kh {
+            let oh_off = g.offset(kh);
+            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
+            for kw in 0..g.kw {
+                let ow_off = g.offset(kw);
+                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
+                let Some(row) = rows.next() else { return };
+                // Segments of one output row each, as in `im2col`.
+                let mut n = n0;
+                while n < n0 + len {
+                    let (oh, ow_start) = (n / g.ow, n % g.ow);
+                    let ow_end = g.ow.min(ow_start + (n0 + len - n));
+                    let seg = &row[n - n0..n - n0 + (ow_end - ow_start)];
+                    n += ow_end - ow_start;
+                    let a = ow_start.max(ow_lo);
+                    let e = ow_end.min(ow_hi);
+                    if oh < oh_lo || oh >= oh_hi || e <= a {
+                        continue;
+                    }
+                    let ih = ((oh * s) as isize + oh_off) as usize;
+                    let iw = ((a * s) as isize + ow_off) as usize;
+                    let dst = plane[ih * g.w + iw..(ih + 1) * g.w].iter_mut().step_by(s);
+                    dst.zip(&seg[a - ow_start..e - ow_start]).for_each(|(d, v)| *d = *d + *v);
+                }
+            }
+        }
+    }
+}
+
+/// `y (B, Cout, OH, OW) = bias + conv(x (B, Cin, H, W), w)`, contiguous; `w` is `(Cout, Cin·KH·KW)` row-major.
+fn forward<T: Element>(x: View<T>, w: &[T], c_out: usize, bias: Option<&[T]>, g: Geometry) -> Vec<T> {
+    let [batch, c_in, _, _] = x.dims;
+    let (k, n) = (c_in * g.taps(), g.columns());
+    let mut y = vec![T::default(); batch * c_out * n];
+    if y.is_empty() {
+        return y;
+    }
+    if k == 0 {
+        if let Some(bias) = bias {
+            y.chunks_exact_mut(n).enumerate().for_each(|(i, row)| row.fill(bias[i % c_out]));
+        }
+        return y;
+    }
+    let tile = g.tile(batch, k);
+    let tiles = n.div_ceil(tile);
+    let dst = SharedMut(y.as_mut_ptr());
+    (0..batch * tiles).into_par_iter().for_each(|task| {
+        let (b, t) = (task / tiles, task % tiles);
+        let (n0, n1) = (t * tile, ((t + 1) * tile).min(n));
+        let len = n1 - n0;
+        // This task's block of the output: rows 0..Cout, columns n0..n1 of item b of the contiguous (B, Cout, N)
+        // buffer `y`, which lives until the loop ends. No two tasks share a (b, tile), so the blocks are disjoint,
+        // and nothing else touches `y` meanwhile.
+        let out = dst.ptr().wrapping_add(b * c_out * n + n0);
+        if let Some(bias) = bias {
+            for (o, &v) in bias.iter().enumerate() {
+                // SAFETY: row o, columns n0..n1 of this task's block (inside `y`, written by no other task).
+                unsafe { std::slice::from_raw_parts_mut(out.wrapping_add(o * n), len) }.fill(v);
+            }
+        }
+        with_scratch(k * len, |col: &mut [T]| {
+            im2col(&x, b, &g, n0, col);
+            // SAFETY: the destination is this task's block (Cout × len, row stride N); the lhs is the contiguous
+            // Cout × K kernel `w` and the rhs this task's K × len im2col buffer, both fully inside their slices.
+            unsafe {
+                gemm(
+                    c_out,
+                    len,
+                    k,
+                    out,
+                    1,
+                    n as isize,
+                    bias.is_some(),
+                    w.as_ptr(),
+                    1,
+                    k as isize,
+                    col.as_ptr(),
+                    1,
+                    len as isize,
+                    T::ONE,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
+            }
+        });
+    });
+    y
+}
+
+/// `dx (B, Cin, H, W)` from `dy (B, Cout, OH, OW)` and `w` (`Cout × Cin·KH·KW` row-major), contiguous.
+fn input_grad<T: Element>(dy: View<T>, dy_col: usize, w: &[T], c_in: usize, g: Geometry) -> Vec<T> {
+    let [batch, c_out, _, _] = dy.dims;
+    let (taps, n, hw) = (g.taps(), g.columns(), g.h * g.w);
+    let k = c_in * taps;
+    let mut dx = vec![T::default(); batch * c_in * hw];
+    if dx.is_empty() || c_out == 0 || n == 0 {
+        return dx;
+    }
+    // Channels per task: items × groups reaches MIN_TASKS if it can (a channel's pixels receive only from its own
+    // rows of Wᵀ·dy, so groups write disjoint planes). Each task then walks its columns in tiles whose Wᵀ·dy rows
+    // fit the buffer.
+    let groups = MIN_TASKS.div_ceil(batch).clamp(1, c_in);
+    let per_group = c_in.div_ceil(groups);
+    let tasks: Vec<(usize, usize, &mut [T])> = dx
+        .chunks_exact_mut(c_in * hw)
+        .enumerate()
+        .flat_map(|(b, item)| item.chunks_mut(per_group * hw).enumerate().map(move |(i, p)| (b, i * per_group, p)))
+        .collect();
+    tasks.into_par_iter().for_each(|(b, c0, planes)| {
+        let rows = planes.len() / hw * taps;
+        let tile = n.div_ceil((rows * n).div_ceil(BUFFER).clamp(1, n));
+        with_scratch(rows * tile, |buffer: &mut [T]| {
+            for n0 in (0..n).step_by(tile) {
+                let len = tile.min(n - n0);
+                let dcol = &mut buffer[..rows * len];
+                // SAFETY: the destination is this task's own rows × len buffer; the lhs is rows c0·taps.. of Wᵀ (a
+                // transposed view of the contiguous Cout × K kernel: element (r, o) at o·K + c0·taps + r, inside
+                // `w`), and the rhs columns n0..n0 + len of dy_b (Cout × N, column stride `dy_col`: the flattened
+                // spatial stride), bounds-checked against its buffer by `View::new`.
+                unsafe {
+                    gemm(
+                        rows,
+                        len,
+                        c_out,
+                        dcol.as_mut_ptr(),
+                        1,
+                        len as isize,
+                        false,
+                        w[c0 * taps..].as_ptr(),
+                        k as isize,
+                        1,
+                        dy.at(b, 0, 0, 0).add(n0 * dy_col),
+                        dy_col as isize,
+                        dy.strides[1] as isize,
+                        T::ONE,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    )
+                }
+                col2im(dcol, &g, n0, planes);
+            }
+        });
+    });
+    dx
+}
+
+/// `dw (Cout, Cin·KH·KW)` from `dy (B, Cout, OH, OW)` and `x (B, Cin, H, W)`, contiguous.
+fn weight_grad<T: Element>(dy: View<T>, dy_col: usize, x: View<T>, g: Geometry) -> Vec<T> {
+    let [batch, c_out, _, _] = dy.dims;
+    let (k, n) = (x.dims[1] * g.taps(), g.columns());
+    let size = c_out * k;
+    if size == 0 || batch == 0 || n == 0 {
+        return vec![T::default(); size];
+    }
+    let tile = g.tile(batch, k);
+    let tiles = n.div_ceil(tile);
+    let partial = |task: usize| {
+        let (b, t) = (task / tiles, task % tiles);
+        let (n0, n1) = (t * tile, ((t + 1) * tile).min(n));
+        let len = n1 - n0;
+        let mut acc = vec![T::default(); size];
+        with_scratch(k * len, |col: &mut [T]| {
+            im2col(&x, b, &g, n0, col);
+            // SAFETY: the destination is this task's own Cout × K accumulator; the lhs is dy_b's columns n0..n1
+            // (Cout × len, column stride `dy_col`), bounds-checked by `View::new`, and the rhs colᵀ (len × K, a
+            // transposed view of this task's K × len buffer).
+            unsafe {
+                gemm(
+                    c_out,
+                    k,
+                    len,
+                    acc.as_mut_ptr(),
+                    1,
+                    k as isize,
+                    false,
+                    dy.at(b, 0, 0, 0).add(n0 * dy_col),
+                    dy_col as isize,
+                    dy.strides[1] as isize,
+                    col.as_ptr(),
+                    len as isize,
+                    1,
+                    T::ONE,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
+            }
+        });
+        acc
+    };
+    // Partial sums added in task order, not in rayon's (scheduling-dependent) reduction order: the gradient is
+    // bit-for-bit the same for any thread count.
+    let partials: Vec<Vec<T>> = (0..batch * tiles).into_par_iter().map(partial).collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().unwrap_or_else(|| vec![T::default(); size]);
+    for p in partials {
+        total.iter_mut().zip(p).for_each(|(a, b)| *a = *a + b);
+    }
+    total
+}
+
+/// `db (Cout) = Σ_b Σ_n dy[b, o, n]`, items added in order (each item's row summed in 8 fixed lanes).
+fn bias_grad<T: Element>(dy: View<T>, dy_col: usize) -> Vec<T> {
+    let [batch, c_out, oh, ow] = dy.dims;
+    let n = oh * ow;
+    let mut db = vec![T::default(); c_out];
+    if n == 0 {
+        return db;
+    }
+    for b in 0..batch {
+        for (o, total) in db.iter_mut().enumerate() {
+            let start = dy.index(b, o, 0, 0);
+            let mut lanes = [T::default(); 8];
+            if dy_col == 1 {
+                let row = &dy.data[start..start + n];
+                let mut chunks = row.chunks_exact(8);
+                for chunk in &mut chunks {
+                    lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l = *l + *v);
+                }
+                lanes.iter_mut().zip(chunks.remainder()).for_each(|(l, v)| *l = *l + *v);
+            } else {
+                (0..n).for_each(|i| lanes[i % 8] = lanes[i % 8] + dy.data[start + i * dy_col]);
+            }
+            *total = *total + lanes.iter().fold(T::default(), |a, &l| a + l);
+        }
+    }
+    db
+}
+
+/// The kernel `(Cout, Cin, KH, KW)` as a contiguous `Cout × Cin·KH·KW` matrix (a copy only when strided).
+fn kernel_matrix<T: Element>(w: View<'_, T>) -> std::borrow::Cow<'_, [T]> {
+    let len: usize = w.dims.iter().product();
+    let [_, s1, s2, s3] = w.strides;
+    let [_, d1, d2, d3] = w.dims;
+    let contiguous = (d3 <= 1 || s3 == 1)
+        && (d2 <= 1 || s2 == d3)
+        && (d1 <= 1 || s1 == d2 * d3)
+        && (w.dims[0] <= 1 || w.strides[0] == d1 * d2 * d3);
+    if contiguous && len > 0 {
+        std::borrow::Cow::Borrowed(&w.data[w.offset..w.offset + len])
+    } else {
+        std::borrow::Cow::Owned(w.to_contiguous())
+    }
+}
+
+/// The dy view's flattened spatial stride; errors when its last two axes do not flatten (the caller passes a
+/// contiguous copy then).
+fn dy_column_stride<T: Copy>(dy: &View<T>) -> Result<usize> {
+    match dy.flat_stride() {
+        Some(s) => Ok(s),
+        None => bail!("conv2d backward: the output gradient's spatial axes must flatten (strides {:?})", dy.strides),
+    }
+}
+
+/// The forward on CPU storages: `x (B, Cin, H, W)`, `w (Cout, Cin, KH, KW)`, optional `bias (Cout)` →
+/// `(B, Cout, OH, OW)`.
+pub(crate) fn forward_storage(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+    (stride, padding, dilation): (usize, usize, usize),
+) -> Result<(CpuStorage, Shape)> {
+    let (&[batch, c_in, h, width], &[c_out, w_in, kh, kw]) = (x.1.dims(), w.1.dims()) else {
+        bail!("conv2d: expected x (B, Cin, H, W) and w (Cout, Cin, KH, KW), got {:?} and {:?}", x.1.dims(), w.1.dims())
+    };
+    if w_in != c_in {
+        bail!("conv2d: input has {c_in} channels, the kernel expects {w_in}")
+    }
+    if let Some((_, l)) = bias
+        && l.dims() != [c_out]
+    {
+        bail!("conv2d: bias of shape {:?} for {c_out} output channels", l.dims())
+    }
+    let g = Geometry::new((kh, kw), (h, width), stride, padding, dilation)?;
+    let shape = Shape::from((batch, c_out, g.oh, g.ow));
+    /// The rank-1 bias as a contiguous vector, bounds-checked.
+    fn bias_of<T: Copy>(data: &[T], l: &Layout) -> Result<Vec<T>> {
+        let (offset, stride, len) = (l.start_offset(), l.stride()[0], l.dims()[0]);
+        if len > 0 && offset + (len - 1) * stride >= data.len() {
+            bail!("conv2d: bias layout {l:?} reaches past its buffer")
+        }
+        Ok((0..len).map(|i| data[offset + i * stride]).collect())
+    }
+    let storage = match (x.0, w.0, bias) {
+        (CpuStorage::F32(xs), CpuStorage::F32(ws), None) => {
+            let ws = View::new(ws, w.1)?;
+            CpuStorage::F32(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
+        }
+        (CpuStorage::F64(xs), CpuStorage::F64(ws), None) => {
+            let ws = View::new(ws, w.1)?;
+            CpuStorage::F64(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
+        }
+        (CpuStorage::F32(xs), CpuStorage::F32(ws), Some((CpuStorage::F32(bs), bl))) => {
+            let ws = View::new(ws, w.1)?;
+            let b = bias_of(bs, bl)?;
+            CpuStorage::F32(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
+        }
+        (CpuStorage::F64(xs), CpuStorage::F64(ws), Some((CpuStorage::F64(bs), bl))) => {
+            let ws = View::new(ws, w.1)?;
+            let b = bias_of(bs, bl)?;
+            CpuStorage::F64(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
+        }
+        _ => bail!("conv2d (CPU): input, kernel and bias must all be f32 or all f64"),
+    };
+    Ok((storage, shape))
+}
+
+/// The input gradient on CPU storages: `dy (B, Cout, OH, OW)`, `w (Cout, Cin, KH, KW)` → `dx (B, Cin, H, W)`.
+pub(crate) fn input_grad_storage(
+    dy: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    g: Geometry,
+) -> Result<(CpuStorage, Shape)> {
+    let (&[batch, c_out, oh, ow], &[w_out, c_in, kh, kw]) = (dy.1.dims(), w.1.dims()) else {
+        bail!("conv2d input grad: expected rank-4 dy and w, got {:?} and {:?}", dy.1.dims(), w.1.dims())
+    };
+    if w_out != c_out || (oh, ow) != g.output() || (kh, kw) != (g.kh, g.kw) {
+        bail!("conv2d input grad: dy {:?} does not match the kernel {:?} and {g:?}", dy.1.dims(), w.1.dims())
+    }
+    let shape = Shape::from((batch, c_in, g.h, g.w));
+    let storage = match (dy.0, w.0) {
+        (CpuStorage::F32(d), CpuStorage::F32(ws)) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F32(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(View::new(ws, w.1)?), c_in, g))
+        }
+        (CpuStorage::F64(d), CpuStorage::F64(ws)) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F64(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(View::new(ws, w.1)?), c_in, g))
+        }
+        _ => bail!("conv2d input grad (CPU): both tensors must be f32 or both f64"),
+    };
+    Ok((storage, shape))
+}
+
+/// The weight gradient on CPU storages: `dy (B, Cout, OH, OW)`, `x (B, Cin, H, W)` → `dw (Cout, Cin, KH, KW)`.
+pub(crate) fn weight_grad_storage(
+    dy: (&CpuStorage, &Layout),
+    x: (&CpuStorage, &Layout),
+    g: Geometry,
+) -> Result<(CpuStorage, Shape)> {
+    let (&[batch, c_out, oh, ow], &[x_batch, c_in, h, w]) = (dy.1.dims(), x.1.dims()) else {
+        bail!("conv2d weight grad: expected rank-4 dy and x, got {:?} and {:?}", dy.1.dims(), x.1.dims())
+    };
+    if x_batch != batch || (oh, ow) != g.output() || (h, w) != (g.h, g.w) {
+        bail!("conv2d weight grad: dy {:?} does not match x {:?} and {g:?}", dy.1.dims(), x.1.dims())
+    }
+    let shape = Shape::from((c_out, c_in, g.kh, g.kw));
+    let storage = match (dy.0, x.0) {
+        (CpuStorage::F32(d), CpuStorage::F32(xs)) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F32(weight_grad(d, dy_column_stride(&d)?, View::new(xs, x.1)?, g))
+        }
+        (CpuStorage::F64(d), CpuStorage::F64(xs)) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F64(weight_grad(d, dy_column_stride(&d)?, View::new(xs, x.1)?, g))
+        }
+        _ => bail!("conv2d weight grad (CPU): both tensors must be f32 or both f64"),
+    };
+    Ok((storage, shape))
+}
+
+/// The bias gradient on CPU storages: `dy (B, Cout, OH, OW)` → `db (Cout)`.
+pub(crate) fn bias_grad_storage(dy: (&CpuStorage, &Layout)) -> Result<(CpuStorage, Shape)> {
+    let &[_, c_out, _, _] = dy.1.dims() else { bail!("conv2d bias grad: expected a rank-4 dy, got {:?}", dy.1.dims()) };
+    let storage = match dy.0 {
+        CpuStorage::F32(d) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F32(bias_grad(d, dy_column_stride(&d)?))
+        }
+        CpuStorage::F64(d) => {
+            let d = View::new(d, dy.1)?;
+            CpuStorage::F64(bias_grad(d, dy_column_stride(&d)?))
+        }
+        _ => bail!("conv2d bias grad (CPU): dy must be f32 or f64"),
+    };
+    Ok((storage, Shape::from(c_out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `valid` against a brute-force scan, for offsets on both sides of the input and strides 1..4.
+    #[test]
+    fn valid_output_ranges_match_a_scan() {
+        for stride in 1..4 {
+            let g = Geometry::new((3, 3), (9, 9), stride, 2, 2).unwrap();
+            for in_len in [1, 5, 9] {
+                for offset in -7..10 {
+                    for out_len in [0, 1, 4, 12] {
+                        let inside: Vec<usize> = (0..out_len)
+                            .filter(|&o| (0..in_len as isize).contains(&((o * stride) as isize + offset)))
+                            .collect();
+                        let (lo, hi) = g.valid(out_len, in_len, offset);
+                        let ours: Vec<usize> = (lo..hi).collect();
+                        assert_eq!(ours, inside, "stride {stride} in {in_len} offset {offset} out {out_len}");
+                    }
+                }
+            }
+        }
+    }
+}
