@@ -3,7 +3,8 @@
 
     python3 scripts/bench_model_torch.py SPEC.json [--workload train|tcn] [--threads 2] [--check]
 
-SPEC.json is written by `afx bench model` from afx's own defaults; every shape comes from it (its "torch"
+SPEC.json is written by `afx bench model` from afx's own defaults (`--keep-files DIR` keeps it, the inputs and
+afx's reference weights and values in DIR, to rerun this script by hand); every shape comes from it (its "torch"
 section) and the inputs from the safetensors file it names, so nothing here hard-codes a size. Prints one JSON
 object (the fields of afx's ChildResult: per-part medians in seconds, memory in MiB).
 
