@@ -140,7 +140,7 @@ fn fused_sums(stft: &Stft, pred: &Tensor, target: &Tensor) -> Result<Option<Tens
         return Ok(None);
     }
     let spectrum = stft.packed_fft(pred)?;
-    let target = stft.magnitude(target)?;
+    let target = stft.packed_fft(target)?;
     Ok(Some(spectral_cpu::spectral_sums(&spectrum, &target)?))
 }
 

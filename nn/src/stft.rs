@@ -120,6 +120,17 @@ impl Stft {
         Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
     }
 
+    /// `(B, bins, frames)`: ln |X| of `(B, T)` audio, frequency-major, with no gradient (features). On CPU one
+    /// fused pass over the FFT's output; elsewhere `magnitude`, `log` and a transpose.
+    pub fn log_magnitude(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.detach();
+        if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+            self.packed_fft(&x)?.apply_op1_no_bwd(&crate::spectral_cpu::LogMagnitudeT)
+        } else {
+            self.magnitude(&x)?.log()?.transpose(1, 2)?.contiguous()
+        }
+    }
+
     /// Magnitude `(B, frames, F)` of `x` `(B, T)`: `sqrt(max(re² + im², POWER_FLOOR))`.
     pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
         let (re, im) = self.complex(x)?;

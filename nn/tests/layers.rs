@@ -193,3 +193,20 @@ fn fused_mrstft_equals_the_composite_expression_in_value_and_gradient() {
         }
     }
 }
+
+/// The encoder's features: the fused ln |X| (frequency-major) equals candle's magnitude, log and transpose.
+#[test]
+fn fused_log_magnitude_equals_the_composite_expression() {
+    use afx_nn::stft::Stft;
+    for (dtype, tolerance) in PRECISIONS {
+        let stft = Stft::new(512, 256, dtype, &Device::Cpu).unwrap();
+        let x = pseudo_random((3, 5000), 31, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        // A silent stretch puts bins on the floor (ln of the floor's root).
+        let x = x.slice_assign(&[0..1, 0..2000], &Tensor::zeros((1, 2000), dtype, &Device::Cpu).unwrap()).unwrap();
+        let fused = stft.log_magnitude(&x).unwrap();
+        let composite = stft.magnitude(&x).unwrap().log().unwrap().transpose(1, 2).unwrap();
+        assert_eq!(fused.dims(), composite.dims());
+        let d = rel_diff(&fused, &composite);
+        assert!(d < tolerance, "{dtype:?}: log magnitudes differ by {d:.2e}");
+    }
+}

@@ -22,9 +22,7 @@ impl Frontend {
 
     /// Features of `(B, T)` mono audio.
     pub fn features(&self, audio: &Tensor) -> Result<Tensor> {
-        let magnitude = self.stft.magnitude(&audio.detach())?; // (B, frames, bins)
-        let features = (magnitude.log()? / LOG_SCALE)?.transpose(1, 2)?.contiguous()?;
-        features.unsqueeze(1)
+        (self.stft.log_magnitude(audio)? / LOG_SCALE)?.unsqueeze(1) // (B, 1, bins, frames)
     }
 
     /// Features of a batch of mono clips of equal length.
