@@ -52,11 +52,20 @@ enum Command {
     },
 }
 
+/// candle's spin count before an idle elementwise worker sleeps (its default: 25 000).
+const CANDLE_SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+
 fn main() -> ExitCode {
     // Before any thread: see its doc. Collect and training make and drop megabytes of audio per job.
     afx_spsa::worker::keep_freed_memory();
     // SAFETY: no other thread exists yet (see its doc: lilv crashes on a relative LV2_PATH entry).
     unsafe { afx_host::make_lv2_path_absolute() };
+    // candle's elementwise thread pool spins 25 000 times after each op before it sleeps: on 2 cores that spin
+    // takes a core from the next op's rayon threads and from the plugin workers rendering beside us.
+    if std::env::var_os(CANDLE_SPIN).is_none() {
+        // SAFETY: no other thread exists yet; candle reads it when its pool starts.
+        unsafe { std::env::set_var(CANDLE_SPIN, "1000") };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AFX_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
