@@ -22,7 +22,7 @@ echo "== 1. demo corpus"
 $afx dataset build-demo --out "$out/corpus"
 
 echo "== 2. training against eq_comp (ZamEQ2 -> ZamComp) with SPSA, at most 10 minutes"
-$afx train --chain eq_comp --data "$out/corpus" --grad spsa --out "$out/run" --steps 1200 --minutes 10 2> >(quiet)
+$afx train --chain eq_comp --data "$out/corpus" --grad spsa --out "$out/run" --steps 2400 --minutes 10 2> >(quiet)
 
 echo "== 3. a held-out recording (test split) in the style of another held-out one; its preset replayed"
 sox "$out/corpus/music/loop_tabla.flac" -e floating-point -b 32 "$out/tabla.wav"
