@@ -56,6 +56,10 @@ fn ln<T: WithDType>(v: f64) -> f64 {
 #[inline]
 fn magnitude<T: WithDType>(re: T, im: T) -> (f64, f64) {
     let power = (re * re + im * im).to_f64();
+    if power.is_nan() {
+        // NaN audio stays NaN (as through candle's maximum), so a broken render or input is seen downstream.
+        return (f64::NAN, f64::NAN);
+    }
     let floor = T::from_f64(POWER_FLOOR).to_f64();
     let p = T::from_f64(power.max(floor).sqrt()).to_f64();
     if power > floor {

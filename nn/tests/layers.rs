@@ -208,5 +208,9 @@ fn fused_log_magnitude_equals_the_composite_expression() {
         assert_eq!(fused.dims(), composite.dims());
         let d = rel_diff(&fused, &composite);
         assert!(d < tolerance, "{dtype:?}: log magnitudes differ by {d:.2e}");
+        // NaN audio gives NaN features (not the floor), as the composite path does.
+        let nan = Tensor::full(f64::NAN, (1, 2000), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        let values = stft.log_magnitude(&nan).unwrap().flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+        assert!(values.to_vec1::<f64>().unwrap().iter().all(|v| v.is_nan()), "{dtype:?}: NaN audio gave numbers");
     }
 }
