@@ -125,11 +125,11 @@ impl<'a, T> View<'a, T> {
 
 /// A raw pointer that rayon tasks may share; each task writes only its own disjoint region through it.
 #[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 
 impl<T> SharedMut<T> {
     /// The pointer (a method, so that closures capture the whole `Send + Sync` wrapper, not its raw field).
-    fn ptr(self) -> *mut T {
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 }
@@ -292,9 +292,13 @@ pub(crate) fn weight_grad<T: Element>(dy: View<T>, x: View<T>, g: Geometry) -> V
         }
         acc
     };
-    // The partial sums are added in task order, not in rayon's (scheduling-dependent) reduction order: the
-    // gradient is then bit-for-bit the same for any thread count and any run, so training stays reproducible.
-    let partials: Vec<Vec<T>> = (0..batch * chunks).into_par_iter().map(partial).collect();
+    sum_in_order((0..batch * chunks).into_par_iter().map(partial).collect(), size)
+}
+
+/// The element-wise sum of per-task partial sums (each `size` long), added in task order, not in rayon's
+/// (scheduling-dependent) reduction order: a weight gradient is then bit-for-bit the same for any thread count
+/// and any run, so training stays reproducible.
+pub(crate) fn sum_in_order<T: Element>(partials: Vec<Vec<T>>, size: usize) -> Vec<T> {
     let mut partials = partials.into_iter();
     let mut total = partials.next().unwrap_or_else(|| vec![T::default(); size]);
     for p in partials {

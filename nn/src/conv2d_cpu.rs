@@ -23,7 +23,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, bail};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::conv1d_cpu::Element as Scalar;
+use crate::conv1d_cpu::{Element as Scalar, SharedMut, sum_in_order};
 
 /// Elements of a task's im2col / col2im buffer: big enough for gemm to run at full speed, small enough (256 KiB
 /// in f32) to stay in L2 between the copy and the product.
@@ -205,23 +205,6 @@ impl<'a, T: Copy> View<'a, T> {
         out
     }
 }
-
-/// A raw pointer that rayon tasks may share; each task writes only its own disjoint region through it.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-
-impl<T> SharedMut<T> {
-    /// The pointer (a method, so that closures capture the whole `Send + Sync` wrapper, not its raw field).
-    fn ptr(self) -> *mut T {
-        self.0
-    }
-}
-
-// SAFETY: the pointer targets a buffer that outlives the parallel loop, and the tasks that receive it write
-// disjoint regions (documented at the use), so sending it to other threads cannot create a data race.
-unsafe impl<T: Send> Send for SharedMut<T> {}
-// SAFETY: as above: shared only to address disjoint regions.
-unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 /// Writes columns `n0..n0 + len` of item `b`'s im2col matrix into `col` (`K × len`, row-major): every element,
 /// zeros where the window lies in the padding.
@@ -480,15 +463,7 @@ fn weight_grad<T: Element>(dy: View<T>, dy_col: usize, x: View<T>, g: Geometry) 
         });
         acc
     };
-    // Partial sums added in task order, not in rayon's (scheduling-dependent) reduction order: the gradient is
-    // bit-for-bit the same for any thread count.
-    let partials: Vec<Vec<T>> = (0..batch * tiles).into_par_iter().map(partial).collect();
-    let mut partials = partials.into_iter();
-    let mut total = partials.next().unwrap_or_else(|| vec![T::default(); size]);
-    for p in partials {
-        total.iter_mut().zip(p).for_each(|(a, b)| *a = *a + b);
-    }
-    total
+    sum_in_order((0..batch * tiles).into_par_iter().map(partial).collect(), size)
 }
 
 /// `db (Cout) = Σ_b Σ_n dy[b, o, n]`, items added in order (each item's row summed in 8 fixed lanes).
