@@ -21,17 +21,17 @@ impl Film {
     /// `x` `(B, channels, T)`, `cond` `(B, cond_dim)` → `(B, channels, T)`.
     /// On CPU the modulation is one fused kernel forward and backward (`layers_cpu`).
     pub fn forward(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        if !(layers_cpu::runs_on(x) && x.rank() == 3) {
+            return self.forward_composite(x, cond);
+        }
         let params = self.adaptor.forward(cond)?;
         let gamma = params.narrow(1, 0, self.channels)?;
         let beta = params.narrow(1, self.channels, self.channels)?;
-        if layers_cpu::runs_on(x) && x.rank() == 3 {
-            layers_cpu::film(x, &gamma, &beta)
-        } else {
-            x.broadcast_mul(&gamma.unsqueeze(2)?)?.broadcast_add(&beta.unsqueeze(2)?)
-        }
+        layers_cpu::film(x, &gamma, &beta)
     }
 
-    /// The same layer written with candle's own broadcast ops: the reference the kernel is tested against.
+    /// The same layer written with candle's own broadcast ops: the path on other devices and the reference the
+    /// kernel is tested against.
     pub fn forward_composite(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
         let params = self.adaptor.forward(cond)?;
         let gamma = params.narrow(1, 0, self.channels)?.unsqueeze(2)?;

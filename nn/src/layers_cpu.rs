@@ -18,32 +18,8 @@ use rayon::prelude::*;
 /// Below this many elements a layer runs on one thread (spawning costs more than it saves).
 const PARALLEL_MIN: usize = 1 << 14;
 
-/// The float types the kernels run on.
-pub(crate) trait Real: WithDType + Copy + Send + Sync + PartialOrd {
-    fn of(v: f64) -> Self;
-    fn get(self) -> f64;
-}
-
-impl Real for f32 {
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn get(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Real for f64 {
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn get(self) -> f64 {
-        self
-    }
-}
-
 /// The contiguous data of a storage seen through `layout`.
-fn data<'a, T: Real>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
+pub(crate) fn data<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
         None => bail!("afx-nn layer kernel: expected a contiguous tensor, got strides {:?}", layout.stride()),
@@ -97,19 +73,19 @@ pub(crate) fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
 }
 
 /// The slope of row `row` of a `(B, C, inner)` tensor.
-fn slope_of<T: Real>(slope: &[T], channels: usize, row: usize) -> T {
+fn slope_of<T: WithDType>(slope: &[T], channels: usize, row: usize) -> T {
     if slope.len() == 1 { slope[0] } else { slope[row % channels] }
 }
 
-fn prelu_fwd<T: Real>(x: &CpuStorage, xl: &Layout, a: &CpuStorage, al: &Layout) -> Result<(CpuStorage, Shape)> {
+fn prelu_fwd<T: WithDType>(x: &CpuStorage, xl: &Layout, a: &CpuStorage, al: &Layout) -> Result<(CpuStorage, Shape)> {
     let (x, a) = (data::<T>(x, xl)?, data::<T>(a, al)?);
     let (_, channels, inner) = split_dims(xl.shape())?;
     check_slope(a.len(), channels)?;
-    let mut y = vec![T::of(0.0); x.len()];
+    let mut y = vec![T::from_f64(0.0); x.len()];
     rows_mut(&mut y, inner, |r, out| {
         let a = slope_of(a, channels, r);
         for (o, &v) in out.iter_mut().zip(&x[r * inner..(r + 1) * inner]) {
-            *o = if v >= T::of(0.0) { v } else { a * v };
+            *o = if v >= T::from_f64(0.0) { v } else { a * v };
         }
     });
     Ok((T::to_cpu_storage_owned(y), xl.shape().clone()))
@@ -142,7 +118,7 @@ impl CustomOp2 for Prelu {
 /// dx = g where x ≥ 0, else a_c · g.
 struct PreluInputGrad;
 
-fn prelu_input_grad<T: Real>(
+fn prelu_input_grad<T: WithDType>(
     g: &CpuStorage,
     gl: &Layout,
     x: &CpuStorage,
@@ -152,12 +128,12 @@ fn prelu_input_grad<T: Real>(
 ) -> Result<(CpuStorage, Shape)> {
     let (g, x, a) = (data::<T>(g, gl)?, data::<T>(x, xl)?, data::<T>(a, al)?);
     let (_, channels, inner) = split_dims(xl.shape())?;
-    let mut dx = vec![T::of(0.0); x.len()];
+    let mut dx = vec![T::from_f64(0.0); x.len()];
     rows_mut(&mut dx, inner, |r, out| {
         let a = slope_of(a, channels, r);
         let span = r * inner..(r + 1) * inner;
         for ((o, &v), &g) in out.iter_mut().zip(&x[span.clone()]).zip(&g[span]) {
-            *o = if v >= T::of(0.0) { g } else { a * g };
+            *o = if v >= T::from_f64(0.0) { g } else { a * g };
         }
     });
     Ok((T::to_cpu_storage_owned(dx), xl.shape().clone()))
@@ -184,7 +160,7 @@ impl CustomOp3 for PreluInputGrad {
 /// da_c = Σ g · x over the positions of channel c (or all, for one slope) where x < 0.
 struct PreluSlopeGrad;
 
-fn prelu_slope_grad<T: Real>(
+fn prelu_slope_grad<T: WithDType>(
     g: &CpuStorage,
     gl: &Layout,
     x: &CpuStorage,
@@ -199,17 +175,17 @@ fn prelu_slope_grad<T: Real>(
         for b in 0..batch {
             let span = (b * channels + c) * inner..(b * channels + c + 1) * inner;
             for (&v, &g) in x[span.clone()].iter().zip(&g[span]) {
-                if v < T::of(0.0) {
-                    sum += g.get() * v.get();
+                if v < T::from_f64(0.0) {
+                    sum += g.to_f64() * v.to_f64();
                 }
             }
         }
         sum
     });
     let da: Vec<T> = if al.shape().elem_count() == 1 {
-        vec![T::of(per_channel.iter().sum())]
+        vec![T::from_f64(per_channel.iter().sum())]
     } else {
-        per_channel.into_iter().map(T::of).collect()
+        per_channel.into_iter().map(T::from_f64).collect()
     };
     Ok((T::to_cpu_storage_owned(da), al.shape().clone()))
 }
@@ -245,11 +221,11 @@ pub(crate) fn group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: usi
 }
 
 /// Mean and 1/√(var + eps) (biased variance) of each `len`-element block of `x`, two-pass in f64.
-fn block_stats<T: Real>(x: &[T], len: usize, eps: f64) -> Vec<(f64, f64)> {
+fn block_stats<T: WithDType>(x: &[T], len: usize, eps: f64) -> Vec<(f64, f64)> {
     map_indices(x.len() / len.max(1), x.len(), |i| {
         let block = &x[i * len..(i + 1) * len];
-        let mean = block.iter().map(|v| v.get()).sum::<f64>() / len as f64;
-        let var = block.iter().map(|v| (v.get() - mean).powi(2)).sum::<f64>() / len as f64;
+        let mean = block.iter().map(|v| v.to_f64()).sum::<f64>() / len as f64;
+        let var = block.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / len as f64;
         (mean, 1.0 / (var + eps).sqrt())
     })
 }
@@ -264,7 +240,7 @@ impl GroupNormOp {
         Ok((batch, channels, inner, channels / self.groups * inner))
     }
 
-    fn fwd<T: Real>(
+    fn fwd<T: WithDType>(
         &self,
         x: &CpuStorage,
         xl: &Layout,
@@ -279,13 +255,13 @@ impl GroupNormOp {
             bail!("group norm: {} weights and {} biases for {channels} channels", w.len(), b.len())
         }
         let stats = block_stats(x, group_len, self.eps);
-        let mut y = vec![T::of(0.0); x.len()];
+        let mut y = vec![T::from_f64(0.0); x.len()];
         rows_mut(&mut y, inner, |r, out| {
             let c = r % channels;
             let (mean, rstd) = stats[r * inner / group_len];
-            let (scale, shift) = (rstd * w[c].get(), b[c].get() - mean * rstd * w[c].get());
+            let (scale, shift) = (rstd * w[c].to_f64(), b[c].to_f64() - mean * rstd * w[c].to_f64());
             for (o, &v) in out.iter_mut().zip(&x[r * inner..(r + 1) * inner]) {
-                *o = T::of(v.get() * scale + shift);
+                *o = T::from_f64(v.to_f64() * scale + shift);
             }
         });
         Ok((T::to_cpu_storage_owned(y), xl.shape().clone()))
@@ -350,7 +326,7 @@ impl GroupNormGrad {
 struct GroupNormInputGrad(GroupNormGrad);
 
 impl GroupNormInputGrad {
-    fn run<T: Real>(
+    fn run<T: WithDType>(
         &self,
         g: &CpuStorage,
         gl: &Layout,
@@ -363,7 +339,7 @@ impl GroupNormInputGrad {
         let (_, channels, inner, group_len) = self.0.op().geometry(xl.shape())?;
         let group_channels = channels / self.0.groups;
         let stats = block_stats(x, group_len, self.0.eps);
-        let mut dx = vec![T::of(0.0); x.len()];
+        let mut dx = vec![T::from_f64(0.0); x.len()];
         rows_mut(&mut dx, group_len, |i, out| {
             let (mean, rstd) = stats[i];
             let first_channel = (i % self.0.groups) * group_channels;
@@ -373,21 +349,21 @@ impl GroupNormInputGrad {
             for ((x, g), w) in x.chunks(inner).zip(g.chunks(inner)).zip(&w[first_channel..]) {
                 let (mut row_g, mut row_gx) = (0f64, 0f64);
                 for (&v, &g) in x.iter().zip(g) {
-                    row_g += g.get();
-                    row_gx += g.get() * v.get();
+                    row_g += g.to_f64();
+                    row_gx += g.to_f64() * v.to_f64();
                 }
                 // Σ g·w·x̂ = w·rstd·(Σ g·x − mean·Σ g)
-                sum_g += w.get() * row_g;
-                sum_gx += w.get() * rstd * (row_gx - mean * row_g);
+                sum_g += w.to_f64() * row_g;
+                sum_gx += w.to_f64() * rstd * (row_gx - mean * row_g);
             }
             let (mean_g, mean_gx) = (sum_g / group_len as f64, sum_gx / group_len as f64);
             for (((out, x), g), w) in
                 out.chunks_mut(inner).zip(x.chunks(inner)).zip(g.chunks(inner)).zip(&w[first_channel..])
             {
-                let w = w.get();
+                let w = w.to_f64();
                 for ((o, &v), &g) in out.iter_mut().zip(x).zip(g) {
-                    let xhat = (v.get() - mean) * rstd;
-                    *o = T::of(rstd * (g.get() * w - mean_g - xhat * mean_gx));
+                    let xhat = (v.to_f64() - mean) * rstd;
+                    *o = T::from_f64(rstd * (g.to_f64() * w - mean_g - xhat * mean_gx));
                 }
             }
         });
@@ -421,7 +397,13 @@ impl CustomOp3 for GroupNormInputGrad {
 struct GroupNormAffineGrad(GroupNormGrad);
 
 impl GroupNormAffineGrad {
-    fn run<T: Real>(&self, g: &CpuStorage, gl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn run<T: WithDType>(
+        &self,
+        g: &CpuStorage,
+        gl: &Layout,
+        x: &CpuStorage,
+        xl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (g, x) = (data::<T>(g, gl)?, data::<T>(x, xl)?);
         let (batch, channels, inner, group_len) = self.0.op().geometry(xl.shape())?;
         let stats = block_stats(x, group_len, self.0.eps);
@@ -432,13 +414,13 @@ impl GroupNormAffineGrad {
                 let (mean, rstd) = stats[row * inner / group_len];
                 let span = row * inner..(row + 1) * inner;
                 for (&v, &g) in x[span.clone()].iter().zip(&g[span]) {
-                    dw += g.get() * (v.get() - mean) * rstd;
-                    db += g.get();
+                    dw += g.to_f64() * (v.to_f64() - mean) * rstd;
+                    db += g.to_f64();
                 }
             }
             (dw, db)
         });
-        let out: Vec<T> = sums.iter().map(|s| T::of(s.0)).chain(sums.iter().map(|s| T::of(s.1))).collect();
+        let out: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).chain(sums.iter().map(|s| T::from_f64(s.1))).collect();
         Ok((T::to_cpu_storage_owned(out), Shape::from((2, channels))))
     }
 }
@@ -466,7 +448,7 @@ pub(crate) fn film(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> 
     x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, FilmOp)
 }
 
-fn film_fwd<T: Real>(
+fn film_fwd<T: WithDType>(
     x: &CpuStorage,
     xl: &Layout,
     gamma: &CpuStorage,
@@ -479,7 +461,7 @@ fn film_fwd<T: Real>(
     if gamma.len() != batch * channels || beta.len() != batch * channels {
         bail!("film: γ and β must be (B, C) = ({batch}, {channels}), got {:?} and {:?}", gml.dims(), bl.dims())
     }
-    let mut y = vec![T::of(0.0); x.len()];
+    let mut y = vec![T::from_f64(0.0); x.len()];
     rows_mut(&mut y, inner, |r, out| {
         let (g, b) = (gamma[r], beta[r]);
         for (o, &v) in out.iter_mut().zip(&x[r * inner..(r + 1) * inner]) {
@@ -529,7 +511,7 @@ impl CustomOp3 for FilmOp {
 /// dx = γ_bc · g.
 struct FilmInputGrad;
 
-fn film_input_grad<T: Real>(
+fn film_input_grad<T: WithDType>(
     g: &CpuStorage,
     gl: &Layout,
     gamma: &CpuStorage,
@@ -537,7 +519,7 @@ fn film_input_grad<T: Real>(
 ) -> Result<(CpuStorage, Shape)> {
     let (g, gamma) = (data::<T>(g, gl)?, data::<T>(gamma, gml)?);
     let (_, _, inner) = split_dims(gl.shape())?;
-    let mut dx = vec![T::of(0.0); g.len()];
+    let mut dx = vec![T::from_f64(0.0); g.len()];
     rows_mut(&mut dx, inner, |r, out| {
         let scale = gamma[r];
         for (o, &v) in out.iter_mut().zip(&g[r * inner..(r + 1) * inner]) {
@@ -560,19 +542,24 @@ impl CustomOp2 for FilmInputGrad {
 /// `(2, B, C)`: dγ_bc = Σ_t g · x and dβ_bc = Σ_t g.
 struct FilmAffineGrad;
 
-fn film_affine_grad<T: Real>(g: &CpuStorage, gl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+fn film_affine_grad<T: WithDType>(
+    g: &CpuStorage,
+    gl: &Layout,
+    x: &CpuStorage,
+    xl: &Layout,
+) -> Result<(CpuStorage, Shape)> {
     let (g, x) = (data::<T>(g, gl)?, data::<T>(x, xl)?);
     let (batch, channels, inner) = split_dims(xl.shape())?;
     let sums = map_indices(batch * channels, x.len(), |r| {
         let span = r * inner..(r + 1) * inner;
         let (mut dgamma, mut dbeta) = (0f64, 0f64);
         for (&v, &g) in x[span.clone()].iter().zip(&g[span]) {
-            dgamma += g.get() * v.get();
-            dbeta += g.get();
+            dgamma += g.to_f64() * v.to_f64();
+            dbeta += g.to_f64();
         }
         (dgamma, dbeta)
     });
-    let out: Vec<T> = sums.iter().map(|s| T::of(s.0)).chain(sums.iter().map(|s| T::of(s.1))).collect();
+    let out: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).chain(sums.iter().map(|s| T::from_f64(s.1))).collect();
     Ok((T::to_cpu_storage_owned(out), Shape::from((2, batch, channels))))
 }
 

@@ -12,6 +12,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
+use crate::layers_cpu::data;
 use crate::stft::POWER_FLOOR;
 
 /// `(B, 3)` sums of a prediction's spectrum against a target's magnitudes.
@@ -20,13 +21,6 @@ pub(crate) struct SpectralSums;
 /// The sums of `spectrum` `(B, F, 2K)` against the `target`'s packed spectrum `(B, F, 2K)` (no gradient).
 pub(crate) fn spectral_sums(spectrum: &Tensor, target: &Tensor) -> Result<Tensor> {
     spectrum.contiguous()?.apply_op2(&target.detach().contiguous()?, SpectralSums)
-}
-
-fn slice<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => bail!("spectral sums: expected a contiguous tensor"),
-    }
 }
 
 /// (B, F, K) from the spectrum's and the target's layouts, checked against each other.
@@ -72,7 +66,7 @@ fn magnitude<T: WithDType>(re: T, im: T) -> (f64, f64) {
 }
 
 fn sums<T: WithDType>(s: &CpuStorage, sl: &Layout, t: &CpuStorage, tl: &Layout) -> Result<(CpuStorage, Shape)> {
-    let (spectrum, target) = (slice::<T>(s, sl)?, slice::<T>(t, tl)?);
+    let (spectrum, target) = (data::<T>(s, sl)?, data::<T>(t, tl)?);
     let (batch, frames, bins) = dims(sl, tl)?;
     let per_item: Vec<[f64; 3]> = (0..batch)
         .into_par_iter()
@@ -127,7 +121,7 @@ fn sums_grad<T: WithDType>(
     g: &CpuStorage,
     gl: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
-    let (spectrum, target, grad) = (slice::<T>(s, sl)?, slice::<T>(t, tl)?, slice::<T>(g, gl)?);
+    let (spectrum, target, grad) = (data::<T>(s, sl)?, data::<T>(t, tl)?, data::<T>(g, gl)?);
     let (batch, frames, bins) = dims(sl, tl)?;
     if grad.len() != 3 * batch {
         bail!("spectral sums backward: gradient of {} values for {batch} items", grad.len())
@@ -182,7 +176,7 @@ impl candle_core::CustomOp3 for SpectralSumsGrad {
 pub(crate) struct LogMagnitudeT;
 
 fn log_magnitude_t<T: WithDType>(s: &CpuStorage, sl: &Layout) -> Result<(CpuStorage, Shape)> {
-    let spectrum = slice::<T>(s, sl)?;
+    let spectrum = data::<T>(s, sl)?;
     let (batch, frames, bins) = dims(sl, sl)?;
     let mut out = vec![T::zero(); batch * bins * frames];
     out.par_chunks_mut(bins * frames).enumerate().for_each(|(b, image)| {
