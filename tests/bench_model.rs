@@ -88,3 +88,18 @@ fn bench_model_with_torch_gives_finite_ratios_and_the_same_values_as_afx() {
     assert!(afx_error <= 2.0 * torch_error + 1e-4, "afx's dL/dy is further from float64 than PyTorch's: {r}");
     assert!(check("grad_y_rel_diff") <= afx_error + torch_error + 1e-4, "{r}");
 }
+
+#[test]
+fn bench_model_refuses_an_unknown_chain_zero_steps_and_zero_parameters_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::repo_config();
+    let config = config.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--config", config, "bench", "model", "--python", "/nonexistent/python3"];
+        args.extend_from_slice(extra);
+        afx(dir.path(), &args)
+    };
+    common::fails_with(&run(&["--chain", "nosuch"]), &["nosuch", "plugins.toml", "--params"]);
+    common::fails_with(&run(&["--steps", "0"]), &["--steps", "positive"]);
+    common::fails_with(&run(&["--params", "0"]), &["no trained parameter"]);
+}
