@@ -12,12 +12,11 @@ use std::time::Instant;
 use afx_host::Audio;
 use afx_nn::loss::MrStftLoss;
 use afx_spsa::{Pool, item_seed};
-use afx_trainer::ClipSource;
 use afx_trainer::chain_info::ChainInfo;
 use afx_trainer::frontend::batch_tensor;
 use afx_trainer::method::GradKind;
 use afx_trainer::metrics::{self, Record};
-use afx_trainer::pairs::{sample_pairs, uniform};
+use afx_trainer::pairs::{PairRequest, PairSource, uniform};
 use afx_trainer::run;
 use afx_trainer::train::{self, Data, TrainConfig, TrainOptions, Trainer};
 use candle_core::{DType, Device};
@@ -252,10 +251,11 @@ struct TestSet {
 }
 
 impl TestSet {
-    fn new(config: &CompareConfig, pool: &mut Pool, source: &dyn ClipSource) -> Result<TestSet, EvalError> {
+    fn new(config: &CompareConfig, pool: &mut Pool, source: &dyn PairSource) -> Result<TestSet, EvalError> {
         let seed = item_seed(config.train.seed ^ TEST_STREAM, 0);
         let frames = config.train.frames();
-        let pairs = sample_pairs(source, pool, frames, config.train.corruption, config.test_items, seed)?;
+        let request = PairRequest { frames, batch: config.test_items, corruption: config.train.corruption, seed };
+        let pairs = source.held_out(pool, &request)?;
         if pairs.is_empty() {
             return Err(EvalError::NoData(format!(
                 "no test example rendered: {}",
@@ -288,14 +288,17 @@ impl TestSet {
             tracing::warn!(failed, "test examples whose render failed are left out of a row");
         }
         let n = n.max(1) as f64;
-        let param_error = thetas.map_or(f64::NAN, |t| {
-            let pairs: Vec<f64> = t
-                .iter()
-                .zip(&self.pairs.theta_star)
-                .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())))
-                .collect();
-            pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
-        });
+        let param_error = match (thetas, &self.pairs.theta_star) {
+            (Some(t), Some(theta_star)) => {
+                let pairs: Vec<f64> = t
+                    .iter()
+                    .zip(theta_star)
+                    .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())))
+                    .collect();
+                pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
+            }
+            _ => f64::NAN,
+        };
         Ok(Scores { mrstft: mrstft / n, l1: l1 / n, loudness_lu: lu / n, param_error })
     }
 }

@@ -9,13 +9,15 @@
 //!   then scored on the same held-out examples through the real chain (MRSTFT, L1, loudness, parameter error)
 //!   beside the corrupt input, default and random parameters, as DeepAFx-ST's table.
 //! - [`report`]: the JSON, Markdown and PNG plots each writes, whole or not at all.
-//! - [`stats`]: cosine, relative error, sign agreement, quantiles; [`loudness`]: EBU R128 integrated loudness.
+//! - [`stats`]: cosine, relative error, sign agreement, quantiles; [`loudness`]: EBU R128 integrated loudness (the
+//!   trainer's, re-exported).
 
 pub mod compare;
 pub mod grads;
-pub mod loudness;
 pub mod report;
 pub mod stats;
+
+pub use afx_trainer::loudness;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use afx_datasets::{Corpus, Split};
 use afx_eval::compare::{CompareConfig, ProxyBuild, build_proxy, compare};
-use afx_trainer::ClipSource;
 use afx_trainer::method::GradKind;
 use afx_trainer::train::{Data, TrainConfig};
 use anyhow::Context;
@@ -111,7 +110,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let data = Data { train: &train_set as &dyn ClipSource, validation: &val_set as &dyn ClipSource };
+    let data = Data { train: &train_set, validation: &val_set };
     let report = compare(&args.out, &chain, &mut pool, data, &compare_config, &device, |w| eprintln!("compare: {w}"))?;
     afx_eval::report::write_compare_report(&args.out, &report)?;
     print!("{}", afx_eval::compare::markdown(&report));

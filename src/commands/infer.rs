@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use afx_trainer::train::RunConfig;
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,9 +15,10 @@ pub struct Args {
     /// The recording to process (WAV, FLAC, OGG or MP3; any length, rate and channel count)
     #[arg(long, short)]
     input: PathBuf,
-    /// The style reference: a recording that sounds the way the output should
+    /// The style reference: a recording that sounds the way the output should (required, except for a run
+    /// trained with --no-reference, which refuses one: it applies the one style it learned)
     #[arg(long, short)]
-    reference: PathBuf,
+    reference: Option<PathBuf>,
     #[arg(long, short)]
     output: PathBuf,
     /// Where to save the predicted parameters [default: the output path with .preset.toml]
@@ -44,8 +45,22 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a run folder (no config.json)", args.run.display()))?;
     let run: RunConfig =
         serde_json::from_str(&text).with_context(|| format!("reading {}", run_config_path.display()))?;
+    let reference = match (&args.reference, run.config.no_reference) {
+        (Some(path), true) => bail!(
+            "--reference {}: run {} was trained without a reference (--no-reference): it applies the one style \
+             it learned from its pairs; leave out --reference",
+            path.display(),
+            args.run.display()
+        ),
+        (None, true) => afx_trainer::infer::silent_reference(&run.config),
+        (Some(path), false) => afx_datasets::decode::load_audio(path)?,
+        (None, false) => bail!(
+            "--reference is required: run {} transfers the style of a reference recording (only a run trained \
+             with --no-reference needs none)",
+            args.run.display()
+        ),
+    };
     let input = afx_datasets::decode::load_audio(&args.input)?;
-    let reference = afx_datasets::decode::load_audio(&args.reference)?;
     let config_path = super::config_path(config);
     let mut pool = super::start_pool(&super::PoolRequest {
         chain: &run.chain.name,

@@ -1,12 +1,14 @@
-//! `afx train`: train an encoder/controller against a real plugin chain on a corpus, or resume a run.
+//! `afx train`: train an encoder/controller against a real plugin chain on a corpus (self-supervised pairs) or on
+//! a folder of the user's raw/processed pairs, or resume a run.
 
 use std::path::{Path, PathBuf};
 
 use afx_datasets::{Corpus, Split};
 use afx_spsa::Pool;
+use afx_trainer::ChainInfo;
 use afx_trainer::method::GradKind;
+use afx_trainer::pairs::folder::{FolderOptions, PairFolder, TOLERANCE_S};
 use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
-use afx_trainer::{ChainInfo, ClipSource};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,9 +18,24 @@ pub struct Args {
     /// then trained over their full ranges) [with --resume: the run's]
     #[arg(long)]
     chain: Option<String>,
-    /// Corpus folder (see `afx dataset`)
+    /// Corpus folder (see `afx dataset`): self-supervised pairs rendered through the chain at random parameters
+    #[arg(long, required_unless_present = "pairs", conflicts_with = "pairs")]
+    data: Option<PathBuf>,
+    /// A folder of your own pairs instead: raw/NAME.wav and processed/NAME.wav (the same recording before and
+    /// after the processing to learn; any rate, length and channels, matched by name)
     #[arg(long)]
-    data: PathBuf,
+    pairs: Option<PathBuf>,
+    /// With --pairs: shift processed files that are offset from their raw files by more than 2 ms back into line
+    /// (cross-correlation) and crop each such pair to its overlap, instead of refusing them
+    #[arg(long, requires = "pairs")]
+    align: bool,
+    /// With --pairs: learn one fixed style (raw → parameters) with no style reference; `afx infer` on the run
+    /// then takes no --reference
+    #[arg(long, requires = "pairs")]
+    no_reference: bool,
+    /// With --pairs: pairs held out for validation [default: about 20 %, at least 1; with --resume: the run's]
+    #[arg(long, requires = "pairs")]
+    val_pairs: Option<usize>,
     /// Gradient method through the plugins: spsa, fd (central finite differences, 2P renders per item: slow, a
     /// true baseline), exact (afx's test effect only: its true gradient), np-fh (real forward, proxy backward),
     /// np-hh (proxy in training, real chain at validation and inference), proxy (as np-hh; DeepAFx-ST's NP)
@@ -122,14 +139,36 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let mut train_config = previous.as_ref().map(|r| r.config.clone()).unwrap_or_default();
     apply(&args, &mut train_config);
     train_config.validate()?;
-    let rate = train_config.sample_rate;
-    let train_set = Corpus::open(&args.data, Split::Train, rate)?;
-    let val_set = Corpus::open(&args.data, Split::Val, rate)?;
-    for skipped in train_set.skipped().iter().chain(val_set.skipped()) {
-        eprintln!("skipped {skipped}");
+    if let Some(run) = &previous
+        && args.pairs.is_some() != run.config.val_pairs.is_some()
+    {
+        bail!(
+            "--resume: the run in {} was trained on {}; resume it with {}",
+            args.out.display(),
+            if run.config.val_pairs.is_some() { "a pair folder" } else { "a corpus" },
+            if run.config.val_pairs.is_some() { "--pairs DIR" } else { "--data DIR" }
+        );
     }
+    // Every input is read and checked before anything is written to --out.
+    let sources = match (&args.data, &args.pairs) {
+        (Some(data), _) => {
+            let rate = train_config.sample_rate;
+            let train_set = Corpus::open(data, Split::Train, rate)?;
+            let val_set = Corpus::open(data, Split::Val, rate)?;
+            for skipped in train_set.skipped().iter().chain(val_set.skipped()) {
+                eprintln!("skipped {skipped}");
+            }
+            tracing::info!(train = train_set.len(), val = val_set.len(), "corpus");
+            Sources::Corpus(Box::new(train_set), Box::new(val_set))
+        }
+        (None, Some(dir)) => {
+            let folder = load_pairs(dir, &args, &mut train_config)?;
+            Sources::Pairs(Box::new(folder))
+        }
+        (None, None) => bail!("give --data CORPUS or --pairs DIR"),
+    };
     let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers, args.timeout)?;
-    tracing::info!(chain = %chain.describe(), train = train_set.len(), val = val_set.len(), "training");
+    tracing::info!(chain = %chain.describe(), "training");
 
     let bar = ProgressBar::new(train_config.steps);
     bar.set_style(
@@ -157,7 +196,14 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         ));
     });
     let options = TrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
-    let data = Data { train: &train_set as &dyn ClipSource, validation: &val_set as &dyn ClipSource };
+    let (folder_train, folder_val);
+    let data = match &sources {
+        Sources::Corpus(train_set, val_set) => Data { train: &**train_set, validation: &**val_set },
+        Sources::Pairs(folder) => {
+            (folder_train, folder_val) = (folder.training(), folder.validation());
+            Data { train: &folder_train, validation: &folder_val }
+        }
+    };
     let summary = if args.resume {
         train::resume_with(&args.out, Some(&train_config), &chain, &mut pool, data, options)?
     } else {
@@ -178,6 +224,55 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     }
     println!("run: {} (report.md, metrics.jsonl, loss.png, checkpoints/)", args.out.display());
     Ok(())
+}
+
+/// The training data: a corpus's two splits or a pair folder.
+enum Sources {
+    Corpus(Box<Corpus>, Box<Corpus>),
+    Pairs(Box<PairFolder>),
+}
+
+/// Loads, checks and aligns the pair folder `dir` (the run's --val-pairs and --no-reference on resume), records
+/// its settings in `config`, and prints every pair's offset and the held-out pairs.
+fn load_pairs(dir: &Path, args: &Args, config: &mut TrainConfig) -> anyhow::Result<PairFolder> {
+    if args.no_reference {
+        config.no_reference = true;
+    }
+    let options = FolderOptions {
+        sample_rate: config.sample_rate,
+        frames: config.frames(),
+        align: args.align,
+        reference: !config.no_reference,
+        val_pairs: args.val_pairs.or(config.val_pairs),
+        seed: config.seed,
+    };
+    let folder = PairFolder::load(dir, &options)?;
+    let pairs = folder.pairs();
+    config.val_pairs = Some(pairs.iter().filter(|p| p.held_out).count());
+    for p in pairs {
+        let what = if p.shifted {
+            "aligned"
+        } else if p.offset_frames == 0 {
+            continue;
+        } else {
+            "within tolerance"
+        };
+        println!("{what} {}: {}", p.name, p.describe_offset());
+    }
+    let within = pairs.iter().filter(|p| p.offset_frames == 0).count();
+    if within > 0 {
+        println!("{within} pair(s) offset by 0 samples");
+    }
+    let held: Vec<&str> = pairs.iter().filter(|p| p.held_out).map(|p| p.name.as_str()).collect();
+    println!(
+        "{} pairs: {} for training, held out for validation: {} (offsets within {:.0} ms kept as they are; \
+         every offset in pairs.json)",
+        pairs.len(),
+        pairs.len() - held.len(),
+        held.join(", "),
+        TOLERANCE_S * 1000.0
+    );
+    Ok(folder)
 }
 
 /// Command-line values over the defaults (or, on resume, over the run's own config).

@@ -40,6 +40,9 @@ pub enum TrainError {
          {window_seconds:.3} s: give at least that much"
     )]
     TooShort { what: &'static str, frames: usize, rate: u32, seconds: f64, window_seconds: f64 },
+    /// A pair folder (`--pairs`) that cannot be trained on; the message names the file.
+    #[error("--pairs {dir}: {message}")]
+    Pairs { dir: PathBuf, message: String },
     #[error("no usable training clip: {0}")]
     NoData(String),
     #[error("every item of {consecutive} batches in a row failed; the last error: {last}")]

@@ -29,7 +29,7 @@ pub struct TrainedModel {
 }
 
 /// One trained parameter's predicted value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PredictedParam {
     pub stage: String,
     pub id: String,
@@ -111,6 +111,12 @@ impl TrainedModel {
     }
 }
 
+/// The reference of a run trained without one (`no_reference`, `afx train --pairs DIR --no-reference`): L
+/// frames of silence at the model's rate, what it saw in training.
+pub fn silent_reference(config: &crate::train::TrainConfig) -> Audio {
+    Audio::silence(config.sample_rate, 1, config.frames())
+}
+
 /// Predicts θ for (input, reference), renders the whole input through the chain `pool` hosts (which must be the
 /// run's chain), and returns the output, the values and a preset that replays it.
 pub fn infer(model: &TrainedModel, pool: &mut Pool, input: &Audio, reference: &Audio) -> Result<Inference, TrainError> {
@@ -149,7 +155,7 @@ pub fn render_preset(pool: &mut Pool, preset: &Preset, input: &Audio) -> Result<
     render_whole(pool, input, &values)
 }
 
-fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {
+pub(crate) fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {
     info.params
         .iter()
         .zip(theta)

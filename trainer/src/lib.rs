@@ -1,8 +1,9 @@
 //! Self-supervised training of an encoder/controller that drives a REAL plugin chain, and whole-file inference.
 //!
 //! One training step, as DeepAFx-ST does it but through installed plugins:
-//! 1. [`pairs`]: a clip of 2·L frames from a [`ClipSource`] is rendered through the chain at random θ*; the
-//!    model sees (input_A, target_B) and is scored against target_A (θ* is kept for the parameter error).
+//! 1. [`pairs`]: a [`pairs::PairSource`] gives (input_A, reference_B, target_A): self-supervised pairs (a clip of
+//!    2·L frames from a [`ClipSource`] rendered through the chain at random θ*, kept for the parameter error), or
+//!    a user's raw/processed recordings ([`pairs::PairFolder`], aligned by cross-correlation; θ* unknown).
 //! 2. [`model`]: a log-spectrogram front end, a 2-D CNN encoder shared by input and reference, and a controller
 //!    MLP whose sigmoid outputs are the chain's normalised parameters θ.
 //! 3. [`method`]: a [`method::GradMethod`] returns dL/dθ per item as a value ([`method::spsa`]: real renders,
@@ -15,7 +16,8 @@
 //! 6. [`bench`]: where a training step's time goes; [`bench_model`]: the network side of a step in afx and in
 //!    PyTorch; [`plot`]: charts with text (an embedded font).
 //!
-//! The data side is the [`ClipSource`] trait (the corpus implements it; `Vec<Audio>` does for tests).
+//! The data side is the [`pairs::PairSource`] trait; every [`ClipSource`] is one (the corpus implements it;
+//! `Vec<Audio>` does for tests), and so are a [`pairs::PairFolder`]'s training and held-out sides.
 
 pub mod bench;
 pub mod bench_model;
@@ -23,6 +25,7 @@ pub mod chain_info;
 mod error;
 pub mod frontend;
 pub mod infer;
+pub mod loudness;
 pub mod method;
 pub mod metrics;
 pub mod model;

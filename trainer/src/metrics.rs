@@ -20,7 +20,8 @@ pub struct StepRecord {
     pub lr: f64,
     pub ok: usize,
     pub failed: usize,
-    /// mean |θ − θ*| over the batch (a diagnostic: equivalent settings exist).
+    /// mean |θ − θ*| over the batch (a diagnostic: equivalent settings exist); NaN (`null`) where θ* is unknown
+    /// (a user's pairs).
     #[serde(deserialize_with = "nan_if_null")]
     pub param_error: f64,
     pub timing: StepTiming,
@@ -68,7 +69,26 @@ pub struct ValidationRecord {
     /// `mrstft.trained`); the gap shows how far training on the proxy can mislead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<f64>,
-    pub param_error: ParamErrors,
+    /// Mean |θ − θ*|: only where θ* is known (synthetic pairs); absent for a user's pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_error: Option<ParamErrors>,
+}
+
+/// One held-out pair of a pair folder at a validation (`validation_pairs.json`, the report's table): against the
+/// pair's processed crop, before (the raw input) and after (the trained model's render through the real chain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairValidation {
+    pub name: String,
+    /// MRSTFT of the raw input (`None`: an item whose baseline renders failed is not scored).
+    pub mrstft_before: Option<f64>,
+    /// MRSTFT of the trained render (`None`: its render failed).
+    pub mrstft_after: Option<f64>,
+    /// |loudness(raw) − loudness(processed)| in LU (EBU R128).
+    pub loudness_before_lu: f64,
+    /// |loudness(trained render) − loudness(processed)| in LU.
+    pub loudness_after_lu: Option<f64>,
+    /// The predicted parameters, in plain units.
+    pub params: Vec<crate::infer::PredictedParam>,
 }
 
 /// A line of `metrics.jsonl`.
@@ -142,4 +162,36 @@ pub fn truncate_after(path: &Path, step: u64) -> Result<Vec<Record>, TrainError>
     }
     crate::run::write_atomic(path, text.as_bytes())?;
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validation_line_reads_with_or_without_a_parameter_error() {
+        // A line as runs before pair folders wrote it: the parameter error is there.
+        let old = r#"{"kind":"validation","step":50,"items":16,"failed":0,"mrstft":{"trained":1.5,"input":4.4,"default":2.0,"random":3.0},"param_error":{"trained":0.2,"default":0.25,"random":0.33}}"#;
+        let Record::Validation(v) = serde_json::from_str::<Record>(old).unwrap() else { panic!("not a validation") };
+        assert_eq!(v.param_error, Some(ParamErrors { trained: 0.2, default: 0.25, random: 0.33 }));
+        // A pair folder's: θ* unknown, no parameter error, and none written back.
+        let none = ValidationRecord { param_error: None, ..v.clone() };
+        let line = serde_json::to_string(&Record::Validation(none.clone())).unwrap();
+        assert!(!line.contains("param_error"), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), Record::Validation(none));
+        // A step without θ*: NaN, written as null and read back as NaN.
+        let step = StepRecord {
+            step: 3,
+            loss: 1.0,
+            lr: 1e-3,
+            ok: 4,
+            failed: 0,
+            param_error: f64::NAN,
+            timing: Default::default(),
+        };
+        let line = serde_json::to_string(&Record::Step(step)).unwrap();
+        assert!(line.contains(r#""param_error":null"#), "{line}");
+        let Record::Step(s) = serde_json::from_str::<Record>(&line).unwrap() else { panic!("not a step") };
+        assert!(s.param_error.is_nan());
+    }
 }

@@ -768,7 +768,7 @@ mod tests {
             failed: 0,
             mrstft: Baselines { trained: 0.05, input: 1.0, default: 0.5, random: 0.8 },
             proxy: None,
-            param_error: ParamErrors { trained: 0.1, default: 0.2, random: 0.3 },
+            param_error: Some(ParamErrors { trained: 0.1, default: 0.2, random: 0.3 }),
         }));
         loss_curve(&path, &records).unwrap();
         assert_png(&path);

@@ -16,16 +16,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::TrainError;
 use crate::bench::StepTiming;
 use crate::chain_info::ChainInfo;
 use crate::frontend::{Frontend, batch_tensor};
 use crate::method::spsa::SpsaConfig;
 use crate::method::{self, GradKind, GradMethod, Gradients, MethodBatch, theta_rows};
-use crate::metrics::{self, Baselines, MetricsLog, ParamErrors, Record, StepRecord, ValidationRecord};
+use crate::metrics::{self, Baselines, MetricsLog, PairValidation, ParamErrors, Record, StepRecord, ValidationRecord};
 use crate::model::{Model, ModelConfig, seeded_init};
-use crate::pairs::{Corruption, PairBatch, sample_pairs, uniform};
+use crate::pairs::{Corruption, PairBatch, PairInfo, PairRequest, PairSource, uniform};
 use crate::run::{self, CheckpointMeta, OptimizerMeta, RngState};
-use crate::{ClipSource, TrainError};
 
 /// Everything that shapes a run. Stored in the run folder and in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,13 @@ pub struct TrainConfig {
     pub proxy: Option<PathBuf>,
     /// SPSA's settings; its MRSTFT settings are every method's training loss.
     pub spsa: SpsaConfig,
+    /// The model's reference is silence (`--no-reference`, a pair folder of one fixed style): inference then
+    /// needs no reference either.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_reference: bool,
+    /// Pairs held out of a pair folder for validation (`--val-pairs`; `None` for synthetic pairs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_pairs: Option<usize>,
     /// The central-difference step of `--grad fd`, in normalised units.
     #[serde(default = "default_fd_step")]
     pub fd_step: f32,
@@ -90,10 +97,16 @@ impl Default for TrainConfig {
             grad: GradKind::Spsa,
             proxy: None,
             spsa: SpsaConfig::default(),
+            no_reference: false,
+            val_pairs: None,
             fd_step: default_fd_step(),
             model: ModelConfig::default(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// 0.01: as SPSA's ε, a step that moves a real plugin's output measurably while staying local.
@@ -248,15 +261,20 @@ impl Trainer {
         Ok(true)
     }
 
-    /// One update on a fresh batch from `source`.
-    pub fn step(&mut self, pool: &mut Pool, source: &dyn ClipSource) -> Result<StepRecord, TrainError> {
+    /// The request for `batch` items with `seed` (the config's L and corruption).
+    fn request(&self, batch: usize, seed: u64) -> PairRequest {
+        PairRequest { frames: self.config.frames(), batch, corruption: self.config.corruption, seed }
+    }
+
+    /// One update on a fresh batch from `source` (a [`PairSource`]; any [`crate::ClipSource`] is one).
+    pub fn step<S: PairSource + ?Sized>(&mut self, pool: &mut Pool, source: &S) -> Result<StepRecord, TrainError> {
         let started = Instant::now();
         let step = self.step + 1;
         let seed = item_seed(self.config.seed ^ STEP_STREAM, step as usize);
         let mut timing = StepTiming::default();
 
         let t = Instant::now();
-        let pairs = sample_pairs(source, pool, self.config.frames(), self.config.corruption, self.config.batch, seed)?;
+        let pairs = source.batch(pool, &self.request(self.config.batch, seed))?;
         timing.data_s = t.elapsed().as_secs_f64();
         let (mut ok, mut failed, mut loss, mut param_error) = (0, pairs.failed, f64::NAN, f64::NAN);
         let mut last_error = pairs.errors.last().map(|e| e.to_string());
@@ -265,7 +283,9 @@ impl Trainer {
             let t = Instant::now();
             let theta = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
             timing.encoder_forward_s = t.elapsed().as_secs_f64();
-            param_error = mean_abs_diff(&theta_rows(&theta)?, &pairs.theta_star);
+            if let Some(theta_star) = &pairs.theta_star {
+                param_error = mean_abs_diff(&theta_rows(&theta)?, theta_star);
+            }
 
             let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a };
             let out = self.method.gradients(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
@@ -306,6 +326,16 @@ impl Trainer {
     /// Means are over the items in which every render succeeded; an item in which any failed is counted in
     /// `failed`. When every item failed the means are NaN (no score, not a perfect one) and a warning says so.
     pub fn validate(&self, pool: &mut Pool, set: &ValidationSet) -> Result<ValidationRecord, TrainError> {
+        Ok(self.validate_pairs(pool, set)?.0)
+    }
+
+    /// [`Trainer::validate`], and for a set of named pairs (a pair folder's held-out pairs) each pair's scores
+    /// and predicted parameters in plain units (empty for synthetic pairs).
+    pub fn validate_pairs(
+        &self,
+        pool: &mut Pool,
+        set: &ValidationSet,
+    ) -> Result<(ValidationRecord, Vec<PairValidation>), TrainError> {
         let pairs = &set.pairs;
         let n = pairs.len();
         let predicted = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
@@ -326,12 +356,14 @@ impl Trainer {
                 })
                 .collect()
         };
-        let rendered = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Result<Vec<Option<f64>>, TrainError> {
-            let outputs: Vec<Option<afx_host::Audio>> =
-                pool.render_batch(&pairs.input_a, thetas).into_iter().map(Result::ok).collect();
-            score(&outputs.iter().map(Option::as_ref).collect::<Vec<_>>())
+        let render = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Vec<Option<afx_host::Audio>> {
+            pool.render_batch(&pairs.input_a, thetas).into_iter().map(Result::ok).collect()
         };
-        let trained = rendered(pool, &theta)?;
+        let rendered = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Result<Vec<Option<f64>>, TrainError> {
+            score(&render(pool, thetas).iter().map(Option::as_ref).collect::<Vec<_>>())
+        };
+        let trained_out = render(pool, &theta);
+        let trained = score(&trained_out.iter().map(Option::as_ref).collect::<Vec<_>>())?;
         let proxy_score: Option<Vec<Option<f64>>> = match self.method.proxy() {
             Some(proxy) => {
                 let x = batch_tensor(&refs(&pairs.input_a), &self.device)?;
@@ -369,7 +401,20 @@ impl Trainer {
             0 => f64::NAN,
             k => usable.iter().map(|&i| v[i].unwrap_or(f64::NAN)).sum::<f64>() / k as f64,
         };
-        Ok(ValidationRecord {
+        let mut per_pair = vec![];
+        for (i, name) in pairs.names.iter().enumerate() {
+            let target = &pairs.target_a[i];
+            let lu = |y: &afx_host::Audio| crate::loudness::loudness_error(y, target);
+            per_pair.push(PairValidation {
+                name: name.clone(),
+                mrstft_before: baselines.input[i],
+                mrstft_after: trained[i],
+                loudness_before_lu: lu(&pairs.input_a[i]),
+                loudness_after_lu: trained_out[i].as_ref().map(lu),
+                params: crate::infer::predicted_params(&self.chain, &theta[i])?,
+            });
+        }
+        let record = ValidationRecord {
             step: self.step,
             items: usable.len(),
             failed,
@@ -380,12 +425,13 @@ impl Trainer {
                 random: mean(&baselines.random),
             },
             proxy: proxy_score.as_deref().map(mean),
-            param_error: ParamErrors {
-                trained: mean_abs_diff(&theta, &pairs.theta_star),
-                default: mean_abs_diff(&defaults, &pairs.theta_star),
-                random: mean_abs_diff(&set.random_theta, &pairs.theta_star),
-            },
-        })
+            param_error: pairs.theta_star.as_ref().map(|theta_star| ParamErrors {
+                trained: mean_abs_diff(&theta, theta_star),
+                default: mean_abs_diff(&defaults, theta_star),
+                random: mean_abs_diff(&set.random_theta, theta_star),
+            }),
+        };
+        Ok((record, per_pair))
     }
 
     /// Writes the checkpoint after the steps done so far, then prunes old ones.
@@ -439,9 +485,17 @@ struct BaselineScores {
 }
 
 impl ValidationSet {
-    pub fn new(config: &TrainConfig, pool: &mut Pool, source: &dyn ClipSource) -> Result<ValidationSet, TrainError> {
+    /// The held-out pairs of `source` ([`PairSource::held_out`]): `config.val_items` synthetic ones, or each of a
+    /// pair folder's held-out pairs.
+    pub fn new<S: PairSource + ?Sized>(
+        config: &TrainConfig,
+        pool: &mut Pool,
+        source: &S,
+    ) -> Result<ValidationSet, TrainError> {
         let seed = item_seed(config.seed ^ VALIDATION_STREAM, 0);
-        let pairs = sample_pairs(source, pool, config.frames(), config.corruption, config.val_items, seed)?;
+        let request =
+            PairRequest { frames: config.frames(), batch: config.val_items, corruption: config.corruption, seed };
+        let pairs = source.held_out(pool, &request)?;
         if pairs.is_empty() {
             return Err(TrainError::NoData(format!(
                 "no validation pair rendered: {}",
@@ -454,11 +508,12 @@ impl ValidationSet {
     }
 }
 
-/// Training and validation clips.
+/// Training and validation pairs: a corpus (any [`crate::ClipSource`]: synthetic pairs) or a pair folder's two
+/// sides ([`crate::pairs::PairFolder::training`] and `validation`).
 #[derive(Clone, Copy)]
 pub struct Data<'a> {
-    pub train: &'a dyn ClipSource,
-    pub validation: &'a dyn ClipSource,
+    pub train: &'a dyn PairSource,
+    pub validation: &'a dyn PairSource,
 }
 
 /// Called after every step (progress bars).
@@ -639,7 +694,11 @@ fn run_loop(
 ) -> Result<TrainSummary, TrainError> {
     let config = trainer.config().clone();
     // Made once per process and kept: its baselines are rendered at the first validation only.
-    let validation = ValidationSet::new(&config, pool, data.validation)?;
+    let validation_set = ValidationSet::new(&config, pool, data.validation)?;
+    if let Some(pairs) = data.train.pairs_manifest() {
+        run::write_json(&run_dir.join(PAIRS_FILE), &pairs)?;
+    }
+    let mut per_pair: Option<Vec<PairValidation>> = None;
     let mut log = MetricsLog::open(&run::metrics_path(run_dir))?;
     let deadline = config.minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
     let (mut failed_items, mut step_seconds, mut steps_run) = (0, 0.0, 0u64);
@@ -659,7 +718,8 @@ fn run_loop(
         let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
         let last = step == config.steps || out_of_time;
         if step % config.val_every == 0 || last {
-            let v = trainer.validate(pool, &validation)?;
+            let (v, pairs) = trainer.validate_pairs(pool, &validation_set)?;
+            per_pair = Some(pairs);
             tracing::info!(
                 step,
                 items = v.items,
@@ -710,15 +770,45 @@ fn run_loop(
         interrupted: false,
         mean_step_s: step_seconds / steps_run.max(1) as f64,
     };
-    write_report(run_dir, &trainer, &summary)?;
+    // A run resumed after its last step validated nothing in this process: its pairs are scored once here.
+    let per_pair = match per_pair {
+        Some(p) => p,
+        None if !validation_set.pairs.names.is_empty() => trainer.validate_pairs(pool, &validation_set)?.1,
+        None => vec![],
+    };
+    if !per_pair.is_empty() {
+        run::write_json(&run_dir.join(VALIDATION_PAIRS_FILE), &per_pair)?;
+    }
+    let pairs = data.train.pairs_manifest();
+    let report = Report { data: data.train.describe(), pairs: pairs.as_deref(), per_pair: &per_pair };
+    write_report(run_dir, &trainer, &summary, &report)?;
     Ok(summary)
 }
 
-fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Result<(), TrainError> {
+/// `pairs.json`: a pair folder's pairs, their offsets and which are held out.
+pub const PAIRS_FILE: &str = "pairs.json";
+/// `validation_pairs.json`: the last validation of each held-out pair of a pair folder.
+pub const VALIDATION_PAIRS_FILE: &str = "validation_pairs.json";
+
+/// What the report says about the data.
+struct Report<'a> {
+    /// The training source's description.
+    data: String,
+    pairs: Option<&'a [PairInfo]>,
+    /// The last validation of each held-out pair (empty for synthetic pairs).
+    per_pair: &'a [PairValidation],
+}
+
+fn write_report(
+    run_dir: &Path,
+    trainer: &Trainer,
+    summary: &TrainSummary,
+    report: &Report<'_>,
+) -> Result<(), TrainError> {
     let config = trainer.config();
     let mut text = format!(
         "# afx training report\n\nChain `{}` ({}), gradient method {}, {} steps of batch {}, \
-         {:.2} s halves at {} Hz, lr {} → {} (cosine), mean {:.2} s per step, {} failed items.\n\n",
+         {:.2} s halves at {} Hz, lr {} → {} (cosine), mean {:.2} s per step, {} failed items.\n\nData: {}{}.\n\n",
         trainer.chain().name,
         trainer.chain().describe(),
         method_description(config),
@@ -730,7 +820,14 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
         config.lr_final,
         summary.mean_step_s,
         summary.failed_items,
+        report.data,
+        if config.no_reference { "; no style reference (the model's reference is silence)" } else { "" },
     );
+    let target = if report.per_pair.is_empty() { "target_A" } else { "processed" };
+    let dash = || "–".to_string();
+    let pe = |v: &ValidationRecord, f: fn(&ParamErrors) -> f64| {
+        v.param_error.as_ref().map_or_else(dash, |p| format!("{:.4}", f(p)))
+    };
     match &summary.validation {
         Some(v) if v.items == 0 => text.push_str(&format!(
             "## Final validation (step {}, real chain): no score\n\nEvery one of its {} items failed: in each, the \
@@ -740,10 +837,10 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
         )),
         Some(v) => text.push_str(&format!(
             "## Final validation (step {}, {} held-out pairs{}, real chain)\n\n\
-             | prediction | MRSTFT vs target_A | mean abs(θ − θ*) |\n| --- | --- | --- |\n\
-             | trained model | {:.4} | {:.4} |\n| input (unprocessed) | {:.4} | – |\n\
-             | default parameters | {:.4} | {:.4} |\n| random parameters | {:.4} | {:.4} |\n\n\
-             Trained vs input: {:+.1} %; vs default: {:+.1} %.\n\n",
+             | prediction | MRSTFT vs {target} | mean abs(θ − θ*) |\n| --- | --- | --- |\n\
+             | trained model | {:.4} | {} |\n| input (unprocessed) | {:.4} | – |\n\
+             | default parameters | {:.4} | {} |\n| random parameters | {:.4} | {} |\n\n\
+             Trained vs input: {:+.1} %; vs default: {:+.1} %.{}\n\n",
             v.step,
             v.items,
             if v.failed > 0 {
@@ -752,16 +849,23 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
                 String::new()
             },
             v.mrstft.trained,
-            v.param_error.trained,
+            pe(v, |p| p.trained),
             v.mrstft.input,
             v.mrstft.default,
-            v.param_error.default,
+            pe(v, |p| p.default),
             v.mrstft.random,
-            v.param_error.random,
+            pe(v, |p| p.random),
             100.0 * (v.mrstft.trained / v.mrstft.input - 1.0),
             100.0 * (v.mrstft.trained / v.mrstft.default - 1.0),
+            if v.param_error.is_none() { " θ* is unknown for a user's pairs: no parameter error." } else { "" },
         )),
         None => {}
+    }
+    if !report.per_pair.is_empty() {
+        text.push_str(&pair_tables(report.per_pair));
+    }
+    if let Some(pairs) = report.pairs {
+        text.push_str(&offset_table(pairs));
     }
     text.push_str(
         "`loss.png`: loss against step on a log y axis, with a legend: the training loss of every step and its \
@@ -769,6 +873,70 @@ fn write_report(run_dir: &Path, trainer: &Trainer, summary: &TrainSummary) -> Re
          random parameters.\n",
     );
     run::write_atomic(&run_dir.join("report.md"), text.as_bytes())
+}
+
+/// Per held-out pair: MRSTFT and loudness error against the processed file, before (the raw input) and after
+/// (the trained model's render), and the predicted parameters in plain units.
+fn pair_tables(per_pair: &[PairValidation]) -> String {
+    let opt = |v: Option<f64>, digits: usize| v.map_or_else(|| "failed".to_string(), |x| format!("{x:.digits$}"));
+    let mut text = String::from(
+        "## Held-out pairs (final validation, real chain)\n\nAgainst each pair's processed file, on its validation \
+         crop (the loudest window of the raw file): before = the raw input, after = the trained model's render. \
+         Loudness error = |loudness − the processed crop's| (EBU R128, LU).\n\n\
+         | pair | MRSTFT before | MRSTFT after | loudness error before (LU) | loudness error after (LU) |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for p in per_pair {
+        text.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {} |\n",
+            p.name,
+            opt(p.mrstft_before, 4),
+            opt(p.mrstft_after, 4),
+            p.loudness_before_lu,
+            opt(p.loudness_after_lu, 2)
+        ));
+    }
+    text.push('\n');
+    for p in per_pair {
+        text.push_str(&format!(
+            "Predicted parameters for `{}`:\n\n| parameter | value | unit |\n| --- | --- | --- |\n",
+            p.name
+        ));
+        for q in &p.params {
+            text.push_str(&format!(
+                "| {}.{} ({}) | {:.4} | {} |\n",
+                q.stage,
+                q.id,
+                q.name,
+                q.plain,
+                q.unit.as_deref().filter(|u| !u.is_empty()).unwrap_or("–")
+            ));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Every pair's measured offset (positive: processed lags raw) and role.
+fn offset_table(pairs: &[PairInfo]) -> String {
+    let mut text = String::from(
+        "## Pairs (`pairs.json`)\n\nOffset of each processed file against its raw file, by cross-correlation \
+         (positive: processed lags raw); shifted = moved back by it and cropped to the overlap (`--align`).\n\n\
+         | pair | offset (ms) | offset (samples) | shifted | held out |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for p in pairs {
+        text.push_str(&format!(
+            "| {} | {:.2} | {} at {} Hz | {} | {} |\n",
+            p.name,
+            p.offset_ms,
+            p.offset_frames,
+            p.sample_rate,
+            if p.shifted { "yes" } else { "no" },
+            if p.held_out { "yes" } else { "no" }
+        ));
+    }
+    text.push('\n');
+    text
 }
 
 fn method_description(config: &TrainConfig) -> String {
@@ -825,15 +993,60 @@ mod tests {
             failed: 8,
             mrstft: Baselines { trained: nan, input: nan, default: nan, random: nan },
             proxy: None,
-            param_error: ParamErrors { trained: 0.3, default: 0.2, random: 0.4 },
+            param_error: Some(ParamErrors { trained: 0.3, default: 0.2, random: 0.4 }),
         };
         let summary =
             TrainSummary { steps: 7, validation: Some(v), failed_items: 0, interrupted: false, mean_step_s: 1.0 };
         let dir = tempfile::tempdir().unwrap();
-        write_report(dir.path(), &trainer, &summary).unwrap();
+        let report = Report { data: "test".into(), pairs: None, per_pair: &[] };
+        write_report(dir.path(), &trainer, &summary, &report).unwrap();
         let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         // No table of means (NaN on main before this fix: 0.0000, a perfect-looking score), and why.
         assert!(!report.contains("| trained model |") && !report.contains("| NaN"), "{report}");
         assert!(report.contains("no score") && report.contains("Every one of its 8 items failed"), "{report}");
+    }
+
+    #[test]
+    fn the_report_of_a_pair_folder_run_has_a_table_per_held_out_pair_and_no_parameter_error() {
+        let trainer =
+            Trainer::new(TrainConfig { no_reference: true, ..TrainConfig::default() }, one_param(), Device::Cpu)
+                .unwrap();
+        let v = ValidationRecord {
+            step: 60,
+            items: 1,
+            failed: 0,
+            mrstft: Baselines { trained: 0.8, input: 4.0, default: 2.0, random: 3.0 },
+            proxy: None,
+            param_error: None,
+        };
+        let summary =
+            TrainSummary { steps: 60, validation: Some(v), failed_items: 0, interrupted: false, mean_step_s: 1.0 };
+        let per_pair = vec![PairValidation {
+            name: "drums_03.wav".into(),
+            mrstft_before: Some(4.0),
+            mrstft_after: Some(0.8),
+            loudness_before_lu: 9.5,
+            loudness_after_lu: Some(0.4),
+            params: crate::infer::predicted_params(trainer.chain(), &[0.75]).unwrap(),
+        }];
+        let pairs = vec![PairInfo {
+            name: "drums_03.wav".into(),
+            sample_rate: 22_050,
+            frames: 44_100,
+            offset_frames: 154,
+            offset_ms: 6.984,
+            shifted: true,
+            held_out: true,
+        }];
+        let report = Report { data: "pairs".into(), pairs: Some(&pairs), per_pair: &per_pair };
+        let dir = tempfile::tempdir().unwrap();
+        write_report(dir.path(), &trainer, &summary, &report).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(text.contains("| trained model | 0.8000 | – |"), "{text}");
+        assert!(text.contains("| drums_03.wav | 4.0000 | 0.8000 | 9.50 | 0.40 |"), "{text}");
+        // 0.75 of −24..12 dB is 3 dB.
+        assert!(text.contains("| fx.gain (Gain) | 3.0000 | dB |"), "{text}");
+        assert!(text.contains("| drums_03.wav | 6.98 | 154 at 22050 Hz | yes | yes |"), "{text}");
+        assert!(text.contains("no style reference"), "{text}");
     }
 }

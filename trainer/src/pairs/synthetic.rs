@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::{PairBatch, PairRequest, PairSource};
 use crate::{ClipSource, TrainError};
 
 /// What the model's input is, before the target's processing.
@@ -24,36 +25,14 @@ pub enum Corruption {
     RandomChain,
 }
 
-/// A batch of pairs; every vector has one entry per item that rendered. Failed items are dropped and counted.
-#[derive(Debug, Clone, Default)]
-pub struct PairBatch {
-    pub input_a: Vec<Audio>,
-    pub reference_b: Vec<Audio>,
-    pub target_a: Vec<Audio>,
-    /// The parameters the targets were rendered with.
-    pub theta_star: Vec<Vec<f32>>,
-    pub failed: usize,
-    pub errors: Vec<ItemError>,
-}
-
-impl PairBatch {
-    pub fn len(&self) -> usize {
-        self.input_a.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.input_a.is_empty()
-    }
-}
-
 /// How often a source may say "no clip" for one item before the batch fails (a source that is empty or holds
 /// only recordings shorter than 2·L).
 const CLIP_TRIES: usize = 8;
 
 /// Samples `batch` pairs of halves of `frames` frames. Item `i` uses [`item_seed`]`(seed, i)` for its clip,
 /// θ* and corruption, so a batch is the same whatever the pool's worker count.
-pub fn sample_pairs(
-    source: &dyn ClipSource,
+pub fn sample_pairs<S: ClipSource + ?Sized>(
+    source: &S,
     pool: &mut Pool,
     frames: usize,
     corruption: Corruption,
@@ -83,6 +62,7 @@ pub fn sample_pairs(
         Corruption::RandomChain => pool.render_batch(&clips, &theta_corrupt),
     };
     let mut out = PairBatch::default();
+    let mut theta_out = Vec::with_capacity(batch);
     for ((target, input), theta) in targets.into_iter().zip(inputs).zip(theta_star) {
         match (target, input) {
             (Ok(target), Ok(input)) => {
@@ -92,7 +72,7 @@ pub fn sample_pairs(
                 out.input_a.push(input_a);
                 out.target_a.push(target_a);
                 out.reference_b.push(reference_b);
-                out.theta_star.push(theta);
+                theta_out.push(theta);
             }
             (Err(e), _) | (_, Err(e)) => {
                 out.failed += 1;
@@ -100,7 +80,19 @@ pub fn sample_pairs(
             }
         }
     }
+    out.theta_star = Some(theta_out);
     Ok(out)
+}
+
+/// Every clip source is a source of synthetic pairs: [`sample_pairs`] behind the [`PairSource`] trait.
+impl<T: ClipSource + ?Sized> PairSource for T {
+    fn batch(&self, pool: &mut Pool, request: &PairRequest) -> Result<PairBatch, TrainError> {
+        sample_pairs(self, pool, request.frames, request.corruption, request.batch, request.seed)
+    }
+
+    fn describe(&self) -> String {
+        format!("self-supervised pairs rendered at random parameters from {} recordings", self.len())
+    }
 }
 
 /// P values uniform in [0, 1].

@@ -1,5 +1,5 @@
 //! Integrated loudness (EBU R128 / ITU-R BS.1770, in LUFS) with the `ebur128` crate, for the loudness error
-//! of `afx compare` (DeepAFx-ST's raw logs report it beside MRSTFT).
+//! of `afx compare` (DeepAFx-ST's raw logs report it beside MRSTFT) and of a pair folder's held-out pairs.
 
 use afx_host::Audio;
 

@@ -1,0 +1,79 @@
+//! Where training pairs come from: a [`PairSource`] gives batches of (input_A, reference_B, target_A), and the
+//! training loop does not care how they were made.
+//!
+//! - [`synthetic`]: DeepAFx-ST's self-supervised pairs, rendered through the REAL chain at random θ* from any
+//!   [`crate::ClipSource`] (a corpus, a `Vec<Audio>`); θ* is known, so the parameter error is reported.
+//! - [`folder`]: a user's own raw/processed recordings ([`folder::PairFolder`], `afx train --pairs DIR`): aligned
+//!   by cross-correlation ([`align`]), cropped at the same position; θ* is unknown.
+
+pub mod align;
+pub mod folder;
+pub mod synthetic;
+
+use afx_host::Audio;
+use afx_spsa::{ItemError, Pool};
+
+pub use folder::{PairFolder, PairInfo};
+pub use synthetic::{Corruption, sample_pairs, uniform};
+
+use crate::TrainError;
+
+/// A batch of pairs; every vector has one entry per item that rendered. Failed items are dropped and counted.
+#[derive(Debug, Clone, Default)]
+pub struct PairBatch {
+    pub input_a: Vec<Audio>,
+    pub reference_b: Vec<Audio>,
+    pub target_a: Vec<Audio>,
+    /// The parameters the targets were rendered with (synthetic pairs); `None` where they are unknown (a user's
+    /// processed recordings), and then no parameter error is reported.
+    pub theta_star: Option<Vec<Vec<f32>>>,
+    /// Each item's name (the file of a user's pair); empty for synthetic pairs.
+    pub names: Vec<String>,
+    pub failed: usize,
+    pub errors: Vec<ItemError>,
+}
+
+impl PairBatch {
+    pub fn len(&self) -> usize {
+        self.input_a.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_a.is_empty()
+    }
+}
+
+/// What a batch is asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairRequest {
+    /// L: frames of every input_A, reference_B and target_A, at the training rate.
+    pub frames: usize,
+    /// Items wanted (a held-out set of fixed pairs gives each of its pairs instead, see
+    /// [`PairSource::held_out`]).
+    pub batch: usize,
+    /// What the synthetic input is before the target's processing (user pairs bring their own input, and refuse
+    /// anything but [`Corruption::None`]).
+    pub corruption: Corruption,
+    /// Item `i` uses [`afx_spsa::item_seed`]`(seed, i)`, so a batch is the same whatever the worker count.
+    pub seed: u64,
+}
+
+/// Where training and validation pairs come from.
+pub trait PairSource {
+    /// A training batch.
+    fn batch(&self, pool: &mut Pool, request: &PairRequest) -> Result<PairBatch, TrainError>;
+
+    /// The held-out set, made once per process and fixed for the run: by default a batch of `request.batch`
+    /// items; a source of fixed pairs gives one crop of each of its pairs.
+    fn held_out(&self, pool: &mut Pool, request: &PairRequest) -> Result<PairBatch, TrainError> {
+        self.batch(pool, request)
+    }
+
+    /// One line for logs and reports.
+    fn describe(&self) -> String;
+
+    /// The user's pairs, if this source has any: written to the run folder as `pairs.json`.
+    fn pairs_manifest(&self) -> Option<Vec<PairInfo>> {
+        None
+    }
+}
