@@ -27,6 +27,9 @@ enum Command {
     Train(commands::train::Args),
     /// Process a file with a trained run: predict parameters from a style reference and render
     Infer(commands::infer::Args),
+    /// Match one sound without training: optimise the chain's parameters (SPSA or CMA-ES) so the input sounds
+    /// like a target or a style reference
+    Match(commands::r#match::Args),
     /// Collect (input, parameters, output) examples from a real chain, as shards, to train a proxy
     Collect(commands::collect::Args),
     /// Train a neural proxy (conditional TCN) of a chain on collected examples
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainProxy(args) => commands::train_proxy::run(args, cli.config.as_deref()),
         Command::Train(args) => commands::train::run(args, cli.config.as_deref()),
         Command::Infer(args) => commands::infer::run(args, cli.config.as_deref()),
+        Command::Match(args) => commands::r#match::run(args, cli.config.as_deref()),
         Command::EvalGrads(args) => commands::eval_grads::run(args, cli.config.as_deref()),
         Command::Compare(args) => commands::compare::run(args, cli.config.as_deref()),
         Command::Bench(bench) => commands::bench::run(bench, cli.config.as_deref()),

@@ -17,6 +17,9 @@ pub enum Bench {
     /// The network side of training (features, encoder forward, MRSTFT + dL/dy, backward + AdamW; the proxy
     /// TCN's step) in afx and in PyTorch, side by side, at 1 and 2 threads
     Model(ModelArgs),
+    /// `afx match` (each method, from the chain's defaults) against a trained controller on the same held-out
+    /// pairs: median MRSTFT, time, and the median curve of loss against renders
+    Match(MatchArgs),
     /// One child of `bench model` (one workload at the thread count of its environment; JSON on stdout)
     #[command(hide = true)]
     ModelChild(ModelChildArgs),
@@ -44,6 +47,31 @@ pub struct ModelArgs {
     /// or inspect a side by hand) instead of a temporary folder
     #[arg(long, hide = true)]
     keep_files: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct MatchArgs {
+    /// Run folder of `afx train` (the controller; its chain is matched through)
+    #[arg(long)]
+    run: std::path::PathBuf,
+    /// Corpus folder: the held-out pairs come from its validation split, drawn as training validates
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// Held-out pairs
+    #[arg(long, default_value_t = 20)]
+    pairs: usize,
+    /// Renders per match
+    #[arg(long, default_value_t = 2000)]
+    renders: u64,
+    /// Methods to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "spsa,cma-es")]
+    methods: Vec<afx_match::Method>,
+    /// Folder for bench.json, report.md and curves.png
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Plugin worker processes [default: one per core]
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -154,6 +182,7 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
         Bench::Train(args) => train(args, config),
         Bench::Collect(args) => collect(args, config),
         Bench::Model(args) => model(args, config),
+        Bench::Match(args) => bench_match(args, config),
         Bench::ModelChild(args) => Ok(afx_trainer::bench_model::child_main(&args.spec, args.workload)?),
         Bench::Render(args) => {
             let host = Host::new();
@@ -286,6 +315,39 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     ] {
         println!("  {what:<30} {:>8.3} s  {:>5.1}%", s, pct(s));
     }
+    Ok(())
+}
+
+fn bench_match(args: MatchArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if args.pairs == 0 {
+        anyhow::bail!("--pairs 0: give at least one held-out pair");
+    }
+    let run: afx_trainer::train::RunConfig = afx_trainer::run::read_json(&args.run.join("config.json"))
+        .map_err(|e| anyhow::anyhow!("--run {} is not a run folder: {e}", args.run.display()))?;
+    let base = afx_match::MatchConfig { budget: afx_match::Budget::renders(args.renders), ..Default::default() };
+    base.validate()?;
+    let source = afx_datasets::Corpus::open(&args.data, afx_datasets::Split::Val, run.config.sample_rate)?;
+    let config_path = super::config_path(config);
+    let mut pool = super::start_pool(&super::PoolRequest {
+        chain: &run.chain.name,
+        config: config_path.as_deref(),
+        workers: args.workers,
+        ..Default::default()
+    })?;
+    let methods = args.methods.clone();
+    let mut on_pair = |i: usize, p: &afx_match::bench::PairScores| {
+        let matched: Vec<String> = methods
+            .iter()
+            .zip(&p.matched)
+            .map(|(m, o)| format!("{m} {:.4} ({:.1} s)", o.best_loss, o.seconds))
+            .collect();
+        eprintln!("pair {:>2}: input {:.4}  controller {:.4}  {}", i + 1, p.input, p.controller, matched.join("  "));
+    };
+    let report =
+        afx_match::bench::bench(&mut pool, &args.run, &source, args.pairs, &args.methods, &base, &mut on_pair)?;
+    afx_match::bench::write_report(&args.out, &report)?;
+    print!("{}", afx_match::bench::markdown(&report));
+    println!("wrote {} (bench.json, report.md, curves.png)", args.out.display());
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod dataset;
 pub mod eval_grads;
 pub mod infer;
+pub mod r#match;
 pub mod render;
 pub mod scan;
 pub mod train;

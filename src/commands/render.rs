@@ -96,7 +96,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
 
 /// WAV through the host's reader (exact errors for the format afx writes); other formats through the corpus
 /// decoder.
-fn read_audio(path: &Path) -> anyhow::Result<Audio> {
+pub fn read_audio(path: &Path) -> anyhow::Result<Audio> {
     let is_wav = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"));
     if is_wav || !afx_datasets::decode::is_audio(path) {
         Ok(Audio::read_wav(path)?)
