@@ -65,7 +65,7 @@ fn match_args<'a>(input: &'a str, target: &'a str, method: &'a str, renders: &'a
         "--method",
         method,
         "--renders",
-        "240",
+        renders,
         "--out",
         out,
     ]
