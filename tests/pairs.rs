@@ -135,7 +135,7 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     let tmp = tempfile::tempdir().unwrap();
     let pairs = pair_folder().to_str().unwrap();
     let run = tmp.path().join("run");
-    let mut args = train_args(pairs, run.to_str().unwrap(), "150");
+    let mut args = train_args(pairs, run.to_str().unwrap(), "400");
     args.extend(["--no-reference", "--align"]);
     let started = std::time::Instant::now();
     let out = ok(run_afx(tmp.path(), &args));
@@ -195,12 +195,12 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     fails_with(&run_afx(tmp.path(), &args), &["trained without a reference", "leave out --reference"]);
 
     // --resume with --pairs trains on (the run's --no-reference and held-out pairs); without it, refused.
-    let mut args = train_args(pairs, run.to_str().unwrap(), "150");
-    args[8] = "154";
+    let mut args = train_args(pairs, run.to_str().unwrap(), "400");
+    args[8] = "404";
     args.extend(["--align", "--resume"]);
     ok(run_afx(tmp.path(), &args));
     let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches(r#""kind":"step""#).count();
-    assert_eq!(steps, 154);
+    assert_eq!(steps, 404);
     let resume = ["train", "--data", "corpus", "--out", run.to_str().unwrap(), "--resume"];
     fails_with(&run_afx(tmp.path(), &resume), &["trained on a pair folder", "--pairs DIR"]);
 }

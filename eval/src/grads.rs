@@ -354,7 +354,7 @@ pub fn eval_grads(
     let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed, 1 << 30));
     let thetas: Vec<Vec<f32>> = (0..pairs.len()).map(|_| uniform(&mut rng, p)).collect();
     let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), p), &Device::Cpu)?;
-    let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a };
+    let batch = MethodBatch::new(&pairs.input_a, &pairs.target_a);
     let loss = MrStftLoss::new(&config.loss.loss_config(), DType::F32, &Device::Cpu)?;
 
     let mut runs: Vec<(EstimatorSpec, Gradients, f64)> = vec![];

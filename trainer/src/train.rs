@@ -287,7 +287,7 @@ impl Trainer {
                 param_error = mean_abs_diff(&theta_rows(&theta)?, theta_star);
             }
 
-            let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a };
+            let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a, preroll: &pairs.preroll_a };
             let out = self.method.gradients(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
             timing.render_s = out.timing.render_s;
             timing.loss_s = out.timing.loss_s;
@@ -356,8 +356,15 @@ impl Trainer {
                 })
                 .collect()
         };
+        // Through the chain after each item's pre-roll (if any), scored after it.
+        let chain_inputs: Vec<afx_host::Audio> = match pairs.preroll_a.as_slice() {
+            [] => pairs.input_a.clone(),
+            preroll => pairs.input_a.iter().zip(preroll).map(|(x, p)| crate::pairs::with_preroll(p, x)).collect(),
+        };
+        let frames = |i: usize| pairs.input_a[i].frames();
         let render = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Vec<Option<afx_host::Audio>> {
-            pool.render_batch(&pairs.input_a, thetas).into_iter().map(Result::ok).collect()
+            let outputs = pool.render_batch(&chain_inputs, thetas).into_iter().enumerate();
+            outputs.map(|(i, y)| y.ok().map(|y| crate::pairs::tail(&y, frames(i)))).collect()
         };
         let rendered = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Result<Vec<Option<f64>>, TrainError> {
             score(&render(pool, thetas).iter().map(Option::as_ref).collect::<Vec<_>>())

@@ -153,7 +153,8 @@ impl GradMethod for Exact {
             .kept
             .iter()
             .zip(&forward.grad_y)
-            .map(|(&i, g)| self.twin.vjp(&batch.inputs[i], &thetas[i], g).map(Ok))
+            .zip(&forward.inputs)
+            .map(|((&i, g), x)| self.twin.vjp(x, &thetas[i], g).map(Ok))
             .collect::<Result<Vec<_>, TrainError>>()?;
         timing.spsa_s = started.elapsed().as_secs_f64();
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))

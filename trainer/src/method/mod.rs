@@ -143,6 +143,17 @@ pub fn build(
 pub struct MethodBatch<'a> {
     pub inputs: &'a [Audio],
     pub targets: &'a [Audio],
+    /// Per item, audio the chain renders before its input and the loss ignores (a user pair's crop, see
+    /// [`crate::pairs::PairBatch::preroll_a`]); empty: none. The real-chain methods honour it (their estimator
+    /// renders include it, with dL/dy zero there); the proxy methods run the proxy on the inputs alone.
+    pub preroll: &'a [Audio],
+}
+
+impl<'a> MethodBatch<'a> {
+    /// Inputs and targets without a pre-roll.
+    pub fn new(inputs: &'a [Audio], targets: &'a [Audio]) -> MethodBatch<'a> {
+        MethodBatch { inputs, targets, preroll: &[] }
+    }
 }
 
 /// Seconds spent in a method's parts of a step.
@@ -244,12 +255,13 @@ pub struct RealForward {
     pub status: Vec<Result<usize, ItemError>>,
     /// Indices of the items that rendered, in order.
     pub kept: Vec<usize>,
-    /// The inputs of the items that rendered, shared: the estimator jobs that render them again hold them
-    /// without another copy.
+    /// The inputs of the items that rendered (after their pre-roll, if any), shared: the estimator jobs that
+    /// render them again hold them without another copy.
     pub inputs: Vec<Arc<Audio>>,
     /// The rendered outputs `(kept, T)` as a tensor on the CPU.
     pub output: Option<Tensor>,
-    /// Per rendered item: its loss and dL_i/dy_i (shared: SPSA and FD jobs hold them without a copy).
+    /// Per rendered item: its loss and dL_i/dy_i (shared: SPSA and FD jobs hold them without a copy), as long
+    /// as `inputs` (zero over a pre-roll).
     pub losses: Vec<f64>,
     pub grad_y: Vec<Arc<Audio>>,
 }
@@ -302,8 +314,12 @@ pub fn real_forward(
     timing: &mut MethodTiming,
 ) -> Result<RealForward, TrainError> {
     let started = Instant::now();
-    // Each input copied once, into the `Arc` that this render and the estimator's renders share.
-    let all_inputs: Vec<Arc<Audio>> = batch.inputs.iter().map(|x| Arc::new(x.clone())).collect();
+    // Each input copied once, into the `Arc` that this render and the estimator's renders share (after its
+    // pre-roll, if any).
+    let all_inputs: Vec<Arc<Audio>> = match batch.preroll {
+        [] => batch.inputs.iter().map(|x| Arc::new(x.clone())).collect(),
+        preroll => batch.inputs.iter().zip(preroll).map(|(x, p)| Arc::new(crate::pairs::with_preroll(p, x))).collect(),
+    };
     let rendered = pool.render_batch(&all_inputs, thetas);
     timing.render_s = started.elapsed().as_secs_f64();
     let (mut status, mut kept, mut inputs, mut outputs) = (vec![], vec![], vec![], vec![]);
@@ -323,7 +339,22 @@ pub fn real_forward(
     }
     let started = Instant::now();
     let targets: Vec<&Audio> = kept.iter().map(|&i| &batch.targets[i]).collect();
-    let LossGradient { output, losses, grad_y } = loss_gradient(loss, &outputs.iter().collect::<Vec<_>>(), &targets)?;
+    if !batch.preroll.is_empty() {
+        // The loss scores what follows the pre-roll; dL/dy is zero over it.
+        outputs = outputs.iter().zip(&targets).map(|(y, t)| crate::pairs::tail(y, t.frames())).collect();
+    }
+    let LossGradient { output, losses, mut grad_y } =
+        loss_gradient(loss, &outputs.iter().collect::<Vec<_>>(), &targets)?;
+    if !batch.preroll.is_empty() {
+        grad_y = grad_y
+            .iter()
+            .zip(&inputs)
+            .map(|(g, x)| {
+                let silence = Audio::silence(g.sample_rate(), g.num_channels(), x.frames() - g.frames());
+                Arc::new(crate::pairs::with_preroll(&silence, g))
+            })
+            .collect();
+    }
     timing.loss_s = started.elapsed().as_secs_f64();
     Ok(RealForward { status, kept, inputs, output: Some(output), losses, grad_y })
 }

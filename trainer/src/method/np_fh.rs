@@ -54,7 +54,7 @@ impl GradMethod for NpFh {
         let device = self.path.device();
         let index = Tensor::new(forward.kept.iter().map(|&i| i as u32).collect::<Vec<_>>().as_slice(), device)?;
         let leaf = theta_leaf(&theta.to_device(device)?.index_select(&index, 0)?, device)?;
-        let inputs: Vec<_> = forward.kept.iter().map(|&i| &batch.inputs[i]).collect();
+        let inputs: Vec<_> = forward.inputs.iter().map(|x| &**x).collect();
         let y_proxy = self.path.forward(&inputs, leaf.as_tensor())?;
         let g_y = batch_tensor(&forward.grad_y.iter().map(|g| &**g).collect::<Vec<_>>(), device)?;
         let grads = (&y_proxy * g_y.detach())?.sum_all()?.backward()?;

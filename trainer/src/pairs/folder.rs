@@ -13,10 +13,14 @@
 //! Training items: a random training pair and a random crop of L frames at the same position in raw (input_A)
 //! and processed (target_A), skipping near-silent crops; no loudness normalisation (the chain is
 //! level-dependent: the pair's level relation is the data). The reference is a crop of ANOTHER training pair's
-//! processed file (style transfer), or L frames of silence without a reference (one fixed style).
+//! processed file (style transfer), or L frames of silence without a reference (one fixed style). Each crop
+//! carries a pre-roll, the [`PREROLL_S`] of raw audio before it: the chain renders pre-roll and crop and the loss
+//! scores the crop only, so a compressor's gain at the crop is the one the processed file had (rendered from the
+//! crop alone, it starts at rest: on a heavily compressed preset that error was most of what training left).
 //!
-//! Held-out pairs (validation): one crop each, the loudest L frames of the raw file (RMS over windows every L/4
-//! frames, the earliest of equals); the reference is the loudest L frames of a training pair's processed file
+//! Held-out pairs (validation): one crop each, the first L frames of the raw file (the processed file's effects
+//! started from their reset state there, as the chain's render of the crop does), or the loudest L frames when
+//! those are near-silent (RMS over windows every L/4 frames, the earliest of equals); the reference is the loudest L frames of a training pair's processed file
 //! (held-out pair k takes training pair k mod the count, in name order).
 
 use std::collections::BTreeSet;
@@ -31,6 +35,10 @@ use serde::{Deserialize, Serialize};
 use super::{Corruption, PairBatch, PairRequest, PairSource};
 use crate::TrainError;
 
+/// Seconds of raw audio rendered before each crop and not scored (its pre-roll): long enough for a
+/// compressor's gain to settle where the processed file had it; an effect with a longer memory (a long reverb
+/// tail) keeps some of the crop error this removes.
+pub const PREROLL_S: f64 = 0.5;
 /// Pairs offset by more than this are refused without `align` (seconds).
 pub const TOLERANCE_S: f64 = 0.002;
 /// Offsets are searched within ± this (seconds).
@@ -216,6 +224,16 @@ impl PairFolder {
         Audio::new(self.rate, vec![samples[start..start + frames].to_vec()]).expect("one channel")
     }
 
+    /// The [`PREROLL_S`] before `start` in `samples`, zeros where it reaches before the file's start (a file
+    /// was processed from its start, with the effects at rest, as they stay on silence).
+    fn preroll(&self, samples: &[f32], start: usize) -> Audio {
+        let frames = (PREROLL_S * f64::from(self.rate)).round() as usize;
+        let from = start.saturating_sub(frames);
+        let mut pre = vec![0.0; frames - (start - from)];
+        pre.extend_from_slice(&samples[from..start]);
+        Audio::new(self.rate, vec![pre]).expect("one channel")
+    }
+
     fn silence(&self, frames: usize) -> Audio {
         Audio::silence(self.rate, 1, frames)
     }
@@ -247,6 +265,7 @@ impl PairSource for FolderPairs<'_> {
                 f.silence(frames)
             };
             out.input_a.push(f.crop(&f.pairs[j].raw, start, frames));
+            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start));
             out.target_a.push(f.crop(&f.pairs[j].processed, start, frames));
             out.reference_b.push(reference);
             out.names.push(f.infos[j].name.clone());
@@ -263,8 +282,9 @@ impl PairSource for FolderPairs<'_> {
         let frames = request.frames;
         let mut out = PairBatch::default();
         for (k, &j) in f.held_out.iter().enumerate() {
-            let start = loudest(&f.pairs[j].raw, frames);
+            let start = validation_start(&f.pairs[j].raw, frames);
             out.input_a.push(f.crop(&f.pairs[j].raw, start, frames));
+            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start));
             out.target_a.push(f.crop(&f.pairs[j].processed, start, frames));
             out.reference_b.push(if f.reference {
                 let r = &f.pairs[f.train[k % f.train.len()]].processed;
@@ -330,6 +350,15 @@ fn random_crop<'a>(
 
 fn rms(x: &[f32]) -> f32 {
     (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+/// Where a held-out pair's crop starts: at the file's start unless that is near-silent, else the loudest crop.
+/// At the start the processed file's effects began from their reset state, as the chain's render of the crop
+/// does; anywhere else a compressor's gain or a delay's tail carries over from audio the crop's render never
+/// hears, an error no parameters can remove (on this folder's eq_comp preset it was most of the MRSTFT that
+/// remained after training).
+fn validation_start(x: &[f32], frames: usize) -> usize {
+    if rms(&x[..frames]) >= SILENCE_RMS { 0 } else { loudest(x, frames) }
 }
 
 /// The start of the loudest `frames` frames among windows every `frames / 4` (and the last one).

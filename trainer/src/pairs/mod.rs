@@ -24,6 +24,10 @@ pub struct PairBatch {
     pub input_a: Vec<Audio>,
     pub reference_b: Vec<Audio>,
     pub target_a: Vec<Audio>,
+    /// Per item, the frames just before input_A that the chain renders first and the loss ignores, so the
+    /// effects' state at the crop (a compressor's gain) is the one the processed file had there; empty when the
+    /// source has none (synthetic pairs render their 2·L clip whole). See [`with_preroll`].
+    pub preroll_a: Vec<Audio>,
     /// The parameters the targets were rendered with (synthetic pairs); `None` where they are unknown (a user's
     /// processed recordings), and then no parameter error is reported.
     pub theta_star: Option<Vec<Vec<f32>>>,
@@ -41,6 +45,19 @@ impl PairBatch {
     pub fn is_empty(&self) -> bool {
         self.input_a.is_empty()
     }
+}
+
+/// `preroll` followed by `input`: what the chain renders for an item with a pre-roll.
+pub fn with_preroll(preroll: &Audio, input: &Audio) -> Audio {
+    let channels = preroll.channels().iter().zip(input.channels()).map(|(p, x)| [p.as_slice(), x].concat()).collect();
+    Audio::new(input.sample_rate(), channels).expect("equal channel counts")
+}
+
+/// The last `frames` frames of `audio` (what the loss scores of a render with a pre-roll).
+pub fn tail(audio: &Audio, frames: usize) -> Audio {
+    let skip = audio.frames().saturating_sub(frames);
+    Audio::new(audio.sample_rate(), audio.channels().iter().map(|c| c[skip..].to_vec()).collect())
+        .expect("equal lengths")
 }
 
 /// What a batch is asked for.
