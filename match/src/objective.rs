@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use afx_host::Audio;
-use afx_nn::loss::MrStftLoss;
+use afx_nn::loss::{MrStftLoss, PreparedTarget};
 use afx_trainer::train::TrainConfig;
 use candle_core::{DType, Device, Tensor};
 
@@ -17,7 +17,8 @@ const MIN_FRAMES: usize = 2048;
 pub enum Objective {
     /// MRSTFT against the target's same frames: the training loss without its time-domain term, the score a
     /// trained controller's validation reports.
-    Target { input: Audio, target: Tensor, channels: usize, loss: MrStftLoss },
+    /// (The target's spectra are computed once: scoring a render transforms the render only.)
+    Target { input: Audio, target: PreparedTarget, channels: usize, frames: usize, loss: MrStftLoss },
     /// [`StyleFeatures`] distance to a reference of other material, in dB.
     Style { input: Audio, reference: StyleFeatures },
 }
@@ -54,9 +55,11 @@ impl Objective {
         let target = slice(target, range.clone());
         let channels = target.num_channels();
         let rows: Vec<f32> = target.channels().iter().flatten().copied().collect();
-        let target = Tensor::from_vec(rows, (channels, target.frames()), &Device::Cpu)?;
+        let frames = target.frames();
+        let target = Tensor::from_vec(rows, (channels, frames), &Device::Cpu)?;
         let loss = MrStftLoss::new(&TrainConfig::default().spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
-        Ok(Objective::Target { input: slice(input, range), target, channels, loss })
+        let target = loss.prepare(&target)?;
+        Ok(Objective::Target { input: slice(input, range), target, channels, frames, loss })
     }
 
     /// Match the style of `reference` (any rate and length).
@@ -96,8 +99,8 @@ impl Objective {
     /// the items and channels).
     pub fn score_batch(&self, outputs: &[&Audio]) -> Result<Vec<f64>, MatchError> {
         match self {
-            Objective::Target { target, channels, loss, .. } => {
-                let frames = target.dim(1)?;
+            Objective::Target { target, channels, frames, loss, .. } => {
+                let frames = *frames;
                 let mut rows: Vec<f32> = Vec::with_capacity(outputs.len() * channels * frames);
                 for output in outputs {
                     if output.num_channels() != *channels {
@@ -118,8 +121,7 @@ impl Objective {
                 }
                 let n = outputs.len() * channels;
                 let y = Tensor::from_vec(rows, (n, frames), &Device::Cpu)?;
-                let t = target.repeat((outputs.len(), 1))?;
-                let per_row: Vec<f32> = loss.per_item(&y, &t)?.to_vec1()?;
+                let per_row: Vec<f32> = loss.per_item_against(&y, target)?.to_vec1()?;
                 Ok(per_row
                     .chunks(*channels)
                     .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>() / *channels as f64)

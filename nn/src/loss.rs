@@ -83,10 +83,51 @@ impl MrStftLoss {
         if pred.dims() != target.dims() {
             bail!("mrstft: prediction {:?} and target {:?} differ in shape", pred.dims(), target.dims())
         }
+        self.per_item_with(&pred, &target, None)
+    }
+
+    /// `target`'s spectra at every resolution, computed once to score many predictions against it
+    /// ([`MrStftLoss::per_item_against`]; on the CPU, where the fused ops take spectra).
+    pub fn prepare(&self, target: &Tensor) -> Result<PreparedTarget> {
+        let wave = flatten_mono(target)?;
+        let spectra = if fusable(&wave) && !wave.track_op() {
+            Some(self.stfts.iter().map(|stft| stft.packed_fft(&wave)).collect::<Result<Vec<_>>>()?)
+        } else {
+            None
+        };
+        Ok(PreparedTarget { wave, spectra })
+    }
+
+    /// [`MrStftLoss::per_item`] of `pred` `(n·R, T)` against a prepared target of R rows, tiled: row `i` is
+    /// scored against target row `i mod R`. Bit for bit the same values as `per_item` against the tiled target,
+    /// without transforming the target again for every prediction (one-sound matching scores thousands).
+    pub fn per_item_against(&self, pred: &Tensor, target: &PreparedTarget) -> Result<Tensor> {
+        let pred = flatten_mono(pred)?;
+        let (rows, frames) = target.wave.dims2()?;
+        let (n, len) = pred.dims2()?;
+        if len != frames || rows == 0 || n % rows != 0 {
+            bail!(
+                "mrstft: prediction {:?} is not a whole number of copies of the target's {:?}",
+                pred.dims(),
+                [rows, frames]
+            )
+        }
+        let tile = |t: &Tensor| -> Result<Tensor> {
+            let mut shape = vec![1; t.rank()];
+            shape[0] = n / rows;
+            t.repeat(shape)
+        };
+        let spectra = target.spectra.as_ref().map(|s| s.iter().map(tile).collect::<Result<Vec<_>>>()).transpose()?;
+        self.per_item_with(&pred, &tile(&target.wave)?, spectra.as_deref())
+    }
+
+    /// [`MrStftLoss::per_item`] given the target's spectra when they are known.
+    fn per_item_with(&self, pred: &Tensor, target: &Tensor, spectra: Option<&[Tensor]>) -> Result<Tensor> {
+        let (pred, target) = (pred.clone(), target.clone());
         let batch = pred.dim(0)?;
         let mut total: Option<Tensor> = None;
-        for stft in &self.stfts {
-            if let Some(sums) = fused_sums(stft, &pred, &target)? {
+        for (r, stft) in self.stfts.iter().enumerate() {
+            if let Some(sums) = fused_sums(stft, &pred, &target, spectra.map(|s| &s[r]))? {
                 // [Σ (|T| − |P|)², Σ |T|², Σ |ln|T| − ln|P||] per item
                 let bins = (stft.frames(pred.dim(1)?) * stft.bins()) as f64;
                 let convergence = (sums.narrow(1, 0, 1)?.sqrt()? / sums.narrow(1, 1, 1)?.sqrt()?)?;
@@ -119,7 +160,7 @@ impl MrStftLoss {
 
 /// Spectral convergence + log-magnitude L1 at one resolution.
 fn spectral_terms(stft: &Stft, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-    if let Some(sums) = fused_sums(stft, pred, target)? {
+    if let Some(sums) = fused_sums(stft, pred, target, None)? {
         let sums = sums.sum(0)?; // the batch's norms pooled
         let bins = (pred.dim(0)? * stft.frames(pred.dim(1)?) * stft.bins()) as f64;
         let convergence = (sums.get(0)?.sqrt()? / sums.get(1)?.sqrt()?)?;
@@ -132,16 +173,31 @@ fn spectral_terms(stft: &Stft, pred: &Tensor, target: &Tensor) -> Result<Tensor>
     convergence + log_mag
 }
 
+/// A target's waveform and, on the CPU, its packed spectra per resolution: see [`MrStftLoss::prepare`].
+#[derive(Debug, Clone)]
+pub struct PreparedTarget {
+    wave: Tensor,
+    spectra: Option<Vec<Tensor>>,
+}
+
+/// Whether the fused CPU ops can take `t`.
+fn fusable(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
 /// On CPU, when the target takes no gradient: the fused per-item sums `(B, 3)` of `spectral_cpu` (one pass
-/// forward and one backward instead of ~12 candle ops each way). `None`: use the composite expression.
-fn fused_sums(stft: &Stft, pred: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
-    let on_cpu = |t: &Tensor| t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64);
-    if !on_cpu(pred) || !on_cpu(target) || target.track_op() || pred.dtype() != target.dtype() {
+/// forward and one backward instead of ~12 candle ops each way), from the target's spectrum when it is given.
+/// `None`: use the composite expression.
+fn fused_sums(stft: &Stft, pred: &Tensor, target: &Tensor, spectrum: Option<&Tensor>) -> Result<Option<Tensor>> {
+    if !fusable(pred) || !fusable(target) || target.track_op() || pred.dtype() != target.dtype() {
         return Ok(None);
     }
-    let spectrum = stft.packed_fft(pred)?;
-    let target = stft.packed_fft(target)?;
-    Ok(Some(spectral_cpu::spectral_sums(&spectrum, &target)?))
+    let prediction = stft.packed_fft(pred)?;
+    let target = match spectrum {
+        Some(s) => s.clone(),
+        None => stft.packed_fft(target)?,
+    };
+    Ok(Some(spectral_cpu::spectral_sums(&prediction, &target)?))
 }
 
 /// `(B, T)` stays; `(B, 1, T)` becomes `(B, T)`.

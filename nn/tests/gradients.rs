@@ -231,6 +231,24 @@ fn per_item_mrstft_equals_each_item_alone_and_its_gradient_matches_finite_differ
 }
 
 #[test]
+fn a_prepared_target_scores_tiled_predictions_as_per_item_does_against_the_tiled_target() {
+    // Two target rows (a stereo target), three predictions of each: row i against target row i mod 2. Both f32
+    // (the fused ops, which take the prepared spectra) and f64.
+    for dtype in [DType::F32, DType::F64] {
+        let config = MrStftConfig { fft_sizes: vec![16, 64], time_l1_weight: 0.5 };
+        let loss = MrStftLoss::new(&config, dtype, &Device::Cpu).unwrap();
+        let target = pseudo_random((2, 128), 21, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        let pred = pseudo_random((6, 128), 22, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        let prepared = loss.prepare(&target).unwrap();
+        let against = loss.per_item_against(&pred, &prepared).unwrap().to_dtype(DType::F64).unwrap();
+        let tiled = Tensor::cat(&[&target, &target, &target], 0).unwrap();
+        let direct = loss.per_item(&pred, &tiled).unwrap().to_dtype(DType::F64).unwrap();
+        assert_eq!(against.to_vec1::<f64>().unwrap(), direct.to_vec1::<f64>().unwrap(), "{dtype:?}");
+        assert!(loss.per_item_against(&pred.narrow(0, 0, 5).unwrap(), &prepared).is_err(), "5 rows for 2");
+    }
+}
+
+#[test]
 fn film_gradients_match_finite_differences_at_batch_2() {
     let varmap = VarMap::new();
     let film = Film::new(5, 3, f64_vb(&varmap)).unwrap();
