@@ -239,7 +239,15 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
     // A raw file without its processed counterpart.
     let lone = copy_of_folder(&tmp.path().join("lone"));
     std::fs::remove_file(lone.join("processed/loop_electric.wav")).unwrap();
-    refused(&lone, &["--align"], &["raw/loop_electric.wav has no counterpart processed/loop_electric.wav"]);
+    refused(&lone, &["--align"], &["raw/loop_electric.wav has no counterpart processed/loop_electric.*"]);
+
+    // Something that is not audio; two files of one name.
+    let notes = copy_of_folder(&tmp.path().join("notes"));
+    std::fs::write(notes.join("raw/notes.txt"), "take 3 was the good one").unwrap();
+    refused(&notes, &["--align"], &["raw/notes.txt", "only audio files"]);
+    let twice = copy_of_folder(&tmp.path().join("twice"));
+    std::fs::copy(twice.join("raw/loop_amen.wav"), twice.join("raw/loop_amen.flac")).unwrap();
+    refused(&twice, &["--align"], &["loop_amen.flac", "loop_amen.wav", "share a name"]);
 
     // Too few pairs for a reference, and --val-pairs leaving nothing to train on.
     let two = tmp.path().join("two");
@@ -252,6 +260,17 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
     }
     refused(&two, &[], &["2 pair(s)", "at least 3", "--no-reference"]);
     refused(pair_folder(), &["--align", "--val-pairs", "8"], &["--val-pairs 8"]);
+
+    // Formats mix within a pair (matched by name without the extension): the recording's own FLAC as raw.
+    let flac = copy_of_folder(&tmp.path().join("flac"));
+    std::fs::remove_file(flac.join("raw/loop_amen.wav")).unwrap();
+    std::fs::copy(Path::new(SAMPLES).join("loop_amen.flac"), flac.join("raw/loop_amen.flac")).unwrap();
+    let flac_run = tmp.path().join("flac-run");
+    let mut args = train_args(flac.to_str().unwrap(), flac_run.to_str().unwrap(), "2");
+    args.extend(["--align", "--no-reference"]);
+    ok(run_afx(tmp.path(), &args));
+    let manifest = std::fs::read_to_string(flac_run.join("pairs.json")).unwrap();
+    assert!(manifest.contains("loop_amen.flac"), "{manifest}");
 
     // --pairs and --data together; neither.
     refused(pair_folder(), &["--data", "corpus"], &["--data"]);

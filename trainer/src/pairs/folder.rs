@@ -1,5 +1,6 @@
-//! A user's own pairs: `DIR/raw/NAME.wav` and `DIR/processed/NAME.wav`, the same recording before and after the
-//! processing the chain should learn (`afx train --pairs DIR`).
+//! A user's own pairs: `DIR/raw/NAME.wav` and `DIR/processed/NAME.wav` (or FLAC, OGG, MP3; matched by name
+//! without the extension), the same recording before and after the processing the chain should learn
+//! (`afx train --pairs DIR`).
 //!
 //! Loading refuses, naming the file: a file without its counterpart, fewer than 2 pairs (3 with a style
 //! reference, which is another pair's processed file), a pair whose rates or lengths differ (a length
@@ -23,7 +24,7 @@
 //! those are near-silent (RMS over windows every L/4 frames, the earliest of equals); the reference is the loudest L frames of a training pair's processed file
 //! (held-out pair k takes training pair k mod the count, in name order).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use afx_host::Audio;
@@ -136,14 +137,15 @@ impl PairFolder {
                 )));
             }
         }
-        let raw_names = wav_names(&raw_dir, dir)?;
-        let processed_names = wav_names(&processed_dir, dir)?;
-        if let Some(name) = raw_names.difference(&processed_names).next() {
-            return Err(refuse(format!("raw/{name} has no counterpart processed/{name}")));
+        let raw_files = audio_files(&raw_dir, dir)?;
+        let processed_files = audio_files(&processed_dir, dir)?;
+        if let Some((stem, file)) = raw_files.iter().find(|(stem, _)| !processed_files.contains_key(*stem)) {
+            return Err(refuse(format!("raw/{file} has no counterpart processed/{stem}.* (matched by name)")));
         }
-        if let Some(name) = processed_names.difference(&raw_names).next() {
-            return Err(refuse(format!("processed/{name} has no counterpart raw/{name}")));
+        if let Some((stem, file)) = processed_files.iter().find(|(stem, _)| !raw_files.contains_key(*stem)) {
+            return Err(refuse(format!("processed/{file} has no counterpart raw/{stem}.* (matched by name)")));
         }
+        let raw_names: Vec<&String> = raw_files.values().collect();
         let needed = if options.reference { 3 } else { 2 };
         if raw_names.len() < needed {
             return Err(refuse(format!(
@@ -159,8 +161,9 @@ impl PairFolder {
         }
 
         let (mut pairs, mut infos, mut off) = (vec![], vec![], vec![]);
-        for name in &raw_names {
-            let (pair, info) = load_pair(dir, name, options)?;
+        for (stem, raw_file) in &raw_files {
+            let (pair, info) = load_pair(dir, raw_file, &processed_files[stem], options)?;
+            let name = raw_file;
             if info.offset_ms.abs() > TOLERANCE_S * 1000.0 && !options.align {
                 off.push(format!("{name} ({})", info.describe_offset()));
             }
@@ -184,7 +187,7 @@ impl PairFolder {
                 "--val-pairs {val}: of the {n} pairs, at least 1 must be held out and {min_train} left to train on"
             )));
         }
-        // Names are sorted (BTreeSet); a seeded shuffle picks the held-out ones.
+        // Pairs are sorted by name (a BTreeMap by stem); a seeded shuffle picks the held-out ones.
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ SPLIT_STREAM);
         for i in (1..n).rev() {
@@ -379,26 +382,44 @@ fn loudest(x: &[f32], frames: usize) -> usize {
     best.0
 }
 
-/// The names of the WAV files in `folder` (sorted); anything else that is not hidden is refused.
-fn wav_names(folder: &Path, dir: &Path) -> Result<BTreeSet<String>, TrainError> {
+/// The audio files (WAV, FLAC, OGG, MP3) in `folder` by stem (sorted), so `raw/a.flac` pairs with
+/// `processed/a.wav`; anything else that is not hidden, or two files of one stem, is refused.
+fn audio_files(folder: &Path, dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
+    let refuse = |message: String| TrainError::Pairs { dir: dir.to_path_buf(), message };
     let entries = std::fs::read_dir(folder).map_err(TrainError::io(folder))?;
-    let mut names = BTreeSet::new();
+    let mut files = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(TrainError::io(folder))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
-        let is_wav = Path::new(&name).extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-        if !is_wav || !entry.path().is_file() {
-            return Err(TrainError::Pairs {
-                dir: dir.to_path_buf(),
-                message: format!("{}: only WAV files are read from raw/ and processed/", entry.path().display()),
-            });
+        let path = entry.path();
+        if !afx_datasets::decode::is_audio(&path) || !path.is_file() {
+            return Err(refuse(format!(
+                "{}: only audio files (WAV, FLAC, OGG, MP3) are read from raw/ and processed/",
+                path.display()
+            )));
         }
-        names.insert(name);
+        let stem = Path::new(&name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into_owned());
+        if let Some(other) = files.insert(stem, name.clone()) {
+            return Err(refuse(format!(
+                "{}: {other} and {name} share a name; keep one (pairs are matched by name)",
+                folder.display()
+            )));
+        }
     }
-    Ok(names)
+    Ok(files)
+}
+
+/// WAV through the host's reader (exact for the float WAV afx writes), other formats through the corpus decoder.
+fn read_audio(path: &Path) -> Result<Audio, String> {
+    let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+    if is_wav {
+        Audio::read_wav(path).map_err(|e| e.to_string())
+    } else {
+        afx_datasets::decode::load_audio(path).map_err(|e| e.to_string())
+    }
 }
 
 fn seconds(frames: usize, rate: u32) -> f64 {
@@ -406,13 +427,18 @@ fn seconds(frames: usize, rate: u32) -> f64 {
 }
 
 /// Reads, checks, measures (and, with `align`, shifts) one pair, then converts it to mono at the training rate.
-fn load_pair(dir: &Path, name: &str, options: &FolderOptions) -> Result<(Pair, PairInfo), TrainError> {
+fn load_pair(
+    dir: &Path,
+    name: &str,
+    processed_name: &str,
+    options: &FolderOptions,
+) -> Result<(Pair, PairInfo), TrainError> {
     let refuse = |message: String| TrainError::Pairs { dir: dir.to_path_buf(), message };
-    let read = |sub: &str| {
-        let path = dir.join(sub).join(name);
-        Audio::read_wav(&path).map_err(|e| refuse(format!("{sub}/{name}: {e}")))
+    let read = |sub: &str, file: &str| {
+        let path = dir.join(sub).join(file);
+        read_audio(&path).map_err(|e| refuse(format!("{sub}/{file}: {e}")))
     };
-    let (raw, processed) = (read("raw")?, read("processed")?);
+    let (raw, processed) = (read("raw", name)?, read("processed", processed_name)?);
     let rate = raw.sample_rate();
     if processed.sample_rate() != rate {
         return Err(refuse(format!(
