@@ -236,6 +236,13 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
         &["loop_perc2.wav", &format!("({frames} frames)"), &format!("({} frames)", frames - 4410), "trim or pad"],
     );
 
+    // A processed file at another rate than its raw file.
+    let rates = copy_of_folder(&tmp.path().join("rates"));
+    let file = rates.join("processed/loop_perc2.wav");
+    let (_, channels) = read_wav(&file);
+    write_wav(&file, 48_000, &channels);
+    refused(&rates, &["--align"], &["loop_perc2.wav", "44100 Hz", "48000 Hz"]);
+
     // A raw file without its processed counterpart.
     let lone = copy_of_folder(&tmp.path().join("lone"));
     std::fs::remove_file(lone.join("processed/loop_electric.wav")).unwrap();
