@@ -70,10 +70,14 @@ impl MatchedParam {
 }
 
 /// A trained controller's θ for (input, reference), from the run in `run_dir`, which must be a run of the chain
-/// `pool` hosts (else refused, naming the run and both chains).
+/// `pool` hosts (else refused, naming the run and both chains). A run trained without a reference
+/// (`--no-reference`) predicts from the input alone, as it was trained.
 pub fn start_from_run(run_dir: &Path, pool: &Pool, input: &Audio, reference: &Audio) -> Result<Vec<f32>, MatchError> {
     let model = TrainedModel::load(run_dir, &Device::Cpu)?;
     afx_trainer::run::check_chain(run_dir, &model.meta.chain, &ChainInfo::from_chain(pool.chain()))?;
+    if model.meta.config.no_reference {
+        return Ok(model.predict(input, &afx_trainer::infer::silent_reference(&model.meta.config))?);
+    }
     Ok(model.predict(input, reference)?)
 }
 
