@@ -193,6 +193,30 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     assert!(output.exists());
     args.extend(["--reference", input.to_str().unwrap()]);
     fails_with(&run_afx(tmp.path(), &args), &["trained without a reference", "leave out --reference"]);
+    // `afx match --init-run` starts from the same prediction (from the input alone): with a budget of one
+    // render its preset is the start, which equals infer's.
+    let matched = tmp.path().join("match");
+    let target = pair_folder().join("processed/loop_amen.wav");
+    ok(run_afx(
+        tmp.path(),
+        &[
+            "match",
+            "--chain",
+            "eq_comp",
+            "--input",
+            input.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--init-run",
+            run.to_str().unwrap(),
+            "--renders",
+            "1",
+            "--out",
+            matched.to_str().unwrap(),
+        ],
+    ));
+    let preset = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert_eq!(preset(&matched.join("preset.toml")), preset(&output.with_extension("preset.toml")));
 
     // --resume with --pairs trains on (the run's --no-reference and held-out pairs); without it, refused.
     let mut args = train_args(pairs, run.to_str().unwrap(), "400");
