@@ -31,7 +31,7 @@ pub struct Args {
     /// Stop after this many renders [default: 2000, unless --seconds is given]
     #[arg(long)]
     renders: Option<u64>,
-    /// Stop after this many seconds
+    /// Stop after this many seconds (with --renders: whichever comes first)
     #[arg(long)]
     seconds: Option<f64>,
     /// Start from a trained controller's prediction (a run folder of `afx train` for this chain) instead of
@@ -47,10 +47,10 @@ pub struct Args {
     /// rendered at the end
     #[arg(long, default_value_t = 10.0)]
     max_seconds: f64,
-    /// SPSA: Adam's initial learning rate (decays along a cosine to a tenth over the budget)
+    /// SPSA: Adam's initial learning rate (decays along a cosine to a tenth over the budget) [default: 0.05]
     #[arg(long)]
     lr: Option<f64>,
-    /// SPSA: perturbation size ε (normalised units)
+    /// SPSA: perturbation size ε (normalised units) [default: 0.02]
     #[arg(long)]
     epsilon: Option<f64>,
     /// SPSA: perturbations per step [default: one per worker]
@@ -59,7 +59,7 @@ pub struct Args {
     /// CMA-ES: points per generation [default: 4 + 3 ln P, rounded up to a multiple of the workers]
     #[arg(long)]
     population: Option<usize>,
-    /// CMA-ES: initial step size σ₀ (normalised units)
+    /// CMA-ES: initial step size σ₀ (normalised units) [default: 0.25]
     #[arg(long)]
     sigma: Option<f64>,
     /// Plugin worker processes [default: one per core]
