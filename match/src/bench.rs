@@ -72,7 +72,7 @@ pub fn bench(
         let objective = Objective::target(&p.input_a[i], &p.target_a[i], f64::INFINITY)?;
         let input = objective.score(&p.input_a[i])?;
         let theta = model.predict(&p.input_a[i], &p.reference_b[i])?;
-        let rendered = pool.render_batch(&[p.input_a[i].clone()], &[theta]).pop().expect("one result");
+        let rendered = pool.render_batch(std::slice::from_ref(&p.input_a[i]), &[theta]).pop().expect("one result");
         let controller = match rendered {
             Ok(y) => objective.score(&y)?,
             Err(e) => return Err(MatchError::Start(Box::new(e))),

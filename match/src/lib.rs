@@ -13,15 +13,18 @@
 //!    best θ, the curve as a PNG and a JSON summary.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let (mut pool, input, target): (afx_spsa::Pool, afx_host::Audio, afx_host::Audio) = todo!();
-//! use afx_match::{Budget, MatchConfig, Method, Objective, optimise};
-//! let config = MatchConfig { method: Method::CmaEs, budget: Budget::renders(2000), ..MatchConfig::default() };
-//! let objective = Objective::target(&input, &target, config.max_seconds)?;
-//! let start = afx_trainer::ChainInfo::from_chain(pool.chain()).default_theta();
-//! let outcome = optimise(&mut pool, &objective, &start, &config, &mut |_| {})?;
-//! println!("MRSTFT {} → {} in {} renders", outcome.start_loss, outcome.best_loss, outcome.renders);
-//! # Ok(()) }
+//! use afx_host::Audio;
+//! use afx_match::{Budget, MatchConfig, MatchError, Method, Objective, Outcome, optimise};
+//! use afx_spsa::Pool;
+//!
+//! /// Matches `target` (`input` processed, aligned) by CMA-ES in 2000 renders through `pool`'s chain,
+//! /// from the chain's defaults.
+//! fn match_target(pool: &mut Pool, input: &Audio, target: &Audio) -> Result<Outcome, MatchError> {
+//!     let config = MatchConfig { method: Method::CmaEs, budget: Budget::renders(2000), ..MatchConfig::default() };
+//!     let objective = Objective::target(input, target, config.max_seconds)?;
+//!     let start = afx_trainer::ChainInfo::from_chain(pool.chain()).default_theta();
+//!     optimise(pool, &objective, &start, &config, &mut |p| eprintln!("best {:.4} after {} renders", p.best, p.renders))
+//! }
 //! ```
 
 pub mod bench;
@@ -40,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::MatchError;
 pub use objective::{Objective, crop};
-pub use output::{MatchedParam, Summary, start_from_run, write_outputs};
+pub use output::{Summary, start_from_run, write_outputs};
 
 /// The search method (`--method`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

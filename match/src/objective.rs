@@ -98,6 +98,10 @@ impl Objective {
     /// The losses of several rendered outputs, in one batched pass of the loss (its FFTs run in parallel over
     /// the items and channels).
     pub fn score_batch(&self, outputs: &[&Audio]) -> Result<Vec<f64>, MatchError> {
+        if outputs.is_empty() {
+            // Every render of a step failed: nothing to score (the failures are counted, not fatal).
+            return Ok(vec![]);
+        }
         match self {
             Objective::Target { target, channels, frames, loss, .. } => {
                 let frames = *frames;

@@ -5,7 +5,7 @@ use std::path::Path;
 use afx_host::{Audio, Preset};
 use afx_spsa::Pool;
 use afx_trainer::ChainInfo;
-use afx_trainer::infer::TrainedModel;
+use afx_trainer::infer::{PredictedParam, TrainedModel};
 use afx_trainer::plot::{LineChart, Series, line_chart};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -29,44 +29,8 @@ pub struct Summary {
     pub config: MatchConfig,
     pub outcome: Outcome,
     /// The best θ in plain units.
-    pub params: Vec<MatchedParam>,
+    pub params: Vec<PredictedParam>,
     pub renders_per_second: f64,
-}
-
-/// One parameter of the matched preset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MatchedParam {
-    pub stage: String,
-    pub id: String,
-    pub name: String,
-    pub unit: Option<String>,
-    pub normalized: f32,
-    pub plain: f32,
-}
-
-impl MatchedParam {
-    /// The trained parameters of `chain` at `theta`, in plain units.
-    pub fn all(chain: &ChainInfo, theta: &[f32]) -> Result<Vec<MatchedParam>, MatchError> {
-        chain
-            .params
-            .iter()
-            .zip(theta)
-            .map(|(p, &n)| {
-                let plain = p
-                    .spec
-                    .to_plain(n)
-                    .map_err(|e| MatchError::Config(format!("matched {}.{} = {n}: {e}", p.stage, p.spec.id)))?;
-                Ok(MatchedParam {
-                    stage: p.stage.clone(),
-                    id: p.spec.id.clone(),
-                    name: p.spec.name.clone(),
-                    unit: p.spec.unit.clone(),
-                    normalized: n,
-                    plain,
-                })
-            })
-            .collect()
-    }
 }
 
 /// A trained controller's θ for (input, reference), from the run in `run_dir`, which must be a run of the chain

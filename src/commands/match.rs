@@ -153,7 +153,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         start_from,
         crop_start_s: crop.start as f64 / rate,
         crop_seconds: crop.len() as f64 / rate,
-        params: afx_match::MatchedParam::all(&chain, &outcome.best_theta)?,
+        params: afx_trainer::infer::predicted_params(&chain, &outcome.best_theta)?,
         renders_per_second: outcome.renders as f64 / outcome.seconds.max(1e-9),
         config: match_config,
         outcome,

@@ -155,7 +155,8 @@ pub fn render_preset(pool: &mut Pool, preset: &Preset, input: &Audio) -> Result<
     render_whole(pool, input, &values)
 }
 
-pub(crate) fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {
+/// The trained parameters of `info` at `theta`, in plain units.
+pub fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<PredictedParam>, TrainError> {
     info.params
         .iter()
         .zip(theta)

@@ -356,15 +356,16 @@ impl Trainer {
                 })
                 .collect()
         };
-        // Through the chain after each item's pre-roll (if any), scored after it.
-        let chain_inputs: Vec<afx_host::Audio> = match pairs.preroll_a.as_slice() {
-            [] => pairs.input_a.clone(),
-            preroll => pairs.input_a.iter().zip(preroll).map(|(x, p)| crate::pairs::with_preroll(p, x)).collect(),
-        };
-        let frames = |i: usize| pairs.input_a[i].frames();
+        // Through the chain after each item's pre-roll, scored after it (a source without one: as they are).
+        let prerolled =
+            (!pairs.preroll_a.is_empty()).then(|| crate::pairs::chain_inputs(&pairs.input_a, &pairs.preroll_a));
         let render = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Vec<Option<afx_host::Audio>> {
-            let outputs = pool.render_batch(&chain_inputs, thetas).into_iter().enumerate();
-            outputs.map(|(i, y)| y.ok().map(|y| crate::pairs::tail(&y, frames(i)))).collect()
+            let outputs = pool.render_batch(prerolled.as_deref().unwrap_or(&pairs.input_a), thetas);
+            let scored = |(i, y): (usize, afx_host::Audio)| match prerolled {
+                Some(_) => crate::pairs::tail(&y, pairs.input_a[i].frames()),
+                None => y,
+            };
+            outputs.into_iter().enumerate().map(|(i, y)| y.ok().map(|y| scored((i, y)))).collect()
         };
         let rendered = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Result<Vec<Option<f64>>, TrainError> {
             score(&render(pool, thetas).iter().map(Option::as_ref).collect::<Vec<_>>())

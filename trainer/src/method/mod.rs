@@ -316,10 +316,8 @@ pub fn real_forward(
     let started = Instant::now();
     // Each input copied once, into the `Arc` that this render and the estimator's renders share (after its
     // pre-roll, if any).
-    let all_inputs: Vec<Arc<Audio>> = match batch.preroll {
-        [] => batch.inputs.iter().map(|x| Arc::new(x.clone())).collect(),
-        preroll => batch.inputs.iter().zip(preroll).map(|(x, p)| Arc::new(crate::pairs::with_preroll(p, x))).collect(),
-    };
+    let all_inputs: Vec<Arc<Audio>> =
+        crate::pairs::chain_inputs(batch.inputs, batch.preroll).into_iter().map(Arc::new).collect();
     let rendered = pool.render_batch(&all_inputs, thetas);
     timing.render_s = started.elapsed().as_secs_f64();
     let (mut status, mut kept, mut inputs, mut outputs) = (vec![], vec![], vec![], vec![]);

@@ -53,6 +53,15 @@ pub fn with_preroll(preroll: &Audio, input: &Audio) -> Audio {
     Audio::new(input.sample_rate(), channels).expect("equal channel counts")
 }
 
+/// What the chain renders for each item: its input after its pre-roll, or the input alone when `preroll` is
+/// empty (a source without one).
+pub fn chain_inputs(inputs: &[Audio], preroll: &[Audio]) -> Vec<Audio> {
+    match preroll {
+        [] => inputs.to_vec(),
+        preroll => inputs.iter().zip(preroll).map(|(x, p)| with_preroll(p, x)).collect(),
+    }
+}
+
 /// The last `frames` frames of `audio` (what the loss scores of a render with a pre-roll).
 pub fn tail(audio: &Audio, frames: usize) -> Audio {
     let skip = audio.frames().saturating_sub(frames);
