@@ -251,3 +251,66 @@ fn bad_input_is_refused_naming_the_flag_or_file_and_nothing_is_written() {
     fails_with(&run_afx(tmp.path(), &args), &["--out", "full", "not empty"]);
     assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1);
 }
+
+#[test]
+fn bench_match_scores_both_methods_beside_a_controller_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo_corpus().to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    ok(run_afx(
+        tmp.path(),
+        &[
+            "train",
+            "--chain",
+            "eq_comp",
+            "--data",
+            data,
+            "--out",
+            run_s,
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--val-every",
+            "2",
+        ],
+    ));
+    let out = tmp.path().join("bench");
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "match", "--data", data, "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run_afx(tmp.path(), &args)
+    };
+    let o = ok(bench(&["--run", run_s, "--pairs", "2", "--renders", "25"]));
+    assert!(stdout(&o).contains("match, cma-es"), "{}", stdout(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let pairs = report["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2);
+    for pair in pairs {
+        // One outcome per method, each within its budget and scored.
+        let matched = pair["matched"].as_array().unwrap();
+        assert_eq!(matched.len(), 2);
+        for outcome in matched {
+            let renders = outcome["renders"].as_u64().unwrap();
+            assert!((13..=25).contains(&renders), "{outcome}");
+            assert!(outcome["best_loss"].as_f64().unwrap().is_finite(), "{outcome}");
+        }
+        assert!(pair["controller"].as_f64().unwrap().is_finite());
+    }
+    assert!(out.join("curves.png").is_file() && out.join("report.md").is_file());
+
+    let refused = tmp.path().join("refused");
+    let out_r = refused.to_str().unwrap();
+    let refuse = |args: &[&str], needles: &[&str]| {
+        let mut all = vec!["bench", "match", "--data", data, "--out", out_r];
+        all.extend_from_slice(args);
+        fails_with(&run_afx(tmp.path(), &all), needles);
+        assert!(!refused.exists(), "a refused bench ({args:?}) wrote {out_r}");
+    };
+    refuse(&["--run", run_s, "--pairs", "0"], &["--pairs 0"]);
+    refuse(&["--run", run_s, "--renders", "0"], &["--renders 0"]);
+    refuse(&["--run", "nowhere"], &["--run nowhere", "not a run folder"]);
+    refuse(&["--run", run_s, "--methods", "annealing"], &["annealing", "cma-es"]);
+}
