@@ -91,6 +91,17 @@ pub struct ChainEntry {
 }
 
 impl Config {
+    /// The plugins.toml in force: `explicit` (a `--config` flag), else `$AFX_CONFIG`, else `./plugins.toml` if
+    /// it exists; `None` when there is none (installed plugins are then named by id or name only).
+    pub fn path_in_force(explicit: Option<&Path>) -> Option<PathBuf> {
+        let from_env = std::env::var_os("AFX_CONFIG").map(PathBuf::from);
+        match explicit.map(Path::to_path_buf).or(from_env) {
+            Some(path) => Some(path),
+            None if Path::new("plugins.toml").exists() => Some("plugins.toml".into()),
+            None => None,
+        }
+    }
+
     /// Reads and checks a `plugins.toml`. Parse errors carry the line and column; errors found after parsing
     /// name the table (`[plugins.comp.params.thr]`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -18,12 +18,7 @@ use anyhow::Context;
 
 /// The plugins.toml in force: `--config`, else `$AFX_CONFIG`, else `./plugins.toml` if it exists.
 pub fn config_path(explicit: Option<&Path>) -> Option<std::path::PathBuf> {
-    let from_env = std::env::var_os("AFX_CONFIG").map(std::path::PathBuf::from);
-    match explicit.map(Path::to_path_buf).or(from_env) {
-        Some(path) => Some(path),
-        None if Path::new("plugins.toml").exists() => Some("plugins.toml".into()),
-        None => None,
-    }
+    afx_host::Config::path_in_force(explicit)
 }
 
 /// `--format lv2|clap|vst3`.
