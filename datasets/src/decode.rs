@@ -22,6 +22,14 @@ pub fn is_audio(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Any audio file afx reads, whole and at its own rate: WAV through the host's reader (exact for the float WAV
+/// afx writes, with its errors), other formats (and a file named `.wav` that is not one) through [`load_audio`].
+/// What `afx render`, `afx match`, pair folders and the Python module read files with.
+pub fn read_audio(path: &Path) -> Result<Audio, DatasetError> {
+    let is_wav = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+    if is_wav || !is_audio(path) { Ok(Audio::read_wav(path)?) } else { load_audio(path) }
+}
+
 /// Decodes the whole file. A truncated or corrupt file is an error naming it, as is one with no audio, a
 /// missing sample rate, or NaN/Inf samples.
 pub fn load_audio(path: &Path) -> Result<Audio, DatasetError> {

@@ -49,4 +49,6 @@ pub enum DatasetError {
     Resample { from: u32, to: u32, reason: String },
     #[error("{0}")]
     Demo(String),
+    #[error(transparent)]
+    Audio(#[from] afx_host::AudioError),
 }

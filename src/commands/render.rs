@@ -94,13 +94,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// WAV through the host's reader (exact errors for the format afx writes); other formats through the corpus
-/// decoder.
+/// Any audio file afx reads (see [`afx_datasets::decode::read_audio`]).
 pub fn read_audio(path: &Path) -> anyhow::Result<Audio> {
-    let is_wav = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-    if is_wav || !afx_datasets::decode::is_audio(path) {
-        Ok(Audio::read_wav(path)?)
-    } else {
-        Ok(afx_datasets::decode::load_audio(path)?)
-    }
+    Ok(afx_datasets::decode::read_audio(path)?)
 }

@@ -412,14 +412,9 @@ fn audio_files(folder: &Path, dir: &Path) -> Result<BTreeMap<String, String>, Tr
     Ok(files)
 }
 
-/// WAV through the host's reader (exact for the float WAV afx writes), other formats through the corpus decoder.
+/// Any audio file afx reads (see [`afx_datasets::decode::read_audio`]).
 fn read_audio(path: &Path) -> Result<Audio, String> {
-    let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-    if is_wav {
-        Audio::read_wav(path).map_err(|e| e.to_string())
-    } else {
-        afx_datasets::decode::load_audio(path).map_err(|e| e.to_string())
-    }
+    afx_datasets::decode::read_audio(path).map_err(|e| e.to_string())
 }
 
 fn seconds(frames: usize, rate: u32) -> f64 {
