@@ -1,0 +1,182 @@
+//! NumPy arrays in and out of the engine's [`Audio`], with the shape and dtype checks that name the argument.
+//!
+//! Each input item is copied once, into the `Audio` the engine shares with its jobs (an `Arc`, written once to
+//! the pool's shared memory for worker processes); each output is copied once, into the array returned. Those
+//! are the copies the engine needs: its buffers are planar `Vec`s it owns.
+
+use std::sync::Arc;
+
+use afx_host::Audio;
+use numpy::ndarray::{ArrayViewD, Axis};
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+/// How a batch of audio was shaped: `(batch, frames)` (mono items) or `(batch, channels, frames)`. Outputs take
+/// the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchShape {
+    pub batch: usize,
+    /// `None` for `(batch, frames)`.
+    pub channels: Option<usize>,
+    pub frames: usize,
+}
+
+impl BatchShape {
+    fn describe(&self) -> String {
+        match self.channels {
+            None => format!("({}, {})", self.batch, self.frames),
+            Some(c) => format!("({}, {c}, {})", self.batch, self.frames),
+        }
+    }
+}
+
+/// A float32 array, or a `TypeError` that names `what` and says what it got and what to pass.
+pub fn float32<'py>(value: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+    if let Ok(array) = value.extract::<PyReadonlyArrayDyn<'py, f32>>() {
+        return Ok(array);
+    }
+    let type_name = value.get_type().name()?.to_string();
+    let got = match value.getattr("dtype") {
+        Ok(dtype) => format!("{type_name} of dtype {dtype}"),
+        Err(_) => type_name.clone(),
+    };
+    let hint = if type_name == "Tensor" {
+        "pass tensor.detach().cpu().numpy(), or use afx.torch.PluginLayer"
+    } else {
+        "convert with numpy.asarray(value, dtype=numpy.float32)"
+    };
+    Err(PyTypeError::new_err(format!("{what} must be a float32 NumPy array, got a {got}: {hint}")))
+}
+
+/// A batch of audio `(batch, frames)` or `(batch, channels, frames)` as one shared `Audio` per item.
+pub fn audio_batch(value: &Bound<'_, PyAny>, what: &str, sample_rate: u32) -> PyResult<(Vec<Arc<Audio>>, BatchShape)> {
+    let array = float32(value, what)?;
+    let view = array.as_array();
+    let shape = match *view.shape() {
+        [batch, frames] => BatchShape { batch, channels: None, frames },
+        [batch, channels, frames] => BatchShape { batch, channels: Some(channels), frames },
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "{what} must have shape (batch, frames) or (batch, channels, frames), got {:?}",
+                view.shape()
+            )));
+        }
+    };
+    if shape.batch == 0 || shape.frames == 0 || shape.channels == Some(0) {
+        return Err(PyValueError::new_err(format!("{what} is empty: shape {}", shape.describe())));
+    }
+    let items = view
+        .axis_iter(Axis(0))
+        .enumerate()
+        .map(|(i, item)| audio(item, sample_rate, &format!("{what}[{i}]")).map(Arc::new))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((items, shape))
+}
+
+/// One item `(frames,)` or `(channels, frames)` as `Audio`; `what` names it in errors.
+pub fn audio(item: ArrayViewD<'_, f32>, sample_rate: u32, what: &str) -> PyResult<Audio> {
+    let channels: Vec<Vec<f32>> = match item.ndim() {
+        1 => vec![item.iter().copied().collect()],
+        2 => item.axis_iter(Axis(0)).map(|c| c.iter().copied().collect()).collect(),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "{what} must have shape (frames,) or (channels, frames), got {:?}",
+                item.shape()
+            )));
+        }
+    };
+    for (c, channel) in channels.iter().enumerate() {
+        if let Some(frame) = channel.iter().position(|s| !s.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "{what}: sample {} (NaN or infinite) at frame {frame} of channel {c}",
+                channel[frame]
+            )));
+        }
+    }
+    if channels.is_empty() || channels[0].is_empty() {
+        return Err(PyValueError::new_err(format!("{what} is empty: shape {:?}", item.shape())));
+    }
+    Audio::new(sample_rate, channels).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+/// A `(batch, P)` float32 matrix of normalised parameters, each row checked to lie in [0, 1].
+pub fn theta_batch(value: &Bound<'_, PyAny>, what: &str, batch: usize, params: usize) -> PyResult<Vec<Vec<f32>>> {
+    let array = float32(value, what)?;
+    let view = array.as_array();
+    if view.shape() != [batch, params] {
+        return Err(PyValueError::new_err(format!(
+            "{what} must have shape (batch, parameters) = ({batch}, {params}), got {:?}",
+            view.shape()
+        )));
+    }
+    let rows: Vec<Vec<f32>> = view.axis_iter(Axis(0)).map(|r| r.iter().copied().collect()).collect();
+    for (i, row) in rows.iter().enumerate() {
+        check_normalised(row, &format!("{what}[{i}, "))?;
+    }
+    Ok(rows)
+}
+
+/// One θ row `(P,)` of normalised parameters, checked to lie in [0, 1].
+pub fn theta_row(value: &Bound<'_, PyAny>, what: &str, params: usize) -> PyResult<Vec<f32>> {
+    let array = float32(value, what)?;
+    let view = array.as_array();
+    if view.shape() != [params] {
+        return Err(PyValueError::new_err(format!(
+            "{what} must have shape (parameters,) = ({params},), got {:?}",
+            view.shape()
+        )));
+    }
+    let row: Vec<f32> = view.iter().copied().collect();
+    check_normalised(&row, &format!("{what}["))?;
+    Ok(row)
+}
+
+/// A `ValueError` for the first value outside [0, 1] (or NaN), named `{prefix}{index}]`.
+fn check_normalised(row: &[f32], prefix: &str) -> PyResult<()> {
+    match row.iter().position(|t| !(0.0..=1.0).contains(t)) {
+        Some(p) => {
+            Err(PyValueError::new_err(format!("{prefix}{p}] = {} is outside the normalised range [0, 1]", row[p])))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Rendered items as one array of `shape`; a failed item (`None`) is NaN, so it cannot pass for audio.
+pub fn audio_array<'py>(py: Python<'py>, items: &[Option<Audio>], shape: BatchShape) -> Bound<'py, PyArrayDyn<f32>> {
+    let channels = shape.channels.unwrap_or(1);
+    let mut data = Vec::with_capacity(shape.batch * channels * shape.frames);
+    for item in items {
+        match item {
+            Some(audio) => audio.channels().iter().for_each(|c| data.extend_from_slice(c)),
+            None => data.resize(data.len() + channels * shape.frames, f32::NAN),
+        }
+    }
+    let dims: Vec<usize> = match shape.channels {
+        None => vec![shape.batch, shape.frames],
+        Some(c) => vec![shape.batch, c, shape.frames],
+    };
+    numpy::PyArray1::from_vec(py, data)
+        .reshape(dims)
+        .expect("the items fill the shape")
+        .into_any()
+        .cast_into()
+        .expect("a reshaped float32 array")
+}
+
+/// Gradients `(batch, P)`; a failed item's row (`None`) is NaN.
+pub fn gradient_array<'py>(py: Python<'py>, rows: &[Option<Vec<f32>>], params: usize) -> Bound<'py, PyArrayDyn<f32>> {
+    let mut data = Vec::with_capacity(rows.len() * params);
+    for row in rows {
+        match row {
+            Some(g) => data.extend_from_slice(g),
+            None => data.resize(data.len() + params, f32::NAN),
+        }
+    }
+    numpy::PyArray1::from_vec(py, data)
+        .reshape(vec![rows.len(), params])
+        .expect("the rows fill the shape")
+        .into_any()
+        .cast_into()
+        .expect("a reshaped float32 array")
+}

@@ -1,0 +1,37 @@
+//! `afx._afx`: the extension module behind the `afx` Python package (see `afx/__init__.py`).
+//!
+//! - [`scan`](scan::scan): installed plugins, as `afx scan --json` lists them.
+//! - [`load`](files::load) and [`save`](files::save): audio files, as the CLI reads and writes them.
+//! - [`Plugin`](plugin::Plugin): one plugin, its parameters in plain units, whole-file renders.
+//! - [`Pool`](pool::Pool): the crash-proof worker pool on batches of NumPy arrays (renders, SPSA, finite
+//!   differences), with a per-item error list; the GIL is released while workers render.
+//! - [`errors`]: the exceptions, carrying the CLI's messages.
+//! - [`worker`]: this module as the pool's worker program, run by the Python interpreter.
+//!
+//! Plugin code never runs in the Python process: every render happens in a worker process (or, with
+//! `isolation="thread"`, on a pool thread of this process, for trusted plugins).
+
+mod arrays;
+mod errors;
+mod files;
+mod plugin;
+mod pool;
+mod scan;
+mod worker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _afx(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("AfxError", py.get_type::<errors::AfxError>())?;
+    m.add("ParameterError", py.get_type::<errors::ParameterError>())?;
+    m.add("ItemError", py.get_type::<errors::ItemError>())?;
+    m.add_function(wrap_pyfunction!(scan::scan, m)?)?;
+    m.add_function(wrap_pyfunction!(files::load, m)?)?;
+    m.add_function(wrap_pyfunction!(files::save, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
+    m.add_class::<plugin::Plugin>()?;
+    m.add_class::<pool::Pool>()?;
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! `afx.Pool`: the crash-proof worker pool on batches of NumPy arrays.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use afx_host::{Audio, ChainLayout};
+use afx_spsa::{Isolation, ItemError, PoolConfig, WorkerSpec};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::arrays::{self, BatchShape};
+use crate::errors::{self, AfxError};
+use crate::scan;
+
+/// What a pool hosts and how; the keyword arguments of `afx.Pool` and `afx.Plugin`.
+pub struct PoolOptions<'a> {
+    pub chain: &'a str,
+    pub config: Option<PathBuf>,
+    pub format: Option<&'a str>,
+    pub workers: Option<usize>,
+    pub isolation: &'a str,
+    pub timeout: Option<f64>,
+    pub block_size: Option<usize>,
+}
+
+/// A started engine pool and the catalogue file its workers read (removed when the pool goes).
+pub struct Started {
+    pub pool: afx_spsa::Pool,
+    _catalogue: tempfile::TempPath,
+}
+
+/// Scans the installed plugins, writes their catalogue for the workers (which then load only their chain's
+/// files) and starts the workers, which load the chain: a bad name, a plugin that crashes while loading or a bad
+/// plugins.toml fails here, with the CLI's message. Runs without the GIL.
+pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
+    // The plugins.toml in force, as the CLI decides it.
+    let config = afx_host::Config::path_in_force(options.config.as_deref());
+    if let Some(path) = &config {
+        afx_host::Config::load(path).map_err(errors::afx_error)?;
+    }
+    let format = scan::parse_format(options.format)?;
+    let limit = scan::time_limit(options.timeout, "timeout")?;
+    let isolation = match options.isolation {
+        "process" => Isolation::Process(crate::worker::worker_command(py)?),
+        "thread" => Isolation::Thread,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "isolation={other:?}: use \"process\" (a worker process each, crash-proof) or \"thread\" (worker \
+                 threads in this process, for trusted plugins)"
+            )));
+        }
+    };
+    if options.workers == Some(0) {
+        return Err(PyValueError::new_err("workers=0: a pool needs at least one worker"));
+    }
+    if options.block_size == Some(0) {
+        return Err(PyValueError::new_err("block_size=0: give at least 1 frame per process call"));
+    }
+    let catalogue = scan::catalogue(py, None, limit, false)?;
+    let file = tempfile::Builder::new()
+        .prefix("afx-catalogue-")
+        .suffix(".json")
+        .tempfile()
+        .map_err(errors::afx_error)?
+        .into_temp_path();
+    catalogue.save(&file).map_err(errors::afx_error)?;
+
+    let mut spec = WorkerSpec::new(config, options.chain);
+    spec.format = format;
+    spec.catalogue = Some(file.to_path_buf());
+    if let Some(block_size) = options.block_size {
+        spec.block_size = block_size;
+    }
+    let mut pool_config = PoolConfig::new(spec, isolation);
+    if let Some(n) = options.workers {
+        pool_config.workers = n;
+    }
+    if let Some(limit) = limit {
+        pool_config.job_timeout = limit;
+        pool_config.start_timeout = limit;
+    }
+    let pool = py.detach(|| afx_spsa::Pool::new(pool_config)).map_err(errors::afx_error)?;
+    Ok(Started { pool, _catalogue: file })
+}
+
+/// A trainable parameter of `chain` as a dict: `stage`, then the fields of `afx scan --json`'s parameters.
+pub fn param_dicts<'py>(py: Python<'py>, chain: &ChainLayout) -> PyResult<Bound<'py, PyList>> {
+    let json = py.import("json")?;
+    let list = PyList::empty(py);
+    for param in chain.params() {
+        let text = serde_json::to_string(param.spec).map_err(errors::afx_error)?;
+        let dict = json.call_method1("loads", (text,))?.cast_into::<PyDict>()?;
+        dict.set_item("stage", param.stage)?;
+        dict.set_item("output_gain", param.output_gain)?;
+        list.append(dict)?;
+    }
+    Ok(list)
+}
+
+/// The error list of a batch: `None` for an item that succeeded, its [`ItemError`](errors::ItemError) otherwise.
+fn error_list<'py, T>(py: Python<'py>, results: &[Result<T, ItemError>]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(_) => list.append(py.None())?,
+            Err(e) => list.append(errors::item_error(py, i, e)?.value(py))?,
+        }
+    }
+    Ok(list)
+}
+
+/// N workers hosting one plugin or chain, rendering batches and estimating gradients through it.
+///
+/// `Pool(chain, workers=None, isolation="process", config=None, format=None, sample_rate=44100, timeout=None,
+/// block_size=None)`:
+/// - `chain`: a chain or plugin named in plugins.toml, an installed plugin's id or name, or a plugin file;
+/// - `workers`: one per core by default;
+/// - `isolation`: `"process"` (a plugin that crashes or hangs takes only its worker down; the item is reported
+///   and the worker replaced) or `"thread"` (trusted plugins only: a crash ends this process);
+/// - `config`: plugins.toml [default: `$AFX_CONFIG`, else `./plugins.toml` if there is one];
+/// - `sample_rate`: the rate of the audio given to the batch methods;
+/// - `timeout`: seconds a worker may take to load the chain, and one job, before it is killed [default 60].
+///
+/// Batch methods take audio `(batch, frames)` or `(batch, channels, frames)` and θ `(batch, P)`, all float32,
+/// θ normalised to [0, 1] in the order of `params`. They return `(array, errors)`: `errors[i]` is `None`, or the
+/// `afx.ItemError` of item `i`, whose row of the array is NaN. The GIL is released while the workers run.
+#[pyclass(module = "afx._afx", name = "Pool")]
+pub struct Pool {
+    started: Mutex<Option<Started>>,
+    chain: ChainLayout,
+    sample_rate: u32,
+    workers: usize,
+}
+
+impl Pool {
+    fn lock(&self) -> PyResult<MutexGuard<'_, Option<Started>>> {
+        let guard = self.started.lock().map_err(|_| AfxError::new_err("the pool was poisoned by a panic"))?;
+        if guard.is_none() {
+            return Err(AfxError::new_err(format!("the pool of {} is closed", self.chain.name())));
+        }
+        Ok(guard)
+    }
+
+    fn inputs(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Arc<Audio>>, BatchShape)> {
+        arrays::audio_batch(x, "x", self.sample_rate)
+    }
+
+    fn grads(&self, grad_y: &Bound<'_, PyAny>, shape: BatchShape) -> PyResult<Vec<Arc<Audio>>> {
+        let (grads, grad_shape) = arrays::audio_batch(grad_y, "grad_y", self.sample_rate)?;
+        if grad_shape != shape {
+            return Err(PyValueError::new_err(format!(
+                "grad_y must have the shape of x, {shape:?}, got {grad_shape:?}"
+            )));
+        }
+        Ok(grads)
+    }
+
+    /// Gradients as `((batch, P) array, errors)`.
+    fn gradients<'py>(
+        &self,
+        py: Python<'py>,
+        results: Vec<Result<Vec<f32>, ItemError>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        let errors = error_list(py, &results)?;
+        let rows: Vec<Option<Vec<f32>>> = results.into_iter().map(Result::ok).collect();
+        Ok((arrays::gradient_array(py, &rows, self.chain.num_params()).into_any(), errors))
+    }
+}
+
+#[pymethods]
+impl Pool {
+    #[new]
+    #[pyo3(signature = (chain, workers=None, isolation="process", config=None, format=None, sample_rate=44_100, timeout=None, block_size=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        chain: &str,
+        workers: Option<usize>,
+        isolation: &str,
+        config: Option<PathBuf>,
+        format: Option<&str>,
+        sample_rate: u32,
+        timeout: Option<f64>,
+        block_size: Option<usize>,
+    ) -> PyResult<Pool> {
+        if sample_rate == 0 {
+            return Err(PyValueError::new_err("sample_rate=0: give the rate of the audio in Hz"));
+        }
+        let options = PoolOptions { chain, config, format, workers, isolation, timeout, block_size };
+        let started = start(py, &options)?;
+        let chain = started.pool.chain().clone();
+        let workers = started.pool.config().workers;
+        Ok(Pool { started: Mutex::new(Some(started)), chain, sample_rate, workers })
+    }
+
+    /// The chain's name.
+    #[getter]
+    fn chain(&self) -> &str {
+        self.chain.name()
+    }
+
+    /// P: the number of normalised parameters θ has.
+    #[getter]
+    fn num_params(&self) -> usize {
+        self.chain.num_params()
+    }
+
+    /// The trainable parameters in θ order: dicts with `stage`, `id`, `name`, `unit`, `min`, `max`, `default`,
+    /// `scale` and `kind` (θ = 0 is `min` and θ = 1 is `max`, through `scale`).
+    #[getter]
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        param_dicts(py, &self.chain)
+    }
+
+    #[getter]
+    fn workers(&self) -> usize {
+        self.workers
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Plain values of every parameter of every stage at θ (one row): `{"param": value}`, or `{"stage.param":
+    /// value}` in a chain of several stages.
+    fn plain_values<'py>(&self, py: Python<'py>, theta: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let theta = arrays::theta_row(theta, "theta", self.chain.num_params())?;
+        let values = self.chain.plain_values(&theta).map_err(errors::chain_error)?;
+        let dict = PyDict::new(py);
+        let qualify = self.chain.stages().len() > 1;
+        for (stage, stage_values) in self.chain.stages().iter().zip(values) {
+            for (spec, value) in stage.plugin().params.iter().zip(stage_values) {
+                let key = if qualify { format!("{}.{}", stage.name(), spec.id) } else { spec.id.clone() };
+                dict.set_item(key, value)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// `y = f(x, θ)` for every item: `(y, errors)`, `y` shaped as `x`.
+    fn render<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        theta: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        let (inputs, shape) = self.inputs(x)?;
+        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
+        let results = {
+            let mut guard = self.lock()?;
+            let started = guard.as_mut().expect("checked open");
+            py.detach(|| started.pool.render_batch(&inputs, &thetas))
+        };
+        let errors = error_list(py, &results)?;
+        let items: Vec<Option<Audio>> = results.into_iter().map(Result::ok).collect();
+        Ok((arrays::audio_array(py, &items, shape).into_any(), errors))
+    }
+
+    /// SPSA estimates of `(∂y/∂θ)ᵀ grad_y` for every item (DeepAFx's estimator): K Rademacher perturbations of
+    /// size ε, two renders each; item `i` is seeded with `item_seed(seed, i)`, so the result does not depend on
+    /// the number of workers. `items`: the items' positions in a larger batch seeded `seed` (row `r` then draws
+    /// the perturbations item `items[r]` draws there). Returns `((batch, P) gradients, errors)`.
+    #[pyo3(signature = (x, theta, grad_y, k=1, epsilon=0.01, seed=0, items=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn spsa<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        theta: &Bound<'py, PyAny>,
+        grad_y: &Bound<'py, PyAny>,
+        k: u32,
+        epsilon: f32,
+        seed: u64,
+        items: Option<Vec<usize>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        if k == 0 {
+            return Err(PyValueError::new_err("k=0: SPSA needs at least one perturbation"));
+        }
+        if !(epsilon > 0.0 && epsilon <= 0.5) {
+            return Err(PyValueError::new_err(format!(
+                "epsilon={epsilon}: give a step in (0, 0.5] of the normalised range"
+            )));
+        }
+        let (inputs, shape) = self.inputs(x)?;
+        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
+        let grads = self.grads(grad_y, shape)?;
+        let positions = items.unwrap_or_else(|| (0..shape.batch).collect());
+        if positions.len() != shape.batch {
+            return Err(PyValueError::new_err(format!(
+                "items holds {} positions for a batch of {}: give one per item",
+                positions.len(),
+                shape.batch
+            )));
+        }
+        let seeds: Vec<u64> = positions.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+        let results = {
+            let mut guard = self.lock()?;
+            let started = guard.as_mut().expect("checked open");
+            py.detach(|| started.pool.spsa_batch_seeded(&inputs, &thetas, &grads, epsilon, k, &seeds))
+        };
+        self.gradients(py, results)
+    }
+
+    /// Central finite-difference estimates of `(∂y/∂θ)ᵀ grad_y`, step `step` in the normalised space: 2P renders
+    /// per item, the expensive reference. Returns `((batch, P) gradients, errors)`.
+    #[pyo3(signature = (x, theta, grad_y, step=0.01))]
+    fn finite_difference<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        theta: &Bound<'py, PyAny>,
+        grad_y: &Bound<'py, PyAny>,
+        step: f32,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        if !(step > 0.0 && step <= 0.5) {
+            return Err(PyValueError::new_err(format!("step={step}: give a step in (0, 0.5] of the normalised range")));
+        }
+        let (inputs, shape) = self.inputs(x)?;
+        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
+        let grads = self.grads(grad_y, shape)?;
+        let results = {
+            let mut guard = self.lock()?;
+            let started = guard.as_mut().expect("checked open");
+            py.detach(|| started.pool.finite_difference_batch(&inputs, &thetas, &grads, step))
+        };
+        self.gradients(py, results)
+    }
+
+    /// Stops the workers. The pool cannot be used afterwards; closing twice is harmless.
+    fn close(&self, py: Python<'_>) {
+        let started = self.started.lock().ok().and_then(|mut g| g.take());
+        py.detach(|| drop(started));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close(py);
+    }
+
+    fn __repr__(&self) -> String {
+        let open = self.started.lock().map(|g| g.is_some()).unwrap_or(false);
+        format!(
+            "afx.Pool({:?}, workers={}, params={}, sample_rate={}{})",
+            self.chain.name(),
+            self.workers,
+            self.chain.num_params(),
+            self.sample_rate,
+            if open { "" } else { ", closed" }
+        )
+    }
+}

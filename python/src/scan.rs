@@ -1,0 +1,50 @@
+//! Scanning installed plugins, as `afx scan` does: each plugin file is described by a child process (a plugin
+//! that crashes or hangs while loading fails alone), unchanged files come from the scan cache the CLI shares.
+
+use std::time::Duration;
+
+use afx_host::Format;
+use afx_host::scan::{Catalogue, Scanner};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// `format` as given in Python (`"lv2"`, `"clap"`, `"vst3"` or `None`), or a `ValueError` listing those.
+pub fn parse_format(format: Option<&str>) -> PyResult<Option<Format>> {
+    format.map(|f| f.parse::<Format>().map_err(|e| PyValueError::new_err(format!("format={f:?}: {e}")))).transpose()
+}
+
+/// Seconds as a positive time limit, or a `ValueError` naming `what`.
+pub fn time_limit(seconds: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
+    seconds
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| PyValueError::new_err(format!("{what}={s}: give a positive number of seconds")))
+        })
+        .transpose()
+}
+
+/// Scans with this module as the describing program. Runs without the GIL.
+pub fn catalogue(
+    py: Python<'_>,
+    format: Option<Format>,
+    timeout: Option<Duration>,
+    rescan: bool,
+) -> PyResult<Catalogue> {
+    let (program, args) = crate::worker::child_program(py, "describe")?;
+    let mut scanner = Scanner::new(program, args).format(format).rescan(rescan);
+    if let Some(limit) = timeout {
+        scanner = scanner.timeout(limit);
+    }
+    Ok(py.detach(|| scanner.scan()))
+}
+
+/// The catalogue as `afx scan --json` prints it: `{"plugins": [...], "failed": [...], "stats": {...}}`, as JSON
+/// text (the Python side parses it, so the fields are exactly the CLI's).
+#[pyfunction]
+#[pyo3(signature = (format=None, timeout=None, rescan=false))]
+pub fn scan(py: Python<'_>, format: Option<&str>, timeout: Option<f64>, rescan: bool) -> PyResult<String> {
+    let catalogue = catalogue(py, parse_format(format)?, time_limit(timeout, "timeout")?, rescan)?;
+    serde_json::to_string(&catalogue).map_err(crate::errors::afx_error)
+}
