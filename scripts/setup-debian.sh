@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what afx needs on Debian 12 (as root): lilv for LV2 hosting, the plugins the tests and the demo
-# drive, reference hosts for cross-checks (lv2file, lilv-utils), real recordings (sonic-pi-samples) and sox.
+# drive, reference hosts for cross-checks (lv2file, lilv-utils), real recordings (sonic-pi-samples), sox, and
+# Python for the afx module.
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
   lv2file lilv-utils                 # reference hosts: lv2file, lv2ls, lv2info
   sonic-pi-samples espeak-ng         # real recordings (CC0) and speech for the demo corpus
   sox libsox-fmt-mp3                 # conversion (tests make OGG and MP3 files from the recordings)
+  python3 python3-venv               # the Python module (python/) and its tests
 )
 
 if [ "$(id -u)" -ne 0 ]; then

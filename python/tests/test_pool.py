@@ -1,0 +1,110 @@
+"""afx.Pool against the Rust pool (the `batch_gradients` example): the same renders and gradients for the same
+seeds; a segfaulting item reported while the batch completes; bad input refused with a clear message."""
+
+import numpy as np
+import pytest
+
+import afx
+from conftest import batch, rust_pool
+
+COMP = "urn:zamaudio:ZamComp"
+TESTFX = "urn:afx:testfx"
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_renders_and_gradients_equal_the_rust_pool(amen, batch_gradients, tmp_path, isolation):
+    with afx.Pool(COMP, workers=2, isolation=isolation) as pool:
+        x, theta, grad_y = batch(amen, 5, 11025, pool.num_params)
+        y, render_errors = pool.render(x, theta)
+        spsa, spsa_errors = pool.spsa(x, theta, grad_y, k=3, epsilon=0.02, seed=7)
+        fd, fd_errors = pool.finite_difference(x, theta, grad_y, step=0.01)
+        again, _ = pool.spsa(x, theta, grad_y, k=3, epsilon=0.02, seed=7)
+        other_seed, _ = pool.spsa(x, theta, grad_y, k=3, epsilon=0.02, seed=8)
+    assert render_errors == spsa_errors == fd_errors == [None] * 5
+    assert y.shape == x.shape and spsa.shape == fd.shape == theta.shape
+    flags = ["--chain", COMP, "--workers", "2", "--k", "3", "--epsilon", "0.02", "--seed", "7", "--fd-step", "0.01"]
+    renders, rust_spsa, rust_fd = rust_pool(batch_gradients, tmp_path / "batch", x, theta, grad_y, *flags)
+    for i in range(5):
+        assert np.array_equal(y[i].view(np.uint32), renders[i].view(np.uint32)), f"render of item {i}"
+        assert np.array_equal(spsa[i], rust_spsa[i]), f"SPSA of item {i}"
+        assert np.array_equal(fd[i], rust_fd[i]), f"FD of item {i}"
+    assert np.array_equal(spsa, again)
+    assert not np.array_equal(spsa, other_seed)
+    # The estimates say something: SPSA points the way finite differences do.
+    cosine = np.sum(spsa * fd) / (np.linalg.norm(spsa) * np.linalg.norm(fd))
+    assert cosine > 0.3, cosine
+
+
+def test_item_positions_keep_their_batch_seeds(amen):
+    with afx.Pool(COMP, workers=2) as pool:
+        x, theta, grad_y = batch(amen, 4, 4410, pool.num_params)
+        whole, _ = pool.spsa(x, theta, grad_y, k=2, seed=3)
+        part, _ = pool.spsa(x[[1, 3]], theta[[1, 3]], grad_y[[1, 3]], k=2, seed=3, items=[1, 3])
+    assert np.array_equal(part, whole[[1, 3]])
+
+
+def test_a_segfaulting_item_is_reported_and_the_batch_completes(amen, monkeypatch):
+    monkeypatch.setenv("AFX_TESTFX_FAULT", "segfault")
+    with afx.Pool(TESTFX, format="lv2", workers=2) as pool:
+        assert [p["id"] for p in pool.params] == ["drive", "tone", "gain"]
+        x, theta, grad_y = batch(amen, 4, 4410, 3)
+        theta[2, 0] = 0.99  # drive 23.8 dB: the armed fault fires in this item only
+        y, errors = pool.render(x, theta)
+        grads, grad_errors = pool.spsa(x, theta, grad_y, k=2, epsilon=0.005)
+        safe = np.delete(theta, 2, axis=0)
+        y_after, errors_after = pool.render(np.delete(x, 2, axis=0), safe)
+    for found in (errors, grad_errors):
+        assert [e is None for e in found] == [True, True, False, True]
+        error = found[2]
+        assert isinstance(error, afx.ItemError) and isinstance(error, afx.AfxError)
+        assert (error.index, error.kind, error.signal) == (2, "crashed", 11)
+        assert "SIGSEGV" in str(error) and "chain urn:afx:testfx at θ = [0.9900" in str(error)
+        assert error.theta[0] == pytest.approx(0.99)
+    assert np.isnan(y[2]).all() and np.isnan(grads[2]).all()
+    assert np.isfinite(np.delete(y, 2, axis=0)).all() and np.isfinite(np.delete(grads, 2, axis=0)).all()
+    # The other items are what a pool without the crash renders, and the pool still works.
+    assert errors_after == [None] * 3
+    assert np.array_equal(np.delete(y, 2, axis=0), y_after)
+
+
+def test_bad_input_raises_naming_the_argument(amen):
+    with afx.Pool(COMP, workers=1) as pool:
+        p = pool.num_params
+        x, theta, grad_y = batch(amen, 2, 1000, p)
+        with pytest.raises(TypeError, match="theta must be a float32 NumPy array, got a ndarray of dtype float64"):
+            pool.render(x, theta.astype(np.float64))
+        with pytest.raises(ValueError, match=rf"theta must have shape \(batch, parameters\) = \(2, {p}\), got \[2, {p + 1}\]"):
+            pool.render(x, np.zeros((2, p + 1), np.float32))
+        with pytest.raises(ValueError, match=r"theta\[1, 0\] = 1.5 is outside the normalised range \[0, 1\]"):
+            bad = theta.copy()
+            bad[1, 0] = 1.5
+            pool.render(x, bad)
+        with pytest.raises(ValueError, match=r"x must have shape \(batch, frames\) or \(batch, channels, frames\)"):
+            pool.render(x[0], theta)
+        with pytest.raises(ValueError, match="grad_y must have the shape of x"):
+            pool.spsa(x, theta, grad_y[:, :500])
+        with pytest.raises(ValueError, match="k=0"):
+            pool.spsa(x, theta, grad_y, k=0)
+        with pytest.raises(ValueError, match="epsilon=0"):
+            pool.spsa(x, theta, grad_y, epsilon=0.0)
+        with pytest.raises(ValueError, match="items holds 1 positions for a batch of 2"):
+            pool.spsa(x, theta, grad_y, items=[0])
+    with pytest.raises(afx.AfxError, match="the pool of urn:zamaudio:ZamComp is closed"):
+        pool.render(x, theta)
+    with pytest.raises(ValueError, match='isolation="fork"'):
+        afx.Pool(COMP, isolation="fork")
+    with pytest.raises(ValueError, match="workers=0"):
+        afx.Pool(COMP, workers=0)
+
+
+def test_a_plugins_toml_chain(amen, tmp_path):
+    (tmp_path / "plugins.toml").write_text(
+        '[plugins.comp]\nformat = "lv2"\nid = "urn:zamaudio:ZamComp"\n'
+        'params.thr = { train = true, min = -40.0, max = -10.0 }\nparams.rat = { train = true }\n'
+    )
+    with afx.Pool("comp", workers=1) as pool:  # ./plugins.toml is in force, as for the CLI
+        assert [(p["stage"], p["id"]) for p in pool.params] == [("comp", "rat"), ("comp", "thr")]  # plugin order
+        assert pool.plain_values(np.array([1.0, 0.0], np.float32))["thr"] == -40.0
+    (tmp_path / "plugins.toml").write_text("[plugins.comp]\nformat = 'lv2'\n")
+    with pytest.raises(afx.AfxError, match="plugins.toml"):
+        afx.Pool("comp")

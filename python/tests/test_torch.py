@@ -1,0 +1,68 @@
+"""afx.torch.PluginLayer: its forward is the pool's render, its gradient the Rust pool's SPSA estimate for the same
+seed, and a crashing item gets silence, a zero gradient and its error while the others train."""
+
+import numpy as np
+import pytest
+import torch
+
+import afx
+import afx.torch
+from conftest import batch, rust_pool
+
+COMP = "urn:zamaudio:ZamComp"
+
+
+def test_gradients_are_the_rust_pools_spsa_estimates(amen, batch_gradients, tmp_path):
+    with afx.Pool(COMP, workers=2) as pool:
+        x, theta, grad_y = batch(amen, 4, 8820, pool.num_params, seed=1)
+        layer = afx.torch.PluginLayer(pool, k=2, epsilon=0.01, seed=41)
+        theta_t = torch.tensor(theta, requires_grad=True)
+        y = layer(torch.from_numpy(x), theta_t)
+        # L = ⟨y, g⟩, so ∂L/∂y is exactly g.
+        (y * torch.from_numpy(grad_y)).sum().backward()
+        rendered, _ = pool.render(x, theta)
+        second = torch.tensor(theta, requires_grad=True)
+        (layer(torch.from_numpy(x), second) * torch.from_numpy(grad_y)).sum().backward()
+        next_seed, _ = pool.spsa(x, theta, grad_y, k=2, epsilon=0.01, seed=42)
+    assert np.array_equal(y.detach().numpy(), rendered)
+    assert layer.forward_errors == layer.backward_errors == [None] * 4
+    flags = ["--chain", COMP, "--workers", "2", "--k", "2", "--epsilon", "0.01", "--seed", "41"]
+    _, rust_spsa, _ = rust_pool(batch_gradients, tmp_path / "batch", x, theta, grad_y, *flags)
+    assert np.array_equal(theta_t.grad.numpy(), np.stack(rust_spsa))
+    # Each backward pass draws the next seed's perturbations.
+    assert layer.seed == 43
+    assert np.array_equal(second.grad.numpy(), next_seed)
+
+
+def test_dtype_and_device_follow_the_input(amen):
+    with afx.Pool(COMP, workers=1) as pool:
+        x, theta, _ = batch(amen, 2, 2000, pool.num_params)
+        layer = afx.torch.PluginLayer(pool)
+        theta_t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        y = layer(torch.tensor(x, dtype=torch.float64), theta_t)
+        assert y.dtype == torch.float64 and y.shape == x.shape
+        y.square().sum().backward()
+        assert theta_t.grad.dtype == torch.float64 and theta_t.grad.abs().sum() > 0
+        with pytest.raises(ValueError, match="x holds 2 items and theta 1"):
+            layer(torch.from_numpy(x), torch.from_numpy(theta[:1]))
+        with pytest.raises(ValueError, match="k=0"):
+            afx.torch.PluginLayer(pool, k=0)
+
+
+def test_a_crashing_item_gets_silence_a_zero_gradient_and_its_error(amen, monkeypatch):
+    monkeypatch.setenv("AFX_TESTFX_FAULT", "segfault")
+    with afx.Pool("urn:afx:testfx", format="lv2", workers=2) as pool:
+        x, theta, grad_y = batch(amen, 3, 4410, 3, seed=2)
+        theta[1, 0] = 0.99  # drive 23.8 dB arms the fault in item 1
+        layer = afx.torch.PluginLayer(pool, k=2, epsilon=0.005, seed=5)
+        theta_t = torch.tensor(theta, requires_grad=True)
+        y = layer(torch.from_numpy(x), theta_t)
+        (y * torch.from_numpy(grad_y)).sum().backward()
+        others, errors = pool.spsa(x[[0, 2]], theta[[0, 2]], grad_y[[0, 2]], k=2, epsilon=0.005, seed=5, items=[0, 2])
+    assert errors == [None, None]
+    assert [e is None for e in layer.forward_errors] == [True, False, True]
+    assert layer.forward_errors[1].kind == "crashed" and layer.forward_errors[1].signal == 11
+    assert layer.backward_errors[1] is layer.forward_errors[1]
+    assert (y[1] == 0).all() and torch.isfinite(y).all()
+    assert (theta_t.grad[1] == 0).all()
+    assert np.array_equal(theta_t.grad.numpy()[[0, 2]], others)

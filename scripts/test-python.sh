@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The Python module's tests (run by scripts/test.sh after the Rust tests): installs the module with pytest and
+# torch into a venv ($AFX_PYTHON_VENV, default <target>/python-venv), then runs pytest on python/tests. The tests
+# build, with cargo, the Rust programs they compare the module with (the afx CLI, the pool example
+# batch_gradients, the test effect): after `cargo test` that takes a moment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$PWD/target}
+venv=${AFX_PYTHON_VENV:-$target/python-venv}
+
+bash scripts/install-python.sh "$venv" test
+"$venv/bin/pytest" -q python/tests
