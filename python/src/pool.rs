@@ -1,15 +1,15 @@
 //! `afx.Pool`: the crash-proof worker pool on batches of NumPy arrays.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use afx_host::{Audio, ChainLayout};
+use afx_host::ChainLayout;
 use afx_spsa::{Isolation, ItemError, PoolConfig, WorkerSpec};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::arrays::{self, BatchShape};
+use crate::arrays::{self, AudioBatch, BatchShape};
 use crate::errors::{self, AfxError};
 use crate::scan;
 
@@ -99,12 +99,12 @@ pub fn param_dicts<'py>(py: Python<'py>, chain: &ChainLayout) -> PyResult<Bound<
 }
 
 /// The error list of a batch: `None` for an item that succeeded, its [`ItemError`](errors::ItemError) otherwise.
-fn error_list<'py, T>(py: Python<'py>, results: &[Result<T, ItemError>]) -> PyResult<Bound<'py, PyList>> {
+fn error_list<'py>(py: Python<'py>, failures: &[Option<ItemError>]) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
-    for (i, result) in results.iter().enumerate() {
-        match result {
-            Ok(_) => list.append(py.None())?,
-            Err(e) => list.append(errors::item_error(py, i, e)?.value(py))?,
+    for (i, failure) in failures.iter().enumerate() {
+        match failure {
+            None => list.append(py.None())?,
+            Some(e) => list.append(errors::item_error(py, i, e)?.value(py))?,
         }
     }
     Ok(list)
@@ -142,28 +142,27 @@ impl Pool {
         Ok(guard)
     }
 
-    fn inputs(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Arc<Audio>>, BatchShape)> {
-        arrays::audio_batch(x, "x", self.sample_rate)
-    }
-
-    fn grads(&self, grad_y: &Bound<'_, PyAny>, shape: BatchShape) -> PyResult<Vec<Arc<Audio>>> {
-        let (grads, grad_shape) = arrays::audio_batch(grad_y, "grad_y", self.sample_rate)?;
-        if grad_shape != shape {
+    /// `grad_y`, checked to have the shape of `x`.
+    fn grads<'py>(&self, grad_y: &Bound<'py, PyAny>, shape: BatchShape) -> PyResult<AudioBatch<'py>> {
+        let grads = AudioBatch::new(grad_y, "grad_y", self.sample_rate)?;
+        if grads.shape != shape {
             return Err(PyValueError::new_err(format!(
-                "grad_y must have the shape of x, {shape:?}, got {grad_shape:?}"
+                "grad_y must have the shape of x, {shape:?}, got {:?}",
+                grads.shape
             )));
         }
         Ok(grads)
     }
 
-    /// Gradients as `((batch, P) array, errors)`.
+    /// Gradients `((batch, P) array, errors)` from per-item results.
     fn gradients<'py>(
         &self,
         py: Python<'py>,
         results: Vec<Result<Vec<f32>, ItemError>>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let errors = error_list(py, &results)?;
-        let rows: Vec<Option<Vec<f32>>> = results.into_iter().map(Result::ok).collect();
+        let (rows, failures): (Vec<_>, Vec<_>) =
+            results.into_iter().map(|r| (r.as_ref().ok().cloned(), r.err())).unzip();
+        let errors = error_list(py, &failures)?;
         Ok((arrays::gradient_array(py, &rows, self.chain.num_params()).into_any(), errors))
     }
 }
@@ -246,16 +245,18 @@ impl Pool {
         x: &Bound<'py, PyAny>,
         theta: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let (inputs, shape) = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
+        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        let x = inputs.items();
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.render_batch(&inputs, &thetas))
+            py.detach(|| started.pool.render_batch(&x, &thetas))
         };
-        let errors = error_list(py, &results)?;
-        let items: Vec<Option<Audio>> = results.into_iter().map(Result::ok).collect();
-        Ok((arrays::audio_array(py, &items, shape).into_any(), errors))
+        let (items, failures): (Vec<_>, Vec<_>) =
+            results.into_iter().map(|r| (r.as_ref().ok().cloned(), r.err())).unzip();
+        let errors = error_list(py, &failures)?;
+        Ok((arrays::audio_array(py, &items, inputs.shape).into_any(), errors))
     }
 
     /// SPSA estimates of `(∂y/∂θ)ᵀ grad_y` for every item (DeepAFx's estimator): K Rademacher perturbations of
@@ -283,22 +284,23 @@ impl Pool {
                 "epsilon={epsilon}: give a step in (0, 0.5] of the normalised range"
             )));
         }
-        let (inputs, shape) = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
-        let grads = self.grads(grad_y, shape)?;
-        let positions = items.unwrap_or_else(|| (0..shape.batch).collect());
-        if positions.len() != shape.batch {
+        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let n = inputs.shape.batch;
+        let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
+        let grads = self.grads(grad_y, inputs.shape)?;
+        let positions = items.unwrap_or_else(|| (0..n).collect());
+        if positions.len() != n {
             return Err(PyValueError::new_err(format!(
-                "items holds {} positions for a batch of {}: give one per item",
-                positions.len(),
-                shape.batch
+                "items holds {} positions for a batch of {n}: give one per item",
+                positions.len()
             )));
         }
         let seeds: Vec<u64> = positions.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+        let (x, g) = (inputs.items(), grads.items());
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.spsa_batch_seeded(&inputs, &thetas, &grads, epsilon, k, &seeds))
+            py.detach(|| started.pool.spsa_batch_seeded(&x, &thetas, &g, epsilon, k, &seeds))
         };
         self.gradients(py, results)
     }
@@ -317,13 +319,15 @@ impl Pool {
         if !(step > 0.0 && step <= 0.5) {
             return Err(PyValueError::new_err(format!("step={step}: give a step in (0, 0.5] of the normalised range")));
         }
-        let (inputs, shape) = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", shape.batch, self.chain.num_params())?;
-        let grads = self.grads(grad_y, shape)?;
+        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let n = inputs.shape.batch;
+        let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
+        let grads = self.grads(grad_y, inputs.shape)?;
+        let (x, g) = (inputs.items(), grads.items());
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.finite_difference_batch(&inputs, &thetas, &grads, step))
+            py.detach(|| started.pool.finite_difference_batch(&x, &thetas, &g, step))
         };
         self.gradients(py, results)
     }
