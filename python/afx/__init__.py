@@ -3,7 +3,9 @@
 - ``afx.scan()``: the installed plugins, as ``afx scan --json`` lists them.
 - ``afx.Plugin(name)``: one plugin; ``.params`` in plain units, ``.render(x, sample_rate, **values)``.
 - ``afx.Pool(chain)``: N crash-proof workers on batches: ``.render``, ``.spsa``, ``.finite_difference``, each
-  returning ``(array, errors)`` with ``errors[i]`` ``None`` or the ``afx.ItemError`` of item ``i``.
+  returning ``(array, errors)`` with ``errors[i]`` ``None`` or the ``afx.ItemError`` of item ``i``;
+  ``.render_perturbed`` renders a batch and its SPSA perturbations at once, ``.vjp(grad_y)`` of the result
+  estimating later.
 - ``afx.load(path)`` / ``afx.save(path, audio, rate)``: WAV, FLAC, OGG, MP3 in; float WAV out.
 - ``afx.torch.PluginLayer(pool)``: the real plugin as a ``torch.nn.Module``, differentiated by SPSA.
 
@@ -11,7 +13,10 @@ Plugins run in worker processes: one that crashes or hangs fails its item, never
 
 >>> import numpy as np, afx
 >>> comp = afx.Plugin("ZamComp", format="lv2")
->>> y = comp.render(np.zeros((1, 44100), np.float32), 44100, Threshold=-30.0)
+>>> [p["id"] for p in comp.params]
+['att', 'rel', 'kn', 'rat', 'thr', 'mak', 'slew', 'sidech']
+>>> comp.render(np.zeros((2, 44100), np.float32), 44100, thr=-30.0, rat=4.0).shape
+(2, 44100)
 """
 
 import json as _json

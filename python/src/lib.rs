@@ -23,6 +23,11 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _afx(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Batches are converted into fresh buffers of hundreds of KiB each call; with glibc's default thresholds
+    // each was an mmap, paid for again in page faults and zeroing on every batch (the parent's copies ran at a
+    // fraction of memory speed, while the workers waited for them). Kept in the heap instead: up to 256 MiB of
+    // freed memory stays with the process.
+    afx_spsa::worker::keep_freed_memory();
     let py = m.py();
     m.add("AfxError", py.get_type::<errors::AfxError>())?;
     m.add("ParameterError", py.get_type::<errors::ParameterError>())?;

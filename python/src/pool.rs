@@ -110,6 +110,54 @@ fn error_list<'py>(py: Python<'py>, failures: &[Option<ItemError>]) -> PyResult<
     Ok(list)
 }
 
+/// SPSA needs at least one perturbation and a step inside the normalised range.
+fn check_spsa(k: u32, epsilon: f32) -> PyResult<()> {
+    if k == 0 {
+        return Err(PyValueError::new_err("k=0: SPSA needs at least one perturbation"));
+    }
+    if !(epsilon > 0.0 && epsilon <= 0.5) {
+        return Err(PyValueError::new_err(format!(
+            "epsilon={epsilon}: give a step in (0, 0.5] of the normalised range"
+        )));
+    }
+    Ok(())
+}
+
+/// Each item's seed: `item_seed(seed, position)`, positions `0..n` or `items` (their places in a larger batch).
+fn item_seeds(seed: u64, items: Option<Vec<usize>>, n: usize) -> PyResult<Vec<u64>> {
+    let positions = items.unwrap_or_else(|| (0..n).collect());
+    if positions.len() != n {
+        return Err(PyValueError::new_err(format!(
+            "items holds {} positions for a batch of {n}: give one per item",
+            positions.len()
+        )));
+    }
+    Ok(positions.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect())
+}
+
+/// Per-item results as the values of the items that succeeded and the errors of those that failed (moved, not
+/// copied: a render's audio goes on to the array returned).
+fn split_results<T>(results: Vec<Result<T, ItemError>>) -> (Vec<Option<T>>, Vec<Option<ItemError>>) {
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(value) => (Some(value), None),
+            Err(e) => (None, Some(e)),
+        })
+        .unzip()
+}
+
+/// Gradients `((batch, P) array, errors)` from per-item results; a failed item's row is NaN.
+fn gradients<'py>(
+    py: Python<'py>,
+    results: Vec<Result<Vec<f32>, ItemError>>,
+    num_params: usize,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+    let (rows, failures) = split_results(results);
+    let errors = error_list(py, &failures)?;
+    Ok((arrays::gradient_array(py, &rows, num_params).into_any(), errors))
+}
+
 /// N workers hosting one plugin or chain, rendering batches and estimating gradients through it.
 ///
 /// `Pool(chain, workers=None, isolation="process", config=None, format=None, sample_rate=44100, timeout=None,
@@ -141,30 +189,18 @@ impl Pool {
         }
         Ok(guard)
     }
+}
 
-    /// `grad_y`, checked to have the shape of `x`.
-    fn grads<'py>(&self, grad_y: &Bound<'py, PyAny>, shape: BatchShape) -> PyResult<AudioBatch<'py>> {
-        let grads = AudioBatch::new(grad_y, "grad_y", self.sample_rate)?;
-        if grads.shape != shape {
-            return Err(PyValueError::new_err(format!(
-                "grad_y must have the shape of x, {shape:?}, got {:?}",
-                grads.shape
-            )));
-        }
-        Ok(grads)
+/// `grad_y`, checked to have the shape of the batch's `x`.
+fn grads_like(grad_y: &Bound<'_, PyAny>, shape: BatchShape, sample_rate: u32) -> PyResult<AudioBatch> {
+    let grads = AudioBatch::new(grad_y, "grad_y", sample_rate)?;
+    if grads.shape != shape {
+        return Err(PyValueError::new_err(format!(
+            "grad_y must have the shape of x, {shape:?}, got {:?}",
+            grads.shape
+        )));
     }
-
-    /// Gradients `((batch, P) array, errors)` from per-item results.
-    fn gradients<'py>(
-        &self,
-        py: Python<'py>,
-        results: Vec<Result<Vec<f32>, ItemError>>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let (rows, failures): (Vec<_>, Vec<_>) =
-            results.into_iter().map(|r| (r.as_ref().ok().cloned(), r.err())).unzip();
-        let errors = error_list(py, &failures)?;
-        Ok((arrays::gradient_array(py, &rows, self.chain.num_params()).into_any(), errors))
-    }
+    Ok(grads)
 }
 
 #[pymethods]
@@ -247,14 +283,13 @@ impl Pool {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
         let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
-        let x = inputs.items();
+        let x = inputs.items;
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
             py.detach(|| started.pool.render_batch(&x, &thetas))
         };
-        let (items, failures): (Vec<_>, Vec<_>) =
-            results.into_iter().map(|r| (r.as_ref().ok().cloned(), r.err())).unzip();
+        let (items, failures) = split_results(results);
         let errors = error_list(py, &failures)?;
         Ok((arrays::audio_array(py, &items, inputs.shape).into_any(), errors))
     }
@@ -276,33 +311,19 @@ impl Pool {
         seed: u64,
         items: Option<Vec<usize>>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        if k == 0 {
-            return Err(PyValueError::new_err("k=0: SPSA needs at least one perturbation"));
-        }
-        if !(epsilon > 0.0 && epsilon <= 0.5) {
-            return Err(PyValueError::new_err(format!(
-                "epsilon={epsilon}: give a step in (0, 0.5] of the normalised range"
-            )));
-        }
+        check_spsa(k, epsilon)?;
         let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
         let n = inputs.shape.batch;
         let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
-        let grads = self.grads(grad_y, inputs.shape)?;
-        let positions = items.unwrap_or_else(|| (0..n).collect());
-        if positions.len() != n {
-            return Err(PyValueError::new_err(format!(
-                "items holds {} positions for a batch of {n}: give one per item",
-                positions.len()
-            )));
-        }
-        let seeds: Vec<u64> = positions.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
-        let (x, g) = (inputs.items(), grads.items());
+        let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
+        let seeds = item_seeds(seed, items, n)?;
+        let (x, g) = (inputs.items, grads.items);
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
             py.detach(|| started.pool.spsa_batch_seeded(&x, &thetas, &g, epsilon, k, &seeds))
         };
-        self.gradients(py, results)
+        gradients(py, results, self.chain.num_params())
     }
 
     /// Central finite-difference estimates of `(∂y/∂θ)ᵀ grad_y`, step `step` in the normalised space: 2P renders
@@ -322,14 +343,14 @@ impl Pool {
         let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
         let n = inputs.shape.batch;
         let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
-        let grads = self.grads(grad_y, inputs.shape)?;
-        let (x, g) = (inputs.items(), grads.items());
+        let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
+        let (x, g) = (inputs.items, grads.items);
         let results = {
             let mut guard = self.lock()?;
             let started = guard.as_mut().expect("checked open");
             py.detach(|| started.pool.finite_difference_batch(&x, &thetas, &g, step))
         };
-        self.gradients(py, results)
+        gradients(py, results, self.chain.num_params())
     }
 
     /// Stops the workers. The pool cannot be used afterwards; closing twice is harmless.

@@ -109,3 +109,10 @@ def test_bad_audio_raises_naming_the_argument(amen):
         comp.render(audio[0], rate, thr="loud")
     with pytest.raises(ValueError, match="format=\"aax\""):
         afx.Plugin(COMP, format="aax")
+
+
+def test_the_module_docstring_example_runs():
+    import doctest
+
+    result = doctest.testmod(afx)
+    assert result.attempted > 0 and result.failed == 0

@@ -47,6 +47,10 @@ def test_dtype_and_device_follow_the_input(amen):
             layer(torch.from_numpy(x), torch.from_numpy(theta[:1]))
         with pytest.raises(ValueError, match="k=0"):
             afx.torch.PluginLayer(pool, k=0)
+        # Without a gradient to compute (inference), the layer only renders: no backward pass, no seed drawn.
+        with torch.no_grad():
+            plain = layer(torch.from_numpy(x), torch.from_numpy(theta))
+        assert layer.seed == 1 and np.array_equal(plain.numpy(), pool.render(x, theta)[0])
 
 
 def test_a_crashing_item_gets_silence_a_zero_gradient_and_its_error(amen, monkeypatch):
