@@ -1,9 +1,9 @@
 //! `afx.Pool`: the crash-proof worker pool on batches of NumPy arrays.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use afx_host::ChainLayout;
+use afx_host::{Audio, ChainLayout};
 use afx_spsa::{Isolation, ItemError, PoolConfig, WorkerSpec};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -189,6 +189,33 @@ impl Pool {
         }
         Ok(guard)
     }
+
+    /// Runs `work` on the engine's pool without the GIL (the workers render meanwhile; other Python threads run).
+    fn run<T: Send>(&self, py: Python<'_>, work: impl FnOnce(&mut afx_spsa::Pool) -> T + Send) -> PyResult<T> {
+        let mut guard = self.lock()?;
+        let started = guard.as_mut().expect("checked open");
+        Ok(py.detach(|| work(&mut started.pool)))
+    }
+
+    /// The checked inputs of an estimator, one of each per item.
+    fn estimator_batch(
+        &self,
+        x: &Bound<'_, PyAny>,
+        theta: &Bound<'_, PyAny>,
+        grad_y: &Bound<'_, PyAny>,
+    ) -> PyResult<EstimatorBatch> {
+        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
+        Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items })
+    }
+}
+
+/// What an estimator takes for each item: its audio, θ and ∂L/∂y.
+struct EstimatorBatch {
+    x: Vec<Arc<Audio>>,
+    thetas: Vec<Vec<f32>>,
+    grads: Vec<Arc<Audio>>,
 }
 
 /// `grad_y`, checked to have the shape of the batch's `x`.
@@ -284,11 +311,7 @@ impl Pool {
         let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
         let x = inputs.items;
-        let results = {
-            let mut guard = self.lock()?;
-            let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.render_batch(&x, &thetas))
-        };
+        let results = self.run(py, |pool| pool.render_batch(&x, &thetas))?;
         let (items, failures) = split_results(results);
         let errors = error_list(py, &failures)?;
         Ok((arrays::audio_array(py, &items, inputs.shape).into_any(), errors))
@@ -312,17 +335,9 @@ impl Pool {
         items: Option<Vec<usize>>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
         check_spsa(k, epsilon)?;
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
-        let n = inputs.shape.batch;
-        let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
-        let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
-        let seeds = item_seeds(seed, items, n)?;
-        let (x, g) = (inputs.items, grads.items);
-        let results = {
-            let mut guard = self.lock()?;
-            let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.spsa_batch_seeded(&x, &thetas, &g, epsilon, k, &seeds))
-        };
+        let EstimatorBatch { x, thetas, grads } = self.estimator_batch(x, theta, grad_y)?;
+        let seeds = item_seeds(seed, items, x.len())?;
+        let results = self.run(py, |pool| pool.spsa_batch_seeded(&x, &thetas, &grads, epsilon, k, &seeds))?;
         gradients(py, results, self.chain.num_params())
     }
 
@@ -340,16 +355,8 @@ impl Pool {
         if !(step > 0.0 && step <= 0.5) {
             return Err(PyValueError::new_err(format!("step={step}: give a step in (0, 0.5] of the normalised range")));
         }
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
-        let n = inputs.shape.batch;
-        let thetas = arrays::theta_batch(theta, "theta", n, self.chain.num_params())?;
-        let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
-        let (x, g) = (inputs.items, grads.items);
-        let results = {
-            let mut guard = self.lock()?;
-            let started = guard.as_mut().expect("checked open");
-            py.detach(|| started.pool.finite_difference_batch(&x, &thetas, &g, step))
-        };
+        let EstimatorBatch { x, thetas, grads } = self.estimator_batch(x, theta, grad_y)?;
+        let results = self.run(py, |pool| pool.finite_difference_batch(&x, &thetas, &grads, step))?;
         gradients(py, results, self.chain.num_params())
     }
 

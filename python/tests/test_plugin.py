@@ -116,3 +116,15 @@ def test_the_module_docstring_example_runs():
 
     result = doctest.testmod(afx)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_crashing_render_raises_item_error_and_the_next_render_works(amen, monkeypatch):
+    audio, rate = amen
+    monkeypatch.setenv("AFX_TESTFX_FAULT", "segfault")
+    fx = afx.Plugin("urn:afx:testfx", format="lv2")
+    with pytest.raises(afx.ItemError) as raised:
+        fx.render(audio[0], rate, drive=24.0)  # the armed fault fires from 23 dB
+    assert (raised.value.kind, raised.value.signal) == ("crashed", 11)
+    assert "SIGSEGV" in str(raised.value)
+    y = fx.render(audio[0], rate, drive=6.0)
+    assert y.shape == audio[0].shape and np.isfinite(y).all()
