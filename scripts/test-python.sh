@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}
 venv=${AFX_PYTHON_VENV:-$target/python-venv}
+# PyPI's torch and its CUDA libraries are ~3 GB of wheels: installed, not also kept in pip's cache.
+export PIP_NO_CACHE_DIR=1
 
 bash scripts/install-python.sh "$venv" test
 "$venv/bin/pytest" -q python/tests
