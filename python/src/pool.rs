@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use afx_host::{Audio, ChainLayout};
-use afx_spsa::{Isolation, ItemError, PoolConfig, WorkerSpec};
+use afx_spsa::{Isolation, ItemError, PoolConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -30,15 +30,12 @@ pub struct Started {
     _catalogue: tempfile::TempPath,
 }
 
-/// Scans the installed plugins, writes their catalogue for the workers (which then load only their chain's
-/// files) and starts the workers, which load the chain: a bad name, a plugin that crashes while loading or a bad
-/// plugins.toml fails here, with the CLI's message. Runs without the GIL.
+/// Starts the workers for `options` (see [`afx_spsa::launch`]), which load the chain: a bad name, a plugin
+/// that crashes while loading or a bad plugins.toml fails here, with the CLI's message. Scans and starts without
+/// the GIL.
 pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
     // The plugins.toml in force, as the CLI decides it.
     let config = afx_host::Config::path_in_force(options.config.as_deref());
-    if let Some(path) = &config {
-        afx_host::Config::load(path).map_err(errors::afx_error)?;
-    }
     let format = scan::parse_format(options.format)?;
     let limit = scan::time_limit(options.timeout, "timeout")?;
     let isolation = match options.isolation {
@@ -57,31 +54,15 @@ pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
     if options.block_size == Some(0) {
         return Err(PyValueError::new_err("block_size=0: give at least 1 frame per process call"));
     }
-    let catalogue = scan::catalogue(py, None, limit, false)?;
-    let file = tempfile::Builder::new()
-        .prefix("afx-catalogue-")
-        .suffix(".json")
-        .tempfile()
-        .map_err(errors::afx_error)?
-        .into_temp_path();
-    catalogue.save(&file).map_err(errors::afx_error)?;
-
-    let mut spec = WorkerSpec::new(config, options.chain);
-    spec.format = format;
-    spec.catalogue = Some(file.to_path_buf());
-    if let Some(block_size) = options.block_size {
-        spec.block_size = block_size;
-    }
-    let mut pool_config = PoolConfig::new(spec, isolation);
-    if let Some(n) = options.workers {
-        pool_config.workers = n;
-    }
-    if let Some(limit) = limit {
-        pool_config.job_timeout = limit;
-        pool_config.start_timeout = limit;
-    }
+    let scanner = scan::scanner(py, None, limit, false)?;
+    let (spec, catalogue) = py
+        .detach(|| {
+            afx_spsa::launch::scanned_spec(options.chain, config.as_deref(), format, options.block_size, &scanner)
+        })
+        .map_err(errors::afx_error)?;
+    let pool_config = PoolConfig::new(spec, isolation).with_limits(options.workers, limit);
     let pool = py.detach(|| afx_spsa::Pool::new(pool_config)).map_err(errors::afx_error)?;
-    Ok(Started { pool, _catalogue: file })
+    Ok(Started { pool, _catalogue: catalogue })
 }
 
 /// A trainable parameter of `chain` as a dict: `stage`, then the fields of `afx scan --json`'s parameters.

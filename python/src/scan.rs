@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use afx_host::Format;
-use afx_host::scan::{Catalogue, Scanner};
+use afx_host::scan::Scanner;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -25,19 +25,14 @@ pub fn time_limit(seconds: Option<f64>, what: &str) -> PyResult<Option<Duration>
         .transpose()
 }
 
-/// Scans with this module as the describing program. Runs without the GIL.
-pub fn catalogue(
-    py: Python<'_>,
-    format: Option<Format>,
-    timeout: Option<Duration>,
-    rescan: bool,
-) -> PyResult<Catalogue> {
+/// A scanner with this module as the describing program.
+pub fn scanner(py: Python<'_>, format: Option<Format>, timeout: Option<Duration>, rescan: bool) -> PyResult<Scanner> {
     let (program, args) = crate::worker::child_program(py, "describe")?;
-    let mut scanner = Scanner::new(program, args).format(format).rescan(rescan);
-    if let Some(limit) = timeout {
-        scanner = scanner.timeout(limit);
-    }
-    Ok(py.detach(|| scanner.scan()))
+    let scanner = Scanner::new(program, args).format(format).rescan(rescan);
+    Ok(match timeout {
+        Some(limit) => scanner.timeout(limit),
+        None => scanner,
+    })
 }
 
 /// The catalogue as `afx scan --json` prints it: `{"plugins": [...], "failed": [...], "stats": {...}}`, as JSON
@@ -45,6 +40,7 @@ pub fn catalogue(
 #[pyfunction]
 #[pyo3(signature = (format=None, timeout=None, rescan=false))]
 pub fn scan(py: Python<'_>, format: Option<&str>, timeout: Option<f64>, rescan: bool) -> PyResult<String> {
-    let catalogue = catalogue(py, parse_format(format)?, time_limit(timeout, "timeout")?, rescan)?;
+    let scanner = scanner(py, parse_format(format)?, time_limit(timeout, "timeout")?, rescan)?;
+    let catalogue = py.detach(|| scanner.scan());
     serde_json::to_string(&catalogue).map_err(crate::errors::afx_error)
 }

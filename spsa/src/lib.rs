@@ -5,6 +5,8 @@
 //! - [`Pool`]: N workers, each hosting the chain (processes by default, threads for trusted plugins), fed
 //!   batches of [`Job`]s (or a lazy stream of them); results in order or as they arrive, per-item
 //!   [`ItemError`]s for crashes, hangs and NaN.
+//! - [`launch`]: the worker spec of a chain a user names, with a scan's catalogue so workers load only their
+//!   plugins' files.
 //! - [`Task`]: work a crate above defines and workers run beside their chain (a job named by the task).
 //! - [`wire`]: the binary protocol between the pool and worker processes.
 //!
@@ -27,6 +29,7 @@ mod arena;
 pub mod bench;
 pub mod estimator;
 mod job;
+pub mod launch;
 mod pool;
 pub mod task;
 pub mod wire;

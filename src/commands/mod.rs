@@ -48,51 +48,29 @@ pub struct PoolRequest<'a> {
 /// (the signal or the time-out and the worker's stderr), never with this process.
 pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
     use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand};
-    let mut config = PoolConfig::new(worker_spec(request)?, Isolation::Process(WorkerCommand::current_exe("worker")?));
-    if let Some(n) = request.workers {
-        config.workers = n;
-    }
-    if let Some(limit) = time_limit(request.timeout)? {
-        config.job_timeout = limit;
-        config.start_timeout = limit;
-    }
-    Ok(Pool::new(config)?)
+    let isolation = Isolation::Process(WorkerCommand::current_exe("worker")?);
+    let config = PoolConfig::new(worker_spec(request)?, isolation);
+    Ok(Pool::new(config.with_limits(request.workers, time_limit(request.timeout)?))?)
 }
 
-/// What a worker of `request` hosts: the chain, its plugins found in a fresh scan's catalogue (see
-/// [`catalogue_file`]) so that the worker loads only their files, and the render settings. Every command that
-/// starts workers (benches included) builds their spec here.
+/// What a worker of `request` hosts (see [`afx_spsa::launch::scanned_spec`]): its plugins found by a fresh scan
+/// with this program's `describe`, each file given `--timeout` to be described. Every command that starts
+/// workers (benches included) builds their spec here.
 pub fn worker_spec(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::WorkerSpec> {
-    // Checked here so a bad plugins.toml or time limit is named before anything is scanned or started.
-    request.config.map(afx_host::Config::load).transpose()?;
+    // Checked here so a bad time limit is named before anything is scanned or started.
     let limit = time_limit(request.timeout)?;
-    let mut spec = afx_spsa::WorkerSpec::new(request.config.map(Path::to_path_buf), request.chain);
-    spec.format = request.format;
-    spec.catalogue = Some(catalogue_file(limit)?);
-    if let Some(block_size) = request.block_size {
-        spec.block_size = block_size;
+    let mut scanner = scan::scanner()?;
+    if let Some(limit) = limit {
+        scanner = scanner.timeout(limit);
     }
+    let (spec, catalogue) =
+        afx_spsa::launch::scanned_spec(request.chain, request.config, request.format, request.block_size, &scanner)?;
+    CATALOGUES.lock().expect("catalogue list").push(catalogue);
     Ok(spec)
 }
 
 /// Catalogue files this process wrote for its workers; removed by [`remove_catalogues`] when it ends.
 static CATALOGUES: std::sync::Mutex<Vec<tempfile::TempPath>> = std::sync::Mutex::new(Vec::new());
-
-/// Scans the installed plugins (each file in a child process, unchanged files from the scan cache, see
-/// `afx scan`) and writes the catalogue for worker processes, which then load only their own plugins' files.
-/// `timeout`: the time each file may take to be described [default: the scanner's].
-fn catalogue_file(timeout: Option<std::time::Duration>) -> anyhow::Result<std::path::PathBuf> {
-    let mut scanner = scan::scanner()?;
-    if let Some(limit) = timeout {
-        scanner = scanner.timeout(limit);
-    }
-    let catalogue = scanner.scan();
-    let file = tempfile::Builder::new().prefix("afx-catalogue-").suffix(".json").tempfile()?.into_temp_path();
-    catalogue.save(&file).with_context(|| format!("writing the plugin catalogue {}", file.display()))?;
-    let path = file.to_path_buf();
-    CATALOGUES.lock().expect("catalogue list").push(file);
-    Ok(path)
-}
 
 /// Removes the catalogue files of [`start_pool`]: call when the command is done (its workers are gone).
 pub fn remove_catalogues() {
