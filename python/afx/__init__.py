@@ -19,7 +19,6 @@ Plugins run in worker processes: one that crashes or hangs fails its item, never
 (2, 44100)
 """
 
-import json as _json
 import warnings as _warnings
 
 from . import _afx
@@ -39,7 +38,7 @@ def scan(format=None, timeout=None, rescan=False):
         timeout: seconds one file may take to be described.
         rescan: describe every file again instead of trusting the cache.
     """
-    catalogue = _json.loads(_afx.scan(format=format, timeout=timeout, rescan=rescan))
+    catalogue = _afx.scan(format=format, timeout=timeout, rescan=rescan)
     for failure in catalogue["failed"]:
         _warnings.warn(
             "plugin file {path} ({format}) failed to load: {reason}".format(**failure), RuntimeWarning, stacklevel=2

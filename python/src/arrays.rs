@@ -77,24 +77,9 @@ impl AudioBatch {
         if shape.batch == 0 || shape.frames == 0 || shape.channels == Some(0) {
             return Err(PyValueError::new_err(format!("{what} is empty: shape {}", shape.describe())));
         }
-        let copy = |range: std::ops::Range<usize>| -> Result<Vec<Arc<Audio>>, (usize, usize, usize, f32)> {
+        let copy = |range: std::ops::Range<usize>| -> Result<Vec<Arc<Audio>>, (usize, NonFinite)> {
             range
-                .map(|i| {
-                    let item = view.index_axis(Axis(0), i);
-                    let rows: Vec<ArrayViewD<'_, f32>> = match shape.channels {
-                        None => vec![item],
-                        Some(_) => item.axis_iter(Axis(0)).collect(),
-                    };
-                    let mut channels = Vec::with_capacity(rows.len());
-                    for (c, row) in rows.into_iter().enumerate() {
-                        let samples = samples(row);
-                        if let Some(frame) = first_non_finite(&samples) {
-                            return Err((i, c, frame, samples[frame]));
-                        }
-                        channels.push(samples);
-                    }
-                    Ok(Arc::new(Audio::new(sample_rate, channels).expect("a checked item is valid audio")))
-                })
+                .map(|i| copy_item(view.index_axis(Axis(0), i), sample_rate).map(Arc::new).map_err(|e| (i, e)))
                 .collect()
         };
         // Two threads pay off once the copy takes longer than starting one (tens of microseconds).
@@ -115,37 +100,55 @@ impl AudioBatch {
         });
         match copied {
             Ok(items) => Ok(AudioBatch { items, shape }),
-            Err((i, c, frame, value)) => Err(PyValueError::new_err(format!(
-                "{what}[{i}]: sample {value} (NaN or infinite) at frame {frame} of channel {c}"
-            ))),
+            Err((i, bad)) => Err(bad.error(&format!("{what}[{i}]"))),
         }
     }
 }
 
 /// One item `(frames,)` or `(channels, frames)` as `Audio`; `what` names it in errors.
 pub fn audio(item: ArrayViewD<'_, f32>, sample_rate: u32, what: &str) -> PyResult<Audio> {
-    let shape = item.shape().to_vec();
-    let channels: Vec<Vec<f32>> = match item.ndim() {
-        1 => vec![samples(item)],
-        2 => item.axis_iter(Axis(0)).map(samples).collect(),
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "{what} must have shape (frames,) or (channels, frames), got {shape:?}"
-            )));
-        }
+    if !matches!(item.ndim(), 1 | 2) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must have shape (frames,) or (channels, frames), got {:?}",
+            item.shape()
+        )));
+    }
+    if item.is_empty() {
+        return Err(PyValueError::new_err(format!("{what} is empty: shape {:?}", item.shape())));
+    }
+    copy_item(item, sample_rate).map_err(|bad| bad.error(what))
+}
+
+/// A NaN or infinite sample of an item: its channel, frame and value.
+struct NonFinite {
+    channel: usize,
+    frame: usize,
+    value: f32,
+}
+
+impl NonFinite {
+    fn error(&self, what: &str) -> PyErr {
+        let NonFinite { channel, frame, value } = self;
+        PyValueError::new_err(format!("{what}: sample {value} (NaN or infinite) at frame {frame} of channel {channel}"))
+    }
+}
+
+/// A non-empty item `(frames,)` or `(channels, frames)` copied into `Audio` (one `memcpy` per channel of a
+/// C-ordered array), its samples checked on the fresh copy, while it is in cache.
+fn copy_item(item: ArrayViewD<'_, f32>, sample_rate: u32) -> Result<Audio, NonFinite> {
+    let rows: Vec<ArrayViewD<'_, f32>> = match item.ndim() {
+        1 => vec![item],
+        _ => item.axis_iter(Axis(0)).collect(),
     };
-    if channels.is_empty() || channels[0].is_empty() {
-        return Err(PyValueError::new_err(format!("{what} is empty: shape {shape:?}")));
-    }
-    for (c, channel) in channels.iter().enumerate() {
-        if let Some(frame) = first_non_finite(channel) {
-            return Err(PyValueError::new_err(format!(
-                "{what}: sample {} (NaN or infinite) at frame {frame} of channel {c}",
-                channel[frame]
-            )));
+    let mut channels = Vec::with_capacity(rows.len());
+    for (channel, row) in rows.into_iter().enumerate() {
+        let samples = samples(row);
+        if let Some(frame) = first_non_finite(&samples) {
+            return Err(NonFinite { channel, frame, value: samples[frame] });
         }
+        channels.push(samples);
     }
-    Audio::new(sample_rate, channels).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+    Ok(Audio::new(sample_rate, channels).expect("a non-empty item of equal rows is valid audio"))
 }
 
 /// A 1-D view's samples: one `memcpy` when they are contiguous (a C-ordered array's rows are), else one by one.
@@ -218,39 +221,52 @@ fn check_normalised(row: &[f32], prefix: &str) -> PyResult<()> {
 
 /// Rendered items as one array of `shape`; a failed item (`None`) is NaN, so it cannot pass for audio.
 pub fn audio_array<'py>(py: Python<'py>, items: &[Option<Audio>], shape: BatchShape) -> Bound<'py, PyArrayDyn<f32>> {
-    let channels = shape.channels.unwrap_or(1);
-    let mut data = Vec::with_capacity(shape.batch * channels * shape.frames);
-    for item in items {
-        match item {
-            Some(audio) => audio.channels().iter().for_each(|c| data.extend_from_slice(c)),
-            None => data.resize(data.len() + channels * shape.frames, f32::NAN),
-        }
-    }
     let dims: Vec<usize> = match shape.channels {
         None => vec![shape.batch, shape.frames],
         Some(c) => vec![shape.batch, c, shape.frames],
     };
+    let item_len = shape.channels.unwrap_or(1) * shape.frames;
+    rows_array(py, items.iter().map(|item| item.as_ref().map(|a| a.channels())), item_len, dims)
+}
+
+/// Gradients `(batch, P)`; a failed item's row (`None`) is NaN.
+pub fn gradient_array<'py>(py: Python<'py>, rows: &[Option<Vec<f32>>], params: usize) -> Bound<'py, PyArrayDyn<f32>> {
+    let parts = rows.iter().map(|row| row.as_ref().map(std::slice::from_ref));
+    rows_array(py, parts, params, vec![rows.len(), params])
+}
+
+/// One array of shape `dims` from rows of `row_len` floats, each given as its parts in order, or `None` for NaN.
+fn rows_array<'py, 'a>(
+    py: Python<'py>,
+    rows: impl ExactSizeIterator<Item = Option<&'a [Vec<f32>]>>,
+    row_len: usize,
+    dims: Vec<usize>,
+) -> Bound<'py, PyArrayDyn<f32>> {
+    let mut data = Vec::with_capacity(rows.len() * row_len);
+    for row in rows {
+        match row {
+            Some(parts) => parts.iter().for_each(|part| data.extend_from_slice(part)),
+            None => data.resize(data.len() + row_len, f32::NAN),
+        }
+    }
     numpy::PyArray1::from_vec(py, data)
         .reshape(dims)
-        .expect("the items fill the shape")
+        .expect("the rows fill the shape")
         .into_any()
         .cast_into()
         .expect("a reshaped float32 array")
 }
 
-/// Gradients `(batch, P)`; a failed item's row (`None`) is NaN.
-pub fn gradient_array<'py>(py: Python<'py>, rows: &[Option<Vec<f32>>], params: usize) -> Bound<'py, PyArrayDyn<f32>> {
-    let mut data = Vec::with_capacity(rows.len() * params);
-    for row in rows {
-        match row {
-            Some(g) => data.extend_from_slice(g),
-            None => data.resize(data.len() + params, f32::NAN),
-        }
+/// One rendered or loaded item as an array `(channels, frames)`, or `(frames,)` for `mono_shape` (one channel):
+/// a mono buffer becomes the array without a copy.
+pub fn item_array(py: Python<'_>, audio: Audio, mono_shape: bool) -> Bound<'_, PyAny> {
+    let (channels, frames) = (audio.num_channels(), audio.frames());
+    let mut planar = audio.into_channels();
+    if mono_shape && channels == 1 {
+        return numpy::PyArray1::from_vec(py, planar.remove(0)).into_any();
     }
-    numpy::PyArray1::from_vec(py, data)
-        .reshape(vec![rows.len(), params])
-        .expect("the rows fill the shape")
+    numpy::PyArray1::from_vec(py, planar.concat())
+        .reshape([channels, frames])
+        .expect("the channels fill the shape")
         .into_any()
-        .cast_into()
-        .expect("a reshaped float32 array")
 }

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
-use crate::arrays::{self, BatchShape};
+use crate::arrays;
 use crate::errors;
 
 /// Reads WAV, FLAC, OGG or MP3, whole and at its own rate, as `afx render` reads its input: `(audio, rate)`,
@@ -11,9 +11,8 @@ use crate::errors;
 #[pyfunction]
 pub fn load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(Bound<'py, PyAny>, u32)> {
     let audio = py.detach(|| afx_datasets::decode::read_audio(&path)).map_err(errors::afx_error)?;
-    let shape = BatchShape { batch: 1, channels: Some(audio.num_channels()), frames: audio.frames() };
     let rate = audio.sample_rate();
-    Ok((arrays::audio_array(py, &[Some(audio)], shape).get_item(0)?, rate))
+    Ok((arrays::item_array(py, audio, false), rate))
 }
 
 /// Writes `audio` (`(frames,)` or `(channels, frames)`, float32) as a 32-bit float WAV at `sample_rate`, to a

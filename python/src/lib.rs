@@ -21,6 +21,13 @@ mod worker;
 
 use pyo3::prelude::*;
 
+/// `value` as Python objects (dicts, lists, numbers, strings), through its serde JSON: the fields and names
+/// `afx scan --json` prints.
+pub(crate) fn to_python<'py, T: serde::Serialize + ?Sized>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(errors::afx_error)?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 #[pymodule]
 fn _afx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Batches are converted into fresh buffers of hundreds of KiB each call; with glibc's default thresholds

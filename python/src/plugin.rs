@@ -55,11 +55,9 @@ impl Plugin {
     /// What `afx scan --json` says of each plugin: format, id, name, path, audio ports and parameters.
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let json = py.import("json")?;
         let list = PyList::empty(py);
         for stage in self.chain.stages() {
-            let text = serde_json::to_string(stage.plugin()).map_err(errors::afx_error)?;
-            list.append(json.call_method1("loads", (text,))?)?;
+            list.append(crate::to_python(py, stage.plugin())?)?;
         }
         Ok(list)
     }
@@ -68,13 +66,11 @@ impl Plugin {
     /// `kind` (and `stage` in a chain). These are the keywords `render` takes.
     #[getter]
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let json = py.import("json")?;
         let list = PyList::empty(py);
         let qualify = self.chain.stages().len() > 1;
         for stage in self.chain.stages() {
             for spec in &stage.plugin().params {
-                let text = serde_json::to_string(spec).map_err(errors::afx_error)?;
-                let dict = json.call_method1("loads", (text,))?.cast_into::<PyDict>()?;
+                let dict = crate::to_python(py, spec)?.cast_into::<PyDict>()?;
                 if qualify {
                     dict.set_item("stage", stage.name())?;
                 }
@@ -118,13 +114,7 @@ impl Plugin {
             py.detach(|| started.pool.render_values(&input, None, &plain))
         };
         let output = result.map_err(|e| errors::item_error(py, 0, &e).unwrap_or_else(|err| err))?;
-        let shape = arrays::BatchShape {
-            batch: 1,
-            channels: if mono { None } else { Some(output.num_channels()) },
-            frames: output.frames(),
-        };
-        let batch = arrays::audio_array(py, &[Some(output)], shape);
-        batch.get_item(0)
+        Ok(arrays::item_array(py, output, mono))
     }
 
     fn __repr__(&self) -> String {

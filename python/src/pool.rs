@@ -67,11 +67,9 @@ pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
 
 /// A trainable parameter of `chain` as a dict: `stage`, then the fields of `afx scan --json`'s parameters.
 pub fn param_dicts<'py>(py: Python<'py>, chain: &ChainLayout) -> PyResult<Bound<'py, PyList>> {
-    let json = py.import("json")?;
     let list = PyList::empty(py);
     for param in chain.params() {
-        let text = serde_json::to_string(param.spec).map_err(errors::afx_error)?;
-        let dict = json.call_method1("loads", (text,))?.cast_into::<PyDict>()?;
+        let dict = crate::to_python(py, param.spec)?.cast_into::<PyDict>()?;
         dict.set_item("stage", param.stage)?;
         dict.set_item("output_gain", param.output_gain)?;
         list.append(dict)?;

@@ -35,12 +35,17 @@ pub fn scanner(py: Python<'_>, format: Option<Format>, timeout: Option<Duration>
     })
 }
 
-/// The catalogue as `afx scan --json` prints it: `{"plugins": [...], "failed": [...], "stats": {...}}`, as JSON
-/// text (the Python side parses it, so the fields are exactly the CLI's).
+/// The catalogue as `afx scan --json` prints it: `{"plugins": [...], "failed": [...], "stats": {...}}`, the same
+/// fields as the CLI's.
 #[pyfunction]
 #[pyo3(signature = (format=None, timeout=None, rescan=false))]
-pub fn scan(py: Python<'_>, format: Option<&str>, timeout: Option<f64>, rescan: bool) -> PyResult<String> {
+pub fn scan<'py>(
+    py: Python<'py>,
+    format: Option<&str>,
+    timeout: Option<f64>,
+    rescan: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let scanner = scanner(py, parse_format(format)?, time_limit(timeout, "timeout")?, rescan)?;
     let catalogue = py.detach(|| scanner.scan());
-    serde_json::to_string(&catalogue).map_err(crate::errors::afx_error)
+    crate::to_python(py, &catalogue)
 }

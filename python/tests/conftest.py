@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import afx
+
 REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 SAMPLES = Path("/usr/share/sonic-pi/samples")
@@ -57,13 +59,8 @@ def no_plugins_toml(tmp_path, monkeypatch):
 
 
 def recording(name):
-    """A sonic-pi recording (FLAC) decoded by sox to float32 `(channels, frames)`, and its rate."""
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"afx-pytest-{os.getpid()}-{name}.wav"
-    subprocess.run(["sox", str(SAMPLES / f"{name}.flac"), "-e", "floating-point", "-b", "32", str(out)], check=True)
-    try:
-        return read_wav(out)
-    finally:
-        out.unlink()
+    """A sonic-pi recording (FLAC) as float32 `(channels, frames)`, and its rate."""
+    return afx.load(SAMPLES / f"{name}.flac")
 
 
 def read_wav(path):
