@@ -15,11 +15,13 @@ use common::*;
 const PRESET: [&str; 6] =
     ["zam_eq.boost1=9", "zam_eq.f1=1500", "zam_eq.boostl=-9", "zam_comp.thr=-30", "zam_comp.rat=6", "zam_comp.mak=8"];
 
-fn run_afx(dir: &Path, args: &[&str]) -> std::process::Output {
-    let config = repo_config().display().to_string();
-    let mut all = vec!["--config", config.as_str()];
-    all.extend_from_slice(args);
-    afx(dir, &all)
+/// A controller of `chain` trained for two steps on the demo corpus into `run`: a run folder to start from.
+fn train_two_steps(dir: &Path, chain: &str, run: &Path) {
+    let data = demo_corpus().to_str().unwrap();
+    let run = run.to_str().unwrap();
+    let args =
+        ["train", "--chain", chain, "--data", data, "--out", run, "--steps", "2", "--batch", "2", "--val-every", "2"];
+    ok(afx_with_repo_config(dir, &args));
 }
 
 /// `input` rendered through eq_comp at [`PRESET`] into `output`.
@@ -29,7 +31,7 @@ fn render_preset(dir: &Path, input: &Path, output: &Path) {
     for set in PRESET {
         args.extend(["--set", set]);
     }
-    ok(run_afx(dir, &args));
+    ok(afx_with_repo_config(dir, &args));
 }
 
 /// 1 s of the amen loop (mono, 44.1 kHz) and its render at [`PRESET`], made once per test binary.
@@ -77,7 +79,7 @@ fn both_methods_match_a_real_render_and_the_preset_replays_the_matched_audio() {
     let (dry, wet) = pair();
     for method in ["spsa", "cma-es"] {
         let out = tmp.path().join(method);
-        let o = ok(run_afx(
+        let o = ok(afx_with_repo_config(
             tmp.path(),
             &match_args(dry.to_str().unwrap(), wet.to_str().unwrap(), method, "240", out.to_str().unwrap()),
         ));
@@ -98,7 +100,7 @@ fn both_methods_match_a_real_render_and_the_preset_replays_the_matched_audio() {
         }
         // The preset replays the matched audio bit for bit through `afx render --preset`.
         let replay = tmp.path().join(format!("replay-{method}.wav"));
-        ok(run_afx(
+        ok(afx_with_repo_config(
             tmp.path(),
             &[
                 "render",
@@ -125,7 +127,7 @@ fn a_style_reference_of_other_material_is_matched_by_its_features() {
     let reference = tmp.path().join("breakbeat-styled.wav");
     render_preset(tmp.path(), &other_dry, &reference);
     let out = tmp.path().join("style");
-    let o = ok(run_afx(
+    let o = ok(afx_with_repo_config(
         tmp.path(),
         &[
             "match",
@@ -153,40 +155,20 @@ fn a_style_reference_of_other_material_is_matched_by_its_features() {
 fn init_run_starts_from_a_controller_of_the_chain_and_refuses_one_of_another() {
     let tmp = tempfile::tempdir().unwrap();
     let (dry, wet) = pair();
-    let data = demo_corpus().to_str().unwrap();
-    let train = |chain: &str, run: &Path| {
-        ok(run_afx(
-            tmp.path(),
-            &[
-                "train",
-                "--chain",
-                chain,
-                "--data",
-                data,
-                "--out",
-                run.to_str().unwrap(),
-                "--steps",
-                "2",
-                "--batch",
-                "2",
-                "--val-every",
-                "2",
-            ],
-        ));
-    };
+    let train = |chain: &str, run: &Path| train_two_steps(tmp.path(), chain, run);
     let eq_comp_run = tmp.path().join("eq_comp-run");
     train("eq_comp", &eq_comp_run);
     let out = tmp.path().join("from-run");
     let mut args = match_args(dry.to_str().unwrap(), wet.to_str().unwrap(), "spsa", "21", out.to_str().unwrap());
     args.extend(["--init-run", eq_comp_run.to_str().unwrap()]);
-    ok(run_afx(tmp.path(), &args));
+    ok(afx_with_repo_config(tmp.path(), &args));
     let s = summary(&out);
     assert_eq!(s["start_from"], format!("run {}", eq_comp_run.display()));
     // The controller's θ (a barely trained one predicts near the middle of each range), not the defaults.
     let start: Vec<f64> = s["outcome"]["start_theta"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let defaults = tmp.path().join("defaults");
     let args = match_args(dry.to_str().unwrap(), wet.to_str().unwrap(), "spsa", "1", defaults.to_str().unwrap());
-    ok(run_afx(tmp.path(), &args));
+    ok(afx_with_repo_config(tmp.path(), &args));
     let default_theta = summary(&defaults)["outcome"]["start_theta"].clone();
     assert_ne!(serde_json::json!(start), default_theta);
 
@@ -195,7 +177,7 @@ fn init_run_starts_from_a_controller_of_the_chain_and_refuses_one_of_another() {
     let refused = tmp.path().join("refused");
     let mut args = match_args(dry.to_str().unwrap(), wet.to_str().unwrap(), "spsa", "8", refused.to_str().unwrap());
     args.extend(["--init-run", zam_comp_run.to_str().unwrap()]);
-    fails_with(&run_afx(tmp.path(), &args), &["--init-run", "zam_comp-run", "zam_comp", "eq_comp"]);
+    fails_with(&afx_with_repo_config(tmp.path(), &args), &["--init-run", "zam_comp-run", "zam_comp", "eq_comp"]);
     assert!(!refused.exists(), "a refused match wrote {}", refused.display());
 }
 
@@ -214,7 +196,7 @@ fn bad_input_is_refused_naming_the_flag_or_file_and_nothing_is_written() {
     };
     let refuse = |args: Vec<String>, needles: &[&str]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails_with(&run_afx(tmp.path(), &args), needles);
+        fails_with(&afx_with_repo_config(tmp.path(), &args), needles);
         assert!(!out.exists(), "a refused match ({args:?}) wrote {}", out.display());
     };
     let (dry, wet) = (path(dry), path(wet));
@@ -248,7 +230,7 @@ fn bad_input_is_refused_naming_the_flag_or_file_and_nothing_is_written() {
     let mut args = with(&dry, &wet, &[]);
     *args.last_mut().unwrap() = path(&full);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fails_with(&run_afx(tmp.path(), &args), &["--out", "full", "not empty"]);
+    fails_with(&afx_with_repo_config(tmp.path(), &args), &["--out", "full", "not empty"]);
     assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1);
 }
 
@@ -258,29 +240,12 @@ fn bench_match_scores_both_methods_beside_a_controller_and_refuses_bad_input() {
     let data = demo_corpus().to_str().unwrap();
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
-    ok(run_afx(
-        tmp.path(),
-        &[
-            "train",
-            "--chain",
-            "eq_comp",
-            "--data",
-            data,
-            "--out",
-            run_s,
-            "--steps",
-            "2",
-            "--batch",
-            "2",
-            "--val-every",
-            "2",
-        ],
-    ));
+    train_two_steps(tmp.path(), "eq_comp", &run);
     let out = tmp.path().join("bench");
     let bench = |extra: &[&str]| {
         let mut args = vec!["bench", "match", "--data", data, "--out", out.to_str().unwrap()];
         args.extend_from_slice(extra);
-        run_afx(tmp.path(), &args)
+        afx_with_repo_config(tmp.path(), &args)
     };
     let o = ok(bench(&["--run", run_s, "--pairs", "2", "--renders", "25"]));
     assert!(stdout(&o).contains("match, cma-es"), "{}", stdout(&o));
@@ -306,7 +271,7 @@ fn bench_match_scores_both_methods_beside_a_controller_and_refuses_bad_input() {
     let refuse = |args: &[&str], needles: &[&str]| {
         let mut all = vec!["bench", "match", "--data", data, "--out", out_r];
         all.extend_from_slice(args);
-        fails_with(&run_afx(tmp.path(), &all), needles);
+        fails_with(&afx_with_repo_config(tmp.path(), &all), needles);
         assert!(!refused.exists(), "a refused bench ({args:?}) wrote {out_r}");
     };
     refuse(&["--run", run_s, "--pairs", "0"], &["--pairs 0"]);

@@ -38,17 +38,6 @@ const PRESET: [&str; 9] = [
     "zam_comp.mak=12",
 ];
 
-fn config() -> String {
-    repo_config().display().to_string()
-}
-
-fn run_afx(dir: &Path, args: &[&str]) -> std::process::Output {
-    let config = config();
-    let mut all = vec!["--config", config.as_str()];
-    all.extend_from_slice(args);
-    afx(dir, &all)
-}
-
 /// The pair folder, built once per test binary: raw/NAME.wav is the recording, processed/NAME.wav its render
 /// through the preset (shifted for [`SHIFTED`]).
 fn pair_folder() -> &'static Path {
@@ -68,7 +57,7 @@ fn pair_folder() -> &'static Path {
             for set in PRESET {
                 args.extend(["--set", set]);
             }
-            ok(run_afx(tmp.path(), &args));
+            ok(afx_with_repo_config(tmp.path(), &args));
             if SHIFTED.contains(&name) {
                 let (rate, channels) = read_wav(&processed);
                 let shift = (SHIFT_S * f64::from(rate)).round() as usize;
@@ -138,7 +127,7 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     let mut args = train_args(pairs, run.to_str().unwrap(), "400");
     args.extend(["--no-reference", "--align"]);
     let started = std::time::Instant::now();
-    let out = ok(run_afx(tmp.path(), &args));
+    let out = ok(afx_with_repo_config(tmp.path(), &args));
     let seconds = started.elapsed().as_secs_f64();
     let text = stdout(&out);
     eprintln!("{text}\n(train: {seconds:.1} s)");
@@ -189,15 +178,15 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     let infer = ["infer", "--run", run.to_str().unwrap(), "--input", input.to_str().unwrap()];
     let mut args = infer.to_vec();
     args.extend(["--output", output.to_str().unwrap()]);
-    ok(run_afx(tmp.path(), &args));
+    ok(afx_with_repo_config(tmp.path(), &args));
     assert!(output.exists());
     args.extend(["--reference", input.to_str().unwrap()]);
-    fails_with(&run_afx(tmp.path(), &args), &["trained without a reference", "leave out --reference"]);
+    fails_with(&afx_with_repo_config(tmp.path(), &args), &["trained without a reference", "leave out --reference"]);
     // `afx match --init-run` starts from the same prediction (from the input alone): with a budget of one
     // render its preset is the start, which equals infer's.
     let matched = tmp.path().join("match");
     let target = pair_folder().join("processed/loop_amen.wav");
-    ok(run_afx(
+    ok(afx_with_repo_config(
         tmp.path(),
         &[
             "match",
@@ -222,11 +211,11 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     let mut args = train_args(pairs, run.to_str().unwrap(), "400");
     args[8] = "404";
     args.extend(["--align", "--resume"]);
-    ok(run_afx(tmp.path(), &args));
+    ok(afx_with_repo_config(tmp.path(), &args));
     let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches(r#""kind":"step""#).count();
     assert_eq!(steps, 404);
     let resume = ["train", "--data", "corpus", "--out", run.to_str().unwrap(), "--resume"];
-    fails_with(&run_afx(tmp.path(), &resume), &["trained on a pair folder", "--pairs DIR"]);
+    fails_with(&afx_with_repo_config(tmp.path(), &resume), &["trained on a pair folder", "--pairs DIR"]);
 }
 
 #[test]
@@ -237,7 +226,7 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
     let refused = |pairs: &Path, extra: &[&str], needles: &[&str]| {
         let mut args = train_args(pairs.to_str().unwrap(), run_s, "2");
         args.extend_from_slice(extra);
-        fails_with(&run_afx(tmp.path(), &args), needles);
+        fails_with(&afx_with_repo_config(tmp.path(), &args), needles);
         assert!(!run.exists(), "a refused run left {}", run.display());
     };
 
@@ -299,7 +288,7 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
     let flac_run = tmp.path().join("flac-run");
     let mut args = train_args(flac.to_str().unwrap(), flac_run.to_str().unwrap(), "2");
     args.extend(["--align", "--no-reference"]);
-    ok(run_afx(tmp.path(), &args));
+    ok(afx_with_repo_config(tmp.path(), &args));
     let manifest = std::fs::read_to_string(flac_run.join("pairs.json")).unwrap();
     assert!(manifest.contains("loop_amen.flac"), "{manifest}");
 
@@ -307,6 +296,6 @@ fn bad_pair_folders_are_refused_by_name_and_nothing_is_written() {
     refused(pair_folder(), &["--data", "corpus"], &["--data"]);
     let mut args = train_args("x", run_s, "2");
     args.drain(3..5);
-    fails_with(&run_afx(tmp.path(), &args), &["--data"]);
+    fails_with(&afx_with_repo_config(tmp.path(), &args), &["--data"]);
     assert!(!run.exists());
 }

@@ -22,6 +22,14 @@ pub fn afx(dir: &Path, args: &[&str]) -> Output {
         .expect("run afx")
 }
 
+/// [`afx`] with `--config` the repository's plugins.toml.
+pub fn afx_with_repo_config(dir: &Path, args: &[&str]) -> Output {
+    let config = repo_config().display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend_from_slice(args);
+    afx(dir, &all)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
