@@ -149,10 +149,11 @@ pub fn crop(audio: &Audio, max_seconds: f64) -> Range<usize> {
     let energy = |start: usize| -> f64 {
         audio.channels().iter().map(|c| c[start..start + len].iter().map(|&v| f64::from(v * v)).sum::<f64>()).sum()
     };
-    let start = (0..=(audio.frames() - len) / step)
-        .map(|i| i * step)
-        .max_by(|&a, &b| energy(a).total_cmp(&energy(b)).then(b.cmp(&a)))
-        .unwrap_or(0);
+    // Each window's energy once, the earliest of equal ones kept.
+    let (_, start) = (0..=(audio.frames() - len) / step)
+        .map(|i| (energy(i * step), i * step))
+        .max_by(|(ea, a), (eb, b)| ea.total_cmp(eb).then(b.cmp(a)))
+        .unwrap_or((0.0, 0));
     start..start + len
 }
 
