@@ -128,3 +128,22 @@ def test_a_crashing_render_raises_item_error_and_the_next_render_works(amen, mon
     assert "SIGSEGV" in str(raised.value)
     y = fx.render(audio[0], rate, drive=6.0)
     assert y.shape == audio[0].shape and np.isfinite(y).all()
+
+
+def test_files_round_trip_and_bad_files_raise_naming_them(amen, tmp_path):
+    audio, rate = amen
+    afx.save(tmp_path / "copy.wav", audio, rate)
+    loaded, loaded_rate = afx.load(tmp_path / "copy.wav")
+    assert loaded_rate == rate and np.array_equal(loaded, audio)
+    with pytest.raises(afx.AfxError, match="nowhere.wav"):
+        afx.load(tmp_path / "nowhere.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(afx.AfxError, match="text.wav"):
+        afx.load(tmp_path / "text.wav")
+    with pytest.raises(TypeError, match="audio must be a float32 NumPy array"):
+        afx.save(tmp_path / "x.wav", audio.astype(np.float64), rate)
+    with pytest.raises(ValueError, match="sample_rate=0"):
+        afx.save(tmp_path / "x.wav", audio, 0)
+    assert not (tmp_path / "x.wav").exists()
+    with pytest.raises(ValueError, match='format="aax"'):
+        afx.scan(format="aax")
