@@ -65,8 +65,9 @@ WARMUP_STEPS = 2
 # Steps an engine runs before the next takes its turn: long enough that switching costs nothing measurable (a
 # turn is a few tenths of a second), short enough that a burst of other work hits every engine.
 TURN_STEPS = 5
-# Distinct batches of (θ, g) drawn for the timed steps, cycled: a render costs the same whatever the values, and
-# drawing one batch per step would hold steps × B × frames floats of g for nothing.
+# Distinct batches of (x, θ, g) for the timed steps, cycled: a render costs the same whatever the values, and one
+# batch per step would hold steps × B × frames floats of x and g for nothing. At least two, so that consecutive
+# steps never pass the same input (a training loop's never do).
 DISTINCT_BATCHES = 8
 TARGET_VS_MULTIPROCESSING = 1.6
 TARGET_VS_THREADS = 0.85
@@ -104,9 +105,13 @@ def recording_clips(batch, frames):
 
 
 class StepInputs:
-    """θ (B, P) uniform in [THETA_LOW, THETA_HIGH] and g (B, frames) standard normal, float32, of one step."""
+    """The inputs of one step: clips x (B, frames), θ (B, P) uniform in [THETA_LOW, THETA_HIGH] and g (B,
+    frames) standard normal, float32. Each step has clips of its own, as a training loop's batches do: no engine
+    sees the same input array twice in a row, except in a step's own forward and backward pass."""
 
-    def __init__(self, rng, batch, num_params, frames):
+    def __init__(self, rng, clips, num_params):
+        batch, frames = clips.shape
+        self.x = clips
         self.theta = rng.uniform(THETA_LOW, THETA_HIGH, size=(batch, num_params)).astype(np.float32)
         self.grad_y = rng.standard_normal(size=(batch, frames), dtype=np.float32)
 
@@ -189,13 +194,12 @@ def _process_item(task):
 class AfxPoolEngine:
     name = AFX_POOL
 
-    def __init__(self, pool, clips):
+    def __init__(self, pool):
         self.pool = pool
-        self.clips = clips
 
     def step(self, step, inputs):
-        y, render_errors = self.pool.render(self.clips, inputs.theta)
-        gradients, spsa_errors = self.pool.spsa(self.clips, inputs.theta, inputs.grad_y, k=K, epsilon=EPSILON,
+        y, render_errors = self.pool.render(inputs.x, inputs.theta)
+        gradients, spsa_errors = self.pool.spsa(inputs.x, inputs.theta, inputs.grad_y, k=K, epsilon=EPSILON,
                                                 seed=step)
         failed = [error for error in render_errors + spsa_errors if error is not None]
         if failed:
@@ -206,22 +210,20 @@ class AfxPoolEngine:
 class MultiprocessingEngine:
     name = MULTIPROCESSING
 
-    def __init__(self, process_pool, clips):
+    def __init__(self, process_pool):
         self.process_pool = process_pool
-        self.clips = clips
 
     def step(self, step, inputs):
-        batch = len(self.clips)
-        tasks = [(self.clips[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
+        batch = len(inputs.x)
+        tasks = [(inputs.x[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
         # chunksize=1: one task per item, as such code sends them (map would pick 1 for 8 items on 2 workers too).
         results = self.process_pool.map(_process_item, tasks, chunksize=1)
         return np.stack([y for y, _ in results]), np.stack([g for _, g in results])
 
 
 class DirectThreadsEngine:
-    def __init__(self, name, renderers, clips):
+    def __init__(self, name, renderers):
         self.name = name
-        self.clips = clips
         # The plugins are loaded here, on the main thread, and handed one to each pool thread: loading a VST3 off
         # the main thread is what JUCE-based hosts are least sure about, and it is no part of the measured work.
         spare = queue.SimpleQueue()
@@ -239,8 +241,8 @@ class DirectThreadsEngine:
         return self.local.renderer.spsa_item(x, theta, grad_y, seed)
 
     def step(self, step, inputs):
-        batch = len(self.clips)
-        tasks = [(self.clips[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
+        batch = len(inputs.x)
+        tasks = [(inputs.x[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
         results = list(self.executor.map(self._item, tasks))
         return np.stack([y for y, _ in results]), np.stack([g for _, g in results])
 
@@ -342,7 +344,8 @@ def main(argv=None):
     context = multiprocessing.get_context()
     start_method = context.get_start_method()
 
-    clips = recording_clips(args.batch, frames)
+    distinct = max(2, min(args.steps, DISTINCT_BATCHES))
+    clips = recording_clips(args.batch * distinct, frames)
     pool = afx.Pool(PLUGIN_NAME, format="vst3", workers=WORKERS, sample_rate=SAMPLE_RATE, block_size=AFX_BLOCK_SIZE)
     process_pool = None
     engines = []
@@ -356,8 +359,8 @@ def main(argv=None):
                                     initargs=(PLUGIN_PATH, parameter_keys))
 
         rng = np.random.default_rng(0)
-        batches = [StepInputs(rng, args.batch, pool.num_params, frames)
-                   for _ in range(min(args.steps, DISTINCT_BATCHES))]
+        batches = [StepInputs(rng, clips[i * args.batch:(i + 1) * args.batch], pool.num_params)
+                   for i in range(distinct)]
 
         print(f"{PLUGIN_NAME} VST3 ({PLUGIN_PATH}), {args.seconds:g} s clips at {SAMPLE_RATE} Hz, B={args.batch}, "
               f"K={K}, ε={EPSILON}: {renders_per_step} renders/step; {args.steps} steps × {args.rounds} rounds")
@@ -367,11 +370,11 @@ def main(argv=None):
               f"pedalboard {pedalboard.__version__}, {os.cpu_count()} CPUs")
 
         thread_renderers = [PedalboardRenderer(PLUGIN_PATH, parameter_keys) for _ in range(WORKERS + 1)]
-        sanity = sanity_check(pool, thread_renderers[-1], clips, batches[0].theta)
+        sanity = sanity_check(pool, thread_renderers[-1], batches[0].x, batches[0].theta)
 
-        engines = [AfxPoolEngine(pool, clips), MultiprocessingEngine(process_pool, clips),
-                   DirectThreadsEngine(TWO_THREADS, thread_renderers[:WORKERS], clips),
-                   DirectThreadsEngine(ONE_THREAD, thread_renderers[WORKERS:], clips)]
+        engines = [AfxPoolEngine(pool), MultiprocessingEngine(process_pool),
+                   DirectThreadsEngine(TWO_THREADS, thread_renderers[:WORKERS]),
+                   DirectThreadsEngine(ONE_THREAD, thread_renderers[WORKERS:])]
         first_outputs = {}
         for engine in engines:
             for step in range(WARMUP_STEPS):

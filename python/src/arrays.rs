@@ -23,6 +23,14 @@ pub struct BatchShape {
 }
 
 impl BatchShape {
+    /// The array shape: `[batch, frames]` or `[batch, channels, frames]`.
+    pub fn dims(&self) -> Vec<usize> {
+        match self.channels {
+            None => vec![self.batch, self.frames],
+            Some(c) => vec![self.batch, c, self.frames],
+        }
+    }
+
     fn describe(&self) -> String {
         match self.channels {
             None => format!("({}, {})", self.batch, self.frames),
@@ -62,6 +70,18 @@ impl AudioBatch {
     /// frame and channel. The copying runs without the GIL, on two threads for large batches: the workers wait
     /// for it.
     pub fn new(value: &Bound<'_, PyAny>, what: &str, sample_rate: u32) -> PyResult<AudioBatch> {
+        AudioBatch::reusing(value, what, sample_rate, &[])
+    }
+
+    /// [`AudioBatch::new`], where item `i` is `last[i]` itself (the same `Arc`, not a copy) when its samples are
+    /// bit for bit `last[i]`'s: a backward pass over the forward pass's input then reads it instead of copying
+    /// it, and the pool finds it already in its shared memory.
+    pub fn reusing(
+        value: &Bound<'_, PyAny>,
+        what: &str,
+        sample_rate: u32,
+        last: &[Arc<Audio>],
+    ) -> PyResult<AudioBatch> {
         let array = float32(value, what)?;
         let view = array.as_array();
         let shape = match *view.shape() {
@@ -79,7 +99,13 @@ impl AudioBatch {
         }
         let copy = |range: std::ops::Range<usize>| -> Result<Vec<Arc<Audio>>, (usize, NonFinite)> {
             range
-                .map(|i| copy_item(view.index_axis(Axis(0), i), sample_rate).map(Arc::new).map_err(|e| (i, e)))
+                .map(|i| {
+                    let item = view.index_axis(Axis(0), i);
+                    match last.get(i) {
+                        Some(last) if same_samples(&item, last, sample_rate) => Ok(last.clone()),
+                        _ => copy_item(item, sample_rate).map(Arc::new).map_err(|e| (i, e)),
+                    }
+                })
                 .collect()
         };
         // Two threads pay off once the copy takes longer than starting one (tens of microseconds).
@@ -103,6 +129,21 @@ impl AudioBatch {
             Err((i, bad)) => Err(bad.error(&format!("{what}[{i}]"))),
         }
     }
+}
+
+/// Whether `item` (`(frames,)` or `(channels, frames)`, C-ordered) holds exactly `audio`'s samples, bit for bit
+/// (so NaN and -0.0 count as themselves), at its rate: a read of both, about half what a copy costs.
+fn same_samples(item: &ArrayViewD<'_, f32>, audio: &Audio, sample_rate: u32) -> bool {
+    let rows: Vec<ArrayViewD<'_, f32>> = match item.ndim() {
+        1 => vec![item.view()],
+        _ => item.axis_iter(Axis(0)).collect(),
+    };
+    audio.sample_rate() == sample_rate
+        && rows.len() == audio.num_channels()
+        && rows.iter().zip(audio.channels()).all(|(row, channel)| match row.as_slice() {
+            Some(samples) => bytemuck::cast_slice::<f32, u8>(samples) == bytemuck::cast_slice::<f32, u8>(channel),
+            None => false,
+        })
 }
 
 /// One item `(frames,)` or `(channels, frames)` as `Audio`; `what` names it in errors.
@@ -219,42 +260,62 @@ fn check_normalised(row: &[f32], prefix: &str) -> PyResult<()> {
     }
 }
 
-/// Rendered items as one array of `shape`; a failed item (`None`) is NaN, so it cannot pass for audio.
-pub fn audio_array<'py>(py: Python<'py>, items: &[Option<Audio>], shape: BatchShape) -> Bound<'py, PyArrayDyn<f32>> {
-    let dims: Vec<usize> = match shape.channels {
-        None => vec![shape.batch, shape.frames],
-        Some(c) => vec![shape.batch, c, shape.frames],
-    };
-    let item_len = shape.channels.unwrap_or(1) * shape.frames;
-    rows_array(py, items.iter().map(|item| item.as_ref().map(|a| a.channels())), item_len, dims)
-}
-
 /// Gradients `(batch, P)`; a failed item's row (`None`) is NaN.
 pub fn gradient_array<'py>(py: Python<'py>, rows: &[Option<Vec<f32>>], params: usize) -> Bound<'py, PyArrayDyn<f32>> {
-    let parts = rows.iter().map(|row| row.as_ref().map(std::slice::from_ref));
-    rows_array(py, parts, params, vec![rows.len(), params])
-}
-
-/// One array of shape `dims` from rows of `row_len` floats, each given as its parts in order, or `None` for NaN.
-fn rows_array<'py, 'a>(
-    py: Python<'py>,
-    rows: impl ExactSizeIterator<Item = Option<&'a [Vec<f32>]>>,
-    row_len: usize,
-    dims: Vec<usize>,
-) -> Bound<'py, PyArrayDyn<f32>> {
-    let mut data = Vec::with_capacity(rows.len() * row_len);
-    for row in rows {
-        match row {
-            Some(parts) => parts.iter().for_each(|part| data.extend_from_slice(part)),
-            None => data.resize(data.len() + row_len, f32::NAN),
+    let mut builder = RowsBuilder::new(rows.len(), params);
+    for (index, row) in rows.iter().enumerate() {
+        if let Some(row) = row {
+            builder.set(index, std::slice::from_ref(row));
         }
     }
-    numpy::PyArray1::from_vec(py, data)
-        .reshape(dims)
-        .expect("the rows fill the shape")
-        .into_any()
-        .cast_into()
-        .expect("a reshaped float32 array")
+    builder.into_array(py, vec![rows.len(), params])
+}
+
+/// The data of an array of `rows` rows of `row_len` floats, filled row by row in any order (each row from its
+/// parts, as the planar channels of a rendered item): one copy per row, no zeroing first. A row never set is NaN,
+/// so a failed item cannot pass for audio.
+pub struct RowsBuilder {
+    data: Vec<f32>,
+    set: Vec<bool>,
+    row_len: usize,
+}
+
+impl RowsBuilder {
+    pub fn new(rows: usize, row_len: usize) -> RowsBuilder {
+        RowsBuilder { data: Vec::with_capacity(rows * row_len), set: vec![false; rows], row_len }
+    }
+
+    /// Row `index` from `parts`, which must hold `row_len` floats in all (else the row stays NaN).
+    pub fn set(&mut self, index: usize, parts: &[Vec<f32>]) {
+        if parts.iter().map(Vec::len).sum::<usize>() != self.row_len {
+            return;
+        }
+        let mut row = &mut self.data.spare_capacity_mut()[index * self.row_len..(index + 1) * self.row_len];
+        for part in parts {
+            let (head, rest) = row.split_at_mut(part.len());
+            head.write_copy_of_slice(part);
+            row = rest;
+        }
+        self.set[index] = true;
+    }
+
+    /// The array of shape `dims` (`rows * row_len` elements).
+    pub fn into_array(mut self, py: Python<'_>, dims: Vec<usize>) -> Bound<'_, PyArrayDyn<f32>> {
+        let len = self.set.len() * self.row_len;
+        let spare = &mut self.data.spare_capacity_mut()[..len];
+        for (row, _) in spare.chunks_mut(self.row_len.max(1)).zip(&self.set).filter(|(_, set)| !**set) {
+            row.fill(std::mem::MaybeUninit::new(f32::NAN));
+        }
+        // SAFETY: every row of the first `len` elements was written: by `set` (whose whole row was copied), or
+        // with NaN just above; the capacity is `len` (reserved in `new`).
+        unsafe { self.data.set_len(len) };
+        numpy::PyArray1::from_vec(py, self.data)
+            .reshape(dims)
+            .expect("the rows fill the shape")
+            .into_any()
+            .cast_into()
+            .expect("a reshaped float32 array")
+    }
 }
 
 /// One rendered or loaded item as an array `(channels, frames)`, or `(frames,)` for `mono_shape` (one channel):

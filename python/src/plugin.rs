@@ -108,11 +108,12 @@ impl Plugin {
             sets.push((key, value));
         }
         let plain = self.chain.values_with(&sets, false).map_err(errors::chain_error)?;
-        let result = {
+        // Locked without the GIL: a second thread rendering meanwhile waits without holding what the first
+        // needs back.
+        let result = py.detach(|| {
             let mut guard = self.started.lock().map_err(|_| AfxError::new_err("the plugin was poisoned by a panic"))?;
-            let started = &mut *guard;
-            py.detach(|| started.pool.render_values(&input, None, &plain))
-        };
+            Ok::<_, PyErr>(guard.pool.render_values(&input, None, &plain))
+        })?;
         let output = result.map_err(|e| errors::item_error(py, 0, &e).unwrap_or_else(|err| err))?;
         Ok(arrays::item_array(py, output, mono))
     }

@@ -1,7 +1,7 @@
 //! `afx.Pool`: the crash-proof worker pool on batches of NumPy arrays.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use afx_host::{Audio, ChainLayout};
 use afx_spsa::{Isolation, ItemError, PoolConfig};
@@ -158,22 +158,33 @@ pub struct Pool {
     chain: ChainLayout,
     sample_rate: u32,
     workers: usize,
+    /// The items of the last call's `x`: the next call's items that are bit for bit the same are these (see
+    /// [`AudioBatch::reusing`]).
+    last_x: Mutex<Vec<Arc<Audio>>>,
 }
 
 impl Pool {
-    fn lock(&self) -> PyResult<MutexGuard<'_, Option<Started>>> {
-        let guard = self.started.lock().map_err(|_| AfxError::new_err("the pool was poisoned by a panic"))?;
-        if guard.is_none() {
-            return Err(AfxError::new_err(format!("the pool of {} is closed", self.chain.name())));
-        }
-        Ok(guard)
+    /// Runs `work` on the engine's pool without the GIL (the workers render meanwhile; other Python threads run).
+    /// The pool is locked without the GIL too: a second thread calling meanwhile waits for the first without
+    /// holding the GIL that the first needs back.
+    fn run<T: Send>(&self, py: Python<'_>, work: impl FnOnce(&mut afx_spsa::Pool) -> T + Send) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = self.started.lock().map_err(|_| poisoned())?;
+            let started = guard
+                .as_mut()
+                .ok_or_else(|| AfxError::new_err(format!("the pool of {} is closed", self.chain.name())))?;
+            Ok(work(&mut started.pool))
+        })
     }
 
-    /// Runs `work` on the engine's pool without the GIL (the workers render meanwhile; other Python threads run).
-    fn run<T: Send>(&self, py: Python<'_>, work: impl FnOnce(&mut afx_spsa::Pool) -> T + Send) -> PyResult<T> {
-        let mut guard = self.lock()?;
-        let started = guard.as_mut().expect("checked open");
-        Ok(py.detach(|| work(&mut started.pool)))
+    /// `x`, checked and copied, except items bit for bit those of the last call's `x` (a forward pass and then
+    /// its backward pass give the same input): those are shared, not copied again.
+    fn inputs(&self, x: &Bound<'_, PyAny>) -> PyResult<AudioBatch> {
+        // Cloned out, not held: the copy below runs without the GIL.
+        let last = self.last_x.lock().map_err(|_| poisoned())?.clone();
+        let inputs = AudioBatch::reusing(x, "x", self.sample_rate, &last)?;
+        self.last_x.lock().map_err(|_| poisoned())?.clone_from(&inputs.items);
+        Ok(inputs)
     }
 
     /// The checked inputs of an estimator, one of each per item.
@@ -183,11 +194,15 @@ impl Pool {
         theta: &Bound<'_, PyAny>,
         grad_y: &Bound<'_, PyAny>,
     ) -> PyResult<EstimatorBatch> {
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let inputs = self.inputs(x)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
         let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
         Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items })
     }
+}
+
+fn poisoned() -> PyErr {
+    AfxError::new_err("the pool was poisoned by a panic")
 }
 
 /// What an estimator takes for each item: its audio, θ and ∂L/∂y.
@@ -232,7 +247,7 @@ impl Pool {
         let started = start(py, &options)?;
         let chain = started.pool.chain().clone();
         let workers = started.pool.config().workers;
-        Ok(Pool { started: Mutex::new(Some(started)), chain, sample_rate, workers })
+        Ok(Pool { started: Mutex::new(Some(started)), chain, sample_rate, workers, last_x: Mutex::default() })
     }
 
     /// The chain's name.
@@ -287,13 +302,20 @@ impl Pool {
         x: &Bound<'py, PyAny>,
         theta: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let inputs = self.inputs(x)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
-        let x = inputs.items;
-        let results = self.run(py, |pool| pool.render_batch(&x, &thetas))?;
-        let (items, failures) = split_results(results);
+        let (x, shape) = (inputs.items, inputs.shape);
+        // Each rendered item goes into the output as it arrives, behind the renders of the others.
+        let mut rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
+        let mut failures: Vec<Option<ItemError>> = (0..shape.batch).map(|_| None).collect();
+        self.run(py, |pool| {
+            pool.render_batch_each(&x, &thetas, |index, result| match result {
+                Ok(audio) => rows.set(index, audio.channels()),
+                Err(e) => failures[index] = Some(e),
+            })
+        })?;
         let errors = error_list(py, &failures)?;
-        Ok((arrays::audio_array(py, &items, inputs.shape).into_any(), errors))
+        Ok((rows.into_array(py, shape.dims()).into_any(), errors))
     }
 
     /// SPSA estimates of `(∂y/∂θ)ᵀ grad_y` for every item (DeepAFx's estimator): K Rademacher perturbations of
@@ -341,8 +363,13 @@ impl Pool {
 
     /// Stops the workers. The pool cannot be used afterwards; closing twice is harmless.
     fn close(&self, py: Python<'_>) {
-        let started = self.started.lock().ok().and_then(|mut g| g.take());
-        py.detach(|| drop(started));
+        if let Ok(mut last) = self.last_x.lock() {
+            last.clear();
+        }
+        py.detach(|| {
+            let started = self.started.lock().ok().and_then(|mut g| g.take());
+            drop(started)
+        });
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

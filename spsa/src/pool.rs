@@ -171,14 +171,28 @@ impl Pool {
     /// Inputs are `Arc<Audio>` (shared as they are) or `Audio` (copied once, into an `Arc`); likewise in the other
     /// batch methods.
     pub fn render_batch<A: Shared>(&mut self, inputs: &[A], thetas: &[Vec<f32>]) -> Vec<Result<Audio, ItemError>> {
+        let mut results: Vec<Option<Result<Audio, ItemError>>> = (0..inputs.len()).map(|_| None).collect();
+        self.render_batch_each(inputs, thetas, |index, result| results[index] = Some(result));
+        results.into_iter().map(|r| r.expect("every item gets a result")).collect()
+    }
+
+    /// [`Pool::render_batch`], handing each item's result to `done(index, result)` as soon as it arrives (on
+    /// this thread, while the other items render): a caller that copies results into a buffer of its own does
+    /// so behind the renders instead of after the batch. Every item gets exactly one call.
+    pub fn render_batch_each<A: Shared>(
+        &mut self,
+        inputs: &[A],
+        thetas: &[Vec<f32>],
+        mut done: impl FnMut(usize, Result<Audio, ItemError>),
+    ) {
         let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.shared(), theta: t.clone() });
-        let results: Vec<Result<Audio, ItemError>> = self
-            .run(jobs.collect())
-            .into_iter()
-            .map(|r| r.map(|o| o.into_audio().expect("render jobs give audio")))
-            .collect();
-        self.renders += results.iter().filter(|r| r.is_ok()).count() as u64;
-        results
+        let mut renders = 0;
+        self.run_placed(jobs.collect(), |index, result| {
+            let result = result.map(|o| o.into_audio().expect("render jobs give audio"));
+            renders += u64::from(result.is_ok());
+            done(index, result);
+        });
+        self.renders += renders;
     }
 
     /// One render of `input` with every parameter in plain units (one `Vec` per stage), `sidechain` fed to the
@@ -274,23 +288,9 @@ impl Pool {
     /// item fails (with the first failed part's error) if any part fails.
     pub fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<JobOutput, ItemError>> {
         let (work, items) = split(jobs, self.workers.len());
-        let thetas: Vec<Vec<f32>> = work.iter().map(|job| job.theta().to_vec()).collect();
-        let placements = match self.arena.as_mut().map(|arena| arena.write_batch(&work)) {
-            Some(Ok(placements)) => placements,
-            Some(Err(e)) => {
-                tracing::warn!("cannot write the batch to the shared arena, sending it through the pipes: {e}");
-                Placements::default()
-            }
-            None => Placements::default(),
-        };
         let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..work.len()).map(|_| None).collect();
-        self.run_jobs(work, std::iter::empty(), Arc::new(placements), |index, result| results[index] = Some(result));
-        let mut results = results.into_iter().zip(thetas).map(|(result, theta)| {
-            result.unwrap_or_else(|| {
-                let kind = FailureKind::Protocol("no result".into());
-                Err(ItemError { chain: self.config.spec.chain.clone(), theta, kind, stderr: String::new() })
-            })
-        });
+        self.run_placed(work, |index, result| results[index] = Some(result));
+        let mut results = results.into_iter().map(|result| result.expect("every job gets a result"));
         let mut work = Workspace::default();
         items
             .into_iter()
@@ -320,6 +320,29 @@ impl Pool {
                 }
             })
             .collect()
+    }
+
+    /// Runs a batch of jobs as they are (no splitting), their audio written once to the shared arena, handing
+    /// each result to `done` as it arrives; every job gets exactly one call.
+    fn run_placed(&mut self, work: Vec<Job>, mut done: impl FnMut(usize, Result<JobOutput, ItemError>)) {
+        let thetas: Vec<Vec<f32>> = work.iter().map(|job| job.theta().to_vec()).collect();
+        let placements = match self.arena.as_mut().map(|arena| arena.write_batch(&work)) {
+            Some(Ok(placements)) => placements,
+            Some(Err(e)) => {
+                tracing::warn!("cannot write the batch to the shared arena, sending it through the pipes: {e}");
+                Placements::default()
+            }
+            None => Placements::default(),
+        };
+        let mut reported = vec![false; work.len()];
+        self.run_jobs(work, std::iter::empty(), Arc::new(placements), |index, result| {
+            reported[index] = true;
+            done(index, result);
+        });
+        for (index, theta) in thetas.into_iter().enumerate().filter(|&(index, _)| !reported[index]) {
+            let kind = FailureKind::Protocol("no result".into());
+            done(index, Err(ItemError { chain: self.config.spec.chain.clone(), theta, kind, stderr: String::new() }));
+        }
     }
 
     /// Runs the jobs `jobs` yields, taking each only when a worker is about to need it, and hands every result
