@@ -11,6 +11,13 @@
 //!
 //! The file only grows (to the largest batch so far, at most 512 MiB of audio per batch; audio beyond that goes
 //! in the frames). Elsewhere than Linux there is no arena and audio travels in the frames.
+//!
+//! The way back has its own memory: each worker process gets [`OUTPUT_BUFFERS`] output files of its own
+//! ([`Outputs`] in the pool, [`OutputWriter`] in the worker), and writes each rendered audio into the next of
+//! them in turn; the result frame then says which. A pipe would copy the samples twice more and allocate pages
+//! for them on every result. The pool copies an output out as soon as its frame arrives, and a worker holds at
+//! most as many jobs as it has buffers (the pool's `DEPTH`): by the time it writes a buffer again, the pool has read it.
+//! A buffer grows to the largest output written to it (at most 64 MiB; larger audio goes in the frame).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +25,21 @@ use std::sync::Arc;
 use afx_host::Audio;
 
 use crate::job::Job;
-use crate::wire::{SharedAudio, WireError};
+use crate::wire::{OutputAudio, SharedAudio, WireError};
 
 /// The environment variable that gives a worker process the arena's file descriptor.
 pub const ENV: &str = "AFX_POOL_ARENA_FD";
+
+/// The environment variable that gives a worker process its output buffers' file descriptors, comma-separated.
+pub const OUTPUTS_ENV: &str = "AFX_POOL_OUTPUT_FDS";
+
+/// Output buffers per worker process: as many as the jobs it may hold, so that a buffer is written again only
+/// after the pool has read what it held (see the module docs).
+pub const OUTPUT_BUFFERS: usize = 2;
+
+/// The largest output that goes through a buffer (64 MiB: 6 minutes of stereo at 48 kHz); larger ones go in the
+/// frame, so that a worker never holds more than twice this in buffers.
+const MAX_OUTPUT_BYTES: usize = 64 << 20;
 
 /// Where each distinct audio of the current batch lies, by `Arc` pointer; holds the audio so that no pointer
 /// is reused while the batch runs.
@@ -56,10 +74,10 @@ const ALIGN: usize = 64;
 const MAX_BYTES: usize = 1 << 29;
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{Arena, ArenaView, inherit};
+pub(crate) use linux::{Arena, ArenaView, OutputWriter, Outputs, inherit};
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) use fallback::{Arena, ArenaView, inherit};
+pub(crate) use fallback::{Arena, ArenaView, OutputWriter, Outputs, inherit};
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -115,15 +133,7 @@ mod linux {
 
     impl Arena {
         pub(crate) fn new() -> std::io::Result<Arena> {
-            // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor that
-            // nothing else owns (or -1). Close-on-exec: worker processes get it through `inherit` alone.
-            let fd = unsafe { libc::memfd_create(c"afx-pool-arena".as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: `fd` was just created and is owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Ok(Arena { fd, map: Mapping::EMPTY, batch: 0 })
+            Ok(Arena { fd: memory_file(c"afx-pool-arena")?, map: Mapping::EMPTY, batch: 0 })
         }
 
         /// The descriptor number a worker process finds in [`ENV`].
@@ -197,6 +207,150 @@ mod linux {
         }
     }
 
+    /// A new memory file, close-on-exec: worker processes get it through `inherit` alone.
+    fn memory_file(name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor that nothing
+        // else owns (or -1).
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The size of the file behind `fd`.
+    fn file_size(fd: &OwnedFd) -> std::io::Result<usize> {
+        // SAFETY: `stat` is plain old data, for which all zeroes is a valid value.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat only fills in `stat` about a descriptor we own.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(usize::try_from(stat.st_size).unwrap_or(0))
+    }
+
+    /// The pool's side of one worker process's output buffers: the files, mapped read-only.
+    pub(crate) struct Outputs {
+        files: [OwnedFd; OUTPUT_BUFFERS],
+        maps: [Mapping; OUTPUT_BUFFERS],
+    }
+
+    impl Outputs {
+        /// New, empty buffers for a worker process about to start.
+        pub(crate) fn new() -> std::io::Result<Outputs> {
+            let files = [memory_file(c"afx-worker-output")?, memory_file(c"afx-worker-output")?];
+            Ok(Outputs { files, maps: [Mapping::EMPTY, Mapping::EMPTY] })
+        }
+
+        /// The descriptors the worker inherits, in buffer order.
+        pub(crate) fn fds(&self) -> [RawFd; OUTPUT_BUFFERS] {
+            [self.files[0].as_raw_fd(), self.files[1].as_raw_fd()]
+        }
+
+        /// The audio at `at`, copied out of its buffer (remapped first if the worker grew it).
+        pub(crate) fn read(&mut self, at: OutputAudio) -> Result<Audio, WireError> {
+            let bad = || WireError::Malformed(format!("output audio {at:?} lies outside the worker's buffers"));
+            let b = usize::from(at.buffer);
+            let (Some(file), Some(map)) = (self.files.get(b), self.maps.get_mut(b)) else { return Err(bad()) };
+            if at.len() > map.len {
+                let size = file_size(file)?;
+                if at.len() > size {
+                    return Err(bad());
+                }
+                *map = Mapping::EMPTY;
+                *map = Mapping::map(file.as_raw_fd(), size, false)?;
+            }
+            let frames = at.frames as usize;
+            let planar = (0..at.channels as usize)
+                .map(|c| {
+                    let mut samples = Vec::with_capacity(frames);
+                    // SAFETY: `at.len() <= map.len` (checked above), so channel `c`'s run lies inside the
+                    // mapping; the worker does not write this buffer again before the pool has read it (see the
+                    // module docs). `samples` has room for `frames` floats, all written by the copy.
+                    unsafe {
+                        let from = map.ptr.add(c * frames * 4).cast::<f32>();
+                        std::ptr::copy_nonoverlapping(from, samples.as_mut_ptr(), frames);
+                        samples.set_len(frames);
+                    }
+                    samples
+                })
+                .collect();
+            Audio::new(at.sample_rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
+        }
+    }
+
+    /// A worker's side of its output buffers: the files, mapped read-write, and the buffer written next.
+    pub(crate) struct OutputWriter {
+        files: Vec<OwnedFd>,
+        maps: Vec<Mapping>,
+        next: usize,
+    }
+
+    impl OutputWriter {
+        /// The buffers named by [`OUTPUTS_ENV`], if this process was given them.
+        pub(crate) fn from_env() -> Option<OutputWriter> {
+            let fds: Vec<RawFd> =
+                std::env::var(OUTPUTS_ENV).ok()?.split(',').map(|fd| fd.parse().ok()).collect::<Option<_>>()?;
+            if fds.len() != OUTPUT_BUFFERS {
+                return None;
+            }
+            let mut files = vec![];
+            for fd in fds {
+                // SAFETY: F_GETFD only checks that `fd` is an open descriptor.
+                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                    return None;
+                }
+                // SAFETY: the pool passed this open descriptor to this process for this use alone, so taking
+                // ownership of it closes it exactly once.
+                files.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            Some(OutputWriter::from_fds(files))
+        }
+
+        pub(crate) fn from_fds(files: Vec<OwnedFd>) -> OutputWriter {
+            let maps = files.iter().map(|_| Mapping::EMPTY).collect();
+            OutputWriter { files, maps, next: 0 }
+        }
+
+        /// Writes `audio` into the next buffer and says where; `None` (the audio then goes in the frame) when it
+        /// is larger than a buffer may be, or the buffer cannot grow.
+        pub(crate) fn write(&mut self, audio: &Audio) -> Option<OutputAudio> {
+            let len = audio.num_channels() * audio.frames() * 4;
+            let at = OutputAudio {
+                buffer: u8::try_from(self.next).ok()?,
+                sample_rate: audio.sample_rate(),
+                channels: u16::try_from(audio.num_channels()).ok()?,
+                frames: u32::try_from(audio.frames()).ok()?,
+            };
+            if len > MAX_OUTPUT_BYTES {
+                return None;
+            }
+            let (file, map) = (&self.files[self.next], &mut self.maps[self.next]);
+            if len > map.len {
+                let size = len.max(map.len * 2).next_multiple_of(1 << 16);
+                let grown = libc::off_t::try_from(size).ok()?;
+                // SAFETY: ftruncate on a memory file this process owns only sets its size; it only ever grows
+                // here, so the pool's mapping of it stays backed.
+                if unsafe { libc::ftruncate(file.as_raw_fd(), grown) } < 0 {
+                    return None;
+                }
+                *map = Mapping::EMPTY;
+                *map = Mapping::map(file.as_raw_fd(), size, true).ok()?;
+            }
+            let mut offset = 0;
+            for channel in audio.channels() {
+                let bytes: &[u8] = bytemuck::cast_slice(channel);
+                // SAFETY: `offset + bytes.len() <= len <= map.len` (grown above) and the mapping is writable;
+                // the pool reads this buffer only after this result's frame, which is written after this copy.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.ptr.add(offset), bytes.len()) };
+                offset += bytes.len();
+            }
+            self.next = (self.next + 1) % OUTPUT_BUFFERS;
+            Some(at)
+        }
+    }
+
     /// Makes `fd` survive `exec` in a child: call between fork and exec (async-signal-safe).
     pub(crate) fn inherit(fd: RawFd) -> std::io::Result<()> {
         // SAFETY: fcntl(F_SETFD) only changes the descriptor's flags; it is async-signal-safe, as code between
@@ -239,13 +393,7 @@ mod linux {
             }
             let end = (at.offset as usize).checked_add(at.len()).ok_or_else(|| bad(at))?;
             if end > self.map.len {
-                // SAFETY: `stat` is plain old data, for which all zeroes is a valid value.
-                let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-                // SAFETY: fstat only fills in `stat` about a descriptor we own.
-                if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut stat) } < 0 {
-                    return Err(WireError::Io(std::io::Error::last_os_error()));
-                }
-                let size = usize::try_from(stat.st_size).unwrap_or(0);
+                let size = file_size(&self.fd)?;
                 if end > size {
                     return Err(bad(at));
                 }
@@ -309,6 +457,34 @@ mod fallback {
         Ok(())
     }
 
+    pub(crate) struct Outputs;
+
+    impl Outputs {
+        pub(crate) fn new() -> std::io::Result<Outputs> {
+            Err(std::io::Error::other("no output buffers on this platform"))
+        }
+
+        pub(crate) fn fds(&self) -> [i32; OUTPUT_BUFFERS] {
+            [-1; OUTPUT_BUFFERS]
+        }
+
+        pub(crate) fn read(&mut self, at: OutputAudio) -> Result<Audio, WireError> {
+            Err(WireError::Malformed(format!("output audio {at:?} on a platform without output buffers")))
+        }
+    }
+
+    pub(crate) struct OutputWriter;
+
+    impl OutputWriter {
+        pub(crate) fn from_env() -> Option<OutputWriter> {
+            None
+        }
+
+        pub(crate) fn write(&mut self, _: &Audio) -> Option<OutputAudio> {
+            None
+        }
+    }
+
     pub(crate) struct ArenaView;
 
     impl ArenaView {
@@ -325,6 +501,35 @@ mod fallback {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_go_through_the_buffers_in_turn_and_come_back_bit_for_bit() {
+        let mut outputs = Outputs::new().unwrap();
+        // Descriptors of the writer's own, as a worker inherits them.
+        let fds = outputs
+            .fds()
+            .iter()
+            // SAFETY: `outputs` keeps its descriptors open for the whole test.
+            .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().unwrap())
+            .collect();
+        let mut writer = OutputWriter::from_fds(fds);
+        let stereo = Audio::new(48_000, vec![vec![0.25; 300], [-1.0, f32::MIN_POSITIVE, -0.0].repeat(100)]).unwrap();
+        let mono = Audio::new(44_100, vec![(0..5000).map(|i| i as f32).collect()]).unwrap();
+        // Larger than the first: buffer 0 grows, and the pool's mapping of it with it.
+        let long = Audio::new(8000, vec![vec![0.5; 200_000]]).unwrap();
+        for (audio, buffer) in [(&stereo, 0), (&mono, 1), (&long, 0)] {
+            let at = writer.write(audio).unwrap();
+            assert_eq!(at.buffer, buffer);
+            let back = outputs.read(at).unwrap();
+            assert_eq!(back.sample_rate(), audio.sample_rate());
+            for (b, a) in back.channels().iter().zip(audio.channels()) {
+                assert_eq!(bytemuck::cast_slice::<f32, u32>(b), bytemuck::cast_slice::<f32, u32>(a));
+            }
+        }
+        let outside = OutputAudio { buffer: 1, sample_rate: 8000, channels: 1, frames: 1 << 20 };
+        assert!(outputs.read(outside).is_err(), "past the end of what the worker wrote");
+        assert!(outputs.read(OutputAudio { buffer: 2, ..outside }).is_err(), "no third buffer");
+    }
 
     #[test]
     fn a_batch_is_written_once_per_distinct_audio_and_read_back_through_the_file() {

@@ -30,7 +30,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use afx_host::{Audio, ChainLayout};
 
-use crate::arena::{Arena, Placements};
+use crate::arena::{Arena, OUTPUT_BUFFERS, OUTPUTS_ENV, Outputs, Placements};
 use crate::estimator::{Workspace, spsa_combine};
 use crate::job::{FailureKind, ItemError, Job, JobOutput, item_seed};
 use crate::task::TaskSet;
@@ -517,6 +517,9 @@ type Results = tokio::sync::mpsc::UnboundedSender<(usize, Result<JobOutput, Item
 /// Jobs a worker holds at once: the next job waits at the worker while it runs the current one, so the
 /// transfer and the wake-up of one hide behind the work of the other.
 const DEPTH: usize = 2;
+// A worker writes its outputs into its buffers in turn: it must hold no more jobs than it has buffers, or it
+// could overwrite an output the pool has not read yet (see `crate::arena`).
+const _: () = assert!(DEPTH <= OUTPUT_BUFFERS);
 
 /// One worker slot's loop: keep its worker fed (up to [`DEPTH`] jobs) until the feed runs dry; replace the
 /// worker when it dies.
@@ -694,6 +697,8 @@ struct ProcessWorker {
     stderr_task: Option<tokio::task::JoinHandle<()>>,
     frame: Vec<u8>,
     payload: Vec<u8>,
+    /// Where the worker writes rendered audio (see [`crate::arena`]); `None`: it comes in the frames.
+    outputs: Option<Outputs>,
 }
 
 impl ProcessWorker {
@@ -703,13 +708,26 @@ impl ProcessWorker {
         arena_fd: Option<RawFd>,
     ) -> Result<(ProcessWorker, ChainLayout), Fatal> {
         let mut spawn = Command::new(&command.program);
+        // The descriptors the worker inherits: the pool's arena (inputs) and its own output buffers.
+        let mut inherited = [None; 1 + OUTPUT_BUFFERS];
         if let Some(fd) = arena_fd {
             spawn.env(crate::arena::ENV, fd.to_string());
-            // SAFETY: the closure runs in the child between fork and exec and only calls `inherit`, which is
-            // async-signal-safe (one fcntl) and allocates nothing.
-            unsafe {
-                spawn.pre_exec(move || crate::arena::inherit(fd));
+            inherited[0] = Some(fd);
+        }
+        let outputs = Outputs::new()
+            .inspect_err(|e| tracing::warn!("no output buffers, outputs come through the pipe: {e}"))
+            .ok();
+        if let Some(outputs) = &outputs {
+            let fds = outputs.fds();
+            spawn.env(OUTPUTS_ENV, fds.map(|fd| fd.to_string()).join(","));
+            for (slot, fd) in inherited[1..].iter_mut().zip(fds) {
+                *slot = Some(fd);
             }
+        }
+        // SAFETY: the closure runs in the child between fork and exec and only calls `inherit`, which is
+        // async-signal-safe (one fcntl) and allocates nothing; `inherited` is copied into the closure.
+        unsafe {
+            spawn.pre_exec(move || inherited.iter().flatten().try_for_each(|&fd| crate::arena::inherit(fd)));
         }
         let mut child = spawn
             .args(&command.args)
@@ -743,6 +761,7 @@ impl ProcessWorker {
             stderr_task: Some(stderr_task),
             frame: vec![],
             payload: vec![],
+            outputs,
         };
         let hello = tokio::time::timeout(config.start_timeout, worker.read_message()).await;
         match hello {
@@ -769,7 +788,13 @@ impl ProcessWorker {
         let len = wire::frame_len(len)?;
         self.payload.resize(len, 0);
         self.stdout.read_exact(&mut self.payload).await?;
-        wire::decode(&self.payload)
+        // An output in a buffer is copied out now, before the next job goes to the worker: it may write that
+        // buffer again only after this.
+        let outputs = &mut self.outputs;
+        wire::decode_from_worker(&self.payload, &mut |at| match outputs.as_mut() {
+            Some(outputs) => outputs.read(at),
+            None => Err(wire::WireError::Malformed("output audio, but this worker was given no buffers".into())),
+        })
     }
 
     /// Writes a job frame. The worker reads its input on a thread of its own (see [`serve`](crate::worker::serve)),

@@ -15,14 +15,17 @@
 //! output  = AUDIO audio | GRADIENT f32s | BYTES bytes | DOTS n:u32 f64[n]
 //! audio   = INLINE rate:u32 channels:u16 frames:u32 samples:f32[channels*frames]     (planar)
 //!         | SHARED batch:u64 offset:u64 rate:u32 channels:u16 frames:u32             (jobs only)
+//!         | OUTPUT buffer:u8 rate:u32 channels:u16 frames:u32                        (results only)
 //! f32s    = n:u32 f32[n];   str = n:u32 utf8[n];   bytes = n:u32 u8[n]
 //! ```
 //!
 //! A SHARED audio's samples lie in the pool's arena (a memory file every worker process inherits), planar, at
 //! byte `offset`, written there for batch `batch`: the pool writes each distinct input of a batch once, and
-//! the frames that go through the pipe stay a few dozen bytes whatever the audio's length. Results always
-//! carry their audio INLINE. No frame's payload may exceed `MAX_FRAME` bytes: encoding a larger one is an
-//! error ([`WireError::TooLarge`]), which fails the one job, not the worker.
+//! the frames that go through the pipe stay a few dozen bytes whatever the audio's length. An OUTPUT audio's
+//! samples lie, planar from byte 0, in output buffer `buffer` of the worker that sent it (see
+//! [`crate::arena`]): a rendered batch item comes back without crossing the pipe; audio the buffers cannot
+//! take comes INLINE. No frame's payload may exceed `MAX_FRAME` bytes: encoding a larger one is an error
+//! ([`WireError::TooLarge`]), which fails the one job, not the worker.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -32,7 +35,7 @@ use afx_host::Audio;
 use crate::job::{FailureKind, Job, JobOutput};
 
 /// Bumped on any change to the format above.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
 pub const MAX_FRAME: usize = 1 << 31;
@@ -56,6 +59,7 @@ const KIND_PLUGIN: u8 = 2;
 const KIND_TOO_LARGE: u8 = 3;
 const INLINE: u8 = 1;
 const SHARED: u8 = 2;
+const OUTPUT: u8 = 3;
 
 /// Where a job's audio lies in the pool's shared arena: `channels` planar runs of `frames` f32 from byte
 /// `offset`, written for batch `batch` (an arena is rewritten between batches).
@@ -70,6 +74,27 @@ pub struct SharedAudio {
 
 impl SharedAudio {
     /// Bytes of samples from `offset`.
+    pub fn len(&self) -> usize {
+        self.channels as usize * self.frames as usize * 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a result's audio lies in its worker's output buffers: `channels` planar runs of `frames` f32 from
+/// byte 0 of buffer `buffer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputAudio {
+    pub buffer: u8,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub frames: u32,
+}
+
+impl OutputAudio {
+    /// Bytes of samples.
     pub fn len(&self) -> usize {
         self.channels as usize * self.frames as usize * 4
     }
@@ -176,6 +201,21 @@ pub fn encode_result(id: u64, result: Result<OutputRef<'_>, &FailureKind>, out: 
     out.extend_from_slice(&[0; 4]);
     put_result(out, id, result)?;
     finish(out, 0)
+}
+
+/// Like [`encode`] for the result of a job whose audio the worker wrote to its output buffer `at.buffer`.
+pub fn encode_output_result(id: u64, at: OutputAudio, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    out.push(RESULT);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.push(OK_AUDIO);
+    out.push(OUTPUT);
+    out.push(at.buffer);
+    put_u32(out, at.sample_rate);
+    out.extend_from_slice(&at.channels.to_le_bytes());
+    put_u32(out, at.frames);
+    finish(out, 0).expect("a few dozen bytes fit in a frame");
 }
 
 fn put_result(out: &mut Vec<u8>, id: u64, result: Result<OutputRef<'_>, &FailureKind>) -> Result<(), WireError> {
@@ -332,7 +372,25 @@ pub fn decode_with(
     payload: &[u8],
     resolve: &mut dyn FnMut(SharedAudio) -> Result<Arc<Audio>, WireError>,
 ) -> Result<Message, WireError> {
-    let mut r = Cursor { data: payload, at: 0, resolve };
+    let mut no_output = |_| Err(WireError::Malformed("output audio without output buffers".into()));
+    decode_all(payload, resolve, &mut no_output)
+}
+
+/// Decodes a frame a worker sent, OUTPUT audio as `read` copies it out of that worker's output buffers.
+pub fn decode_from_worker(
+    payload: &[u8],
+    read: &mut dyn FnMut(OutputAudio) -> Result<Audio, WireError>,
+) -> Result<Message, WireError> {
+    let mut no_arena = |_| Err(WireError::Malformed("shared audio from a worker".into()));
+    decode_all(payload, &mut no_arena, read)
+}
+
+fn decode_all(
+    payload: &[u8],
+    resolve: &mut dyn FnMut(SharedAudio) -> Result<Arc<Audio>, WireError>,
+    read_output: &mut dyn FnMut(OutputAudio) -> Result<Audio, WireError>,
+) -> Result<Message, WireError> {
+    let mut r = Cursor { data: payload, at: 0, resolve, read_output };
     let message = match r.u8()? {
         HELLO => Message::Hello { version: r.u32()?, layout: r.str()? },
         JOB => {
@@ -464,6 +522,7 @@ struct Cursor<'a, 'r> {
     data: &'a [u8],
     at: usize,
     resolve: &'r mut dyn FnMut(SharedAudio) -> Result<Arc<Audio>, WireError>,
+    read_output: &'r mut dyn FnMut(OutputAudio) -> Result<Audio, WireError>,
 }
 
 impl Cursor<'_, '_> {
@@ -525,14 +584,22 @@ impl Cursor<'_, '_> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
 
-    /// Audio in the frame.
+    /// A result's audio: in the frame, or in the worker's output buffers.
     fn audio(&mut self) -> Result<Audio, WireError> {
         match self.u8()? {
-            INLINE => {}
-            SHARED => return Err(WireError::Malformed("shared audio in a result".into())),
-            t => return Err(WireError::Malformed(format!("unknown audio tag {t}"))),
+            INLINE => self.inline_audio(),
+            OUTPUT => {
+                let at = OutputAudio {
+                    buffer: self.u8()?,
+                    sample_rate: self.u32()?,
+                    channels: self.u16()?,
+                    frames: self.u32()?,
+                };
+                (self.read_output)(at)
+            }
+            SHARED => Err(WireError::Malformed("shared audio in a result".into())),
+            t => Err(WireError::Malformed(format!("unknown audio tag {t}"))),
         }
-        self.inline_audio()
     }
 
     fn inline_audio(&mut self) -> Result<Audio, WireError> {
@@ -652,6 +719,24 @@ mod tests {
         let mut payload = vec![];
         assert!(!read_frame(&mut &[][..], &mut payload).unwrap(), "clean EOF");
         assert!(read_frame(&mut &[8u8, 0, 0, 0, 1][..], &mut payload).is_err(), "EOF mid-frame");
+    }
+
+    #[test]
+    fn output_audio_goes_by_reference_and_only_a_pool_with_buffers_reads_it() {
+        let at = OutputAudio { buffer: 1, sample_rate: 48_000, channels: 2, frames: 3 };
+        let mut frame = vec![];
+        encode_output_result(7, at, &mut frame);
+        assert!(frame.len() < 32, "a reference, not samples: {} bytes", frame.len());
+        let audio = Audio::new(48_000, vec![vec![1.0, 2.0, 3.0], vec![-1.0, -2.0, -3.0]]).unwrap();
+        let mut asked = vec![];
+        let message = decode_from_worker(&frame[4..], &mut |got| {
+            asked.push(got);
+            Ok(audio.clone())
+        })
+        .unwrap();
+        assert_eq!(asked, [at]);
+        assert_eq!(message, Message::Result { id: 7, result: Ok(JobOutput::Audio(audio)) });
+        assert!(decode(&frame[4..]).is_err(), "a frame decoded without the worker's buffers");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use afx_host::scan::Catalogue;
 use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
 
-use crate::arena::ArenaView;
+use crate::arena::{ArenaView, OutputWriter};
 use crate::estimator::{Workspace, finite_difference_vjp, spsa_dots, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
 use crate::task::{Renderer, Task, TaskSet};
@@ -292,8 +292,9 @@ pub fn serve(
     let hello = Message::Hello { version: wire::VERSION, layout };
     wire::encode(&hello, &mut frame).map_err(|e| format!("encoding hello: {e}"))?;
     wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
-    // The pool's shared arena, where a batch's audio lies (see `crate::arena`).
+    // The pool's shared arena, where a batch's audio lies, and this worker's output buffers (see `crate::arena`).
     let mut arena = ArenaView::from_env();
+    let mut outputs = OutputWriter::from_env();
     let mut resolve = |at| match arena.as_mut() {
         Some(arena) => arena.resolve(at),
         None => Err(wire::WireError::Malformed("shared audio, but this worker was given no arena".into())),
@@ -303,7 +304,13 @@ pub fn serve(
             return Err("expected a job frame".into());
         };
         let result = executor.run_ref(&job);
-        if let Err(e) = wire::encode_result(id, result.as_ref().copied(), &mut frame) {
+        let in_buffer = match (&result, outputs.as_mut()) {
+            (Ok(OutputRef::Audio(audio)), Some(outputs)) => outputs.write(audio),
+            _ => None,
+        };
+        if let Some(at) = in_buffer {
+            wire::encode_output_result(id, at, &mut frame);
+        } else if let Err(e) = wire::encode_result(id, result.as_ref().copied(), &mut frame) {
             // An output too large for one frame fails its job, not the worker.
             let failure = FailureKind::TooLarge(format!("the job's result cannot go back to the pool: {e}"));
             wire::encode_result(id, Err(&failure), &mut frame).map_err(|e| format!("encoding an error: {e}"))?;
