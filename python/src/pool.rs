@@ -158,6 +158,9 @@ pub struct Pool {
     chain: ChainLayout,
     sample_rate: u32,
     workers: usize,
+    /// The items of the last call's `x`: the next call's items that are bit for bit the same are these (see
+    /// [`AudioBatch::reusing`]).
+    last_x: Mutex<Vec<Arc<Audio>>>,
 }
 
 impl Pool {
@@ -174,6 +177,16 @@ impl Pool {
         })
     }
 
+    /// `x`, checked and copied, except items bit for bit those of the last call's `x` (a forward pass and then
+    /// its backward pass give the same input): those are shared, not copied again.
+    fn inputs(&self, x: &Bound<'_, PyAny>) -> PyResult<AudioBatch> {
+        // Cloned out, not held: the copy below runs without the GIL.
+        let last = self.last_x.lock().map_err(|_| poisoned())?.clone();
+        let inputs = AudioBatch::reusing(x, "x", self.sample_rate, &last)?;
+        self.last_x.lock().map_err(|_| poisoned())?.clone_from(&inputs.items);
+        Ok(inputs)
+    }
+
     /// The checked inputs of an estimator, one of each per item.
     fn estimator_batch(
         &self,
@@ -181,7 +194,7 @@ impl Pool {
         theta: &Bound<'_, PyAny>,
         grad_y: &Bound<'_, PyAny>,
     ) -> PyResult<EstimatorBatch> {
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let inputs = self.inputs(x)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
         let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
         Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items })
@@ -234,7 +247,7 @@ impl Pool {
         let started = start(py, &options)?;
         let chain = started.pool.chain().clone();
         let workers = started.pool.config().workers;
-        Ok(Pool { started: Mutex::new(Some(started)), chain, sample_rate, workers })
+        Ok(Pool { started: Mutex::new(Some(started)), chain, sample_rate, workers, last_x: Mutex::default() })
     }
 
     /// The chain's name.
@@ -289,7 +302,7 @@ impl Pool {
         x: &Bound<'py, PyAny>,
         theta: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let inputs = AudioBatch::new(x, "x", self.sample_rate)?;
+        let inputs = self.inputs(x)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
         let (x, shape) = (inputs.items, inputs.shape);
         // Each rendered item goes into the output as it arrives, behind the renders of the others.
@@ -359,6 +372,9 @@ impl Pool {
 
     /// Stops the workers. The pool cannot be used afterwards; closing twice is harmless.
     fn close(&self, py: Python<'_>) {
+        if let Ok(mut last) = self.last_x.lock() {
+            last.clear();
+        }
         py.detach(|| {
             let started = self.started.lock().ok().and_then(|mut g| g.take());
             drop(started)

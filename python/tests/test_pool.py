@@ -35,6 +35,20 @@ def test_renders_and_gradients_equal_the_rust_pool(amen, batch_gradients, tmp_pa
     assert cosine > 0.3, cosine
 
 
+def test_an_input_changed_in_place_between_calls_is_rendered_as_it_now_is(amen):
+    # The pool reuses its copy of an item that is bit for bit the last call's; an array edited in place is not.
+    with afx.Pool(COMP, workers=2) as pool:
+        x, theta, _ = batch(amen, 3, 4410, pool.num_params)
+        first, _ = pool.render(x, theta)
+        x[1] *= 0.5
+        x[2, 100] = -0.0 if x[2, 100] == 0.0 else 0.0
+        second, _ = pool.render(x, theta)
+        fresh, _ = pool.render(x.copy(), theta)
+    assert np.array_equal(second[0], first[0])
+    assert not np.array_equal(second[1], first[1])
+    assert np.array_equal(second.view(np.uint32), fresh.view(np.uint32))
+
+
 def test_two_threads_share_a_pool(amen):
     # Each call holds the pool without the GIL; a second thread waits for it without holding the GIL either.
     # Waiting with the GIL would deadlock the whole interpreter (join included): the faulthandler then ends the

@@ -6,6 +6,8 @@
 //! [`SharedAudio`] references of a few bytes. Batches are sequential ([`Pool::run`](crate::Pool::run) returns
 //! once every result is in), so the next batch may overwrite what the last one wrote; within a batch nothing
 //! changes, so a job retried on a replacement worker (which inherits the same file) reads the same samples.
+//! Audio that the next batch shares with the last (the same `Arc`: the input of a forward pass, then of its
+//! backward pass) is not written again: it keeps its place, the new audio goes beside it.
 //! A worker maps the file read-only, remaps it when a reference reaches past its mapping (the file grew), and
 //! copies each audio it is handed into a buffer of its own, kept for the next jobs of the same batch.
 //!
@@ -43,7 +45,7 @@ const MAX_OUTPUT_BYTES: usize = 64 << 20;
 
 /// Where each distinct audio of the current batch lies, by `Arc` pointer; holds the audio so that no pointer
 /// is reused while the batch runs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Placements {
     places: HashMap<usize, SharedAudio>,
     _held: Vec<Arc<Audio>>,
@@ -124,16 +126,28 @@ mod linux {
         }
     }
 
-    /// The pool's side: the file, mapped read-write, and the batch counter.
+    /// The pool's side: the file, mapped read-write, the batch counter, and the last batch's places (holding
+    /// its audio until the next batch, so that no pointer of it is reused meanwhile).
     pub(crate) struct Arena {
         fd: OwnedFd,
         map: Mapping,
         batch: u64,
+        last: Placements,
+    }
+
+    /// The bytes `at` takes, up to the next aligned offset.
+    fn span_of(at: &SharedAudio) -> usize {
+        at.len().next_multiple_of(ALIGN)
     }
 
     impl Arena {
         pub(crate) fn new() -> std::io::Result<Arena> {
-            Ok(Arena { fd: memory_file(c"afx-pool-arena")?, map: Mapping::EMPTY, batch: 0 })
+            Ok(Arena {
+                fd: memory_file(c"afx-pool-arena")?,
+                map: Mapping::EMPTY,
+                batch: 0,
+                last: Placements::default(),
+            })
         }
 
         /// The descriptor number a worker process finds in [`ENV`].
@@ -141,18 +155,43 @@ mod linux {
             self.fd.as_raw_fd()
         }
 
-        /// Writes every distinct audio of `jobs` once (the previous batch's contents are overwritten) and says
-        /// where each lies.
+        /// Writes every distinct audio of `jobs` once and says where each lies. Audio the last batch had (the
+        /// same `Arc`: a backward pass over the forward pass's input) stays where it is, not written again,
+        /// unless keeping it would take more than twice the space of a fresh layout; the rest of the last
+        /// batch's contents are overwritten.
         pub(crate) fn write_batch(&mut self, jobs: &[Job]) -> std::io::Result<Placements> {
             self.batch += 1;
+            let last = std::mem::take(&mut self.last);
+            let mut distinct: Vec<&Arc<Audio>> = vec![];
+            let mut seen = std::collections::HashSet::new();
+            for audio in jobs.iter().flat_map(audio_of).flatten() {
+                if seen.insert(Arc::as_ptr(audio) as usize) {
+                    distinct.push(audio);
+                }
+            }
+            let (kept, new): (Vec<&Arc<Audio>>, Vec<&Arc<Audio>>) =
+                distinct.iter().partition(|audio| last.get(audio).is_some());
+            let span = |audio: &Arc<Audio>| (audio.num_channels() * audio.frames() * 4).next_multiple_of(ALIGN);
+            let fresh: usize = distinct.iter().map(|audio| span(audio)).sum();
+            let kept_end = kept.iter().filter_map(|audio| last.get(audio)).map(|at| at.offset as usize + span_of(&at));
+            let kept_end = kept_end.max().unwrap_or(0);
+            let new_bytes: usize = new.iter().map(|audio| span(audio)).sum();
+            let keep = !kept.is_empty() && kept_end + new_bytes <= 2 * fresh;
+
             let mut placements = Placements::default();
             let mut end = 0usize;
             let mut order = vec![];
-            for audio in jobs.iter().flat_map(audio_of).flatten() {
-                let key = Arc::as_ptr(audio) as usize;
-                if placements.places.contains_key(&key) {
-                    continue;
+            let mut held = vec![];
+            if keep {
+                for audio in &kept {
+                    let at = SharedAudio { batch: self.batch, ..last.get(audio).expect("kept audio has a place") };
+                    placements.places.insert(Arc::as_ptr(audio) as usize, at);
+                    held.push(Arc::clone(audio));
                 }
+                end = kept_end;
+            }
+            let to_write = if keep { new } else { distinct };
+            for audio in to_write {
                 let (Ok(channels), Ok(frames)) = (u16::try_from(audio.num_channels()), u32::try_from(audio.frames()))
                 else {
                     // Too large to describe: it goes inline, where encoding reports it.
@@ -169,23 +208,24 @@ mod linux {
                     continue;
                 }
                 end = (end + at.len()).next_multiple_of(ALIGN);
-                placements.places.insert(key, at);
+                placements.places.insert(Arc::as_ptr(audio) as usize, at);
                 order.push((audio.clone(), at));
             }
             self.reserve(end)?;
-            for (audio, at) in &order {
-                let mut offset = at.offset as usize;
-                for channel in audio.channels() {
-                    let bytes: &[u8] = bytemuck::cast_slice(channel);
-                    // SAFETY: `offset + bytes.len() <= end <= self.map.len` (reserved above), the mapping is
-                    // writable, and no worker reads it while the parent writes: batches are sequential.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.ptr.add(offset), bytes.len());
-                    }
-                    offset += bytes.len();
-                }
+            // The workers wait for this copy: a large batch is copied on two threads, half the audio each.
+            let base = self.map.ptr as usize;
+            if end >= PARALLEL_BYTES && order.len() >= 2 {
+                let (first, second) = order.split_at(order.len() / 2);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| copy_into(base, second));
+                    copy_into(base, first);
+                });
+            } else {
+                copy_into(base, &order);
             }
-            placements._held = order.into_iter().map(|(audio, _)| audio).collect();
+            held.extend(order.into_iter().map(|(audio, _)| audio));
+            placements._held = held;
+            self.last = placements.clone();
             Ok(placements)
         }
 
@@ -204,6 +244,28 @@ mod linux {
             self.map = Mapping::EMPTY;
             self.map = Mapping::map(self.fd.as_raw_fd(), len, true)?;
             Ok(())
+        }
+    }
+
+    /// Batches of at least this many bytes are written on two threads (a thread costs tens of microseconds,
+    /// a MiB about a hundred to copy).
+    const PARALLEL_BYTES: usize = 1 << 20;
+
+    /// Copies each audio to its place in the mapping that starts at address `base` (the parent's writable
+    /// mapping, reserved to hold every place).
+    fn copy_into(base: usize, order: &[(Arc<Audio>, SharedAudio)]) {
+        for (audio, at) in order {
+            let mut offset = at.offset as usize;
+            for channel in audio.channels() {
+                let bytes: &[u8] = bytemuck::cast_slice(channel);
+                // SAFETY: every place lies inside the mapping (`write_batch` reserved them all) and places do not
+                // overlap, so two threads copying disjoint parts of `order` never write the same byte; the
+                // mapping is writable and no worker reads it while the parent writes: batches are sequential.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), (base as *mut u8).add(offset), bytes.len());
+                }
+                offset += bytes.len();
+            }
         }
     }
 
@@ -558,5 +620,42 @@ mod tests {
         assert_eq!(&*view.resolve(placements.get(&big).unwrap()).unwrap(), &*big);
         let outside = SharedAudio { batch: 9, offset: 1 << 40, sample_rate: 8000, channels: 1, frames: 1 };
         assert!(view.resolve(outside).is_err());
+    }
+
+    #[test]
+    fn audio_shared_with_the_last_batch_keeps_its_place_within_twice_a_fresh_layout() {
+        let mut arena = Arena::new().unwrap();
+        // SAFETY: the arena keeps its descriptor open for the whole test.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(arena.fd()) }.try_clone_to_owned().unwrap();
+        let mut view = ArenaView::from_fd(fd);
+        let audio = |value: f32| Arc::new(Audio::new(44_100, vec![vec![value; 1000]]).unwrap());
+        let render = |input: &Arc<Audio>| Job::Render { input: input.clone(), theta: vec![] };
+        let (a, b, c, d) = (audio(1.0), audio(2.0), audio(3.0), audio(4.0));
+        let span = 4000usize.next_multiple_of(ALIGN) as u64;
+
+        let first = arena.write_batch(&[render(&a), render(&b)]).unwrap();
+        assert_eq!((first.get(&a).unwrap().offset, first.get(&b).unwrap().offset), (0, span));
+        // b stays where it is and c goes after it; a's place may be overwritten.
+        let second = arena.write_batch(&[render(&b), render(&c)]).unwrap();
+        assert_eq!((second.get(&b).unwrap().offset, second.get(&c).unwrap().offset), (span, 2 * span));
+        for (audio, placements) in [(&b, &second), (&c, &second)] {
+            let at = placements.get(audio).unwrap();
+            assert_eq!(at.batch, 2, "a kept place is renamed into the new batch");
+            assert_eq!(&*view.resolve(at).unwrap(), &**audio);
+        }
+        // Keeping c puts d at 3 spans: the batch ends at 4, twice a fresh layout's 2, which is allowed.
+        let third = arena.write_batch(&[render(&c), render(&d)]).unwrap();
+        assert_eq!((third.get(&c).unwrap().offset, third.get(&d).unwrap().offset), (2 * span, 3 * span));
+        // Keeping d would end the batch at 5 spans: it is laid out afresh, d written again.
+        let e = audio(5.0);
+        let fourth = arena.write_batch(&[render(&d), render(&e)]).unwrap();
+        assert_eq!((fourth.get(&d).unwrap().offset, fourth.get(&e).unwrap().offset), (0, span));
+        for audio in [&d, &e] {
+            assert_eq!(&*view.resolve(fourth.get(audio).unwrap()).unwrap(), &**audio);
+        }
+        // A copy of e (another Arc, equal samples) is not e: it is written anew.
+        let copy = Arc::new((*e).clone());
+        let fifth = arena.write_batch(&[render(&copy)]).unwrap();
+        assert_eq!(fifth.get(&copy).unwrap().offset, 0);
     }
 }
