@@ -114,6 +114,63 @@ mod linux {
             }
             Ok(Mapping { ptr: ptr.cast(), len })
         }
+
+        /// Makes this read-only mapping of `fd` reach byte `end`, remapping the whole file if the writer grew
+        /// it; false when the file itself is shorter.
+        fn reach(&mut self, fd: &OwnedFd, end: usize) -> std::io::Result<bool> {
+            if end <= self.len {
+                return Ok(true);
+            }
+            let size = file_size(fd)?;
+            if end > size {
+                return Ok(false);
+            }
+            *self = Mapping::EMPTY;
+            *self = Mapping::map(fd.as_raw_fd(), size, false)?;
+            Ok(true)
+        }
+
+        /// `channels` planar runs of `frames` f32 from byte `offset`, copied out as audio (into buffers that are
+        /// not zeroed first: the copy writes every sample). The range must lie inside the mapping (checked), and
+        /// nobody may write it meanwhile (the protocol's part: see the module docs).
+        fn read_audio(
+            &self,
+            offset: usize,
+            sample_rate: u32,
+            channels: usize,
+            frames: usize,
+        ) -> Result<Audio, WireError> {
+            assert!(offset + channels * frames * 4 <= self.len, "audio read past the end of its mapping");
+            let planar = (0..channels)
+                .map(|c| {
+                    let mut samples = Vec::with_capacity(frames);
+                    // SAFETY: channel `c`'s run lies inside the mapping (asserted above) and nothing writes it
+                    // meanwhile; `samples` has room for `frames` floats, all written by the copy before `set_len`.
+                    unsafe {
+                        let from = self.ptr.add(offset + c * frames * 4).cast::<f32>();
+                        std::ptr::copy_nonoverlapping(from, samples.as_mut_ptr(), frames);
+                        samples.set_len(frames);
+                    }
+                    samples
+                })
+                .collect();
+            Audio::new(sample_rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
+        }
+    }
+
+    /// Copies `audio`'s channels, planar, to the bytes from `to`.
+    ///
+    /// # Safety
+    /// `to` must be valid for writes of `audio`'s channels × frames × 4 bytes that nothing else reads or writes
+    /// meanwhile.
+    unsafe fn write_planar(to: *mut u8, audio: &Audio) {
+        let mut offset = 0;
+        for channel in audio.channels() {
+            let bytes: &[u8] = bytemuck::cast_slice(channel);
+            // SAFETY: inside the range the caller vouches for, the channels being laid out one after the other.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.add(offset), bytes.len()) };
+            offset += bytes.len();
+        }
     }
 
     impl Drop for Mapping {
@@ -255,17 +312,10 @@ mod linux {
     /// mapping, reserved to hold every place).
     fn copy_into(base: usize, order: &[(Arc<Audio>, SharedAudio)]) {
         for (audio, at) in order {
-            let mut offset = at.offset as usize;
-            for channel in audio.channels() {
-                let bytes: &[u8] = bytemuck::cast_slice(channel);
-                // SAFETY: every place lies inside the mapping (`write_batch` reserved them all) and places do not
-                // overlap, so two threads copying disjoint parts of `order` never write the same byte; the
-                // mapping is writable and no worker reads it while the parent writes: batches are sequential.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), (base as *mut u8).add(offset), bytes.len());
-                }
-                offset += bytes.len();
-            }
+            // SAFETY: every place lies inside the mapping (`write_batch` reserved them all) and places do not
+            // overlap, so two threads copying disjoint parts of `order` never write the same byte; the mapping is
+            // writable and no worker reads it while the parent writes: batches are sequential.
+            unsafe { write_planar((base as *mut u8).add(at.offset as usize), audio) };
         }
     }
 
@@ -315,30 +365,11 @@ mod linux {
             let bad = || WireError::Malformed(format!("output audio {at:?} lies outside the worker's buffers"));
             let b = usize::from(at.buffer);
             let (Some(file), Some(map)) = (self.files.get(b), self.maps.get_mut(b)) else { return Err(bad()) };
-            if at.len() > map.len {
-                let size = file_size(file)?;
-                if at.len() > size {
-                    return Err(bad());
-                }
-                *map = Mapping::EMPTY;
-                *map = Mapping::map(file.as_raw_fd(), size, false)?;
+            if !map.reach(file, at.len())? {
+                return Err(bad());
             }
-            let frames = at.frames as usize;
-            let planar = (0..at.channels as usize)
-                .map(|c| {
-                    let mut samples = Vec::with_capacity(frames);
-                    // SAFETY: `at.len() <= map.len` (checked above), so channel `c`'s run lies inside the
-                    // mapping; the worker does not write this buffer again before the pool has read it (see the
-                    // module docs). `samples` has room for `frames` floats, all written by the copy.
-                    unsafe {
-                        let from = map.ptr.add(c * frames * 4).cast::<f32>();
-                        std::ptr::copy_nonoverlapping(from, samples.as_mut_ptr(), frames);
-                        samples.set_len(frames);
-                    }
-                    samples
-                })
-                .collect();
-            Audio::new(at.sample_rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
+            // The worker does not write this buffer again before the pool has read it (see the module docs).
+            map.read_audio(0, at.sample_rate, at.channels as usize, at.frames as usize)
         }
     }
 
@@ -400,14 +431,9 @@ mod linux {
                 *map = Mapping::EMPTY;
                 *map = Mapping::map(file.as_raw_fd(), size, true).ok()?;
             }
-            let mut offset = 0;
-            for channel in audio.channels() {
-                let bytes: &[u8] = bytemuck::cast_slice(channel);
-                // SAFETY: `offset + bytes.len() <= len <= map.len` (grown above) and the mapping is writable;
-                // the pool reads this buffer only after this result's frame, which is written after this copy.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.ptr.add(offset), bytes.len()) };
-                offset += bytes.len();
-            }
+            // SAFETY: `len <= map.len` (grown above) and the mapping is writable; the pool reads this buffer only
+            // after this result's frame, which is written after this copy.
+            unsafe { write_planar(map.ptr, audio) };
             self.next = (self.next + 1) % OUTPUT_BUFFERS;
             Some(at)
         }
@@ -454,29 +480,13 @@ mod linux {
                 return Ok(audio.clone());
             }
             let end = (at.offset as usize).checked_add(at.len()).ok_or_else(|| bad(at))?;
-            if end > self.map.len {
-                let size = file_size(&self.fd)?;
-                if end > size {
-                    return Err(bad(at));
-                }
-                self.map = Mapping::EMPTY;
-                self.map = Mapping::map(self.fd.as_raw_fd(), size, false)?;
+            if !self.map.reach(&self.fd, end)? {
+                return Err(bad(at));
             }
-            let frames = at.frames as usize;
-            let planar = (0..at.channels as usize)
-                .map(|c| {
-                    let mut samples = vec![0.0f32; frames];
-                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut samples);
-                    // SAFETY: `at.offset + at.len() <= self.map.len` (checked above), so each channel's run lies
-                    // inside the mapping; the pool does not write the arena while a batch runs.
-                    unsafe {
-                        let from = self.map.ptr.add(at.offset as usize + c * frames * 4);
-                        std::ptr::copy_nonoverlapping(from, bytes.as_mut_ptr(), bytes.len());
-                    }
-                    samples
-                })
-                .collect();
-            let audio = Arc::new(Audio::new(at.sample_rate, planar).map_err(|e| WireError::Malformed(e.to_string()))?);
+            // The pool does not write the arena while a batch runs.
+            let audio =
+                self.map.read_audio(at.offset as usize, at.sample_rate, at.channels as usize, at.frames as usize);
+            let audio = Arc::new(audio?);
             // A few recent buffers: the jobs of one SPSA item (its input and gradient), or items that share an
             // input, on this worker.
             self.cache.retain(|(a, _)| a.batch == at.batch);

@@ -75,12 +75,17 @@ pub struct SharedAudio {
 impl SharedAudio {
     /// Bytes of samples from `offset`.
     pub fn len(&self) -> usize {
-        self.channels as usize * self.frames as usize * 4
+        planar_bytes(self.channels, self.frames)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The bytes of `channels` planar runs of `frames` f32.
+fn planar_bytes(channels: u16, frames: u32) -> usize {
+    channels as usize * frames as usize * 4
 }
 
 /// Where a result's audio lies in its worker's output buffers: `channels` planar runs of `frames` f32 from
@@ -96,7 +101,7 @@ pub struct OutputAudio {
 impl OutputAudio {
     /// Bytes of samples.
     pub fn len(&self) -> usize {
-        self.channels as usize * self.frames as usize * 4
+        planar_bytes(self.channels, self.frames)
     }
 
     pub fn is_empty(&self) -> bool {
