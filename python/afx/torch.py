@@ -48,15 +48,13 @@ class _PluginFunction(torch.autograd.Function):
             gradient = np.zeros(ctx.theta.shape, np.float32)
             errors = list(layer.forward_errors)
             if len(rows) > 0:
-                # Only the items that rendered; each keeps the seed it has in the whole batch.
+                # Only the items that rendered; each keeps the seed it has in the whole batch. When all did, the
+                # arrays go as they are: indexing would copy the batch's audio for nothing.
+                x, theta, grad = ctx.x, ctx.theta, _as_numpy(grad_y)
+                if len(rows) < len(ctx.ok):
+                    x, theta, grad = x[rows], theta[rows], grad[rows]
                 estimate, item_errors = layer.pool.spsa(
-                    ctx.x[rows],
-                    ctx.theta[rows],
-                    _as_numpy(grad_y)[rows],
-                    k=layer.k,
-                    epsilon=layer.epsilon,
-                    seed=seed,
-                    items=rows.tolist(),
+                    x, theta, grad, k=layer.k, epsilon=layer.epsilon, seed=seed, items=rows.tolist()
                 )
                 for row, g, error in zip(rows, estimate, item_errors):
                     if error is None:

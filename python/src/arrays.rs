@@ -1,8 +1,9 @@
 //! NumPy arrays in and out of the engine's [`Audio`], with the shape and dtype checks that name the argument.
 //!
 //! Each input item is copied once, into the `Audio` the engine shares with its jobs (an `Arc`, written once to
-//! the pool's shared memory for worker processes); each output is copied once, into the array returned. Those
-//! are the copies the engine needs: its buffers are planar `Vec`s it owns.
+//! the pool's shared memory for worker processes), or not at all when it is bit for bit the last call's item;
+//! each output is copied once, into the array returned. Those are the copies the engine needs: its buffers are
+//! planar `Vec`s it owns.
 
 use std::sync::Arc;
 
@@ -134,10 +135,7 @@ impl AudioBatch {
 /// Whether `item` (`(frames,)` or `(channels, frames)`, C-ordered) holds exactly `audio`'s samples, bit for bit
 /// (so NaN and -0.0 count as themselves), at its rate: a read of both, about half what a copy costs.
 fn same_samples(item: &ArrayViewD<'_, f32>, audio: &Audio, sample_rate: u32) -> bool {
-    let rows: Vec<ArrayViewD<'_, f32>> = match item.ndim() {
-        1 => vec![item.view()],
-        _ => item.axis_iter(Axis(0)).collect(),
-    };
+    let rows = channel_rows(item.view());
     audio.sample_rate() == sample_rate
         && rows.len() == audio.num_channels()
         && rows.iter().zip(audio.channels()).all(|(row, channel)| match row.as_slice() {
@@ -177,10 +175,7 @@ impl NonFinite {
 /// A non-empty item `(frames,)` or `(channels, frames)` copied into `Audio` (one `memcpy` per channel of a
 /// C-ordered array), its samples checked on the fresh copy, while it is in cache.
 fn copy_item(item: ArrayViewD<'_, f32>, sample_rate: u32) -> Result<Audio, NonFinite> {
-    let rows: Vec<ArrayViewD<'_, f32>> = match item.ndim() {
-        1 => vec![item],
-        _ => item.axis_iter(Axis(0)).collect(),
-    };
+    let rows = channel_rows(item);
     let mut channels = Vec::with_capacity(rows.len());
     for (channel, row) in rows.into_iter().enumerate() {
         let samples = samples(row);
@@ -190,6 +185,14 @@ fn copy_item(item: ArrayViewD<'_, f32>, sample_rate: u32) -> Result<Audio, NonFi
         channels.push(samples);
     }
     Ok(Audio::new(sample_rate, channels).expect("a non-empty item of equal rows is valid audio"))
+}
+
+/// An item's channels: `(frames,)` is one, `(channels, frames)` one per row.
+fn channel_rows(item: ArrayViewD<'_, f32>) -> Vec<ArrayViewD<'_, f32>> {
+    match item.ndim() {
+        1 => vec![item],
+        _ => (0..item.shape()[0]).map(|c| item.clone().index_axis_move(Axis(0), c)).collect(),
+    }
 }
 
 /// A 1-D view's samples: one `memcpy` when they are contiguous (a C-ordered array's rows are), else one by one.
