@@ -262,23 +262,30 @@ fn check_sidechain(info: &PluginInfo, input: &Audio, key: &Audio) -> Result<(), 
     Err(RenderError::Sidechain { plugin: info.name.clone(), reason })
 }
 
-/// Bit pattern of the smallest non-finite magnitude: exponent all ones.
-const NON_FINITE_BITS: u32 = 0x7f80_0000;
+/// The exponent bits of an f32: all ones in NaN and the infinities, and in nothing else.
+const EXPONENT_BITS: u32 = 0x7f80_0000;
 
-/// Copies `src` into `dst` and says whether every sample was finite. A max over the magnitude bits
-/// vectorises, unlike `all(is_finite)`; this runs on every render, so it has to cost no more than the copy.
+/// Whether `sample` is NaN or infinite, as one mask and one compare: a loop of these ORed together vectorises
+/// with baseline SSE2 (a max over the magnitude bits needs SSE4.1's `pmaxud` and ran scalar, at three times the
+/// cost of the copy beside it).
+fn non_finite_bit(sample: f32) -> u32 {
+    u32::from(sample.to_bits() & EXPONENT_BITS == EXPONENT_BITS)
+}
+
+/// Copies `src` into `dst` and says whether every sample was finite. This runs on every render, so it has to
+/// cost little more than the copy.
 fn copy_finite(dst: &mut [f32], src: &[f32]) -> bool {
-    let mut max_bits = 0u32;
+    let mut non_finite = 0u32;
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s;
-        max_bits = max_bits.max(s.to_bits() & 0x7fff_ffff);
+        non_finite |= non_finite_bit(s);
     }
-    max_bits < NON_FINITE_BITS
+    non_finite == 0
 }
 
 /// True when every sample is finite (see [`copy_finite`]).
 fn all_finite(samples: &[f32]) -> bool {
-    samples.iter().fold(0u32, |m, s| m.max(s.to_bits() & 0x7fff_ffff)) < NON_FINITE_BITS
+    samples.iter().fold(0u32, |bits, &s| bits | non_finite_bit(s)) == 0
 }
 
 /// The error for a render whose output holds NaN or Inf: where, and with which parameters.
