@@ -4,8 +4,8 @@
 - ``afx.Plugin(name)``: one plugin; ``.params`` in plain units, ``.render(x, sample_rate, **values)``.
 - ``afx.Pool(chain)``: N crash-proof workers on batches: ``.render``, ``.spsa``, ``.finite_difference``, each
   returning ``(array, errors)`` with ``errors[i]`` ``None`` or the ``afx.ItemError`` of item ``i``;
-  ``.render_perturbed`` renders a batch and its SPSA perturbations at once, ``.vjp(grad_y)`` of the result
-  estimating later.
+  ``.render_perturbed`` renders a batch and its SPSA perturbations in one go, and the ``afx.PerturbedRenders``
+  it returns gives ``spsa``'s estimates later, for any ``grad_y``, by ``.vjp(grad_y)``.
 - ``afx.load(path)`` / ``afx.save(path, audio, rate)``: WAV, FLAC, OGG, MP3 in; float WAV out.
 - ``afx.torch.PluginLayer(pool)``: the real plugin as a ``torch.nn.Module``, differentiated by SPSA.
 
@@ -22,9 +22,9 @@ Plugins run in worker processes: one that crashes or hangs fails its item, never
 import warnings as _warnings
 
 from . import _afx
-from ._afx import AfxError, ItemError, ParameterError, Plugin, Pool, load, save
+from ._afx import AfxError, ItemError, ParameterError, PerturbedRenders, Plugin, Pool, load, save
 
-__all__ = ["AfxError", "ItemError", "ParameterError", "Plugin", "Pool", "load", "save", "scan"]
+__all__ = ["AfxError", "ItemError", "ParameterError", "PerturbedRenders", "Plugin", "Pool", "load", "save", "scan"]
 
 
 def scan(format=None, timeout=None, rescan=False):

@@ -11,6 +11,12 @@ The estimate of item ``i`` is ``ĝ = (1/K) Σ_k ⟨∂L/∂y, y(θ + εΔ_k) −
 vector-Jacobian product ``(∂y/∂θ)ᵀ ∂L/∂y`` up to O(ε²); the audio input gets no gradient (``None``): put the
 layer where its input is data, as DeepAFx does.
 
+When θ needs a gradient, the forward pass makes the backward pass's 2K perturbed renders per item too, in the
+same batch as ``y`` (``pool.render_perturbed``, as DeepAFx's layer runs its three instances in the forward pass):
+the workers start and drain once per step, the backward pass only takes dot products with ``∂L/∂y``, and the
+perturbed renders (2K outputs per item) are held until then. Under ``torch.no_grad()``, or for a θ that needs no
+gradient, the forward pass only renders ``y``.
+
 An item whose render or estimate fails (a crash, a hang, NaN) does not stop the batch: its output is silence,
 its gradient zero, and its ``afx.ItemError`` is in ``layer.forward_errors`` / ``layer.backward_errors``.
 """
@@ -28,13 +34,22 @@ def _as_numpy(tensor):
 
 class _PluginFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, theta, layer):
+    def forward(ctx, x, theta, layer, wants_gradient):
         x_np, theta_np = _as_numpy(x), _as_numpy(theta)
-        y, errors = layer.pool.render(x_np, theta_np)
+        renders = None
+        if wants_gradient:
+            # The backward pass's renders are made now, in the same batch as the forward pass's (DeepAFx's three
+            # instances): the workers start and drain once per step. backward() then only takes dot products.
+            seed = layer.seed
+            layer.seed += 1
+            y, errors, renders = layer.pool.render_perturbed(x_np, theta_np, k=layer.k, epsilon=layer.epsilon,
+                                                             seed=seed)
+        else:
+            y, errors = layer.pool.render(x_np, theta_np)
         layer.forward_errors = errors
         ok = np.array([e is None for e in errors])
         y[~ok] = 0.0
-        ctx.layer, ctx.x, ctx.theta, ctx.ok = layer, x_np, theta_np, ok
+        ctx.layer, ctx.renders, ctx.ok = layer, renders, ok
         return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
 
     @staticmethod
@@ -42,28 +57,17 @@ class _PluginFunction(torch.autograd.Function):
         layer = ctx.layer
         grad_theta = None
         if ctx.needs_input_grad[1]:
-            seed = layer.seed
-            layer.seed += 1
-            rows = np.flatnonzero(ctx.ok)
-            gradient = np.zeros(ctx.theta.shape, np.float32)
+            estimate, item_errors = ctx.renders.vjp(_as_numpy(grad_y))
             errors = list(layer.forward_errors)
-            if len(rows) > 0:
-                # Only the items that rendered; each keeps the seed it has in the whole batch. When all did, the
-                # arrays go as they are: indexing would copy the batch's audio for nothing.
-                x, theta, grad = ctx.x, ctx.theta, _as_numpy(grad_y)
-                if len(rows) < len(ctx.ok):
-                    x, theta, grad = x[rows], theta[rows], grad[rows]
-                estimate, item_errors = layer.pool.spsa(
-                    x, theta, grad, k=layer.k, epsilon=layer.epsilon, seed=seed, items=rows.tolist()
-                )
-                for row, g, error in zip(rows, estimate, item_errors):
-                    if error is None:
-                        gradient[row] = g
-                    else:
-                        errors[row] = error
+            # An item that did not render got silence: its gradient is zero whatever its other renders gave.
+            for row, error in enumerate(item_errors):
+                if error is not None and errors[row] is None:
+                    errors[row] = error
+            failed = np.array([e is not None for e in errors])
+            estimate[failed] = 0.0
             layer.backward_errors = errors
-            grad_theta = torch.from_numpy(gradient).to(device=grad_y.device, dtype=grad_y.dtype)
-        return None, grad_theta, None
+            grad_theta = torch.from_numpy(estimate).to(device=grad_y.device, dtype=grad_y.dtype)
+        return None, grad_theta, None, None
 
 
 class PluginLayer(torch.nn.Module):
@@ -73,9 +77,9 @@ class PluginLayer(torch.nn.Module):
         pool: an ``afx.Pool``; its ``params`` give θ's columns, its ``sample_rate`` the audio's rate.
         k: perturbations per item and backward pass (each costs two renders).
         epsilon: perturbation size in the normalised space (DeepAFx: 0.01).
-        seed: the first backward pass's seed; each backward pass uses the next one, so a run is repeatable and
-            consecutive steps draw fresh perturbations. Item ``i`` of a pass seeded ``s`` is perturbed exactly as
-            ``pool.spsa(..., seed=s)`` perturbs it.
+        seed: the first training pass's seed (a forward pass that makes a gradient's renders); each such pass
+            uses the next one, so a run is repeatable and consecutive steps draw fresh perturbations. Item ``i`` of
+            a pass seeded ``s`` is perturbed exactly as ``pool.spsa(..., seed=s)`` perturbs it.
 
     Shapes: ``x`` ``(batch, frames)`` or ``(batch, channels, frames)``, ``theta`` ``(batch, P)`` in [0, 1]; any
     float dtype and device (the audio travels to the workers as float32 on the CPU). The output has ``x``'s shape,
@@ -95,7 +99,10 @@ class PluginLayer(torch.nn.Module):
     def forward(self, x, theta):
         if x.shape[0] != theta.shape[0]:
             raise ValueError(f"x holds {x.shape[0]} items and theta {theta.shape[0]}: give one θ row per item")
-        return _PluginFunction.apply(x, theta, self)
+        # Inside the autograd function grad mode is off, and `needs_input_grad` ignores torch.no_grad(): whether a
+        # backward pass can come is known here only.
+        wants_gradient = torch.is_grad_enabled() and theta.requires_grad
+        return _PluginFunction.apply(x, theta, self, wants_gradient)
 
     def extra_repr(self):
         return f"chain={self.pool.chain!r}, k={self.k}, epsilon={self.epsilon}"

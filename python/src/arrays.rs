@@ -159,14 +159,14 @@ pub fn audio(item: ArrayViewD<'_, f32>, sample_rate: u32, what: &str) -> PyResul
 }
 
 /// A NaN or infinite sample of an item: its channel, frame and value.
-struct NonFinite {
+pub struct NonFinite {
     channel: usize,
     frame: usize,
     value: f32,
 }
 
 impl NonFinite {
-    fn error(&self, what: &str) -> PyErr {
+    pub fn error(&self, what: &str) -> PyErr {
         let NonFinite { channel, frame, value } = self;
         PyValueError::new_err(format!("{what}: sample {value} (NaN or infinite) at frame {frame} of channel {channel}"))
     }
@@ -185,6 +185,25 @@ fn copy_item(item: ArrayViewD<'_, f32>, sample_rate: u32) -> Result<Audio, NonFi
         channels.push(samples);
     }
     Ok(Audio::new(sample_rate, channels).expect("a non-empty item of equal rows is valid audio"))
+}
+
+/// The first NaN or infinite sample of an item's channels.
+pub fn first_non_finite_sample(channels: &[&[f32]]) -> Option<NonFinite> {
+    channels.iter().enumerate().find_map(|(channel, samples)| {
+        first_non_finite(samples).map(|frame| NonFinite { channel, frame, value: samples[frame] })
+    })
+}
+
+/// Item `i` of a batch `(batch, frames)` or `(batch, channels, frames)`, one slice per channel: borrowed where
+/// the rows are contiguous (a C-ordered array's are), copied where not.
+pub fn item_channels<'a>(batch: &'a ArrayViewD<'_, f32>, i: usize) -> Vec<std::borrow::Cow<'a, [f32]>> {
+    channel_rows(batch.index_axis(Axis(0), i))
+        .into_iter()
+        .map(|row| match row.to_slice() {
+            Some(samples) => std::borrow::Cow::Borrowed(samples),
+            None => std::borrow::Cow::Owned(row.iter().copied().collect()),
+        })
+        .collect()
 }
 
 /// An item's channels: `(frames,)` is one, `(channels, frames)` one per row.

@@ -45,5 +45,6 @@ fn _afx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
     m.add_class::<plugin::Plugin>()?;
     m.add_class::<pool::Pool>()?;
+    m.add_class::<pool::PerturbedRenders>()?;
     Ok(())
 }

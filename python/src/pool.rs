@@ -187,6 +187,32 @@ impl Pool {
         Ok(inputs)
     }
 
+    /// Item `index`'s render into row `index` of the output, or its error: a render of another shape than the
+    /// input's is one (never a silent NaN row).
+    fn fill_row(
+        &self,
+        rows: &mut arrays::RowsBuilder,
+        failures: &mut [Option<ItemError>],
+        thetas: &[Vec<f32>],
+        shape: BatchShape,
+        index: usize,
+        result: Result<Audio, ItemError>,
+    ) {
+        match result {
+            Ok(audio) if rows.set(index, audio.channels()) => {}
+            Ok(audio) => {
+                let kind = FailureKind::Protocol(format!(
+                    "the render gave {} channels of {} frames for an input of shape {shape:?}",
+                    audio.num_channels(),
+                    audio.frames()
+                ));
+                let (chain, theta) = (self.chain.name().to_string(), thetas[index].clone());
+                failures[index] = Some(ItemError { chain, theta, kind, stderr: String::new() });
+            }
+            Err(e) => failures[index] = Some(e),
+        }
+    }
+
     /// The checked inputs of an estimator, one of each per item.
     fn estimator_batch(
         &self,
@@ -309,18 +335,8 @@ impl Pool {
         let mut rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
         let mut failures: Vec<Option<ItemError>> = (0..shape.batch).map(|_| None).collect();
         self.run(py, |pool| {
-            pool.render_batch_each(&x, &thetas, |index, result| match result {
-                Ok(audio) if rows.set(index, audio.channels()) => {}
-                Ok(audio) => {
-                    let kind = FailureKind::Protocol(format!(
-                        "the render gave {} channels of {} frames for an input of shape {shape:?}",
-                        audio.num_channels(),
-                        audio.frames()
-                    ));
-                    let (chain, theta) = (self.chain.name().to_string(), thetas[index].clone());
-                    failures[index] = Some(ItemError { chain, theta, kind, stderr: String::new() });
-                }
-                Err(e) => failures[index] = Some(e),
+            pool.render_batch_each(&x, &thetas, |index, result| {
+                self.fill_row(&mut rows, &mut failures, &thetas, shape, index, result)
             })
         })?;
         let errors = error_list(py, &failures)?;
@@ -349,6 +365,40 @@ impl Pool {
         let seeds = item_seeds(seed, items, x.len())?;
         let results = self.run(py, |pool| pool.spsa_batch_seeded(&x, &thetas, &grads, epsilon, k, &seeds))?;
         gradients(py, results, self.chain.num_params())
+    }
+
+    /// `render` and the renders of `spsa` in one batch, before ∂L/∂y is known (DeepAFx's layer renders its three
+    /// instances in the forward pass): returns `(y, errors, renders)`, `y` and `errors` as `render` gives them;
+    /// `renders.vjp(grad_y)` then returns what `spsa(x, theta, grad_y, k, epsilon, seed, items)` would, bit for
+    /// bit, without rendering again. A training step so starts and drains the workers once instead of twice; the
+    /// cost is memory: `renders` holds 2K renders per item until it goes.
+    #[pyo3(signature = (x, theta, k=1, epsilon=0.01, seed=0, items=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn render_perturbed<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        theta: &Bound<'py, PyAny>,
+        k: u32,
+        epsilon: f32,
+        seed: u64,
+        items: Option<Vec<usize>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>, PerturbedRenders)> {
+        check_spsa(k, epsilon)?;
+        let inputs = self.inputs(x)?;
+        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        let seeds = item_seeds(seed, items, inputs.shape.batch)?;
+        let (x, shape) = (inputs.items, inputs.shape);
+        let mut rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
+        let mut failures: Vec<Option<ItemError>> = (0..shape.batch).map(|_| None).collect();
+        let renders = self.run(py, |pool| {
+            pool.render_perturbed_each(&x, &thetas, epsilon, k, &seeds, |index, result| {
+                self.fill_row(&mut rows, &mut failures, &thetas, shape, index, result)
+            })
+        })?;
+        let errors = error_list(py, &failures)?;
+        let renders = PerturbedRenders { renders, shape, num_params: self.chain.num_params() };
+        Ok((rows.into_array(py, shape.dims()).into_any(), errors, renders))
     }
 
     /// Central finite-difference estimates of `(∂y/∂θ)ᵀ grad_y`, step `step` in the normalised space: 2P renders
@@ -400,5 +450,84 @@ impl Pool {
             self.sample_rate,
             if open { "" } else { ", closed" }
         )
+    }
+}
+
+/// The SPSA renders of a batch, made by `Pool.render_perturbed` before ∂L/∂y was known. `vjp(grad_y)` returns
+/// `(gradients (batch, P), errors)`: what `Pool.spsa` returns for the same batch and arguments, bit for bit. It
+/// renders nothing (a few dot products per item) and may be called more than once.
+#[pyclass(module = "afx._afx", name = "PerturbedRenders", frozen)]
+pub struct PerturbedRenders {
+    renders: Vec<Result<afx_spsa::PerturbedRenders, ItemError>>,
+    shape: BatchShape,
+    num_params: usize,
+}
+
+#[pymethods]
+impl PerturbedRenders {
+    /// `(∂y/∂θ)ᵀ grad_y` of every item: `((batch, P) gradients, errors)`; `grad_y` has the shape of `x`. An item
+    /// whose perturbed renders failed has its error and a NaN row.
+    fn vjp<'py>(
+        &self,
+        py: Python<'py>,
+        grad_y: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        let array = arrays::float32(grad_y, "grad_y")?;
+        let view = array.as_array();
+        if view.shape() != self.shape.dims().as_slice() {
+            return Err(PyValueError::new_err(format!(
+                "grad_y must have the shape of x, {:?}, got {:?}",
+                self.shape.dims(),
+                view.shape()
+            )));
+        }
+        // A NaN or infinite ∂L/∂y is refused as `spsa` refuses it, naming the first such item. The dots find it
+        // for free (a non-finite g makes its item's estimate non-finite: the renders are finite); only then, or
+        // for an item without renders, is g searched.
+        let estimate = |i: usize| -> Result<Result<Vec<f32>, ItemError>, arrays::NonFinite> {
+            let owned = arrays::item_channels(&view, i);
+            let g: Vec<&[f32]> = owned.iter().map(|c| c.as_ref()).collect();
+            let estimate = match &self.renders[i] {
+                Ok(renders) => {
+                    let estimate = renders.vjp(&g);
+                    if estimate.iter().all(|v| v.is_finite()) {
+                        return Ok(Ok(estimate));
+                    }
+                    Ok(estimate)
+                }
+                Err(e) => Err(e.clone()),
+            };
+            match arrays::first_non_finite_sample(&g) {
+                Some(bad) => Err(bad),
+                None => Ok(estimate),
+            }
+        };
+        let batch = self.shape.batch;
+        let results = py.detach(|| {
+            let half = batch / 2;
+            let run = |range: std::ops::Range<usize>| range.map(|i| estimate(i).map_err(|e| (i, e))).collect();
+            if batch < 2 {
+                return run(0..batch);
+            }
+            std::thread::scope(|scope| {
+                let second = scope.spawn(|| run(half..batch));
+                let first: Result<Vec<_>, _> = run(0..half);
+                let second = second.join().expect("an estimate does not panic");
+                Ok([first?, second?].concat())
+            })
+        });
+        match results {
+            Ok(results) => gradients(py, results, self.num_params),
+            Err((i, bad)) => Err(bad.error(&format!("grad_y[{i}]"))),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.shape.batch
+    }
+
+    fn __repr__(&self) -> String {
+        let failed = self.renders.iter().filter(|r| r.is_err()).count();
+        format!("afx.PerturbedRenders(batch={}, failed={failed})", self.shape.batch)
     }
 }

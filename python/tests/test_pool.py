@@ -20,7 +20,12 @@ def test_renders_and_gradients_equal_the_rust_pool(amen, batch_gradients, tmp_pa
         fd, fd_errors = pool.finite_difference(x, theta, grad_y, step=0.01)
         again, _ = pool.spsa(x, theta, grad_y, k=3, epsilon=0.02, seed=7)
         other_seed, _ = pool.spsa(x, theta, grad_y, k=3, epsilon=0.02, seed=8)
-    assert render_errors == spsa_errors == fd_errors == [None] * 5
+        # The forward and perturbed renders in one batch, the estimate taken afterwards: the same numbers.
+        y_ahead, ahead_errors, renders_ahead = pool.render_perturbed(x, theta, k=3, epsilon=0.02, seed=7)
+        spsa_ahead, vjp_errors = renders_ahead.vjp(grad_y)
+    assert render_errors == spsa_errors == fd_errors == ahead_errors == vjp_errors == [None] * 5
+    assert np.array_equal(y_ahead.view(np.uint32), y.view(np.uint32))
+    assert np.array_equal(spsa_ahead, spsa) and len(renders_ahead) == 5
     assert y.shape == x.shape and spsa.shape == fd.shape == theta.shape
     flags = ["--chain", COMP, "--workers", "2", "--k", "3", "--epsilon", "0.02", "--seed", "7", "--fd-step", "0.01"]
     renders, rust_spsa, rust_fd = rust_pool(batch_gradients, tmp_path / "batch", x, theta, grad_y, *flags)
@@ -98,9 +103,11 @@ def test_a_segfaulting_item_is_reported_and_the_batch_completes(amen, monkeypatc
         theta[2, 0] = 0.99  # drive 23.8 dB: the armed fault fires in this item only
         y, errors = pool.render(x, theta)
         grads, grad_errors = pool.spsa(x, theta, grad_y, k=2, epsilon=0.005)
+        y_ahead, ahead_errors, renders = pool.render_perturbed(x, theta, k=2, epsilon=0.005)
+        grads_ahead, vjp_errors = renders.vjp(grad_y)
         safe = np.delete(theta, 2, axis=0)
         y_after, errors_after = pool.render(np.delete(x, 2, axis=0), safe)
-    for found in (errors, grad_errors):
+    for found in (errors, grad_errors, ahead_errors, vjp_errors):
         assert [e is None for e in found] == [True, True, False, True]
         error = found[2]
         assert isinstance(error, afx.ItemError) and isinstance(error, afx.AfxError)
@@ -108,6 +115,7 @@ def test_a_segfaulting_item_is_reported_and_the_batch_completes(amen, monkeypatc
         assert "SIGSEGV" in str(error) and "chain urn:afx:testfx at θ = [0.9900" in str(error)
         assert error.theta[0] == pytest.approx(0.99)
     assert np.isnan(y[2]).all() and np.isnan(grads[2]).all()
+    assert np.array_equal(y_ahead, y, equal_nan=True) and np.array_equal(grads_ahead, grads, equal_nan=True)
     assert np.isfinite(np.delete(y, 2, axis=0)).all() and np.isfinite(np.delete(grads, 2, axis=0)).all()
     # The other items are what a pool without the crash renders, and the pool still works.
     assert errors_after == [None] * 3
@@ -136,6 +144,18 @@ def test_bad_input_raises_naming_the_argument(amen):
             pool.spsa(x, theta, grad_y, epsilon=0.0)
         with pytest.raises(ValueError, match="items holds 1 positions for a batch of 2"):
             pool.spsa(x, theta, grad_y, items=[0])
+        with pytest.raises(ValueError, match="k=0"):
+            pool.render_perturbed(x, theta, k=0)
+        _, _, renders = pool.render_perturbed(x, theta)
+        with pytest.raises(ValueError, match=r"grad_y must have the shape of x, \[2, 1000\], got \[2, 500\]"):
+            renders.vjp(grad_y[:, :500])
+        with pytest.raises(TypeError, match="grad_y must be a float32 NumPy array"):
+            renders.vjp(grad_y.astype(np.float64))
+        for method in (lambda g: pool.spsa(x, theta, g), renders.vjp):
+            bad = grad_y.copy()
+            bad[1, 700] = np.inf
+            with pytest.raises(ValueError, match=r"grad_y\[1\]: sample inf \(NaN or infinite\) at frame 700 of channel 0"):
+                method(bad)
     with pytest.raises(afx.AfxError, match="the pool of urn:zamaudio:ZamComp is closed"):
         pool.render(x, theta)
     with pytest.raises(ValueError, match='isolation="fork"'):

@@ -56,19 +56,22 @@ impl Default for Workspace {
 }
 
 /// ⟨g, y₊ − y₋⟩ over every channel and frame, in f64.
-fn dot_difference(g: &Audio, plus: &Audio, minus: &Audio) -> f64 {
+fn dot_difference<'g>(g: impl IntoIterator<Item = &'g [f32]>, plus: &Audio, minus: &Audio) -> f64 {
     let mut sum = 0.0f64;
-    for ((gc, pc), mc) in g.channels().iter().zip(plus.channels()).zip(minus.channels()) {
-        // Eight partial sums keep the reduction vectorisable and its rounding independent of the length.
+    for ((gc, pc), mc) in g.into_iter().zip(plus.channels()).zip(minus.channels()) {
+        // Eight partial sums keep the reduction vectorisable and its rounding independent of the length. The
+        // exact chunks carry no bounds checks (indexing each of three slices did, and kept the loop scalar at a
+        // third of the speed).
         let mut lanes = [0.0f64; 8];
-        let chunks = gc.len() / 8 * 8;
-        for i in (0..chunks).step_by(8) {
+        let (g8, p8, m8) = (gc.chunks_exact(8), pc.chunks_exact(8), mc.chunks_exact(8));
+        let tail = g8.remainder().iter().zip(p8.remainder()).zip(m8.remainder());
+        for ((g, p), m) in g8.zip(p8).zip(m8) {
             for l in 0..8 {
-                lanes[l] += f64::from(gc[i + l]) * (f64::from(pc[i + l]) - f64::from(mc[i + l]));
+                lanes[l] += f64::from(g[l]) * (f64::from(p[l]) - f64::from(m[l]));
             }
         }
-        for i in chunks..gc.len() {
-            lanes[0] += f64::from(gc[i]) * (f64::from(pc[i]) - f64::from(mc[i]));
+        for ((g, p), m) in tail {
+            lanes[0] += f64::from(*g) * (f64::from(*p) - f64::from(*m));
         }
         sum += lanes.iter().sum::<f64>();
     }
@@ -118,7 +121,7 @@ pub fn spsa_dots<R: Render>(
         perturb(theta, epsilon, seed, k, work);
         render.render(&work.theta_plus, &mut work.plus)?;
         render.render(&work.theta_minus, &mut work.minus)?;
-        dots.push(dot_difference(g, &work.plus, &work.minus));
+        dots.push(dot_difference(channels(g), &work.plus, &work.minus));
     }
     Ok(dots)
 }
@@ -139,6 +142,27 @@ pub fn spsa_combine(theta: &[f32], epsilon: f32, seed: u64, dots: &[f64], work: 
     }
     let k = dots.len().max(1) as f64;
     sum.into_iter().map(|s| (s / k) as f32).collect()
+}
+
+/// θ₊ and θ₋ of perturbation `k` of an SPSA estimate seeded `seed`: what [`spsa_dots`] renders for it. A caller
+/// that renders them itself, before `g` is known, gets the estimate from [`spsa_from_renders`].
+pub fn spsa_perturbation(theta: &[f32], epsilon: f32, seed: u64, k: u32) -> (Vec<f32>, Vec<f32>) {
+    let mut work = Workspace::default();
+    perturb(theta, epsilon, seed, k, &mut work);
+    (work.theta_plus, work.theta_minus)
+}
+
+/// The SPSA estimate from renders made already: `renders[k]` = (y₊, y₋) of [`spsa_perturbation`]`(θ, ε, seed,
+/// k)`, K = `renders.len()`; `g` one slice per channel, the renders' shape. Bit for bit what [`spsa_vjp`] gives
+/// with the same arguments: the same dots, combined by [`spsa_combine`].
+pub fn spsa_from_renders(theta: &[f32], epsilon: f32, seed: u64, g: &[&[f32]], renders: &[(Audio, Audio)]) -> Vec<f32> {
+    let dots: Vec<f64> = renders.iter().map(|(plus, minus)| dot_difference(g.iter().copied(), plus, minus)).collect();
+    spsa_combine(theta, epsilon, seed, &dots, &mut Workspace::default())
+}
+
+/// An audio's channels as slices.
+fn channels(audio: &Audio) -> impl Iterator<Item = &[f32]> {
+    audio.channels().iter().map(Vec::as_slice)
 }
 
 /// SPSA estimate of `(∂y/∂θ)ᵀ g` with K perturbations of size ε (at least one), seeded: perturbation k is
@@ -179,7 +203,7 @@ pub fn finite_difference_vjp<R: Render>(
         let distance = f64::from(work.theta_plus[i]) - f64::from(work.theta_minus[i]);
         render.render(&work.theta_plus, &mut work.plus)?;
         render.render(&work.theta_minus, &mut work.minus)?;
-        let s = dot_difference(g, &work.plus, &work.minus);
+        let s = dot_difference(channels(g), &work.plus, &work.minus);
         grad.push(if distance == 0.0 { 0.0 } else { (s / distance) as f32 });
     }
     Ok(grad)
@@ -254,6 +278,26 @@ mod tests {
                 dots.extend(part.unwrap());
             }
             assert_eq!(spsa_combine(&theta, 1e-2, 3, &dots, &mut Workspace::default()), whole, "{cuts:?}");
+        }
+    }
+
+    #[test]
+    fn spsa_from_renders_made_beforehand_is_bit_identical_to_spsa_vjp() {
+        let theta = [0.2, 0.5, 0.999];
+        let g = g();
+        for k in [1u32, 4] {
+            let whole = spsa_vjp(&mut quadratic, &theta, &g, 1e-2, k as usize, 11, &mut Workspace::default()).unwrap();
+            let renders: Vec<(Audio, Audio)> = (0..k)
+                .map(|k| {
+                    let (plus, minus) = spsa_perturbation(&theta, 1e-2, 11, k);
+                    let mut y = (Audio::silence(1, 1, 0), Audio::silence(1, 1, 0));
+                    quadratic(&plus, &mut y.0).unwrap();
+                    quadratic(&minus, &mut y.1).unwrap();
+                    y
+                })
+                .collect();
+            let estimate = spsa_from_renders(&theta, 1e-2, 11, &[g.channel(0)], &renders);
+            assert_eq!(estimate, whole, "K = {k}");
         }
     }
 

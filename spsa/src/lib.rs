@@ -36,6 +36,6 @@ pub mod wire;
 pub mod worker;
 
 pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
-pub use pool::{Isolation, Pool, PoolConfig, PoolError, Shared, WorkerCommand};
+pub use pool::{Isolation, PerturbedRenders, Pool, PoolConfig, PoolError, Shared, WorkerCommand};
 pub use task::{Renderer, Task, TaskSet};
 pub use worker::WorkerSpec;

@@ -427,6 +427,30 @@ fn an_spsa_item_split_over_workers_gives_the_unsplit_estimate_bit_for_bit() {
 }
 
 #[test]
+fn renders_made_ahead_give_the_renders_and_the_spsa_estimates_bit_for_bit() {
+    let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
+    let (input, g) = problem("fx", &theta, &theta_star);
+    let thetas: Vec<Vec<f32>> = (0..3).map(|i| theta.iter().map(|t| t + 0.05 * i as f32).collect()).collect();
+    let seeds: Vec<u64> = (0..3).map(|i| item_seed(6, i)).collect();
+    let inputs = vec![input.clone(); 3];
+    for (isolation, workers) in [(process(), 2), (Isolation::Thread, 1)] {
+        let mut pool = pool("fx", isolation, workers);
+        let rendered: Vec<Audio> = pool.render_batch(&inputs, &thetas).into_iter().map(Result::unwrap).collect();
+        let estimates = pool.spsa_batch_seeded(&inputs, &thetas, &vec![g.clone(); 3], 1e-2, 3, &seeds);
+        let mut ahead: Vec<Option<Audio>> = vec![None; 3];
+        let renders = pool.render_perturbed_each(&inputs, &thetas, 1e-2, 3, &seeds, |i, y| {
+            assert!(ahead[i].replace(y.unwrap()).is_none(), "item {i} reported twice");
+        });
+        assert_eq!(ahead.into_iter().map(Option::unwrap).collect::<Vec<_>>(), rendered, "{workers} workers");
+        for (i, (renders, estimate)) in renders.into_iter().zip(estimates).enumerate() {
+            let renders = renders.unwrap();
+            assert_eq!(renders.shape(), (1, input.frames()));
+            assert_eq!(renders.vjp(&[g.channel(0)]), estimate.unwrap(), "item {i}, {workers} workers");
+        }
+    }
+}
+
+#[test]
 fn a_crash_in_a_part_of_a_split_item_fails_that_item_alone() {
     let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
     let (input, g) = problem("fx", &theta, &theta_star);
