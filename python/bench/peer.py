@@ -1,14 +1,18 @@
 """Peer benchmark: the SPSA plugin work of one training step through afx.Pool, pedalboard + multiprocessing, and
 two threads calling pedalboard directly.
 
-What it measures: renders per second of DeepAFx's plugin work for a batch, done by three engines on the same
+What it measures: renders per second of DeepAFx's plugin work for a batch, done by several engines on the same
 inputs. A step is, per item, one forward render ``y = f(x, θ)`` and K pairs of perturbed renders
 ``f(x, clip(θ ± εΔ, 0, 1))`` (Δ Rademacher) giving the SPSA estimate ``ĝ = 1/K Σ ⟨g, y₊ − y₋⟩ / (2ε) · Δ``:
 ``1 + 2K`` renders per item, ``B (1 + 2K)`` per step (24 at B = 8, K = 1). The work is ZamComp (VST3, Debian's
 zam-plugins) on 2 s mono clips of real recordings (sonic-pi's loops) at 44.1 kHz.
 
-- ``afx.Pool``: two worker processes, driven as ``afx.torch.PluginLayer`` drives them: ``pool.render(x, θ)``
-  (the forward pass) then ``pool.spsa(x, θ, g, k, ε, seed)`` (the backward pass).
+- ``afx.Pool``: two worker processes, driven as ``afx.torch.PluginLayer`` drives them:
+  ``pool.render_perturbed(x, θ, k, ε, seed)`` (the forward pass: the forward and perturbed renders in one batch),
+  then ``renders.vjp(g)`` (the backward pass: dot products, no render).
+- ``afx.Pool, render then spsa``: the same pool called twice per step, ``pool.render(x, θ)`` then
+  ``pool.spsa(x, θ, g, k, ε, seed)``: for code that cannot make the perturbed renders before it knows ``g``. Shown
+  for reference; the targets are read from ``afx.Pool``.
 - ``pedalboard + multiprocessing``: what DeepAFx/ST-ITO-style code does: a ``multiprocessing.Pool(2)`` whose
   initializer loads the plugin once per worker, one pickled task per item ``(x_i, θ_i, g_i, seed)`` through
   ``pool.map``, each worker doing the item's three renders and returning ``(y_i, ĝ_i)``.
@@ -75,6 +79,7 @@ TARGET_VS_THREADS = 0.85
 MIN_THREAD_SCALING = 1.6
 
 AFX_POOL = "afx.Pool"
+AFX_TWO_CALLS = "afx.Pool, render then spsa"
 MULTIPROCESSING = "pedalboard+multiprocessing"
 TWO_THREADS = "two direct threads"
 ONE_THREAD = "one direct thread"
@@ -198,13 +203,27 @@ class AfxPoolEngine:
         self.pool = pool
 
     def step(self, step, inputs):
-        y, render_errors = self.pool.render(inputs.x, inputs.theta)
-        gradients, spsa_errors = self.pool.spsa(inputs.x, inputs.theta, inputs.grad_y, k=K, epsilon=EPSILON,
-                                                seed=step)
-        failed = [error for error in render_errors + spsa_errors if error is not None]
+        y, render_errors, renders = self.pool.render_perturbed(inputs.x, inputs.theta, k=K, epsilon=EPSILON,
+                                                               seed=step)
+        gradients, spsa_errors = renders.vjp(inputs.grad_y)
+        return self.checked(step, y, gradients, render_errors + spsa_errors)
+
+    @staticmethod
+    def checked(step, y, gradients, errors):
+        failed = [error for error in errors if error is not None]
         if failed:
             raise RuntimeError(f"afx.Pool failed {len(failed)} items of step {step}: {failed[0]}")
         return y, gradients
+
+
+class AfxTwoCallsEngine(AfxPoolEngine):
+    name = AFX_TWO_CALLS
+
+    def step(self, step, inputs):
+        y, render_errors = self.pool.render(inputs.x, inputs.theta)
+        gradients, spsa_errors = self.pool.spsa(inputs.x, inputs.theta, inputs.grad_y, k=K, epsilon=EPSILON,
+                                                seed=step)
+        return self.checked(step, y, gradients, render_errors + spsa_errors)
 
 
 class MultiprocessingEngine:
@@ -304,6 +323,16 @@ def sanity_check(pool, reference_renderer, clips, theta):
     return check
 
 
+def afx_agreement(first_outputs):
+    """How far the two ways of driving afx.Pool are apart on the first warm-up step: they must agree bit for bit."""
+    (y, gradients), (y_two, gradients_two) = first_outputs[AFX_POOL], first_outputs[AFX_TWO_CALLS]
+    agreement = {"max_abs_difference_y": float(np.max(np.abs(y - y_two))),
+                 "max_abs_difference_gradient": float(np.max(np.abs(gradients - gradients_two)))}
+    print(f"afx.Pool, render_perturbed then vjp vs render then spsa, first step: max |Δy| "
+          f"{agreement['max_abs_difference_y']:.3g}, max |Δĝ| {agreement['max_abs_difference_gradient']:.3g}")
+    return agreement
+
+
 def pedalboard_agreement(first_outputs):
     """How far the pedalboard engines' (y, ĝ) of the first warm-up step are from the two threads': the same
     plugin, block, θ and seeds, so anything but 0 means an engine does different work."""
@@ -372,7 +401,7 @@ def main(argv=None):
         thread_renderers = [PedalboardRenderer(PLUGIN_PATH, parameter_keys) for _ in range(WORKERS + 1)]
         sanity = sanity_check(pool, thread_renderers[-1], batches[0].x, batches[0].theta)
 
-        engines = [AfxPoolEngine(pool), MultiprocessingEngine(process_pool),
+        engines = [AfxPoolEngine(pool), AfxTwoCallsEngine(pool), MultiprocessingEngine(process_pool),
                    DirectThreadsEngine(TWO_THREADS, thread_renderers[:WORKERS]),
                    DirectThreadsEngine(ONE_THREAD, thread_renderers[WORKERS:])]
         first_outputs = {}
@@ -381,6 +410,7 @@ def main(argv=None):
                 outputs = engine.step(step, batches[step % len(batches)])
                 first_outputs.setdefault(engine.name, outputs)
         agreement = pedalboard_agreement(first_outputs)
+        afx_agree = afx_agreement(first_outputs)
 
         rates = {engine.name: [] for engine in engines}
         for round_index in range(args.rounds):
@@ -404,9 +434,9 @@ def main(argv=None):
     thread_scaling = medians[TWO_THREADS] / medians[ONE_THREAD]
 
     print()
-    print(f"{'engine':<28}{'median renders/s':>18}{'min':>10}{'max':>10}")
+    print(f"{'engine':<30}{'median renders/s':>18}{'min':>10}{'max':>10}")
     for name, values in rates.items():
-        print(f"{name:<28}{medians[name]:>18.0f}{min(values):>10.0f}{max(values):>10.0f}")
+        print(f"{name:<30}{medians[name]:>18.0f}{min(values):>10.0f}{max(values):>10.0f}")
     print()
     met = {True: "met", False: "NOT met"}
     print(f"afx.Pool / pedalboard+multiprocessing = {ratio_vs_multiprocessing:.3f} "
@@ -432,6 +462,7 @@ def main(argv=None):
             "parameter_keys": dict(zip((p["name"] for p in afx_params), parameter_keys)),
             "sanity": sanity,
             "pedalboard_agreement": agreement,
+            "afx_agreement": afx_agree,
             "renders_per_second": {"median": medians, "rounds": rates},
             "ratios": {"afx_vs_multiprocessing": ratio_vs_multiprocessing, "afx_vs_two_threads": ratio_vs_threads,
                        "two_threads_vs_one_thread": thread_scaling},
