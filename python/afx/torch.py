@@ -49,7 +49,8 @@ class _PluginFunction(torch.autograd.Function):
         layer.forward_errors = errors
         ok = np.array([e is None for e in errors])
         y[~ok] = 0.0
-        ctx.layer, ctx.renders, ctx.ok = layer, renders, ok
+        # This pass's errors, kept with it: the layer may run again before this pass's backward.
+        ctx.layer, ctx.renders, ctx.forward_errors = layer, renders, errors
         return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
 
     @staticmethod
@@ -58,7 +59,7 @@ class _PluginFunction(torch.autograd.Function):
         grad_theta = None
         if ctx.needs_input_grad[1]:
             estimate, item_errors = ctx.renders.vjp(_as_numpy(grad_y))
-            errors = list(layer.forward_errors)
+            errors = list(ctx.forward_errors)
             # An item that did not render got silence: its gradient is zero whatever its other renders gave.
             for row, error in enumerate(item_errors):
                 if error is not None and errors[row] is None:

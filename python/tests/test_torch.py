@@ -70,3 +70,21 @@ def test_a_crashing_item_gets_silence_a_zero_gradient_and_its_error(amen, monkey
     assert (y[1] == 0).all() and torch.isfinite(y).all()
     assert (theta_t.grad[1] == 0).all()
     assert np.array_equal(theta_t.grad.numpy()[[0, 2]], others)
+
+
+def test_two_forward_passes_before_one_backward_each_get_their_own_gradient(amen):
+    # Each forward pass keeps its own perturbed renders and errors: the second must not overwrite the first's.
+    with afx.Pool(COMP, workers=2) as pool:
+        x, theta, grad_y = batch(amen, 4, 4410, pool.num_params, seed=3)
+        layer = afx.torch.PluginLayer(pool, k=1, epsilon=0.01, seed=9)
+        first = torch.tensor(theta[:2], requires_grad=True)
+        second = torch.tensor(theta[2:], requires_grad=True)
+        y_first = layer(torch.from_numpy(x[:2]), first)
+        y_second = layer(torch.from_numpy(x[2:]), second)
+        loss = (y_first * torch.from_numpy(grad_y[:2])).sum() + (y_second * torch.from_numpy(grad_y[2:])).sum()
+        loss.backward()
+        want_first, _ = pool.spsa(x[:2], theta[:2], grad_y[:2], k=1, epsilon=0.01, seed=9)
+        want_second, _ = pool.spsa(x[2:], theta[2:], grad_y[2:], k=1, epsilon=0.01, seed=10)
+    assert np.array_equal(first.grad.numpy(), want_first)
+    assert np.array_equal(second.grad.numpy(), want_second)
+    assert not np.array_equal(want_first, want_second)
