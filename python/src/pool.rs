@@ -482,22 +482,14 @@ impl PerturbedRenders {
             )));
         }
         // A NaN or infinite ∂L/∂y is refused as `spsa` refuses it, naming the first such item. The dots find it
-        // for free (a non-finite g makes its item's estimate non-finite: the renders are finite); only then, or
-        // for an item without renders, is g searched.
+        // for free (a non-finite g makes its item's estimate non-finite: the renders are finite), so g is searched
+        // only for an estimate that is not finite, or an item without renders.
         let estimate = |i: usize| -> Result<Result<Vec<f32>, ItemError>, arrays::NonFinite> {
             let owned = arrays::item_channels(&view, i);
             let g: Vec<&[f32]> = owned.iter().map(|c| c.as_ref()).collect();
-            let estimate = match &self.renders[i] {
-                Ok(renders) => {
-                    let estimate = renders.vjp(&g);
-                    if estimate.iter().all(|v| v.is_finite()) {
-                        return Ok(Ok(estimate));
-                    }
-                    Ok(estimate)
-                }
-                Err(e) => Err(e.clone()),
-            };
-            match arrays::first_non_finite_sample(&g) {
+            let estimate = self.renders[i].as_ref().map(|renders| renders.vjp(&g)).map_err(Clone::clone);
+            let suspect = estimate.as_ref().map_or(true, |e| !e.iter().all(|v| v.is_finite()));
+            match suspect.then(|| arrays::first_non_finite_sample(&g)).flatten() {
                 Some(bad) => Err(bad),
                 None => Ok(estimate),
             }
