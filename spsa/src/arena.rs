@@ -130,6 +130,24 @@ mod linux {
             Ok(true)
         }
 
+        /// Makes this writable mapping of `fd` (a file only its writer resizes) hold at least `len` bytes: the
+        /// file grows to at least twice its size, in 64 KiB steps, and is mapped again whole.
+        fn grow(&mut self, fd: &OwnedFd, len: usize) -> std::io::Result<()> {
+            if len <= self.len {
+                return Ok(());
+            }
+            let len = len.max(self.len * 2).next_multiple_of(1 << 16);
+            let size = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+            // SAFETY: ftruncate on a memory file we own only sets its size; it only ever grows here, so every
+            // other mapping of it (the workers' or the pool's) stays backed.
+            if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *self = Mapping::EMPTY;
+            *self = Mapping::map(fd.as_raw_fd(), len, true)?;
+            Ok(())
+        }
+
         /// `channels` planar runs of `frames` f32 from byte `offset`, copied out as audio (into buffers that are
         /// not zeroed first: the copy writes every sample). The range must lie inside the mapping (checked), and
         /// nobody may write it meanwhile (the protocol's part: see the module docs).
@@ -268,7 +286,7 @@ mod linux {
                 placements.places.insert(Arc::as_ptr(audio) as usize, at);
                 order.push((audio.clone(), at));
             }
-            self.reserve(end)?;
+            self.map.grow(&self.fd, end)?;
             // The workers wait for this copy: a large batch is copied on two threads, half the audio each.
             let base = self.map.ptr as usize;
             if end >= PARALLEL_BYTES && order.len() >= 2 {
@@ -284,23 +302,6 @@ mod linux {
             placements._held = held;
             self.last = placements.clone();
             Ok(placements)
-        }
-
-        /// Grows the file and the mapping to at least `len` bytes.
-        fn reserve(&mut self, len: usize) -> std::io::Result<()> {
-            if len <= self.map.len {
-                return Ok(());
-            }
-            let len = len.max(self.map.len * 2).next_multiple_of(1 << 16);
-            let size = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
-            // SAFETY: ftruncate on a memfd we own only sets its size; it only ever grows here, so existing
-            // mappings (ours and the workers') stay backed.
-            if unsafe { libc::ftruncate(self.fd.as_raw_fd(), size) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            self.map = Mapping::EMPTY;
-            self.map = Mapping::map(self.fd.as_raw_fd(), len, true)?;
-            Ok(())
         }
     }
 
@@ -419,18 +420,8 @@ mod linux {
             if len > MAX_OUTPUT_BYTES {
                 return None;
             }
-            let (file, map) = (&self.files[self.next], &mut self.maps[self.next]);
-            if len > map.len {
-                let size = len.max(map.len * 2).next_multiple_of(1 << 16);
-                let grown = libc::off_t::try_from(size).ok()?;
-                // SAFETY: ftruncate on a memory file this process owns only sets its size; it only ever grows
-                // here, so the pool's mapping of it stays backed.
-                if unsafe { libc::ftruncate(file.as_raw_fd(), grown) } < 0 {
-                    return None;
-                }
-                *map = Mapping::EMPTY;
-                *map = Mapping::map(file.as_raw_fd(), size, true).ok()?;
-            }
+            let map = &mut self.maps[self.next];
+            map.grow(&self.files[self.next], len).ok()?;
             // SAFETY: `len <= map.len` (grown above) and the mapping is writable; the pool reads this buffer only
             // after this result's frame, which is written after this copy.
             unsafe { write_planar(map.ptr, audio) };
