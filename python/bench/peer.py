@@ -126,6 +126,12 @@ def item_seed(step, item, batch):
     return step * batch + item
 
 
+def item_tasks(step, inputs):
+    """One task per item of a step, as the pedalboard engines hand them out: (x_i, θ_i, g_i, seed_i)."""
+    batch = len(inputs.x)
+    return [(inputs.x[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # pedalboard: one plugin instance and the per-item SPSA work, shared by the process and the thread engines
 
@@ -233,8 +239,7 @@ class MultiprocessingEngine:
         self.process_pool = process_pool
 
     def step(self, step, inputs):
-        batch = len(inputs.x)
-        tasks = [(inputs.x[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
+        tasks = item_tasks(step, inputs)
         # chunksize=1: one task per item, as such code sends them (map would pick 1 for 8 items on 2 workers too).
         results = self.process_pool.map(_process_item, tasks, chunksize=1)
         return np.stack([y for y, _ in results]), np.stack([g for _, g in results])
@@ -260,9 +265,7 @@ class DirectThreadsEngine:
         return self.local.renderer.spsa_item(x, theta, grad_y, seed)
 
     def step(self, step, inputs):
-        batch = len(inputs.x)
-        tasks = [(inputs.x[i], inputs.theta[i], inputs.grad_y[i], item_seed(step, i, batch)) for i in range(batch)]
-        results = list(self.executor.map(self._item, tasks))
+        results = list(self.executor.map(self._item, item_tasks(step, inputs)))
         return np.stack([y for y, _ in results]), np.stack([g for _, g in results])
 
     def close(self):
@@ -323,28 +326,32 @@ def sanity_check(pool, reference_renderer, clips, theta):
     return check
 
 
+def difference(outputs, reference):
+    """The largest |Δy| and |Δĝ| between two engines' (y, ĝ) of one step."""
+    (y, gradients), (reference_y, reference_gradients) = outputs, reference
+    return {"max_abs_difference_y": float(np.max(np.abs(y - reference_y))),
+            "max_abs_difference_gradient": float(np.max(np.abs(gradients - reference_gradients)))}
+
+
+def describe_difference(name, d):
+    return f"{name} max |Δy| {d['max_abs_difference_y']:.3g}, max |Δĝ| {d['max_abs_difference_gradient']:.3g}"
+
+
 def afx_agreement(first_outputs):
     """How far the two ways of driving afx.Pool are apart on the first warm-up step: they must agree bit for bit."""
-    (y, gradients), (y_two, gradients_two) = first_outputs[AFX_POOL], first_outputs[AFX_TWO_CALLS]
-    agreement = {"max_abs_difference_y": float(np.max(np.abs(y - y_two))),
-                 "max_abs_difference_gradient": float(np.max(np.abs(gradients - gradients_two)))}
-    print(f"afx.Pool, render_perturbed then vjp vs render then spsa, first step: max |Δy| "
-          f"{agreement['max_abs_difference_y']:.3g}, max |Δĝ| {agreement['max_abs_difference_gradient']:.3g}")
+    agreement = difference(first_outputs[AFX_POOL], first_outputs[AFX_TWO_CALLS])
+    print("afx.Pool (render_perturbed then vjp) vs the same pool called twice, first step: "
+          + describe_difference(AFX_TWO_CALLS, agreement))
     return agreement
 
 
 def pedalboard_agreement(first_outputs):
     """How far the pedalboard engines' (y, ĝ) of the first warm-up step are from the two threads': the same
     plugin, block, θ and seeds, so anything but 0 means an engine does different work."""
-    reference_y, reference_gradients = first_outputs[TWO_THREADS]
-    agreement = {}
-    for name in (MULTIPROCESSING, ONE_THREAD):
-        y, gradients = first_outputs[name]
-        agreement[name] = {"max_abs_difference_y": float(np.max(np.abs(y - reference_y))),
-                           "max_abs_difference_gradient": float(np.max(np.abs(gradients - reference_gradients)))}
+    agreement = {name: difference(first_outputs[name], first_outputs[TWO_THREADS])
+                 for name in (MULTIPROCESSING, ONE_THREAD)}
     print("pedalboard engines vs two direct threads, first step: " + "; ".join(
-        f"{name} max |Δy| {a['max_abs_difference_y']:.3g}, max |Δĝ| {a['max_abs_difference_gradient']:.3g}"
-        for name, a in agreement.items()))
+        describe_difference(name, d) for name, d in agreement.items()))
     return agreement
 
 

@@ -187,30 +187,15 @@ impl Pool {
         Ok(inputs)
     }
 
-    /// Item `index`'s render into row `index` of the output, or its error: a render of another shape than the
-    /// input's is one (never a silent NaN row).
-    fn fill_row(
+    /// `x` (see [`Pool::inputs`]) and a θ row per item, checked.
+    fn inputs_and_thetas(
         &self,
-        rows: &mut arrays::RowsBuilder,
-        failures: &mut [Option<ItemError>],
-        thetas: &[Vec<f32>],
-        shape: BatchShape,
-        index: usize,
-        result: Result<Audio, ItemError>,
-    ) {
-        match result {
-            Ok(audio) if rows.set(index, audio.channels()) => {}
-            Ok(audio) => {
-                let kind = FailureKind::Protocol(format!(
-                    "the render gave {} channels of {} frames for an input of shape {shape:?}",
-                    audio.num_channels(),
-                    audio.frames()
-                ));
-                let (chain, theta) = (self.chain.name().to_string(), thetas[index].clone());
-                failures[index] = Some(ItemError { chain, theta, kind, stderr: String::new() });
-            }
-            Err(e) => failures[index] = Some(e),
-        }
+        x: &Bound<'_, PyAny>,
+        theta: &Bound<'_, PyAny>,
+    ) -> PyResult<(AudioBatch, Vec<Vec<f32>>)> {
+        let inputs = self.inputs(x)?;
+        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        Ok((inputs, thetas))
     }
 
     /// The checked inputs of an estimator, one of each per item.
@@ -220,10 +205,49 @@ impl Pool {
         theta: &Bound<'_, PyAny>,
         grad_y: &Bound<'_, PyAny>,
     ) -> PyResult<EstimatorBatch> {
-        let inputs = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
         let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
         Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items })
+    }
+}
+
+/// A batch's renders at θ, each copied into its row of the output as it arrives (behind the renders of the
+/// others), or its error kept.
+struct RenderedRows {
+    rows: arrays::RowsBuilder,
+    failures: Vec<Option<ItemError>>,
+    shape: BatchShape,
+}
+
+impl RenderedRows {
+    fn new(shape: BatchShape) -> RenderedRows {
+        let rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
+        RenderedRows { rows, failures: (0..shape.batch).map(|_| None).collect(), shape }
+    }
+
+    /// Item `index`'s render (of `chain` at `theta`) into its row, or its error: a render of another shape than
+    /// the input's is one (never a silent NaN row).
+    fn fill(&mut self, index: usize, result: Result<Audio, ItemError>, chain: &str, theta: &[f32]) {
+        match result {
+            Ok(audio) if self.rows.set(index, audio.channels()) => {}
+            Ok(audio) => {
+                let kind = FailureKind::Protocol(format!(
+                    "the render gave {} channels of {} frames for an input of shape {:?}",
+                    audio.num_channels(),
+                    audio.frames(),
+                    self.shape
+                ));
+                let (chain, theta) = (chain.to_string(), theta.to_vec());
+                self.failures[index] = Some(ItemError { chain, theta, kind, stderr: String::new() });
+            }
+            Err(e) => self.failures[index] = Some(e),
+        }
+    }
+
+    /// `(y, errors)`: `y` shaped as the input, a failed item's row NaN.
+    fn finish(self, py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyList>)> {
+        let errors = error_list(py, &self.failures)?;
+        Ok((self.rows.into_array(py, self.shape.dims()).into_any(), errors))
     }
 }
 
@@ -328,19 +352,13 @@ impl Pool {
         x: &Bound<'py, PyAny>,
         theta: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let inputs = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
-        let (x, shape) = (inputs.items, inputs.shape);
-        // Each rendered item goes into the output as it arrives, behind the renders of the others.
-        let mut rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
-        let mut failures: Vec<Option<ItemError>> = (0..shape.batch).map(|_| None).collect();
+        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
+        let mut rendered = RenderedRows::new(inputs.shape);
+        let chain = self.chain.name();
         self.run(py, |pool| {
-            pool.render_batch_each(&x, &thetas, |index, result| {
-                self.fill_row(&mut rows, &mut failures, &thetas, shape, index, result)
-            })
+            pool.render_batch_each(&inputs.items, &thetas, |i, result| rendered.fill(i, result, chain, &thetas[i]))
         })?;
-        let errors = error_list(py, &failures)?;
-        Ok((rows.into_array(py, shape.dims()).into_any(), errors))
+        rendered.finish(py)
     }
 
     /// SPSA estimates of `(∂y/∂θ)ᵀ grad_y` for every item (DeepAFx's estimator): K Rademacher perturbations of
@@ -385,20 +403,18 @@ impl Pool {
         items: Option<Vec<usize>>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>, PerturbedRenders)> {
         check_spsa(k, epsilon)?;
-        let inputs = self.inputs(x)?;
-        let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
+        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
         let seeds = item_seeds(seed, items, inputs.shape.batch)?;
-        let (x, shape) = (inputs.items, inputs.shape);
-        let mut rows = arrays::RowsBuilder::new(shape.batch, shape.channels.unwrap_or(1) * shape.frames);
-        let mut failures: Vec<Option<ItemError>> = (0..shape.batch).map(|_| None).collect();
+        let mut rendered = RenderedRows::new(inputs.shape);
+        let chain = self.chain.name();
         let renders = self.run(py, |pool| {
-            pool.render_perturbed_each(&x, &thetas, epsilon, k, &seeds, |index, result| {
-                self.fill_row(&mut rows, &mut failures, &thetas, shape, index, result)
+            pool.render_perturbed_each(&inputs.items, &thetas, epsilon, k, &seeds, |i, result| {
+                rendered.fill(i, result, chain, &thetas[i])
             })
         })?;
-        let errors = error_list(py, &failures)?;
-        let renders = PerturbedRenders { renders, shape, num_params: self.chain.num_params() };
-        Ok((rows.into_array(py, shape.dims()).into_any(), errors, renders))
+        let renders = PerturbedRenders { renders, shape: inputs.shape, num_params: self.chain.num_params() };
+        let (y, errors) = rendered.finish(py)?;
+        Ok((y, errors, renders))
     }
 
     /// Central finite-difference estimates of `(∂y/∂θ)ᵀ grad_y`, step `step` in the normalised space: 2P renders
