@@ -140,18 +140,25 @@ fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the second checkpoint, then kill -9 mid-run.
+    // Kill -9 mid-run: once the second checkpoint (step 12) is on disk and two more steps are logged after it,
+    // so that the resume must both restart from step 12 and drop the logged steps it will redo. Waiting for
+    // those events (not for a time) keeps the kill between checkpoints on a machine of any speed: 46 steps are
+    // still to go when it lands. The 5-minute bound only stops a hung run from hanging the test.
+    let logged_past_checkpoint = || {
+        run.join("checkpoints/step-00000012.json").exists()
+            && std::fs::read_to_string(run.join("metrics.jsonl"))
+                .is_ok_and(|log| log.lines().any(|l| l.starts_with(r#"{"kind":"step","step":14,"#)))
+    };
     let start = Instant::now();
-    while !run.join("checkpoints/step-00000012.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint at step 12 after 5 minutes");
+    while !logged_past_checkpoint() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no step 14 after checkpoint 12 in 5 minutes");
         assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
     let before = records(&run).iter().filter(|r| r["kind"] == "step").count();
-    assert!((12..60).contains(&before), "{before} steps logged before the kill");
+    assert!((14..60).contains(&before), "{before} steps logged before the kill");
 
     let resume = vec![
         "train",
