@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then checks formatting, lints and runs every test
 # (unit tests, end-to-end tests through the afx CLI with real plugins and real recordings, and the Python
-# module's tests).
+# module's tests). Each phase prints its time, and the run ends with a table of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +10,22 @@ cd "$(dirname "$0")/.."
 echo "test.sh: free disk where the build goes: $(df -h --output=avail "${CARGO_TARGET_DIR:-.}" 2>/dev/null | tail -1 | tr -d ' ')"
 # Incremental compilation state is of no use to a one-off run and takes GBs; a developer may set it to 1.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
-bash scripts/setup-debian.sh
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
-bash scripts/test-python.sh
+
+phases=()
+phase() {
+  local name=$1 started=$SECONDS
+  shift
+  echo "test.sh: == $name"
+  "$@"
+  phases+=("$(printf '%-28s %5d s' "$name" $((SECONDS - started)))")
+  echo "test.sh: $name took $((SECONDS - started)) s"
+}
+
+phase "Debian packages" bash scripts/setup-debian.sh
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+phase "cargo test" cargo test --workspace --locked
+phase "Python module (pytest)" bash scripts/test-python.sh
+echo "test.sh: phases"
+printf '  %s\n' "${phases[@]}"
+echo "test.sh: all passed in $SECONDS s"
