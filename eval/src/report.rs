@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use afx_trainer::plot::{BarChart, LineChart, Series, bar_chart, line_chart};
+use afx_report::{BarChart, LineChart, Series, bar_chart, line_chart};
 use afx_trainer::run::{write_atomic, write_json};
 
 use crate::EvalError;

@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
+use afx_report::{LineChart, Series, line_chart};
 use afx_spsa::Pool;
 use afx_trainer::infer::TrainedModel;
-use afx_trainer::plot::{LineChart, Series, line_chart};
 use afx_trainer::train::{TrainConfig, ValidationSet};
 use afx_trainer::{ChainInfo, ClipSource};
 use candle_core::Device;
