@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use afx_host::Audio;
 use afx_nn::loss::MrStftLoss;
+use afx_report::Table;
 use afx_spsa::{Pool, item_seed};
 use afx_trainer::chain_info::ChainInfo;
 use afx_trainer::frontend::batch_tensor;
@@ -328,22 +329,28 @@ pub fn markdown(r: &CompareReport) -> String {
          held-out examples through the real chain (lower is better).\n",
         r.minutes_per_method, r.batch, r.seed, r.test_items
     );
-    s.push_str(
-        "| row | steps | training time | MRSTFT | L1 | loudness error (LU) | mean abs(θ − θ*) | DeepAFx-ST published \
-         MRSTFT / LUFS error |\n|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = Table::compact([
+        "row",
+        "steps",
+        "training time",
+        "MRSTFT",
+        "L1",
+        "loudness error (LU)",
+        "mean abs(θ − θ*)",
+        "DeepAFx-ST published MRSTFT / LUFS error",
+    ]);
     for b in &r.baselines {
         let pe = if b.scores.param_error.is_finite() { format!("{:.4}", b.scores.param_error) } else { "–".into() };
-        let _ = writeln!(
-            s,
-            "| {} | – | – | {:.4} | {:.5} | {:.2} | {} | {} |",
-            b.name,
-            b.scores.mrstft,
-            b.scores.l1,
-            b.scores.loudness_lu,
+        table.row([
+            b.name.clone(),
+            "–".into(),
+            "–".into(),
+            format!("{:.4}", b.scores.mrstft),
+            format!("{:.5}", b.scores.l1),
+            format!("{:.2}", b.scores.loudness_lu),
             pe,
-            published(&b.name)
-        );
+            published(&b.name),
+        ]);
     }
     for m in &r.methods {
         let proxy_cost = match (&r.proxy, GradKind::ALL.iter().find(|k| k.name() == m.method)) {
@@ -352,20 +359,18 @@ pub fn markdown(r: &CompareReport) -> String {
             }
             _ => String::new(),
         };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.1} min{} | {:.4} | {:.5} | {:.2} | {:.4} | {} |",
-            m.method,
-            m.steps,
-            m.train_seconds / 60.0,
-            proxy_cost,
-            m.scores.mrstft,
-            m.scores.l1,
-            m.scores.loudness_lu,
-            m.scores.param_error,
-            published(&m.method)
-        );
+        table.row([
+            m.method.clone(),
+            m.steps.to_string(),
+            format!("{:.1} min{}", m.train_seconds / 60.0, proxy_cost),
+            format!("{:.4}", m.scores.mrstft),
+            format!("{:.5}", m.scores.l1),
+            format!("{:.2}", m.scores.loudness_lu),
+            format!("{:.4}", m.scores.param_error),
+            published(&m.method),
+        ]);
     }
+    s.push_str(&table.to_string());
     if let Some(p) = &r.proxy {
         let quality = match (p.heldout_mrstft, p.identity_mrstft) {
             (Some(q), Some(i)) => format!("; held-out MRSTFT {q:.3} against the identity's {i:.3}"),

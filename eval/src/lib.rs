@@ -29,6 +29,8 @@ pub enum EvalError {
     #[error(transparent)]
     Train(Box<afx_trainer::TrainError>),
     #[error(transparent)]
+    Plot(#[from] afx_report::PlotError),
+    #[error(transparent)]
     Proxy(#[from] Box<afx_proxy::ProxyError>),
     #[error(transparent)]
     Collect(#[from] afx_proxy::collect::CollectError),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use afx_trainer::plot::{BarChart, LineChart, Series, bar_chart, line_chart};
+use afx_report::{BarChart, LineChart, Series, Table, bar_chart, line_chart};
 use afx_trainer::run::{write_atomic, write_json};
 
 use crate::EvalError;
@@ -75,10 +75,18 @@ pub fn grad_markdown(r: &GradReport) -> String {
         "\nDescent: the fraction of examples where θ − {}·ĝ/‖ĝ‖ lowers the real chain's loss.\n",
         r.descent_step
     );
-    s.push_str(
-        "| estimator | renders / estimate | s / estimate | cosine mean | median | p10 | rel. L2 error | sign agreement \
-         | descent | worst parameter (sign agreement) |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = Table::compact([
+        "estimator",
+        "renders / estimate",
+        "s / estimate",
+        "cosine mean",
+        "median",
+        "p10",
+        "rel. L2 error",
+        "sign agreement",
+        "descent",
+        "worst parameter (sign agreement)",
+    ]);
     for e in &r.estimators {
         let worst = e
             .per_param_sign_agreement
@@ -87,37 +95,29 @@ pub fn grad_markdown(r: &GradReport) -> String {
             .filter(|(_, v)| v.is_finite())
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map_or("–".into(), |(j, v)| format!("{} ({:.2})", r.params[j], v));
-        let _ = writeln!(
-            s,
-            "| {}{} | {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
-            e.label,
-            if e.is_reference { " (reference)" } else { "" },
-            e.renders_per_estimate,
-            e.seconds_per_estimate,
-            e.cosine_mean,
-            e.cosine_median,
-            e.cosine_p10,
-            e.rel_err_mean,
-            e.sign_agreement,
-            e.descent_rate,
-            worst
-        );
+        table.row([
+            format!("{}{}", e.label, if e.is_reference { " (reference)" } else { "" }),
+            e.renders_per_estimate.to_string(),
+            format!("{:.4}", e.seconds_per_estimate),
+            format!("{:.3}", e.cosine_mean),
+            format!("{:.3}", e.cosine_median),
+            format!("{:.3}", e.cosine_p10),
+            format!("{:.3}", e.rel_err_mean),
+            format!("{:.3}", e.sign_agreement),
+            format!("{:.3}", e.descent_rate),
+            worst,
+        ]);
     }
-    s.push_str("\n## Sign agreement per parameter\n\n| parameter |");
+    s.push_str(&table.to_string());
+    s.push_str("\n## Sign agreement per parameter\n\n");
     let shown = shown_in_per_param(r);
-    for e in &shown {
-        let _ = write!(s, " {} |", e.label);
-    }
-    s.push_str("\n|---|");
-    s.push_str(&"---|".repeat(shown.len()));
-    s.push('\n');
+    let mut table = Table::compact(["parameter"].into_iter().chain(shown.iter().map(|e| e.label.as_str())));
     for (j, name) in r.params.iter().enumerate() {
-        let _ = write!(s, "| {name} |");
-        for e in &shown {
-            let _ = write!(s, " {:.2} |", e.per_param_sign_agreement.get(j).copied().unwrap_or(f64::NAN));
-        }
-        s.push('\n');
+        let agreement =
+            shown.iter().map(|e| format!("{:.2}", e.per_param_sign_agreement.get(j).copied().unwrap_or(f64::NAN)));
+        table.row([name.clone()].into_iter().chain(agreement));
     }
+    s.push_str(&table.to_string());
     let _ = writeln!(
         s,
         "\n`cosine_vs_renders.png`: mean cosine to the reference against plugin renders per estimate (log x), one \

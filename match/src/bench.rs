@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
+use afx_report::{LineChart, Series, Table, line_chart};
 use afx_spsa::Pool;
 use afx_trainer::infer::TrainedModel;
-use afx_trainer::plot::{LineChart, Series, line_chart};
 use afx_trainer::train::{TrainConfig, ValidationSet};
 use afx_trainer::{ChainInfo, ClipSource};
 use candle_core::Device;
@@ -129,27 +129,32 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The report as a markdown table.
 pub fn markdown(r: &BenchReport) -> String {
-    let mut text = format!(
+    let mut table = Table::new(["", "median MRSTFT", "vs controller", "median time per pair"]);
+    table.row([
+        "input (unprocessed)".to_string(),
+        format!("{:.4}", r.median_input),
+        format!("{:.2}x", r.median_input / r.median_controller),
+        "–".into(),
+    ]);
+    table.row(["trained controller".to_string(), format!("{:.4}", r.median_controller), "1.00x".into(), "–".into()]);
+    for (m, method) in r.methods.iter().enumerate() {
+        table.row([
+            format!("match, {method}"),
+            format!("{:.4}", r.median_matched[m]),
+            format!("{:.2}x", r.matched_over_controller[m]),
+            format!("{:.1} s", r.median_seconds[m]),
+        ]);
+    }
+    format!(
         "Chain `{}`, {} held-out pairs of {:.2} s at {} Hz, {} renders per match from the chain's defaults; \
-         controller: run `{}`.\n\n| | median MRSTFT | vs controller | median time per pair |\n| --- | --- | --- | --- |\n\
-         | input (unprocessed) | {:.4} | {:.2}x | – |\n| trained controller | {:.4} | 1.00x | – |\n",
+         controller: run `{}`.\n\n{table}",
         r.chain,
         r.pairs.len(),
         r.clip_seconds,
         r.sample_rate,
         r.renders,
         r.run,
-        r.median_input,
-        r.median_input / r.median_controller,
-        r.median_controller,
-    );
-    for (m, method) in r.methods.iter().enumerate() {
-        text.push_str(&format!(
-            "| match, {method} | {:.4} | {:.2}x | {:.1} s |\n",
-            r.median_matched[m], r.matched_over_controller[m], r.median_seconds[m]
-        ));
-    }
-    text
+    )
 }
 
 /// Writes `bench.json`, `report.md` and `curves.png` (median best MRSTFT against renders, per method, beside

@@ -15,6 +15,8 @@ pub enum MatchError {
     Start(Box<afx_spsa::ItemError>),
     #[error(transparent)]
     Train(Box<afx_trainer::TrainError>),
+    #[error(transparent)]
+    Plot(#[from] afx_report::PlotError),
     #[error("loss: {0}")]
     Loss(#[from] candle_core::Error),
     #[error(transparent)]

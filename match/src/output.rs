@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use afx_host::{Audio, Preset};
+use afx_report::{LineChart, Series, line_chart};
 use afx_spsa::Pool;
 use afx_trainer::ChainInfo;
 use afx_trainer::infer::{PredictedParam, TrainedModel};
-use afx_trainer::plot::{LineChart, Series, line_chart};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use afx_nn::checkpoint;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_nn::optim::{AdamW, AdamWConfig};
+use afx_report::Table;
 use afx_spsa::item_seed;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -508,24 +509,27 @@ fn write_report(
         c.lr_final,
     );
     if let Some(q) = &summary.validation {
+        let mut outputs = Table::new(["output", "MRSTFT ↓", "SI-SDR (dB) ↑"]);
+        outputs.row(["proxy".to_string(), format!("{:.4}", q.mrstft), format!("{:.2}", q.si_sdr)]);
+        outputs.row([
+            "identity (input)".to_string(),
+            format!("{:.4}", q.identity_mrstft),
+            format!("{:.2}", q.identity_si_sdr),
+        ]);
+        let mut regions = Table::new(["parameter", "θ < 0.5", "θ ≥ 0.5"]);
+        for r in &q.by_param {
+            regions.row([r.param.clone(), format!("{:.4}", r.low), format!("{:.4}", r.high)]);
+        }
         text.push_str(&format!(
             "## Held-out quality (step {}, all {} examples of {}, whole {}-frame examples vs the real chain)\n\n\
-             | output | MRSTFT ↓ | SI-SDR (dB) ↑ |\n| --- | --- | --- |\n| proxy | {:.4} | {:.2} |\n\
-             | identity (input) | {:.4} | {:.2} |\n\nThe proxy is {:.2}× closer than the identity (MRSTFT).\n\n\
-             ### Proxy MRSTFT by parameter region\n\n| parameter | θ < 0.5 | θ ≥ 0.5 |\n| --- | --- | --- |\n",
+             {outputs}\nThe proxy is {:.2}× closer than the identity (MRSTFT).\n\n\
+             ### Proxy MRSTFT by parameter region\n\n{regions}",
             q.step,
             q.items,
             dataset.validation_shards.join(", "),
             dataset.manifest.config.frames,
-            q.mrstft,
-            q.si_sdr,
-            q.identity_mrstft,
-            q.identity_si_sdr,
             q.improvement(),
         ));
-        for r in &q.by_param {
-            text.push_str(&format!("| {} | {:.4} | {:.4} |\n", r.param, r.low, r.high));
-        }
     }
     write_atomic(&out.join("report.md"), text.as_bytes())
 }

@@ -51,8 +51,6 @@ pub enum TrainError {
     Resample { from: u32, to: u32, message: String },
     #[error("bench: {0}")]
     Bench(String),
-    #[error("plot {path}: {message}")]
-    Plot { path: PathBuf, message: String },
 }
 
 impl From<afx_proxy::ProxyError> for TrainError {

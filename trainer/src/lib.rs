@@ -14,7 +14,7 @@
 //! 5. [`infer`]: load a run, predict θ for (input, reference) at the model's rate, render the whole input at
 //!    its own rate, and save an [`afx_host::Preset`] that replays bit-identically.
 //! 6. [`bench`]: where a training step's time goes; [`bench_model`]: the network side of a step in afx and in
-//!    PyTorch; [`plot`]: charts with text (an embedded font).
+//!    PyTorch; [`plot`]: the loss chart (drawn by `afx-report`).
 //!
 //! The data side is the [`pairs::PairSource`] trait; every [`ClipSource`] is one (the corpus implements it;
 //! `Vec<Audio>` does for tests), and so are a [`pairs::PairFolder`]'s training and held-out sides.
