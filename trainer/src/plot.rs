@@ -654,8 +654,8 @@ fn decimals(step: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::StepTiming;
     use crate::metrics::{Baselines, ParamErrors, StepRecord, ValidationRecord};
+    use crate::timing::StepTiming;
 
     fn assert_png(path: &Path) {
         let bytes = std::fs::read(path).unwrap();

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::job::{Job, item_seed};
-use crate::pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
-use crate::worker::{Executor, WorkerSpec};
+use afx_spsa::worker::{Executor, WorkerSpec};
+use afx_spsa::{Isolation, Job, Pool, PoolConfig, PoolError, WorkerCommand, item_seed};
+
+use crate::signal::test_signal;
+use crate::stats::median;
 
 /// What [`pool_throughput`] measured for one chain.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,11 +52,6 @@ pub enum BenchError {
     Pool(#[from] PoolError),
     #[error("{0}")]
     Failed(String),
-}
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 fn check<T, E: std::fmt::Display>(results: Vec<Result<T, E>>) -> Result<(), BenchError> {
@@ -134,7 +131,7 @@ pub fn pool_throughput(
     rounds: usize,
 ) -> Result<PoolBench, BenchError> {
     let rate = 44_100;
-    let input = afx_host::bench::test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
+    let input = test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
     let input = Arc::new(input);
     let mut direct = Executor::new(spec).map_err(|e| BenchError::Failed(e.to_string()))?;
     let p = direct.chain().num_params();

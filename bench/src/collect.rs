@@ -1,4 +1,4 @@
-//! Throughput of [`collect`](crate::collect::collect) through the real chain with 1 and 2 worker processes,
+//! Throughput of [`collect`](afx_proxy::collect::collect) through the real chain with 1 and 2 worker processes,
 //! measured side by side in one run, so the ratio says how well collecting scales with cores (target >= 1.8 on
 //! 2 cores) while machine noise hits both sides alike.
 //!
@@ -18,7 +18,10 @@ use afx_datasets::Corpus;
 use afx_spsa::worker::Executor;
 use afx_spsa::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand, WorkerSpec};
 
-use crate::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
+use afx_proxy::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
+
+use crate::signal::test_signal;
+use crate::stats::median;
 
 /// Examples per shard in the bench: `afx collect`'s default.
 pub const SHARD_SIZE: usize = 64;
@@ -78,14 +81,9 @@ pub struct BenchConfig {
 /// envelope, so the compressor works), in memory. Crops cost the same whatever the audio; renders of EQ and
 /// compressor barely depend on it.
 pub fn test_corpus(sample_rate: u32) -> Result<Corpus, BenchError> {
-    let signal = afx_host::bench::test_signal(sample_rate, 30 * sample_rate as usize);
+    let signal = test_signal(sample_rate, 30 * sample_rate as usize);
     Corpus::from_clips(Path::new("(test signal)"), sample_rate, vec![("test-signal.wav".into(), signal)])
         .map_err(|e| BenchError::Config(e.to_string()))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn range(v: &[f64]) -> [f64; 2] {

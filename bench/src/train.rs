@@ -1,0 +1,36 @@
+//! Where a training step's time goes: data (pair sampling and target renders), encoder forward, plugin
+//! renders, loss, SPSA, backward (+ optimizer), measured on real steps of a throwaway model.
+
+use afx_spsa::Pool;
+use afx_trainer::timing::StepTiming;
+use afx_trainer::train::{TrainConfig, Trainer};
+use afx_trainer::{ChainInfo, ClipSource, TrainError};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+/// Result of [`bench_train`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainBench {
+    pub steps: usize,
+    pub batch: usize,
+    /// Mean over the measured steps (the first step, which warms caches, is not measured).
+    pub mean: StepTiming,
+}
+
+/// Runs `steps` + 1 training steps of a fresh model (nothing written to disk) and returns the mean timing.
+pub fn bench_train(
+    config: &TrainConfig,
+    chain: &ChainInfo,
+    pool: &mut Pool,
+    source: &dyn ClipSource,
+    steps: usize,
+    device: &Device,
+) -> Result<TrainBench, TrainError> {
+    let mut trainer = Trainer::new(config.clone(), chain.clone(), device.clone())?;
+    trainer.step(pool, source)?;
+    let mut total = StepTiming::default();
+    for _ in 0..steps {
+        total += trainer.step(pool, source)?.timing;
+    }
+    Ok(TrainBench { steps, batch: config.batch, mean: total.scaled(1.0 / steps.max(1) as f64) })
+}
