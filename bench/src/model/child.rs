@@ -14,7 +14,7 @@ use afx_trainer::train::Trainer;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use super::io_error;
+use super::error::io_error;
 use super::spec::{Inputs, ModelBenchSpec};
 use crate::stats::midpoint_median as median;
 

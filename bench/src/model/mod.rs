@@ -27,32 +27,14 @@
 //! (the parent: 1 to 3 and the figures put together) and [`report`] (the table).
 
 pub mod child;
+mod error;
 pub mod reference;
 pub mod report;
 pub mod run;
 pub mod spec;
 
-use std::path::PathBuf;
-
-use afx_trainer::TrainError;
-
 pub use child::{Check, ChildResult, Workload, child_main, run_child};
+pub use error::ModelError;
 pub use reference::write_reference;
 pub use run::{ModelBench, ModelBenchOptions, Side, SideFigures, bench_model, torch_version};
 pub use spec::{ModelBenchSpec, OutputGain, ParamShape, write_inputs};
-
-/// Why `afx bench model` failed: a step of the trainer's or the proxy's code, or a child (or the script) that did
-/// not run or report.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error("bench: {0}")]
-    Bench(String),
-}
-
-/// An I/O error on `path`, as the trainer reports one.
-fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
-    let path = path.into();
-    move |source| TrainError::Io { path, source }
-}

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use afx_trainer::TrainError;
 
-use super::ModelError;
 use super::child::{Check, ChildResult, Workload};
-use super::io_error;
+use super::error::ModelError;
+use super::error::io_error;
 use super::reference::write_reference;
 use super::spec::{ModelBenchSpec, ParamShape, TORCH_SCRIPT, TorchShapes, write_inputs};
 

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::io_error;
+use super::error::io_error;
 use crate::signal::test_signal;
 
 /// The PyTorch side, written next to the spec for each run.
