@@ -207,3 +207,30 @@ fn without_pool(
         Ok(config.examples as f64 / start.elapsed().as_secs_f64())
     })
 }
+
+/// `afx bench collect`'s report: both rates, their ratio and the reference's, with their ranges.
+pub fn report(r: &CollectBench) -> String {
+    format!(
+        "{}: {} examples of {} s at {} Hz per collection, median of {} (range):\n  \
+         1 worker  {:.1} examples/s ({:.1}-{:.1})\n  2 workers {:.1} examples/s ({:.1}-{:.1})\n  \
+         speedup {:.2}x ({:.2}-{:.2}, target >= 1.8); without the pool (2 threads over 1, same work) {:.2}x \
+         ({:.2}-{:.2})",
+        r.chain,
+        r.examples,
+        r.seconds,
+        r.sample_rate,
+        r.repeats,
+        r.examples_per_s_1_worker,
+        r.range_1_worker[0],
+        r.range_1_worker[1],
+        r.examples_per_s_2_workers,
+        r.range_2_workers[0],
+        r.range_2_workers[1],
+        r.speedup_2_workers,
+        r.speedup_range[0],
+        r.speedup_range[1],
+        r.speedup_without_pool,
+        r.speedup_without_pool_range[0],
+        r.speedup_without_pool_range[1]
+    )
+}

@@ -99,3 +99,25 @@ fn time<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration, E> {
     f()?;
     Ok(start.elapsed())
 }
+
+/// One line of `afx bench render`'s report.
+pub fn report_line(r: &RenderBench) -> String {
+    let direct = match r.format {
+        Format::Lv2 => "livi",
+        Format::Clap => "clack-host",
+        Format::Vst3 => "vst3",
+    };
+    format!(
+        "{} ({}), {} frames at {} Hz, block {}, median of {}: harness {:.3} ms  direct {direct} {:.3} ms  \
+         overhead {:.3}x (target <= 1.05)",
+        r.plugin,
+        r.format,
+        r.frames,
+        r.sample_rate,
+        r.block_size,
+        r.repeats,
+        r.harness_s * 1e3,
+        r.direct_s * 1e3,
+        r.overhead
+    )
+}

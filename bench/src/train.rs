@@ -2,6 +2,7 @@
 //! renders, loss, SPSA, backward (+ optimizer), measured on real steps of a throwaway model.
 
 use afx_spsa::Pool;
+use afx_trainer::method::GradKind;
 use afx_trainer::timing::StepTiming;
 use afx_trainer::train::{TrainConfig, Trainer};
 use afx_trainer::{ChainInfo, ClipSource, TrainError};
@@ -33,4 +34,31 @@ pub fn bench_train(
         total += trainer.step(pool, source)?.timing;
     }
     Ok(TrainBench { steps, batch: config.batch, mean: total.scaled(1.0 / steps.max(1) as f64) })
+}
+
+/// `afx bench train`'s report: the step's time and each part's share, for `chain` and the method `grad`.
+pub fn report(r: &TrainBench, chain: &ChainInfo, grad: GradKind) -> String {
+    let t = r.mean;
+    let pct = |x: f64| 100.0 * x / t.total_s;
+    let mut text = format!(
+        "{} ({} parameters), --grad {}: batch {}, mean of {} steps: {:.3} s/step\n",
+        chain.name,
+        chain.num_params(),
+        grad.name(),
+        r.batch,
+        r.steps,
+        t.total_s
+    );
+    for (what, s) in [
+        ("data (crops, pairs, targets)", t.data_s),
+        ("encoder forward", t.encoder_forward_s),
+        ("plugin renders", t.render_s),
+        ("loss (MRSTFT + dL/dy)", t.loss_s),
+        ("SPSA", t.spsa_s),
+        ("proxy forward", t.proxy_s),
+        ("backward + update", t.backward_s),
+    ] {
+        text.push_str(&format!("  {what:<30} {:>8.3} s  {:>5.1}%\n", s, pct(s)));
+    }
+    text
 }
