@@ -23,7 +23,7 @@
 //!    script loads the same weights and reports how far its values are from afx's (`check`), so the two sides
 //!    are shown to compute the same networks and loss.
 //!
-//! The module's files follow those steps: [`spec`] (1), [`child`] (2, in each child), [`reference`] (3), [`run`]
+//! The module's files follow those steps: [`spec`] (1), [`child`] (2, in each child), [`reference`](mod@reference) (3), [`run`]
 //! (the parent: 1 to 3 and the figures put together) and [`report`] (the table).
 
 pub mod child;

@@ -41,7 +41,7 @@ fn check_weights(varmap: &VarMap, seed: u64) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Computes afx's values at fixed weights ([`check_weights`]) on the bench's inputs and writes them, with the
+/// Computes afx's values at fixed weights (`check_weights`) on the bench's inputs and writes them, with the
 /// weights, into `dir`: θ from the trainer's model, the per-item loss and dL/dy from the SPSA method's loss
 /// code, the proxy's output over the whole window and its training loss. Returns the files (set them as the
 /// spec's `reference`).

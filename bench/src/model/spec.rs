@@ -1,6 +1,6 @@
 //! What both sides of `afx bench model` read: the spec (afx's configs and the flat shapes the PyTorch script
 //! reads, [`ModelBenchSpec`]), the size of θ ([`ParamShape`]), and the inputs ([`write_inputs`], read back by
-//! [`Inputs`]).
+//! `Inputs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -335,7 +335,7 @@ fn source_corpus(sample_rate: u32) -> Result<(afx_datasets::Corpus, String), Tra
 
 /// Writes the inputs of both workloads to `spec.inputs` (f32 safetensors) and says what they are:
 /// `input`, `reference`, `target` `(B, L)` (a crop's two halves, as training pairs are cut, and the input
-/// through [`stand_in_chain`]), `grad_theta` `(B, P)` (an SPSA-sized dL/dθ), `tcn_x` `(B, context + patch)`,
+/// through `stand_in_chain`), `grad_theta` `(B, P)` (an SPSA-sized dL/dθ), `tcn_x` `(B, context + patch)`,
 /// `tcn_target` `(B, patch)` and `tcn_theta` `(B, P)` for the proxy.
 pub fn write_inputs(spec: &ModelBenchSpec) -> Result<String, TrainError> {
     let (train, tcn) = (&spec.torch.train, &spec.torch.tcn);
