@@ -11,4 +11,7 @@ venv=${AFX_PYTHON_VENV:-$target/python-venv}
 export PIP_NO_CACHE_DIR=1
 
 bash scripts/install-python.sh "$venv" test
+# tests/bench_model.rs's comparison with PyTorch needs a python with torch: `cargo test` lists it as ignored, and it
+# runs here on this venv's (the test build is cargo test's, already made; CI=true makes a python without torch fail).
+AFX_PYTHON="$venv/bin/python" cargo test --workspace --locked --test bench_model -- --ignored
 "$venv/bin/pytest" -q python/tests

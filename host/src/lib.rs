@@ -35,11 +35,12 @@
 
 pub mod atomic;
 pub mod audio;
-pub mod bench;
 pub mod chain;
 mod clap;
 pub mod config;
 mod denormals;
+#[cfg(feature = "direct-render")]
+pub mod direct;
 mod host;
 mod lv2;
 pub mod param;

@@ -27,7 +27,6 @@
 //! }
 //! ```
 
-pub mod bench;
 pub mod cmaes;
 mod error;
 mod objective;

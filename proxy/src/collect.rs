@@ -240,7 +240,7 @@ pub fn collect(
 
 /// Shard `j`'s [`SHARD_TASK`] job, writing into `out`: what [`collect`] sends a worker (for the bench's
 /// pool-free reference).
-pub(crate) fn shard_job(
+pub fn shard_job(
     out: &Path,
     (chain, corpus, sampler): (&ChainLayout, &Corpus, &dyn Sampler),
     config: &CollectConfig,

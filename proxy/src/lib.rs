@@ -8,9 +8,7 @@
 //!    plugins.toml are applied exactly instead of learned. Loading refuses a proxy of another chain.
 //! 5. [`train`]: `afx train-proxy` (MRSTFT + L1, checkpoints, exact resume) and [`quality`]: proxy vs identity
 //!    on held-out examples (MRSTFT, SI-SDR).
-//! 6. [`bench`]: how collect's throughput scales with worker processes (`afx bench collect`).
 
-pub mod bench;
 pub mod collect;
 pub mod dataset;
 mod error;

@@ -26,7 +26,6 @@
 //! ```
 
 mod arena;
-pub mod bench;
 pub mod estimator;
 mod job;
 pub mod launch;

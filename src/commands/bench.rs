@@ -1,6 +1,6 @@
 //! `afx bench`: speed of the harness measured against direct loops, side by side in one run.
 
-use afx_host::bench::{RenderBench, default_plugin, render_overhead};
+use afx_bench::render::{default_plugin, render_overhead};
 use afx_host::{Format, Host};
 
 #[derive(clap::Subcommand)]
@@ -78,7 +78,7 @@ pub struct MatchArgs {
 pub struct ModelChildArgs {
     spec: std::path::PathBuf,
     #[arg(long)]
-    workload: afx_trainer::bench_model::Workload,
+    workload: afx_bench::model::Workload,
 }
 
 /// The repository's plugins.toml, built in: `bench model` counts its chain's parameters here when no
@@ -183,7 +183,7 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
         Bench::Collect(args) => collect(args, config),
         Bench::Model(args) => model(args, config),
         Bench::Match(args) => bench_match(args, config),
-        Bench::ModelChild(args) => Ok(afx_trainer::bench_model::child_main(&args.spec, args.workload)?),
+        Bench::ModelChild(args) => Ok(afx_bench::model::child_main(&args.spec, args.workload)?),
         Bench::Render(args) => {
             let host = Host::new();
             let formats = if args.all_formats { Format::ALL.to_vec() } else { vec![args.format] };
@@ -192,7 +192,7 @@ pub fn run(bench: Bench, config: Option<&std::path::Path>) -> anyhow::Result<()>
                 let plugin = args.plugin.as_deref().unwrap_or(default_plugin(format));
                 let r = render_overhead(&host, plugin, format, args.seconds, args.block_size, args.repeats)?;
                 if !args.json {
-                    print_line(&r);
+                    println!("{}", afx_bench::render::report_line(&r));
                 }
                 results.push(r);
             }
@@ -214,66 +214,17 @@ fn spsa(args: SpsaArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> 
     let mut results = vec![];
     for chain in &args.chains {
         let spec = super::worker_spec(&super::PoolRequest { chain, config: config.as_deref(), ..Default::default() })?;
-        let r = afx_spsa::bench::pool_throughput(&spec, &worker, args.seconds, args.batch, args.rounds)?;
+        let r = afx_bench::spsa::pool_throughput(&spec, &worker, args.seconds, args.batch, args.rounds)?;
         if !args.json {
-            println!(
-                "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s\n  two direct threads {:.0} renders/s: 2-worker SPSA over that limit {:.3}x (target >= 0.9)\n  one SPSA item, K = 16: 1 worker {:.1} ms, 2 workers {:.1} ms: speedup {:.2}x (target >= 1.8)",
-                r.chain,
-                r.seconds,
-                args.rounds,
-                r.direct_s * 1e3,
-                r.inprocess_s * 1e3,
-                r.isolated_s * 1e3,
-                r.isolated_over_inprocess,
-                r.inprocess_over_direct,
-                r.spsa_items_per_s_1_worker,
-                r.spsa_items_per_s_2_workers,
-                r.speedup_2_workers,
-                r.renders_per_s,
-                r.direct_2_threads_renders_per_s,
-                r.over_direct_limit,
-                r.one_item_k16_1_worker_s * 1e3,
-                r.one_item_k16_2_workers_s * 1e3,
-                r.one_item_k16_speedup
-            );
+            println!("{}", afx_bench::spsa::report(&r, args.rounds));
         }
         results.push(r);
     }
     if args.json {
-        let first = results.first().ok_or_else(|| anyhow::anyhow!("no chain to measure"))?;
-        let json = serde_json::json!({
-            "isolated_over_inprocess": first.isolated_over_inprocess,
-            "inprocess_over_direct": first.inprocess_over_direct,
-            "speedup_2_workers": first.speedup_2_workers,
-            "renders_per_s": first.renders_per_s,
-            "over_direct_limit": first.over_direct_limit,
-            "one_item_k16_speedup": first.one_item_k16_speedup,
-            "chains": results,
-        });
+        let json = afx_bench::spsa::json_summary(&results).ok_or_else(|| anyhow::anyhow!("no chain to measure"))?;
         println!("{json}");
     }
     Ok(())
-}
-
-fn print_line(r: &RenderBench) {
-    let direct = match r.format {
-        Format::Lv2 => "livi",
-        Format::Clap => "clack-host",
-        Format::Vst3 => "vst3",
-    };
-    println!(
-        "{} ({}), {} frames at {} Hz, block {}, median of {}: harness {:.3} ms  direct {direct} {:.3} ms  \
-         overhead {:.3}x (target <= 1.05)",
-        r.plugin,
-        r.format,
-        r.frames,
-        r.sample_rate,
-        r.block_size,
-        r.repeats,
-        r.harness_s * 1e3,
-        r.direct_s * 1e3,
-        r.overhead
-    );
 }
 
 fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -288,33 +239,12 @@ fn train(args: TrainArgs, config: Option<&std::path::Path>) -> anyhow::Result<()
     let corpus = afx_datasets::Corpus::open(&args.data, afx_datasets::Split::Train, train_config.sample_rate)?;
     let super::train::Setup { chain, mut pool } = super::train::setup(&args.chain, config_path.as_deref(), None, None)?;
     let device = afx_trainer::device("cpu")?;
-    let r = afx_trainer::bench::bench_train(&train_config, &chain, &mut pool, &corpus, args.steps, &device)?;
+    let r = afx_bench::train::bench_train(&train_config, &chain, &mut pool, &corpus, args.steps, &device)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
-    let t = r.mean;
-    let pct = |x: f64| 100.0 * x / t.total_s;
-    println!(
-        "{} ({} parameters), --grad {}: batch {}, mean of {} steps: {:.3} s/step",
-        chain.name,
-        chain.num_params(),
-        args.grad.name(),
-        r.batch,
-        r.steps,
-        t.total_s
-    );
-    for (what, s) in [
-        ("data (crops, pairs, targets)", t.data_s),
-        ("encoder forward", t.encoder_forward_s),
-        ("plugin renders", t.render_s),
-        ("loss (MRSTFT + dL/dy)", t.loss_s),
-        ("SPSA", t.spsa_s),
-        ("proxy forward", t.proxy_s),
-        ("backward + update", t.backward_s),
-    ] {
-        println!("  {what:<30} {:>8.3} s  {:>5.1}%", s, pct(s));
-    }
+    print!("{}", afx_bench::train::report(&r, &chain, args.grad));
     Ok(())
 }
 
@@ -335,7 +265,7 @@ fn bench_match(args: MatchArgs, config: Option<&std::path::Path>) -> anyhow::Res
         ..Default::default()
     })?;
     let methods = args.methods.clone();
-    let mut on_pair = |i: usize, p: &afx_match::bench::PairScores| {
+    let mut on_pair = |i: usize, p: &afx_bench::matching::PairScores| {
         let matched: Vec<String> = methods
             .iter()
             .zip(&p.matched)
@@ -344,9 +274,9 @@ fn bench_match(args: MatchArgs, config: Option<&std::path::Path>) -> anyhow::Res
         eprintln!("pair {:>2}: input {:.4}  controller {:.4}  {}", i + 1, p.input, p.controller, matched.join("  "));
     };
     let report =
-        afx_match::bench::bench(&mut pool, &args.run, &source, args.pairs, &args.methods, &base, &mut on_pair)?;
-    afx_match::bench::write_report(&args.out, &report)?;
-    print!("{}", afx_match::bench::markdown(&report));
+        afx_bench::matching::bench(&mut pool, &args.run, &source, args.pairs, &args.methods, &base, &mut on_pair)?;
+    afx_bench::matching::write_report(&args.out, &report)?;
+    print!("{}", afx_bench::matching::markdown(&report));
     println!("wrote {} (bench.json, report.md, curves.png)", args.out.display());
     Ok(())
 }
@@ -355,7 +285,7 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
     let config_path = super::config_path(config);
     let corpus = match &args.data {
         Some(dir) => afx_datasets::Corpus::open(dir, afx_datasets::Split::Train, args.sample_rate)?,
-        None => afx_proxy::bench::test_corpus(args.sample_rate)?,
+        None => afx_bench::collect::test_corpus(args.sample_rate)?,
     };
     let spec = super::worker_spec(&super::PoolRequest {
         chain: &args.chain,
@@ -363,40 +293,19 @@ fn collect(args: CollectArgs, config: Option<&std::path::Path>) -> anyhow::Resul
         ..Default::default()
     })?;
     let worker = afx_spsa::WorkerCommand::current_exe("worker")?;
-    let bench = afx_proxy::bench::BenchConfig { examples: args.examples, seconds: args.seconds, repeats: args.repeats };
-    let r = afx_proxy::bench::collect_throughput(&corpus, &spec, &worker, &bench)?;
+    let bench =
+        afx_bench::collect::BenchConfig { examples: args.examples, seconds: args.seconds, repeats: args.repeats };
+    let r = afx_bench::collect::collect_throughput(&corpus, &spec, &worker, &bench)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
-    println!(
-        "{}: {} examples of {} s at {} Hz per collection, median of {} (range):\n  \
-         1 worker  {:.1} examples/s ({:.1}-{:.1})\n  2 workers {:.1} examples/s ({:.1}-{:.1})\n  \
-         speedup {:.2}x ({:.2}-{:.2}, target >= 1.8); without the pool (2 threads over 1, same work) {:.2}x \
-         ({:.2}-{:.2})",
-        r.chain,
-        r.examples,
-        r.seconds,
-        r.sample_rate,
-        r.repeats,
-        r.examples_per_s_1_worker,
-        r.range_1_worker[0],
-        r.range_1_worker[1],
-        r.examples_per_s_2_workers,
-        r.range_2_workers[0],
-        r.range_2_workers[1],
-        r.speedup_2_workers,
-        r.speedup_range[0],
-        r.speedup_range[1],
-        r.speedup_without_pool,
-        r.speedup_without_pool_range[0],
-        r.speedup_without_pool_range[1]
-    );
+    println!("{}", afx_bench::collect::report(&r));
     Ok(())
 }
 
 fn model(args: ModelArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use afx_trainer::bench_model::{ModelBenchOptions, ParamShape, bench_model};
+    use afx_bench::model::{ModelBenchOptions, ParamShape, bench_model};
     let params = match args.params {
         Some(n) => ParamShape::plain(n, "--params"),
         None => {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why training, resuming, inference or a benchmark failed.
+/// Why training, resuming or inference failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("model: {0}")]
@@ -49,8 +49,6 @@ pub enum TrainError {
     AllFailed { consecutive: usize, last: String },
     #[error("resampling {from} Hz to {to} Hz: {message}")]
     Resample { from: u32, to: u32, message: String },
-    #[error("bench: {0}")]
-    Bench(String),
 }
 
 impl From<afx_proxy::ProxyError> for TrainError {

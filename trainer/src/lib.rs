@@ -13,14 +13,12 @@
 //!    checkpoints ([`run`]), exact resume, a loss plot and `report.md`.
 //! 5. [`infer`]: load a run, predict θ for (input, reference) at the model's rate, render the whole input at
 //!    its own rate, and save an [`afx_host::Preset`] that replays bit-identically.
-//! 6. [`bench`]: where a training step's time goes; [`bench_model`]: the network side of a step in afx and in
-//!    PyTorch; [`plot`]: the loss chart (drawn by `afx-report`).
+//! 6. [`timing`]: where a step's time goes ([`timing::StepTiming`]); [`plot`]: the loss chart (drawn by
+//!    `afx-report`).
 //!
 //! The data side is the [`pairs::PairSource`] trait; every [`ClipSource`] is one (the corpus implements it;
 //! `Vec<Audio>` does for tests), and so are a [`pairs::PairFolder`]'s training and held-out sides.
 
-pub mod bench;
-pub mod bench_model;
 pub mod chain_info;
 mod error;
 pub mod frontend;
@@ -34,6 +32,7 @@ pub mod plot;
 pub mod resample;
 pub mod run;
 pub mod source;
+pub mod timing;
 pub mod train;
 
 pub use chain_info::{ChainInfo, TrainedParam};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::TrainError;
-use crate::bench::StepTiming;
+use crate::timing::StepTiming;
 
 /// One training step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -65,8 +65,8 @@ pub fn loss_curve(path: &Path, records: &[Record]) -> Result<(), PlotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::StepTiming;
     use crate::metrics::{Baselines, ParamErrors, StepRecord, ValidationRecord};
+    use crate::timing::StepTiming;
 
     fn assert_png(path: &Path) {
         let bytes = std::fs::read(path).unwrap();

@@ -17,7 +17,6 @@ use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::bench::StepTiming;
 use crate::chain_info::ChainInfo;
 use crate::frontend::{Frontend, batch_tensor};
 use crate::method::spsa::SpsaConfig;
@@ -26,6 +25,7 @@ use crate::metrics::{self, Baselines, MetricsLog, PairValidation, ParamErrors, R
 use crate::model::{Model, ModelConfig, seeded_init};
 use crate::pairs::{Corruption, PairBatch, PairInfo, PairRequest, PairSource, uniform};
 use crate::run::{self, CheckpointMeta, OptimizerMeta, RngState};
+use crate::timing::StepTiming;
 
 /// Everything that shapes a run. Stored in the run folder and in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

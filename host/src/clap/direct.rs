@@ -1,4 +1,4 @@
-//! The direct clack-host loop `afx bench render` measures the harness against (see `crate::bench`).
+//! The direct clack-host loop `afx bench render` measures the harness against (see `crate::direct`).
 
 use std::ffi::CString;
 
@@ -6,8 +6,8 @@ use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 
-use crate::bench::{BenchError, Direct, direct_error, fill_ports};
 use crate::denormals::FlushDenormals;
+use crate::direct::loops::{DirectError, DirectRender, direct_error, fill_ports};
 use crate::plugin::Effect;
 
 /// The baseline for CLAP: clack-host as its examples show. The `PluginEntry` is the one afx loaded (clack-host
@@ -33,7 +33,7 @@ pub(crate) struct DirectClap {
 }
 
 impl DirectClap {
-    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectClap, BenchError> {
+    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectClap, DirectError> {
         let info = effect.info();
         // SAFETY: the file is the one afx's CLAP world already loaded for this effect; clack-host returns its
         // cached entry, so no plugin code runs again.
@@ -81,8 +81,8 @@ impl DirectClap {
     }
 }
 
-impl Direct for DirectClap {
-    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), BenchError> {
+impl DirectRender for DirectClap {
+    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), DirectError> {
         let _ftz = FlushDenormals::enable();
         let block = self.block_size;
         let padded = signal.len().div_ceil(block) * block;

@@ -6,6 +6,7 @@
 //! parameter values repeated as events at frame 0 of the first block → stopped, deactivated and destroyed. A
 //! fresh instance per render is the reset: it cannot carry state over, whatever the plugin's `reset` does.
 
+#[cfg(feature = "direct-render")]
 pub(crate) mod direct;
 
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
-//! The direct livi loop `afx bench render` measures the harness against (see `crate::bench`).
+//! The direct livi loop `afx bench render` measures the harness against (see `crate::direct`).
 
-use crate::bench::{BenchError, Direct, direct_error, fill_ports};
 use crate::denormals::FlushDenormals;
+use crate::direct::loops::{DirectError, DirectRender, direct_error, fill_ports};
 use crate::plugin::Effect;
 
 /// The baseline: livi used as its README shows, with only what a correct render needs (all ports connected).
@@ -20,11 +20,11 @@ pub(crate) struct DirectLv2 {
 }
 
 impl DirectLv2 {
-    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectLv2, BenchError> {
+    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectLv2, DirectError> {
         let world = livi::World::new();
         let plugin = world
             .plugin_by_uri(&effect.info().id)
-            .ok_or_else(|| BenchError::Direct(format!("livi does not find {}", effect.info().id)))?;
+            .ok_or_else(|| DirectError(format!("livi does not find {}", effect.info().id)))?;
         let features = world
             .try_build_features(livi::FeaturesBuilder { min_block_length: 1, max_block_length: block_size })
             .map_err(direct_error)?;
@@ -48,8 +48,8 @@ impl DirectLv2 {
     }
 }
 
-impl Direct for DirectLv2 {
-    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), BenchError> {
+impl DirectRender for DirectLv2 {
+    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), DirectError> {
         // Every direct loop flushes denormals as the harness does: the two sides must run the DSP in the same
         // floating-point mode, or the ratio measures denormal handling instead of the host layer.
         let _ftz = FlushDenormals::enable();

@@ -5,6 +5,7 @@
 //! input set and checked) → `run` block by block with every port connected (atom sequences and CV ports get
 //! empty buffers) → dropped. A fresh instance per render is the reset: livi has no deactivate/activate.
 
+#[cfg(feature = "direct-render")]
 pub(crate) mod direct;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The direct vst3-crate loop `afx bench render` measures the harness against (see `crate::bench`).
+//! The direct vst3-crate loop `afx bench render` measures the harness against (see `crate::direct`).
 
 use std::ffi::c_char;
 use std::ptr;
@@ -14,8 +14,8 @@ use vst3::Steinberg::Vst::{
 use vst3::Steinberg::{IPluginBaseTrait, kResultOk};
 use vst3::{ComPtr, ComWrapper};
 
-use crate::bench::{BenchError, Direct, direct_error, fill_ports};
 use crate::denormals::FlushDenormals;
+use crate::direct::loops::{DirectError, DirectRender, direct_error, fill_ports};
 use crate::plugin::Effect;
 use crate::vst3::com::ParameterChanges;
 use crate::vst3::module::{self, AUDIO_MODULE_CLASS, Module, cid_hex};
@@ -49,7 +49,7 @@ pub(crate) struct DirectVst3 {
 }
 
 impl DirectVst3 {
-    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectVst3, BenchError> {
+    pub(crate) fn new(effect: &Effect, block_size: usize, sample_rate: u32) -> Result<DirectVst3, DirectError> {
         let info = effect.info();
         let module = Module::load(&info.path).map_err(direct_error)?;
         let cid = module
@@ -133,8 +133,8 @@ impl DirectVst3 {
     }
 }
 
-impl Direct for DirectVst3 {
-    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), BenchError> {
+impl DirectRender for DirectVst3 {
+    fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), DirectError> {
         let _ftz = FlushDenormals::enable();
         let block = self.block_size;
         let padded = signal.len().div_ceil(block) * block;

@@ -14,6 +14,7 @@
 //! the VST3 `ParamID`s in decimal. The controller is never connected to the component: afx sends values to the
 //! processor itself, so no messages travel between them at unpredictable times.
 
+#[cfg(feature = "direct-render")]
 pub(crate) mod direct;
 
 pub(crate) mod com;

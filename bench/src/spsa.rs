@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::job::{Job, item_seed};
-use crate::pool::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand};
-use crate::worker::{Executor, WorkerSpec};
+use afx_spsa::worker::{Executor, WorkerSpec};
+use afx_spsa::{Isolation, Job, Pool, PoolConfig, PoolError, WorkerCommand, item_seed};
+
+use crate::signal::test_signal;
+use crate::stats::median;
 
 /// What [`pool_throughput`] measured for one chain.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,11 +52,6 @@ pub enum BenchError {
     Pool(#[from] PoolError),
     #[error("{0}")]
     Failed(String),
-}
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 fn check<T, E: std::fmt::Display>(results: Vec<Result<T, E>>) -> Result<(), BenchError> {
@@ -134,7 +131,7 @@ pub fn pool_throughput(
     rounds: usize,
 ) -> Result<PoolBench, BenchError> {
     let rate = 44_100;
-    let input = afx_host::bench::test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
+    let input = test_signal(rate, (seconds * f64::from(rate)).round().max(1.0) as usize);
     let input = Arc::new(input);
     let mut direct = Executor::new(spec).map_err(|e| BenchError::Failed(e.to_string()))?;
     let p = direct.chain().num_params();
@@ -225,4 +222,43 @@ pub fn pool_throughput(
         one_item_k16_2_workers_s: k16_two,
         one_item_k16_speedup: k16_one / k16_two,
     })
+}
+
+/// `afx bench spsa`'s report of one chain, measured over `rounds` rounds.
+pub fn report(r: &PoolBench, rounds: usize) -> String {
+    format!(
+        "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s\n  two direct threads {:.0} renders/s: 2-worker SPSA over that limit {:.3}x (target >= 0.9)\n  one SPSA item, K = 16: 1 worker {:.1} ms, 2 workers {:.1} ms: speedup {:.2}x (target >= 1.8)",
+        r.chain,
+        r.seconds,
+        rounds,
+        r.direct_s * 1e3,
+        r.inprocess_s * 1e3,
+        r.isolated_s * 1e3,
+        r.isolated_over_inprocess,
+        r.inprocess_over_direct,
+        r.spsa_items_per_s_1_worker,
+        r.spsa_items_per_s_2_workers,
+        r.speedup_2_workers,
+        r.renders_per_s,
+        r.direct_2_threads_renders_per_s,
+        r.over_direct_limit,
+        r.one_item_k16_1_worker_s * 1e3,
+        r.one_item_k16_2_workers_s * 1e3,
+        r.one_item_k16_speedup
+    )
+}
+
+/// `afx bench spsa --json`: the first chain's ratios at the top level, every chain under `chains`; `None` without
+/// a chain.
+pub fn json_summary(results: &[PoolBench]) -> Option<serde_json::Value> {
+    let first = results.first()?;
+    Some(serde_json::json!({
+        "isolated_over_inprocess": first.isolated_over_inprocess,
+        "inprocess_over_direct": first.inprocess_over_direct,
+        "speedup_2_workers": first.speedup_2_workers,
+        "renders_per_s": first.renders_per_s,
+        "over_direct_limit": first.over_direct_limit,
+        "one_item_k16_speedup": first.one_item_k16_speedup,
+        "chains": results,
+    }))
 }

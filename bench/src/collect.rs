@@ -1,4 +1,4 @@
-//! Throughput of [`collect`](crate::collect::collect) through the real chain with 1 and 2 worker processes,
+//! Throughput of [`collect`](afx_proxy::collect::collect) through the real chain with 1 and 2 worker processes,
 //! measured side by side in one run, so the ratio says how well collecting scales with cores (target >= 1.8 on
 //! 2 cores) while machine noise hits both sides alike.
 //!
@@ -18,7 +18,10 @@ use afx_datasets::Corpus;
 use afx_spsa::worker::Executor;
 use afx_spsa::{Isolation, Pool, PoolConfig, PoolError, WorkerCommand, WorkerSpec};
 
-use crate::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
+use afx_proxy::collect::{self, CollectConfig, CollectError, ShardSlice, Sources, Uniform};
+
+use crate::signal::test_signal;
+use crate::stats::median;
 
 /// Examples per shard in the bench: `afx collect`'s default.
 pub const SHARD_SIZE: usize = 64;
@@ -78,14 +81,9 @@ pub struct BenchConfig {
 /// envelope, so the compressor works), in memory. Crops cost the same whatever the audio; renders of EQ and
 /// compressor barely depend on it.
 pub fn test_corpus(sample_rate: u32) -> Result<Corpus, BenchError> {
-    let signal = afx_host::bench::test_signal(sample_rate, 30 * sample_rate as usize);
+    let signal = test_signal(sample_rate, 30 * sample_rate as usize);
     Corpus::from_clips(Path::new("(test signal)"), sample_rate, vec![("test-signal.wav".into(), signal)])
         .map_err(|e| BenchError::Config(e.to_string()))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn range(v: &[f64]) -> [f64; 2] {
@@ -208,4 +206,31 @@ fn without_pool(
         }
         Ok(config.examples as f64 / start.elapsed().as_secs_f64())
     })
+}
+
+/// `afx bench collect`'s report: both rates, their ratio and the reference's, with their ranges.
+pub fn report(r: &CollectBench) -> String {
+    format!(
+        "{}: {} examples of {} s at {} Hz per collection, median of {} (range):\n  \
+         1 worker  {:.1} examples/s ({:.1}-{:.1})\n  2 workers {:.1} examples/s ({:.1}-{:.1})\n  \
+         speedup {:.2}x ({:.2}-{:.2}, target >= 1.8); without the pool (2 threads over 1, same work) {:.2}x \
+         ({:.2}-{:.2})",
+        r.chain,
+        r.examples,
+        r.seconds,
+        r.sample_rate,
+        r.repeats,
+        r.examples_per_s_1_worker,
+        r.range_1_worker[0],
+        r.range_1_worker[1],
+        r.examples_per_s_2_workers,
+        r.range_2_workers[0],
+        r.range_2_workers[1],
+        r.speedup_2_workers,
+        r.speedup_range[0],
+        r.speedup_range[1],
+        r.speedup_without_pool,
+        r.speedup_without_pool_range[0],
+        r.speedup_without_pool_range[1]
+    )
 }

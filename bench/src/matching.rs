@@ -15,7 +15,9 @@ use afx_trainer::{ChainInfo, ClipSource};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::{Budget, MatchConfig, MatchError, Method, Objective, Outcome, optimise};
+use afx_match::{Budget, MatchConfig, MatchError, Method, Objective, Outcome, optimise};
+
+use crate::stats::midpoint_median as median;
 
 /// One pair's scores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,15 +118,6 @@ pub fn bench(
 /// The best loss after `renders` renders (the start's loss before any step).
 fn best_after(outcome: &Outcome, renders: u64) -> f64 {
     outcome.curve.iter().take_while(|c| c.renders <= renders.max(1)).last().map_or(outcome.start_loss, |c| c.best)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
 /// The report as a markdown table.

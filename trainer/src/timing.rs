@@ -1,15 +1,8 @@
-//! Where a training step's time goes: data (pair sampling and target renders), encoder forward, plugin
-//! renders, loss, SPSA, backward (+ optimizer), measured on real steps of a throwaway model.
+//! Where a training step's time goes: [`StepTiming`], filled by every step and logged with its metrics.
 
 use std::ops::AddAssign;
 
-use afx_spsa::Pool;
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
-
-use crate::chain_info::ChainInfo;
-use crate::train::{TrainConfig, Trainer};
-use crate::{ClipSource, TrainError};
 
 /// Seconds per part of one training step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -59,31 +52,4 @@ impl StepTiming {
             total_s: self.total_s * factor,
         }
     }
-}
-
-/// Result of [`bench_train`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TrainBench {
-    pub steps: usize,
-    pub batch: usize,
-    /// Mean over the measured steps (the first step, which warms caches, is not measured).
-    pub mean: StepTiming,
-}
-
-/// Runs `steps` + 1 training steps of a fresh model (nothing written to disk) and returns the mean timing.
-pub fn bench_train(
-    config: &TrainConfig,
-    chain: &ChainInfo,
-    pool: &mut Pool,
-    source: &dyn ClipSource,
-    steps: usize,
-    device: &Device,
-) -> Result<TrainBench, TrainError> {
-    let mut trainer = Trainer::new(config.clone(), chain.clone(), device.clone())?;
-    trainer.step(pool, source)?;
-    let mut total = StepTiming::default();
-    for _ in 0..steps {
-        total += trainer.step(pool, source)?.timing;
-    }
-    Ok(TrainBench { steps, batch: config.batch, mean: total.scaled(1.0 / steps.max(1) as f64) })
 }
