@@ -43,6 +43,18 @@ impl Job {
         }
     }
 
+    /// The audio the job reads: what a batch writes to the pool's shared arena (see `crate::arena`).
+    pub(crate) fn audio(&self) -> [Option<&Arc<Audio>>; 2] {
+        match self {
+            Job::Render { input, .. } => [Some(input), None],
+            Job::RenderValues { input, sidechain, .. } => [Some(input), sidechain.as_ref()],
+            Job::Spsa { input, grad, .. }
+            | Job::SpsaPart { input, grad, .. }
+            | Job::FiniteDifference { input, grad, .. } => [Some(input), Some(grad)],
+            Job::Task { .. } => [None, None],
+        }
+    }
+
     /// How many of the pool's per-job time limits this job may take.
     pub fn time_limits(&self) -> u32 {
         match self {
