@@ -3,9 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use afx_host::scan::Catalogue;
 use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, RenderSettings};
@@ -13,8 +11,13 @@ use afx_host::{Audio, Chain, ChainError, Config, Format, Host, RenderError, Rend
 use crate::arena::{ArenaView, OutputWriter};
 use crate::estimator::{Workspace, finite_difference_vjp, spsa_dots, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
+use crate::render::{failure, render};
 use crate::task::{Renderer, Task, TaskSet};
+use crate::watchdog::Watchdog;
 use crate::wire::{self, Message, OutputRef};
+
+// How a worker's watchdog ends it is part of the worker process's interface, beside `main_with_args`.
+pub use crate::watchdog::WATCHDOG_EXIT;
 
 /// Which chain a worker hosts and how it renders. Travels to worker processes as command-line arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,51 +206,6 @@ impl Executor {
     }
 }
 
-/// Exits the worker process when one render inside a task runs past its limit (see
-/// [`WorkerSpec::task_render_limit`]).
-pub(crate) struct Watchdog {
-    /// Milliseconds since `start` after which the running render is stuck; 0 while none runs.
-    deadline: Arc<AtomicU64>,
-    start: Instant,
-    limit: Duration,
-}
-
-/// The exit status of a worker its watchdog ended.
-pub const WATCHDOG_EXIT: i32 = 75;
-
-impl Watchdog {
-    fn start(limit: Duration) -> std::io::Result<Watchdog> {
-        let (deadline, start) = (Arc::new(AtomicU64::new(0)), Instant::now());
-        let watched = deadline.clone();
-        std::thread::Builder::new().name("afx-worker-watchdog".into()).spawn(move || {
-            loop {
-                std::thread::sleep(limit.min(Duration::from_millis(50)));
-                let due = watched.load(Ordering::Acquire);
-                if due != 0 && start.elapsed().as_millis() as u64 > due {
-                    eprintln!(
-                        "afx worker: a render inside a task ran past {:.1} s; exiting so the pool runs its \
-                         examples one job each",
-                        limit.as_secs_f64()
-                    );
-                    // SAFETY: _exit ends the process at once. Unlike `exit` it runs no atexit handler, which
-                    // could wait forever on a lock the stuck render holds.
-                    unsafe { libc::_exit(WATCHDOG_EXIT) };
-                }
-            }
-        })?;
-        Ok(Watchdog { deadline, start, limit })
-    }
-
-    pub(crate) fn arm(&self) {
-        let due = (self.start.elapsed() + self.limit).as_millis() as u64;
-        self.deadline.store(due.max(1), Ordering::Release);
-    }
-
-    pub(crate) fn disarm(&self) {
-        self.deadline.store(0, Ordering::Release);
-    }
-}
-
 fn check_grad(input: &Audio, grad: &Audio) -> Result<(), FailureKind> {
     if (grad.num_channels(), grad.frames()) != (input.num_channels(), input.frames()) {
         return Err(FailureKind::Plugin(format!(
@@ -259,24 +217,6 @@ fn check_grad(input: &Audio, grad: &Audio) -> Result<(), FailureKind> {
         )));
     }
     Ok(())
-}
-
-pub(crate) fn render(
-    chain: &mut Chain,
-    settings: &RenderSettings,
-    input: &Audio,
-    theta: &[f32],
-    output: &mut Audio,
-) -> Result<(), FailureKind> {
-    let values = chain.plain_values(theta).map_err(failure)?;
-    chain.render_into(input, &values, settings, output).map_err(failure)
-}
-
-fn failure(e: ChainError) -> FailureKind {
-    match e {
-        ChainError::Render(e @ RenderError::NonFinite { .. }) => FailureKind::NonFinite(e.to_string()),
-        e => FailureKind::Plugin(e.to_string()),
-    }
 }
 
 /// The worker process's main loop: say hello, then answer each job frame on `output` until `input` closes.

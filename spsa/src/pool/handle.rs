@@ -10,7 +10,7 @@ use afx_host::ChainLayout;
 use crate::arena::Placements;
 use crate::job::{FailureKind, Job, JobOutput};
 
-use super::process::ProcessWorker;
+use super::process::{Fatal, ProcessWorker};
 use super::thread::ThreadWorker;
 use super::{Isolation, PoolConfig, PoolError};
 
@@ -24,9 +24,6 @@ enum WorkerKind {
     Process(Box<ProcessWorker>),
     Thread(ThreadWorker),
 }
-
-/// A failure that ended the worker: what happened and its last stderr lines.
-pub(super) type Fatal = (FailureKind, String);
 
 impl Worker {
     pub(super) async fn start(config: &PoolConfig, arena_fd: Option<RawFd>) -> Result<Worker, PoolError> {

@@ -18,8 +18,10 @@ use crate::job::{FailureKind, Job, JobOutput};
 use crate::wire::{self, Message};
 use crate::worker::WorkerSpec;
 
-use super::handle::Fatal;
 use super::{PoolConfig, WorkerCommand};
+
+/// A failure that ended the worker: what happened and its last stderr lines.
+pub(super) type Fatal = (FailureKind, String);
 
 /// The last lines a worker process wrote to stderr.
 #[derive(Default)]

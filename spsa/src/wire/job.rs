@@ -5,8 +5,8 @@
 use crate::job::Job;
 
 use super::WireError;
-use super::codec::{Cursor, put_audio, put_f32s, put_str, put_u32};
 use super::frame::room;
+use super::primitives::{Cursor, put_audio, put_f32s, put_str, put_u32};
 use super::refs::Placement;
 
 const RENDER: u8 = 1;

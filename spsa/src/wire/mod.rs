@@ -27,12 +27,14 @@
 //! take comes INLINE. No frame's payload may exceed `MAX_FRAME` bytes: encoding a larger one is an error
 //! ([`WireError::TooLarge`]), which fails the one job, not the worker.
 //!
-//! The parts: frames (the length prefix and its limit), the codec, the wire form of each kind of job (one
-//! file, encode beside decode), and the references to audio outside the frame.
+//! The parts: frames (the length prefix and its limit), the codec of messages, the wire form of each kind of
+//! job (one file, encode beside decode), the primitives both write and read, and the references to audio
+//! outside the frame.
 
 mod codec;
 mod frame;
 mod job;
+mod primitives;
 mod refs;
 
 use std::io;
