@@ -47,8 +47,9 @@ pub const ENV: &str = "AFX_POOL_ARENA_FD";
 /// The environment variable that gives a worker process its output buffers' file descriptors, comma-separated.
 pub const OUTPUTS_ENV: &str = "AFX_POOL_OUTPUT_FDS";
 
-/// Output buffers per worker process: as many as the jobs it may hold, so that a buffer is written again only
-/// after the pool has read what it held (see the module docs).
+/// Output buffers per worker process: as many as the jobs it may hold (the pool's `DEPTH`, kept at most this by
+/// a compile-time check), so that a buffer is written again only after the pool has read what it held (see the
+/// module docs).
 pub const OUTPUT_BUFFERS: usize = 2;
 
 /// The largest output that goes through a buffer (64 MiB: 6 minutes of stereo at 48 kHz); larger ones go in the

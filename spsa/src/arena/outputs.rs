@@ -19,13 +19,15 @@ pub(crate) struct Outputs {
 impl Outputs {
     /// New, empty buffers for a worker process about to start.
     pub(crate) fn new() -> std::io::Result<Outputs> {
-        let files = [memory_file(c"afx-worker-output")?, memory_file(c"afx-worker-output")?];
-        Ok(Outputs { files, maps: [Mapping::EMPTY, Mapping::EMPTY] })
+        let files: Vec<OwnedFd> =
+            (0..OUTPUT_BUFFERS).map(|_| memory_file(c"afx-worker-output")).collect::<Result<_, _>>()?;
+        let files = files.try_into().unwrap_or_else(|_| unreachable!("OUTPUT_BUFFERS files were made"));
+        Ok(Outputs { files, maps: [const { Mapping::EMPTY }; OUTPUT_BUFFERS] })
     }
 
     /// The descriptors the worker inherits, in buffer order.
     pub(crate) fn fds(&self) -> [RawFd; OUTPUT_BUFFERS] {
-        [self.files[0].as_raw_fd(), self.files[1].as_raw_fd()]
+        self.files.each_ref().map(|file| file.as_raw_fd())
     }
 
     /// The audio at `at`, copied out of its buffer (remapped first if the worker grew it).

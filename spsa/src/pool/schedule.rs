@@ -58,8 +58,9 @@ type Results = tokio::sync::mpsc::UnboundedSender<(usize, Result<JobOutput, Item
 /// Jobs a worker holds at once: the next job waits at the worker while it runs the current one, so the
 /// transfer and the wake-up of one hide behind the work of the other.
 const DEPTH: usize = 2;
-// A worker writes its outputs into its buffers in turn: it must hold no more jobs than it has buffers, or it
-// could overwrite an output the pool has not read yet (see `crate::arena`).
+// Checked when compiling, so that neither number changes alone: a worker writes its outputs into its buffers
+// in turn, and the pool reads an output only when its result's frame arrives. A worker holding more jobs than
+// it has buffers could overwrite an output the pool has not read yet (see `crate::arena`).
 const _: () = assert!(DEPTH <= OUTPUT_BUFFERS);
 
 /// One worker slot's loop: keep its worker fed (up to [`DEPTH`] jobs) until the feed runs dry; replace the

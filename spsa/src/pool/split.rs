@@ -12,7 +12,8 @@ pub(super) enum Item {
     Split { parts: usize, theta: Vec<f32>, epsilon: f32, seed: u64 },
 }
 
-/// The jobs to run for `jobs` on `workers` workers, and how to assemble each item's result (see [`Pool::run`]).
+/// The jobs to run for `jobs` on `workers` workers, and how to assemble each item's result (see
+/// [`Pool::run`](super::Pool::run)).
 pub(super) fn split(jobs: Vec<Job>, workers: usize) -> (Vec<Job>, Vec<Item>) {
     let want = 2 * workers.max(1);
     if jobs.is_empty() || jobs.len() >= want {
