@@ -1,4 +1,10 @@
 //! What the pool computes: jobs, their outputs, and why an item failed.
+//!
+//! A new kind of job is added in one place per concern: its variant and what the pool asks of every job
+//! ([`Job::theta`], [`Job::time_limits`], the audio it reads) here; its tag, encoding and decoding side by side
+//! in `wire/job.rs` (bumping [`crate::wire::VERSION`]); its execution as one arm of the worker's match
+//! ([`crate::worker::Executor::run_ref`]). A batch method on the [`Pool`](crate::Pool) (`pool/batch.rs`) is
+//! optional: [`Pool::run`](crate::Pool::run) runs any job.
 
 use std::fmt;
 use std::sync::Arc;
