@@ -228,4 +228,121 @@ mod tests {
         let result = encode_result(2, Ok(OutputRef::Bytes(&request)), &mut vec![]).unwrap_err();
         assert!(result.to_string().contains("exceeds"), "{result}");
     }
+
+    #[test]
+    fn every_frame_keeps_the_bytes_of_protocol_5() {
+        // Written down from the encoder of 2442c95, before the codec was split into files: a change to any of
+        // these bytes is a change of protocol (bump VERSION). `samples!()` is the INLINE audio below.
+        macro_rules! samples {
+            () => {
+                "01401f00000100020000000000003f000080bf"
+            };
+        }
+        let audio = Arc::new(Audio::new(8000, vec![vec![0.5, -1.0]]).unwrap());
+        let frames = [
+            (Message::Hello { version: VERSION, layout: "{}".into() }, "0b0000000105000000020000007b7d"),
+            (
+                Message::Job { id: 1, job: Job::Render { input: audio.clone(), theta: vec![0.25] } },
+                concat!("2500000002010000000000000001", samples!(), "010000000000803e"),
+            ),
+            (
+                Message::Job {
+                    id: 2,
+                    job: Job::Spsa {
+                        input: audio.clone(),
+                        theta: vec![0.25],
+                        grad: audio.clone(),
+                        epsilon: 0.5,
+                        perturbations: 3,
+                        seed: 7,
+                    },
+                },
+                concat!(
+                    "4800000002020000000000000002",
+                    samples!(),
+                    "010000000000803e",
+                    samples!(),
+                    "0000003f030000000700000000000000"
+                ),
+            ),
+            (
+                Message::Job {
+                    id: 3,
+                    job: Job::SpsaPart {
+                        input: audio.clone(),
+                        theta: vec![],
+                        grad: audio.clone(),
+                        epsilon: 0.5,
+                        first: 1,
+                        count: 2,
+                        seed: 7,
+                    },
+                },
+                concat!(
+                    "4800000002030000000000000005",
+                    samples!(),
+                    "00000000",
+                    samples!(),
+                    "0000003f01000000020000000700000000000000"
+                ),
+            ),
+            (
+                Message::Job {
+                    id: 4,
+                    job: Job::FiniteDifference { input: audio.clone(), theta: vec![], grad: audio.clone(), step: 0.5 },
+                },
+                concat!("3800000002040000000000000003", samples!(), "00000000", samples!(), "0000003f"),
+            ),
+            (
+                Message::Job { id: 5, job: Job::Task { name: "t".into(), request: vec![9], renders: 2 } },
+                "18000000020500000000000000040100000074020000000100000009",
+            ),
+            (
+                Message::Job {
+                    id: 6,
+                    job: Job::RenderValues {
+                        input: audio.clone(),
+                        sidechain: Some(audio.clone()),
+                        values: vec![vec![1.0]],
+                    },
+                },
+                concat!("3d00000002060000000000000006", samples!(), "01", samples!(), "01000000010000000000803f"),
+            ),
+            (
+                Message::Result { id: 7, result: Ok(JobOutput::Audio((*audio).clone())) },
+                concat!("1d00000003070000000000000001", samples!()),
+            ),
+            (
+                Message::Result { id: 8, result: Ok(JobOutput::Gradient(vec![0.5])) },
+                "1200000003080000000000000002010000000000003f",
+            ),
+            (
+                Message::Result { id: 9, result: Ok(JobOutput::Bytes(vec![1, 2])) },
+                "1000000003090000000000000004020000000102",
+            ),
+            (
+                Message::Result { id: 10, result: Ok(JobOutput::SpsaDots(vec![0.5])) },
+                "16000000030a000000000000000501000000000000000000e03f",
+            ),
+            (
+                Message::Result { id: 11, result: Err(FailureKind::NonFinite("n".into())) },
+                "10000000030b000000000000000301010000006e",
+            ),
+            (
+                Message::Result { id: 12, result: Err(FailureKind::Plugin("p".into())) },
+                "10000000030c0000000000000003020100000070",
+            ),
+            (
+                Message::Result { id: 13, result: Err(FailureKind::TooLarge("l".into())) },
+                "10000000030d000000000000000303010000006c",
+            ),
+        ];
+        for (message, want) in frames {
+            let mut frame = vec![];
+            encode(&message, &mut frame).unwrap();
+            let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, want, "{message:?}");
+            assert_eq!(decode(&frame[4..]).unwrap(), message);
+        }
+    }
 }
