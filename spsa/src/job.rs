@@ -1,4 +1,10 @@
 //! What the pool computes: jobs, their outputs, and why an item failed.
+//!
+//! A new kind of job is added in one place per concern: its variant and what the pool asks of every job
+//! ([`Job::theta`], [`Job::time_limits`], the audio it reads) here; its tag, encoding and decoding side by side
+//! in `wire/job.rs` (bumping [`crate::wire::VERSION`]); its execution as one arm of the worker's match
+//! ([`crate::worker::Executor::run_ref`]). A batch method on the [`Pool`](crate::Pool) (`pool/batch.rs`) is
+//! optional: [`Pool::run`](crate::Pool::run) runs any job.
 
 use std::fmt;
 use std::sync::Arc;
@@ -40,6 +46,18 @@ impl Job {
             | Job::SpsaPart { theta, .. }
             | Job::FiniteDifference { theta, .. } => theta,
             Job::RenderValues { .. } | Job::Task { .. } => &[],
+        }
+    }
+
+    /// The audio the job reads: what a batch writes to the pool's shared arena (see `crate::arena`).
+    pub(crate) fn audio(&self) -> [Option<&Arc<Audio>>; 2] {
+        match self {
+            Job::Render { input, .. } => [Some(input), None],
+            Job::RenderValues { input, sidechain, .. } => [Some(input), sidechain.as_ref()],
+            Job::Spsa { input, grad, .. }
+            | Job::SpsaPart { input, grad, .. }
+            | Job::FiniteDifference { input, grad, .. } => [Some(input), Some(grad)],
+            Job::Task { .. } => [None, None],
         }
     }
 

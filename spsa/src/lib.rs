@@ -30,7 +30,9 @@ pub mod estimator;
 mod job;
 pub mod launch;
 mod pool;
+mod render;
 pub mod task;
+mod watchdog;
 pub mod wire;
 pub mod worker;
 

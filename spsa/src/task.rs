@@ -38,7 +38,7 @@ pub fn no_tasks() -> Vec<Box<dyn Task>> {
 pub struct Renderer<'a> {
     pub(crate) chain: &'a mut Chain,
     pub(crate) settings: &'a RenderSettings,
-    pub(crate) watchdog: Option<&'a crate::worker::Watchdog>,
+    pub(crate) watchdog: Option<&'a crate::watchdog::Watchdog>,
 }
 
 impl Renderer<'_> {
@@ -50,7 +50,7 @@ impl Renderer<'_> {
     /// process, a render that runs past the pool's job time limit ends the worker, as a render job's would.
     pub fn render(&mut self, input: &Audio, theta: &[f32], output: &mut Audio) -> Result<(), FailureKind> {
         self.watchdog.inspect(|w| w.arm());
-        let rendered = crate::worker::render(self.chain, self.settings, input, theta, output);
+        let rendered = crate::render::render(self.chain, self.settings, input, theta, output);
         self.watchdog.inspect(|w| w.disarm());
         rendered
     }

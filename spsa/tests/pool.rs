@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use afx_host::Audio;
 use afx_spsa::worker::Executor;
@@ -228,13 +228,15 @@ fn a_crashing_hanging_or_nan_item_fails_alone_and_the_pool_stays_healthy() {
         ("hang", FailureKind::TimedOut { after: Duration::from_secs(2) }),
         ("nan", FailureKind::NonFinite(String::new())),
     ] {
-        let started = Instant::now();
         let command = WorkerCommand::new(env!("CARGO_BIN_EXE_afx-worker"))
             .env("LV2_PATH", &setup().lv2_path)
             .env("AFX_TESTFX_FAULT", mode);
         let mut config = PoolConfig::new(spec("fx"), Isolation::Process(command));
         config.workers = 2;
-        config.job_timeout = Duration::from_secs(2);
+        // A hang is found by the time limit, so it is short there. A crash or a NaN must be found by its own
+        // event (the worker's death, its answer), not by a limit running out: their limit is generous, and one
+        // noticed only when it ran out would come back as a time-out, not as the kind expected below.
+        config.job_timeout = if mode == "hang" { Duration::from_secs(2) } else { Duration::from_secs(120) };
         let mut pool = Pool::new(config).unwrap();
         let results = pool.run(fault_batch(&input));
         for (i, (result, want)) in results.iter().zip(&expected).enumerate() {
@@ -264,8 +266,6 @@ fn a_crashing_hanging_or_nan_item_fails_alone_and_the_pool_stays_healthy() {
                 assert_eq!(&audio, &expected[i]);
             }
         }
-        // A hang costs two time limits (the try and its retry); everything else returns at once.
-        assert!(started.elapsed() < Duration::from_secs(20), "{mode} took {:?}", started.elapsed());
     }
 }
 
@@ -487,16 +487,15 @@ fn a_job_too_large_for_a_frame_fails_alone_with_the_size_and_the_limit() {
     // 2 GiB + 1 of zeroes (mapped lazily: never touched). Before the check, its length prefix was written as
     // is, the worker refused the frame and died, and the item was reported as a crash after a retry.
     let request = vec![0u8; afx_spsa::wire::MAX_FRAME + 1];
-    let started = Instant::now();
     let jobs = vec![
         Job::Task { name: "big".into(), request, renders: 1 },
         Job::Render { input: input.clone(), theta: vec![0.2, 0.5, 0.9] },
     ];
     let mut results = pool.run(jobs).into_iter();
+    // Refused when encoded, not by the worker: not a crash (a dead worker, a retry), nor a time-out.
     let error = results.next().unwrap().unwrap_err();
     assert!(matches!(error.kind, FailureKind::TooLarge(_)), "{error}");
     let message = error.to_string();
     assert!(message.contains(&afx_spsa::wire::MAX_FRAME.to_string()) && message.contains("exceeds"), "{message}");
     assert_eq!(results.next().unwrap().unwrap().into_audio().unwrap(), render("eq", &input, &[0.2, 0.5, 0.9]));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }
