@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_nn::loss::{MrStftLoss, PreparedTarget};
 use afx_trainer::train::TrainConfig;
 use candle_core::{DType, Device, Tensor};

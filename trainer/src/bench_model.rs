@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use afx_host::{Audio, ParamKind, ParamSpec, Scale};
+use afx_core::Audio;
+use afx_host::{ParamKind, ParamSpec, Scale};
 use afx_nn::stft::POWER_FLOOR;
 use afx_proxy::train::{ProxyRun, ProxyTrainConfig, ProxyTrainer};
 use afx_proxy::{ProxyMeta, ProxyParam};
@@ -339,7 +340,7 @@ fn source_corpus(sample_rate: u32) -> Result<(afx_datasets::Corpus, String), Tra
     });
     paths.sort();
     let clips: Vec<(PathBuf, Audio)> =
-        paths.iter().filter_map(|p| afx_datasets::decode::load_audio(p).ok().map(|a| (p.clone(), a))).collect();
+        paths.iter().filter_map(|p| afx_core::audio_file::load_audio(p).ok().map(|a| (p.clone(), a))).collect();
     let corpus_error = |e: afx_datasets::DatasetError| TrainError::NoData(e.to_string());
     if !clips.is_empty() {
         let what = format!(

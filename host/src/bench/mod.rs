@@ -11,10 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audio::Audio;
 use crate::host::{Host, LoadError};
 use crate::plugin::Format;
 use crate::render::{RenderError, RenderSettings};
+use afx_core::Audio;
 
 /// What [`render_overhead`] measured.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::Proxy;
 use afx_spsa::{ItemError, Pool};
