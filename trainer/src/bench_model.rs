@@ -230,7 +230,7 @@ impl ModelBenchSpec {
             norm_eps: model::NORM_EPS,
             hidden: m.hidden,
             num_params: params.count,
-            loss: LossShapes::new(&train.spsa.fft_sizes, train.spsa.time_l1_weight),
+            loss: LossShapes::new(&train.spsa.loss.fft_sizes, train.spsa.loss.time_l1_weight),
             optimizer: AdamShapes::new(train.adam(), train.grad_clip),
         };
         let t = &proxy.tcn;
