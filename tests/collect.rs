@@ -221,7 +221,7 @@ type ExampleBits = (Vec<f32>, Vec<u32>, Vec<u32>);
 
 /// Every example of a collection by index.
 fn examples_by_index(dir: &Path) -> std::collections::BTreeMap<u64, ExampleBits> {
-    let bits = |a: &afx_host::Audio| a.channels().concat().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let bits = |a: &afx_core::Audio| a.channels().concat().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     shards(dir)
         .iter()
         .flat_map(|(name, _)| read_examples(&dir.join(name)).unwrap())

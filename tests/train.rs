@@ -81,7 +81,7 @@ fn train_writes_a_run_and_infer_processes_any_file_with_a_preset_that_replays_ex
     let stereo = dir.path().join("long.wav");
     write_wav(&stereo, 44_100, &[long.clone(), long.iter().rev().copied().collect()]);
     let mono16 = dir.path().join("mono16.wav");
-    let speech = afx_datasets::decode::load_audio(&corpus().join("speech/s03.wav")).unwrap();
+    let speech = afx_core::audio_file::load_audio(&corpus().join("speech/s03.wav")).unwrap();
     let speech = afx_datasets::resample::resample(&speech, 16_000).unwrap();
     write_wav(&mono16, 16_000, speech.channels());
     let reference = dir.path().join("ref.wav");

@@ -157,9 +157,9 @@ pub fn write_report(dir: &Path, r: &BenchReport) -> Result<(), MatchError> {
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
     let path = dir.join("bench.json");
     let text = serde_json::to_string_pretty(r).map_err(|e| fail(&path, e.to_string()))?;
-    afx_host::atomic::write(&path, text.as_bytes()).map_err(|e| fail(&path, e))?;
+    afx_core::atomic::write(&path, text.as_bytes()).map_err(|e| fail(&path, e))?;
     let path = dir.join("report.md");
-    afx_host::atomic::write(&path, markdown(r).as_bytes()).map_err(|e| fail(&path, e))?;
+    afx_core::atomic::write(&path, markdown(r).as_bytes()).map_err(|e| fail(&path, e))?;
     let mut series: Vec<Series> = r
         .methods
         .iter()

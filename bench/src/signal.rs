@@ -1,6 +1,6 @@
 //! The benches' input: deterministic noise with a slow envelope.
 
-use afx_host::Audio;
+use afx_core::Audio;
 
 /// Deterministic noise with a slow envelope, so dynamics processors do real work.
 pub fn test_signal(sample_rate: u32, frames: usize) -> Audio {

@@ -70,7 +70,7 @@ struct DirectThreads {
 impl DirectThreads {
     fn start(
         spec: &WorkerSpec,
-        input: &Arc<afx_host::Audio>,
+        input: &Arc<afx_core::Audio>,
         theta: &[f32],
         threads: usize,
     ) -> Result<Self, BenchError> {

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use afx_bench::train::bench_train;
-use afx_host::{Audio, Chain, Config, Host};
+use afx_core::Audio;
+use afx_host::{Chain, Config, Host};
 use afx_spsa::{Isolation, Pool, PoolConfig, WorkerSpec};
 use afx_trainer::ChainInfo;
 use afx_trainer::resample::to_rate;

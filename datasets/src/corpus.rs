@@ -3,13 +3,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use afx_host::Audio;
+use afx_core::Audio;
+use afx_core::audio_file::{is_audio, load_audio};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::DatasetError;
-use crate::decode::{is_audio, load_audio, mono};
 use crate::resample::resample;
 
 /// Which part of a corpus.
@@ -75,7 +75,7 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<(), DatasetError> {
         let path = dir.join(MANIFEST);
         let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        afx_host::atomic::write(&path, text.as_bytes()).map_err(|reason| DatasetError::Manifest { path, reason })
+        afx_core::atomic::write(&path, text.as_bytes()).map_err(|reason| DatasetError::Manifest { path, reason })
     }
 }
 
@@ -150,7 +150,7 @@ impl Corpus {
         let (mut clips, mut skipped) = (vec![], vec![]);
         for entry in manifest.files.iter().filter(|e| e.split == split) {
             let path = dir.join(&entry.path);
-            match load_audio(&path).and_then(|a| resample(&mono(&a), sample_rate)) {
+            match load_audio(&path).map_err(DatasetError::from).and_then(|a| resample(&a.mono(), sample_rate)) {
                 Ok(audio) => clips.push((entry.path.clone(), audio)),
                 Err(e) => {
                     tracing::warn!("skipping {e}");
@@ -173,7 +173,7 @@ impl Corpus {
         }
         let clips = clips
             .into_iter()
-            .map(|(path, audio)| Ok((path, resample(&mono(&audio), sample_rate)?)))
+            .map(|(path, audio)| Ok((path, resample(&audio.mono(), sample_rate)?)))
             .collect::<Result<_, DatasetError>>()?;
         Ok(Corpus { dir: dir.into(), sample_rate, clips, skipped: vec![] })
     }

@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use afx_core::audio_file::load_audio;
+
 use crate::DatasetError;
 use crate::corpus::{Manifest, assign_splits};
-use crate::decode::load_audio;
 
 /// Where Debian's sonic-pi-samples package puts its recordings.
 pub const SONIC_PI_SAMPLES: &str = "/usr/share/sonic-pi/samples";

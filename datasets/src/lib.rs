@@ -13,7 +13,7 @@
 //! path: a tenth to validation, a tenth to test, the rest to training (see [`corpus::assign_splits`]).
 //!
 //! # Loading
-//! [`Corpus::open`] decodes the files of one split ([`decode::load_audio`]), mixes them to mono, resamples
+//! [`Corpus::open`] decodes the files of one split ([`afx_core::audio_file::load_audio`]), mixes them to mono, resamples
 //! them to the training rate ([`resample::resample`]) and keeps them in memory. A file that cannot be decoded
 //! is reported by name ([`Corpus::skipped`]) and left out; it never stops a run. [`Corpus::crop`] draws a
 //! deterministic random crop that is not near-silent, normalised to a fixed loudness.
@@ -26,7 +26,6 @@
 //! ```
 
 pub mod corpus;
-pub mod decode;
 pub mod demo;
 pub mod resample;
 
@@ -39,8 +38,6 @@ use std::path::PathBuf;
 pub enum DatasetError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: cannot decode: {reason}")]
-    Decode { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error("{dir} holds no usable audio for the {split} split{}", if .skipped.is_empty() { String::new() } else { format!(" ({} files could not be decoded: {})", .skipped.len(), .skipped.join("; ")) })]
@@ -50,5 +47,5 @@ pub enum DatasetError {
     #[error("{0}")]
     Demo(String),
     #[error(transparent)]
-    Audio(#[from] afx_host::AudioError),
+    Audio(#[from] afx_core::AudioError),
 }

@@ -1,6 +1,6 @@
 //! Sample-rate conversion of whole clips (rubato's FFT resampler, fixed ratio).
 
-use afx_host::Audio;
+use afx_core::Audio;
 use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
 use rubato::{Fft, FixedSync, Resampler};
 

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use afx_datasets::{Corpus, DatasetError, Manifest, Split, decode::load_audio};
+use afx_core::audio_file::load_audio;
+use afx_datasets::{Corpus, DatasetError, Manifest, Split};
 use afx_testkit::{SAMPLES, write_wav};
 
 /// `name` from sonic-pi-samples converted by sox to `to` (any extension sox writes).

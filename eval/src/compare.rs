@@ -9,16 +9,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use afx_host::Audio;
+use afx_core::run_folder::{read_json, write_json};
+use afx_core::{Audio, RunFolder};
 use afx_nn::loss::MrStftLoss;
 use afx_report::Table;
 use afx_spsa::{Pool, item_seed};
 use afx_trainer::chain_info::ChainInfo;
 use afx_trainer::frontend::batch_tensor;
 use afx_trainer::method::GradKind;
-use afx_trainer::metrics::{self, Record};
+use afx_trainer::metrics::Record;
 use afx_trainer::pairs::{PairRequest, PairSource, uniform};
-use afx_trainer::run;
+use afx_trainer::run::CheckpointMeta;
 use afx_trainer::train::{self, Data, TrainConfig, TrainOptions, Trainer};
 use candle_core::{DType, Device};
 use rand_chacha::ChaCha8Rng;
@@ -163,7 +164,7 @@ pub fn compare(
             .map_err(|e| EvalError::Flag { flag: format!("--methods {}", method.name()), message: e.to_string() })?;
     }
     let test = TestSet::new(config, pool, data.validation)?;
-    let loss = MrStftLoss::new(&config.train.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
+    let loss = MrStftLoss::new(&config.train.spsa.loss.mrstft_without_l1(), DType::F32, &Device::Cpu)?;
     let score = |outputs: &[Option<Audio>], thetas: Option<&[Vec<f32>]>| test.score(&loss, outputs, thetas);
 
     let mut methods = vec![];
@@ -174,7 +175,7 @@ pub fn compare(
         let options = TrainOptions { device: device.clone(), ..TrainOptions::default() };
         let summary = train::train(&run_dir, &method_config(config, method), chain, pool, data, options)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let Some((meta, weights)) = run::latest_checkpoint(&run_dir)? else {
+        let Some((meta, weights)) = RunFolder::new(&run_dir).latest_checkpoint::<CheckpointMeta>()? else {
             return Err(EvalError::NoData(format!("{} wrote no checkpoint", run_dir.display())));
         };
         let trainer = Trainer::from_checkpoint(&meta, &weights, device.clone())?;
@@ -191,7 +192,7 @@ pub fn compare(
             mean_step_s: summary.mean_step_s,
             failed_items: summary.failed_items,
             scores: score(&outputs, Some(&predicted))?,
-            curve: curve(&metrics::read(&run::metrics_path(&run_dir))?),
+            curve: curve(&RunFolder::new(&run_dir).read_metrics::<Record>()?),
         });
     }
     let n = test.pairs.len();
@@ -435,7 +436,7 @@ pub fn build_proxy(
     let (data, proxy, cost_path) = (dir.join("collection"), dir.join("proxy"), dir.join("cost.json"));
     if cost_path.exists() && latest_checkpoint(&proxy).map_err(Box::new)?.is_some() {
         progress(&format!("reusing the proxy in {} (cost from {})", proxy.display(), cost_path.display()));
-        return Ok(run::read_json(&cost_path)?);
+        return Ok(read_json(&cost_path)?);
     }
     progress(&format!("collecting {} proxy examples into {}", build.examples, data.display()));
     let started = Instant::now();
@@ -475,6 +476,6 @@ pub fn build_proxy(
         heldout_mrstft: summary.validation.as_ref().map(|q| q.mrstft),
         identity_mrstft: summary.validation.as_ref().map(|q| q.identity_mrstft),
     };
-    run::write_json(&cost_path, &cost)?;
+    write_json(&cost_path, &cost)?;
     Ok(cost)
 }

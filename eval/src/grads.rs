@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use afx_nn::loss::MrStftLoss;
+use afx_nn::loss::{LossConfig, MrStftLoss};
 use afx_spsa::{Pool, item_seed};
 use afx_trainer::method::exact::TestFxTwin;
 use afx_trainer::method::spsa::SpsaConfig;
@@ -101,8 +101,8 @@ pub struct GradEvalConfig {
     pub reference_step: f32,
     /// Length (in normalised units, L2) of the step along −ĝ in the descent test.
     pub descent_step: f32,
-    /// The training loss (its FFT sizes and L1 weight; SPSA's own ε and K are the grid's).
-    pub loss: SpsaConfig,
+    /// The training loss (SPSA's own ε and K are the grid's).
+    pub loss: LossConfig,
     pub proxy: Option<PathBuf>,
 }
 
@@ -119,7 +119,7 @@ impl Default for GradEvalConfig {
             fd_steps: vec![0.01, 0.001],
             reference_step: 0.001,
             descent_step: 0.01,
-            loss: SpsaConfig::default(),
+            loss: LossConfig::default(),
             proxy: None,
         }
     }
@@ -199,10 +199,11 @@ impl EstimatorSpec {
         chain: &ChainInfo,
         device: &Device,
     ) -> Result<Box<dyn GradMethod>, EvalError> {
+        let defaults = SpsaConfig::default();
         let spsa = SpsaConfig {
-            epsilon: self.epsilon.unwrap_or(config.loss.epsilon),
-            perturbations: self.k.unwrap_or(config.loss.perturbations),
-            ..config.loss.clone()
+            epsilon: self.epsilon.unwrap_or(defaults.epsilon),
+            perturbations: self.k.unwrap_or(defaults.perturbations),
+            loss: config.loss.clone(),
         };
         let settings = MethodSettings {
             spsa: &spsa,
@@ -355,7 +356,7 @@ pub fn eval_grads(
     let thetas: Vec<Vec<f32>> = (0..pairs.len()).map(|_| uniform(&mut rng, p)).collect();
     let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), p), &Device::Cpu)?;
     let batch = MethodBatch::new(&pairs.input_a, &pairs.target_a);
-    let loss = MrStftLoss::new(&config.loss.loss_config(), DType::F32, &Device::Cpu)?;
+    let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
 
     let mut runs: Vec<(EstimatorSpec, Gradients, f64)> = vec![];
     for (index, (spec, method)) in methods.iter_mut().enumerate() {

@@ -40,6 +40,9 @@ pub enum EvalError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("no data: {0}")]
     NoData(String),
+    /// A report or a run folder's file could not be read or written.
+    #[error(transparent)]
+    Run(#[from] afx_core::run_folder::RunError),
 }
 
 impl From<afx_trainer::TrainError> for EvalError {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use afx_core::run_folder::{write_atomic, write_json};
 use afx_report::{BarChart, LineChart, Series, Table, bar_chart, line_chart};
-use afx_trainer::run::{write_atomic, write_json};
 
 use crate::EvalError;
 use crate::compare::CompareReport;

@@ -1,12 +1,12 @@
 //! A chain of effects rendered in order as one function `y = f(x, θ)` of all its trainable parameters.
 
-use crate::audio::Audio;
 use crate::config::{Config, ConfigError};
 use crate::host::{Host, LoadError};
 use crate::param::{ParamSpec, ValueError};
 use crate::plugin::{Effect, Format, PluginInfo};
 use crate::render::{RenderError, RenderSettings};
 use crate::suggest;
+use afx_core::Audio;
 use serde::{Deserialize, Serialize};
 
 /// Why a chain could not be built or rendered.

@@ -33,8 +33,6 @@
 //! A [`Host`] and the effects it loads stay on the thread that made them; run one host per worker thread or
 //! process. This crate knows nothing of machine learning.
 
-pub mod atomic;
-pub mod audio;
 pub mod chain;
 mod clap;
 pub mod config;
@@ -51,7 +49,9 @@ pub mod scan;
 mod suggest;
 mod vst3;
 
-pub use audio::{Audio, AudioError};
+// The host renders `Audio` and its errors carry `AudioError`: its public API is stated in these types, so a user of
+// the host needs no second import for them.
+pub use afx_core::{Audio, AudioError};
 pub use chain::{Chain, ChainError, ChainLayout, Stage};
 pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audio::Audio;
 use crate::param::{ParamSpec, ValueError};
 use crate::render::{self, RenderError, RenderSettings, Scratch};
+use afx_core::Audio;
 
 /// A plugin standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use afx_core::atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic;
 use crate::chain::ChainLayout;
 
 /// Why a preset could not be read, written or applied.

@@ -15,10 +15,10 @@
 //! (lane `c` of a per-channel render gets key channel `c`; otherwise sidechain input `s` gets key channel
 //! `s mod C`).
 
-use crate::audio::Audio;
 use crate::denormals::FlushDenormals;
 use crate::param::ValueError;
 use crate::plugin::{Backend, PluginInfo};
+use afx_core::Audio;
 
 /// How to render: everything but the audio and the parameter values.
 #[derive(Debug, Clone, PartialEq, Eq)]

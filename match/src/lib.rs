@@ -13,7 +13,7 @@
 //!    best θ, the curve as a PNG and a JSON summary.
 //!
 //! ```no_run
-//! use afx_host::Audio;
+//! use afx_core::Audio;
 //! use afx_match::{Budget, MatchConfig, MatchError, Method, Objective, Outcome, optimise};
 //! use afx_spsa::Pool;
 //!
@@ -266,7 +266,7 @@ pub fn optimise(
         let outputs = pool.render_batch(&vec![input.clone(); points.len()], &points);
         render_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let rendered: Vec<&afx_host::Audio> = outputs.iter().filter_map(|o| o.as_ref().ok()).collect();
+        let rendered: Vec<&afx_core::Audio> = outputs.iter().filter_map(|o| o.as_ref().ok()).collect();
         let mut scores = objective.score_batch(&rendered)?.into_iter();
         let mut losses = Vec::with_capacity(points.len());
         for (output, point) in outputs.iter().zip(&points) {

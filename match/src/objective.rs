@@ -2,9 +2,8 @@
 
 use std::ops::Range;
 
-use afx_host::Audio;
-use afx_nn::loss::{MrStftLoss, PreparedTarget};
-use afx_trainer::train::TrainConfig;
+use afx_core::Audio;
+use afx_nn::loss::{LossConfig, MrStftLoss, PreparedTarget};
 use candle_core::{DType, Device, Tensor};
 
 use crate::MatchError;
@@ -57,7 +56,7 @@ impl Objective {
         let rows: Vec<f32> = target.channels().iter().flatten().copied().collect();
         let frames = target.frames();
         let target = Tensor::from_vec(rows, (channels, frames), &Device::Cpu)?;
-        let loss = MrStftLoss::new(&TrainConfig::default().spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&LossConfig::default().mrstft_without_l1(), DType::F32, &Device::Cpu)?;
         let target = loss.prepare(&target)?;
         Ok(Objective::Target { input: slice(input, range), target, channels, frames, loss })
     }

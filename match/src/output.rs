@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use afx_host::{Audio, Preset};
+use afx_core::Audio;
+use afx_host::Preset;
 use afx_report::{LineChart, Series, line_chart};
 use afx_spsa::Pool;
 use afx_trainer::ChainInfo;
@@ -90,5 +91,5 @@ fn write_files(dir: &Path, summary: &Summary, preset: &Preset, matched: &Audio) 
     line_chart(&path, &chart)?;
     let path = dir.join("summary.json");
     let text = serde_json::to_string_pretty(summary).map_err(|e| fail(&path, e.to_string()))?;
-    afx_host::atomic::write(&path, text.as_bytes()).map_err(|e| fail(&path, e))
+    afx_core::atomic::write(&path, text.as_bytes()).map_err(|e| fail(&path, e))
 }

@@ -11,7 +11,7 @@
 //!
 //! The distance is the mean absolute band difference plus the two dynamics differences, all in dB.
 
-use afx_host::Audio;
+use afx_core::Audio;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 

@@ -1,5 +1,6 @@
 //! One safetensors file holding a model's variables and, optionally, its optimizer state, written atomically by
-//! the caller's writer (afx's: `afx_host::atomic`).
+//! the caller's writer (afx's: `afx_core::atomic`). The folder of numbered checkpoints they go in is
+//! `afx_core::run_folder::CheckpointDir`.
 //!
 //! Variable names are the VarMap's (they mirror the module tree, e.g. `tcn.block0.conv.weight`); optimizer tensors
 //! carry [`crate::optim::STATE_PREFIX`].
@@ -13,9 +14,9 @@ use candle_nn::VarMap;
 use crate::optim::{AdamW, STATE_PREFIX};
 
 /// Writes `varmap` (and `optimizer`'s state) to `path` through `write`, which must put the bytes there
-/// atomically: afx passes `afx_host::atomic::write` (a temporary file beside `path`, fsync, rename), the writer
+/// atomically: afx passes `afx_core::atomic::write` (a temporary file beside `path`, fsync, rename), the writer
 /// of every other file of a run, so a crash never leaves a half-written checkpoint under `path` and a finished
-/// one is on disk. The writer is the caller's because this crate does not depend on the plugin host.
+/// one is on disk. The writer is the caller's, so this crate needs no file-system policy of its own.
 pub fn save(
     path: &Path,
     varmap: &VarMap,
@@ -64,66 +65,6 @@ pub fn load(path: &Path, varmap: &VarMap, optimizer: Option<&mut AdamW>) -> Resu
         opt.load_state(&tensors)?;
     }
     Ok(())
-}
-
-/// A folder of numbered checkpoints, `step-NNNNNNNN.safetensors` (the weights, [`save`]) each with a
-/// `step-NNNNNNNN.json` written by the caller AFTER the weights: a checkpoint counts once its JSON exists, so a
-/// kill at any moment leaves the previous one usable. Runs of the trainer and of the proxy both keep one.
-#[derive(Debug, Clone)]
-pub struct CheckpointDir {
-    dir: std::path::PathBuf,
-}
-
-impl CheckpointDir {
-    pub fn new(dir: impl Into<std::path::PathBuf>) -> CheckpointDir {
-        CheckpointDir { dir: dir.into() }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Paths of the weights and metadata of the checkpoint after `step` steps.
-    pub fn paths(&self, step: u64) -> (std::path::PathBuf, std::path::PathBuf) {
-        (self.dir.join(format!("step-{step:08}.safetensors")), self.dir.join(format!("step-{step:08}.json")))
-    }
-
-    /// The metadata file of the newest complete checkpoint (none when the folder is missing or empty).
-    pub fn latest(&self) -> std::io::Result<Option<std::path::PathBuf>> {
-        Ok(self.stems()?.pop().map(|stem| self.dir.join(format!("{stem}.json"))))
-    }
-
-    /// Removes all but the newest `keep` checkpoints.
-    pub fn prune(&self, keep: usize) -> std::io::Result<()> {
-        let stems = self.stems()?;
-        let drop = stems.len().saturating_sub(keep);
-        for stem in &stems[..drop] {
-            // The JSON first: without it the weights are ignored, so a kill between the two removals is harmless.
-            for ext in ["json", "safetensors"] {
-                match std::fs::remove_file(self.dir.join(format!("{stem}.{ext}"))) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `step-NNNNNNNN` of every checkpoint with metadata, oldest first.
-    fn stems(&self) -> std::io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(e),
-        };
-        let mut stems: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
-            .filter(|n| n.starts_with("step-"))
-            .collect();
-        stems.sort();
-        Ok(stems)
-    }
 }
 
 #[cfg(test)]

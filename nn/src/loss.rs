@@ -8,6 +8,7 @@
 //! differentiable candle expression (the reference the fused op is tested against).
 
 use candle_core::{DType, Device, Result, Tensor, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::spectral_cpu;
 use crate::stft::Stft;
@@ -25,6 +26,38 @@ impl Default for MrStftConfig {
     /// FFT sizes 512, 1024, 2048 (hops 128, 256, 512), no time-domain term.
     fn default() -> Self {
         Self { fft_sizes: vec![512, 1024, 2048], time_l1_weight: 0.0 }
+    }
+}
+
+/// The loss afx trains and scores with, as a run stores it: every gradient method and the trainer train on it,
+/// validation, `afx eval-grads`, `afx compare` and `afx match` score with its MRSTFT alone
+/// ([`LossConfig::mrstft_without_l1`]). Defaults: FFT sizes 256, 512, 1024 (hop n/4), no time-domain term.
+///
+/// In a run's `config.json` it sits inside the `spsa` object (where these fields have always been stored), so
+/// runs of every afx version read and write the same JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossConfig {
+    /// FFT sizes of the MRSTFT loss (hop = n/4).
+    pub fft_sizes: Vec<usize>,
+    /// Weight of the time-domain L1 term.
+    pub time_l1_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 }
+    }
+}
+
+impl LossConfig {
+    /// The training loss: MRSTFT plus the weighted L1.
+    pub fn mrstft(&self) -> MrStftConfig {
+        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: self.time_l1_weight }
+    }
+
+    /// The MRSTFT alone (validation reports it without the time-domain term).
+    pub fn mrstft_without_l1(&self) -> MrStftConfig {
+        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: 0.0 }
     }
 }
 

@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use afx_core::Audio;
 use afx_datasets::Corpus;
-use afx_host::{Audio, ChainLayout};
+use afx_host::ChainLayout;
 use afx_spsa::{FailureKind, Job, Pool, Renderer, Task, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -554,7 +555,7 @@ fn write_shard(path: &Path, meta: &ShardMeta, shard: ShardData) -> Result<(), Co
     ];
     let info = [("afx".to_string(), serde_json::to_string(meta).expect("metadata serialises"))].into();
     // A collection is written once and read by training later: its gigabytes should not crowd the page cache.
-    afx_host::atomic::write_uncached_with(path, |file| {
+    afx_core::atomic::write_uncached_with(path, |file| {
         // Rows of audio (longer than the buffer) go straight to the file; the parameters' short rows are gathered.
         let mut file = std::io::BufWriter::with_capacity(64 << 10, file);
         write_safetensors(&mut file, tensors, info)?;
@@ -638,7 +639,7 @@ pub fn write_manifest(dir: &Path) -> Result<Manifest, CollectError> {
     let manifest = scan(dir)?;
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
     let path = dir.join(MANIFEST);
-    afx_host::atomic::write(&path, text.as_bytes()).map_err(|reason| CollectError::Write { path, reason })?;
+    afx_core::atomic::write(&path, text.as_bytes()).map_err(|reason| CollectError::Write { path, reason })?;
     Ok(manifest)
 }
 

@@ -13,6 +13,10 @@ pub enum ProxyError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// A file of the proxy's run folder (config, checkpoint metadata, metrics, report) could not be read or
+    /// written.
+    #[error(transparent)]
+    Run(#[from] afx_core::run_folder::RunError),
     #[error("{0}")]
     Config(String),
     #[error("{proxy} is a proxy of chain {proxy_chain:?} ({proxy_params}), not of chain {chain:?} ({chain_params})")]

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use afx_host::{ChainLayout, ParamSpec, Scale};
-use afx_nn::checkpoint::CheckpointDir;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -158,8 +157,4 @@ impl Proxy {
     pub fn forward(&self, x: &Tensor, theta: &Tensor) -> candle_core::Result<Tensor> {
         self.forward_t(&x.detach(), &theta.detach(), false)
     }
-}
-
-pub(crate) fn checkpoint_dir(run: &Path) -> CheckpointDir {
-    CheckpointDir::new(run.join("checkpoints"))
 }

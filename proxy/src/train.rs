@@ -11,10 +11,11 @@
 //! MRSTFT + w·L1 on the patch. Every draw of step t derives from (seed, t), so a resumed run repeats exactly
 //! what the uninterrupted run would have done.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use afx_core::RunFolder;
+use afx_core::run_folder::{self, CheckpointMeta, MetricsRecord};
 use afx_nn::checkpoint;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_nn::optim::{AdamW, AdamWConfig};
@@ -28,12 +29,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::ProxyError;
 use crate::dataset::Dataset;
-use crate::model::{Proxy, ProxyMeta, checkpoint_dir};
+use crate::model::{Proxy, ProxyMeta};
 use crate::quality::{self, Quality};
 use crate::tcn::TcnConfig;
 
 /// Version of the proxy run layout.
 pub const FORMAT_VERSION: u32 = 1;
+/// Checkpoints kept: the newest two.
 const KEEP: usize = 2;
 const STEP_STREAM: u64 = 0x5052_4f58; // "PROX"
 
@@ -132,6 +134,19 @@ pub struct ProxyCheckpoint {
     pub validation: Option<Quality>,
 }
 
+impl CheckpointMeta for ProxyCheckpoint {
+    const FORMAT_VERSION: u32 = FORMAT_VERSION;
+    const FORMAT_NAME: &'static str = "proxy";
+
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    fn weights(&self) -> &str {
+        &self.weights
+    }
+}
+
 /// A line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -140,7 +155,7 @@ pub enum Record {
     Validation(Quality),
 }
 
-impl Record {
+impl MetricsRecord for Record {
     fn step(&self) -> u64 {
         match self {
             Record::Step { step, .. } => *step,
@@ -182,17 +197,7 @@ impl Default for ProxyTrainOptions<'_> {
 
 /// The newest checkpoint of a proxy run and the path of its weights.
 pub fn latest_checkpoint(run: &Path) -> Result<Option<(ProxyCheckpoint, PathBuf)>, ProxyError> {
-    let dir = checkpoint_dir(run);
-    let Some(path) = dir.latest().map_err(ProxyError::io(dir.path()))? else { return Ok(None) };
-    let checkpoint: ProxyCheckpoint = read_json(&path)?;
-    if checkpoint.format_version != FORMAT_VERSION {
-        return Err(ProxyError::Format {
-            path,
-            message: format!("proxy format {} (this afx reads {FORMAT_VERSION})", checkpoint.format_version),
-        });
-    }
-    let weights = dir.path().join(&checkpoint.weights);
-    Ok(Some((checkpoint, weights)))
+    Ok(RunFolder::new(run).latest_checkpoint()?)
 }
 
 /// Starts a proxy run in `out` on the collection in `data`; `meta` says what it models (from the chain the
@@ -205,15 +210,16 @@ pub fn train_proxy(
     options: ProxyTrainOptions<'_>,
 ) -> Result<ProxySummary, ProxyError> {
     config.validate()?;
-    if latest_checkpoint(out)?.is_some() {
+    let folder = RunFolder::new(out);
+    if folder.latest_checkpoint::<ProxyCheckpoint>()?.is_some() {
         return Err(ProxyError::RunExists { path: out.to_path_buf() });
     }
     let dataset = Dataset::open(data)?;
     check_dataset(data, &dataset, &meta)?;
     std::fs::create_dir_all(out).map_err(ProxyError::io(out))?;
     let run = ProxyRun { config: config.clone(), meta, dataset: data.to_path_buf() };
-    write_json(&out.join("config.json"), &run)?;
-    let metrics = out.join("metrics.jsonl");
+    folder.write_config(&run)?;
+    let metrics = folder.metrics_path();
     if metrics.exists() {
         std::fs::remove_file(&metrics).map_err(ProxyError::io(&metrics))?;
     }
@@ -223,8 +229,9 @@ pub fn train_proxy(
 
 /// Continues the proxy run in `out` from its newest checkpoint, on the same collection.
 pub fn resume_proxy(out: &Path, options: ProxyTrainOptions<'_>) -> Result<ProxySummary, ProxyError> {
-    let run: ProxyRun = read_json(&out.join("config.json"))?;
-    let Some((checkpoint, weights)) = latest_checkpoint(out)? else {
+    let folder = RunFolder::new(out);
+    let run: ProxyRun = folder.read_config()?;
+    let Some((checkpoint, weights)) = folder.latest_checkpoint::<ProxyCheckpoint>()? else {
         return Err(ProxyError::NoCheckpoint { path: out.to_path_buf() });
     };
     let dataset = Dataset::open(&run.dataset)?;
@@ -233,7 +240,7 @@ pub fn resume_proxy(out: &Path, options: ProxyTrainOptions<'_>) -> Result<ProxyS
     checkpoint::load(&weights, &state.varmap, Some(&mut state.optimizer))?;
     state.optimizer.set_learning_rate(checkpoint.lr);
     state.step = checkpoint.step;
-    truncate_metrics(&out.join("metrics.jsonl"), checkpoint.step)?;
+    folder.truncate_metrics::<Record>(checkpoint.step)?;
     tracing::info!(run = %out.display(), step = checkpoint.step, "resuming proxy training");
     run_loop(out, &run, &dataset, state, options)
 }
@@ -356,10 +363,10 @@ impl ProxyTrainer {
     }
 
     fn save(&self, out: &Path, config: &ProxyTrainConfig, validation: Option<&Quality>) -> Result<(), ProxyError> {
-        let dir = checkpoint_dir(out);
+        let dir = RunFolder::new(out).checkpoints();
         std::fs::create_dir_all(dir.path()).map_err(ProxyError::io(dir.path()))?;
         let (weights, meta_path) = dir.paths(self.step);
-        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_host::atomic::write)?;
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_core::atomic::write)?;
         let meta = ProxyCheckpoint {
             format_version: FORMAT_VERSION,
             meta: self.proxy.meta().clone(),
@@ -370,7 +377,7 @@ impl ProxyTrainer {
             weights: weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             validation: validation.cloned(),
         };
-        write_json(&meta_path, &meta)?;
+        run_folder::write_json(&meta_path, &meta)?;
         dir.prune(KEEP).map_err(ProxyError::io(dir.path()))
     }
 }
@@ -392,12 +399,8 @@ fn run_loop(
     }
     let names = run.meta.param_names();
     let held_out = &dataset.validation[..dataset.validation.len().min(config.val_items)];
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(ProxyError::io(&metrics_path))?;
+    let folder = RunFolder::new(out);
+    let mut metrics = folder.metrics_log::<Record>()?;
     let started = Instant::now();
     let deadline = config.minutes.map(|m| started + Duration::from_secs_f64(m * 60.0));
     let (mut seconds, mut steps_run, mut last) = (0.0, 0u64, None);
@@ -409,7 +412,7 @@ fn run_loop(
         steps_run += 1;
         let step = state.step;
         let lr = config.lr_at(step);
-        append(&mut metrics, &metrics_path, &Record::Step { step, loss, lr, seconds: elapsed })?;
+        metrics.append(&Record::Step { step, loss, lr, seconds: elapsed })?;
         if let Some(f) = options.on_step.as_mut() {
             f(step, loss);
         }
@@ -418,7 +421,7 @@ fn run_loop(
         if step.is_multiple_of(config.val_every) || end {
             let q = quality::evaluate(&state.proxy, held_out, &names, &config.fft_sizes, step, &state.device)?;
             tracing::info!(step, mrstft = q.mrstft, identity = q.identity_mrstft, si_sdr = q.si_sdr, "validation");
-            append(&mut metrics, &metrics_path, &Record::Validation(q.clone()))?;
+            metrics.append(&Record::Validation(q.clone()))?;
             if let Some(f) = options.on_validation.as_mut() {
                 f(&q);
             }
@@ -438,7 +441,7 @@ fn run_loop(
     let all =
         quality::evaluate(&state.proxy, &dataset.validation, &names, &config.fft_sizes, state.step, &state.device)?;
     let summary = summary(state.step, Some(all), seconds, steps_run, started, false);
-    let step_minutes = step_seconds(&metrics_path)? / 60.0;
+    let step_minutes = step_seconds(&folder)? / 60.0;
     write_report(out, run, dataset, &summary, step_minutes)?;
     Ok(summary)
 }
@@ -461,13 +464,13 @@ fn summary(
 }
 
 /// Seconds of all training steps in `metrics.jsonl` (this process's and any earlier one's before a resume).
-fn step_seconds(path: &Path) -> Result<f64, ProxyError> {
-    let text = std::fs::read_to_string(path).map_err(ProxyError::io(path))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| match serde_json::from_str::<Record>(l) {
-            Ok(Record::Step { seconds, .. }) => Some(seconds),
-            _ => None,
+fn step_seconds(folder: &RunFolder) -> Result<f64, ProxyError> {
+    let records = folder.read_metrics::<Record>()?;
+    Ok(records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Step { seconds, .. } => Some(seconds),
+            Record::Validation(_) => None,
         })
         .sum())
 }
@@ -531,35 +534,5 @@ fn write_report(
             q.improvement(),
         ));
     }
-    write_atomic(&out.join("report.md"), text.as_bytes())
-}
-
-fn append(file: &mut std::fs::File, path: &Path, record: &Record) -> Result<(), ProxyError> {
-    let line = serde_json::to_string(record).expect("records serialise");
-    writeln!(file, "{line}").and_then(|_| file.flush()).map_err(ProxyError::io(path))
-}
-
-/// Drops the metrics lines after `step` (a resumed run writes them again).
-fn truncate_metrics(path: &Path, step: u64) -> Result<(), ProxyError> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<Record>(l).is_ok_and(|r| r.step() <= step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ProxyError> {
-    let text = serde_json::to_string_pretty(value).expect("serialises");
-    write_atomic(path, text.as_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
-    afx_host::atomic::write(path, bytes).map_err(|message| ProxyError::Format { path: path.to_path_buf(), message })
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProxyError> {
-    let text = std::fs::read_to_string(path).map_err(ProxyError::io(path))?;
-    serde_json::from_str(&text).map_err(|e| ProxyError::Format { path: path.to_path_buf(), message: e.to_string() })
+    Ok(RunFolder::new(out).write_file("report.md", text.as_bytes())?)
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use numpy::ndarray::{ArrayViewD, Axis};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::exceptions::{PyTypeError, PyValueError};

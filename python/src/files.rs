@@ -10,7 +10,7 @@ use crate::errors;
 /// `audio` float32 `(channels, frames)`.
 #[pyfunction]
 pub fn load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(Bound<'py, PyAny>, u32)> {
-    let audio = py.detach(|| afx_datasets::decode::read_audio(&path)).map_err(errors::afx_error)?;
+    let audio = py.detach(|| afx_core::audio_file::read_audio(&path)).map_err(errors::afx_error)?;
     let rate = audio.sample_rate();
     Ok((arrays::item_array(py, audio, false), rate))
 }

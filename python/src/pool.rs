@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use afx_host::{Audio, ChainLayout};
+use afx_core::Audio;
+use afx_host::ChainLayout;
 use afx_spsa::{FailureKind, Isolation, ItemError, PoolConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

@@ -252,7 +252,8 @@ fn bench_match(args: MatchArgs, config: Option<&std::path::Path>) -> anyhow::Res
     if args.pairs == 0 {
         anyhow::bail!("--pairs 0: give at least one held-out pair");
     }
-    let run: afx_trainer::train::RunConfig = afx_trainer::run::read_json(&args.run.join("config.json"))
+    let run: afx_trainer::train::RunConfig = afx_core::RunFolder::new(&args.run)
+        .read_config()
         .map_err(|e| anyhow::anyhow!("--run {} is not a run folder: {e}", args.run.display()))?;
     let base = afx_match::MatchConfig { budget: afx_match::Budget::renders(args.renders), ..Default::default() };
     base.validate()?;

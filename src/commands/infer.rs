@@ -34,7 +34,7 @@ pub struct Args {
 
 /// The default time limit of a whole-file render: a minute, plus real time (offline renders run many times
 /// faster than real time; a plugin slower than that is treated as stuck).
-pub fn whole_file_limit(input: &afx_host::Audio) -> f64 {
+pub fn whole_file_limit(input: &afx_core::Audio) -> f64 {
     60.0 + input.frames() as f64 / f64::from(input.sample_rate())
 }
 
@@ -53,14 +53,14 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
             args.run.display()
         ),
         (None, true) => afx_trainer::infer::silent_reference(&run.config),
-        (Some(path), false) => afx_datasets::decode::load_audio(path)?,
+        (Some(path), false) => afx_core::audio_file::load_audio(path)?,
         (None, false) => bail!(
             "--reference is required: run {} transfers the style of a reference recording (only a run trained \
              with --no-reference needs none)",
             args.run.display()
         ),
     };
-    let input = afx_datasets::decode::load_audio(&args.input)?;
+    let input = afx_core::audio_file::load_audio(&args.input)?;
     let config_path = super::config_path(config);
     let mut pool = super::start_pool(&super::PoolRequest {
         chain: &run.chain.name,

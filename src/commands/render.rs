@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use afx_host::{Audio, Format};
+use afx_core::Audio;
+use afx_host::Format;
 use anyhow::{Context, bail};
 
 #[derive(clap::Args)]
@@ -94,7 +95,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Any audio file afx reads (see [`afx_datasets::decode::read_audio`]).
+/// Any audio file afx reads (see [`afx_core::audio_file::read_audio`]).
 pub fn read_audio(path: &Path) -> anyhow::Result<Audio> {
-    Ok(afx_datasets::decode::read_audio(path)?)
+    Ok(afx_core::audio_file::read_audio(path)?)
 }

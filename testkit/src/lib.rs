@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use afx_host::Audio;
+use afx_core::Audio;
 
 /// Where Debian's sonic-pi-samples package puts its recordings.
 pub const SAMPLES: &str = "/usr/share/sonic-pi/samples";

@@ -11,6 +11,9 @@ pub enum TrainError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// A file of the run folder (config, checkpoint metadata, metrics, report) could not be read or written.
+    #[error(transparent)]
+    Run(#[from] afx_core::run_folder::RunError),
     #[error(transparent)]
     Chain(#[from] afx_host::ChainError),
     #[error(transparent)]

@@ -1,7 +1,7 @@
 //! The encoder's input: a log-magnitude spectrogram. Nothing upstream of it is trained, so it is computed on
 //! detached audio (nn's STFT, no gradient kept).
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_nn::stft::Stft;
 use candle_core::{DType, Device, Result, Tensor};
 

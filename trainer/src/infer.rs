@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use afx_host::{Audio, Preset};
+use afx_core::Audio;
+use afx_host::Preset;
 use afx_spsa::Pool;
 use candle_core::{Device, Tensor};
 
@@ -53,7 +54,7 @@ pub struct Inference {
 
 impl TrainedModel {
     pub fn load(run_dir: &Path, device: &Device) -> Result<TrainedModel, TrainError> {
-        let Some((meta, weights)) = run::latest_checkpoint(run_dir)? else {
+        let Some((meta, weights)) = afx_core::RunFolder::new(run_dir).latest_checkpoint::<CheckpointMeta>()? else {
             return Err(TrainError::NoCheckpoint { run: run_dir.to_path_buf() });
         };
         let varmap = candle_nn::VarMap::new();

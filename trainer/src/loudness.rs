@@ -1,7 +1,7 @@
 //! Integrated loudness (EBU R128 / ITU-R BS.1770, in LUFS) with the `ebur128` crate, for the loudness error
 //! of `afx compare` (DeepAFx-ST's raw logs report it beside MRSTFT) and of a pair folder's held-out pairs.
 
-use afx_host::Audio;
+use afx_core::Audio;
 
 /// The quietest loudness reported: the standard's absolute gate (silence has no loudness, −∞).
 pub const FLOOR_LUFS: f64 = -70.0;

@@ -1,12 +1,8 @@
-//! Metrics: one JSON object per line, flushed as written, so a killed run keeps every finished line.
-
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+//! The records of a run's metrics log (`metrics.jsonl`, one JSON object per line, written and truncated on resume
+//! by [`afx_core::run_folder::MetricsLog`]).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::TrainError;
 use crate::timing::StepTiming;
 
 /// One training step.
@@ -99,8 +95,8 @@ pub enum Record {
     Validation(ValidationRecord),
 }
 
-impl Record {
-    pub fn step(&self) -> u64 {
+impl afx_core::run_folder::MetricsRecord for Record {
+    fn step(&self) -> u64 {
         match self {
             Record::Step(r) => r.step,
             Record::Validation(r) => r.step,
@@ -112,56 +108,6 @@ impl Record {
 /// record is kept, not dropped as unreadable.
 fn nan_if_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
-}
-
-/// Appends records to a JSONL file.
-pub struct MetricsLog {
-    path: PathBuf,
-    file: File,
-}
-
-impl MetricsLog {
-    pub fn open(path: &Path) -> Result<MetricsLog, TrainError> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(TrainError::io(path))?;
-        Ok(MetricsLog { path: path.to_path_buf(), file })
-    }
-
-    pub fn append(&mut self, record: &Record) -> Result<(), TrainError> {
-        let line = serde_json::to_string(record)
-            .map_err(|e| TrainError::Format { path: self.path.clone(), message: e.to_string() })?;
-        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(TrainError::io(&self.path))
-    }
-}
-
-/// Every record in a metrics file (a torn last line from a kill is skipped).
-pub fn read(path: &Path) -> Result<Vec<Record>, TrainError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(TrainError::Io { path: path.to_path_buf(), source: e }),
-    };
-    let mut records = vec![];
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(TrainError::io(path))?;
-        if let Ok(record) = serde_json::from_str::<Record>(&line) {
-            records.push(record);
-        }
-    }
-    Ok(records)
-}
-
-/// Drops the records of steps after `step` (they are redone after a resume), atomically.
-pub fn truncate_after(path: &Path, step: u64) -> Result<Vec<Record>, TrainError> {
-    let kept: Vec<Record> = read(path)?.into_iter().filter(|r| r.step() <= step).collect();
-    let mut text = String::new();
-    for r in &kept {
-        let line = serde_json::to_string(r)
-            .map_err(|e| TrainError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-        text.push_str(&line);
-        text.push('\n');
-    }
-    crate::run::write_atomic(path, text.as_bytes())?;
-    Ok(kept)
 }
 
 #[cfg(test)]

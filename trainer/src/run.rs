@@ -1,4 +1,4 @@
-//! A run folder: what is in it and how it is written.
+//! What the trainer keeps in its run folder ([`afx_core::RunFolder`], which writes and finds the files):
 //!
 //! ```text
 //! RUN/config.json                     TrainConfig + ChainInfo, written when the run starts
@@ -9,11 +9,10 @@
 //! ```
 //! Every file is written to a temporary name and renamed. A checkpoint counts once its JSON exists, and the JSON
 //! is renamed into place only after its weights are, so a kill at any moment leaves the previous checkpoint
-//! usable. The two newest checkpoints are kept.
+//! usable. The two newest checkpoints are kept ([`KEEP`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use afx_nn::checkpoint::CheckpointDir;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -23,7 +22,8 @@ use crate::train::TrainConfig;
 
 /// Version of the run-folder layout.
 pub const FORMAT_VERSION: u32 = 1;
-const KEEP: usize = 2;
+/// Checkpoints kept: the newest two.
+pub const KEEP: usize = 2;
 
 /// Where the random streams stand. Every random draw of step `t` derives from `(seed, t)`, so this is the whole
 /// RNG state: a resumed run draws exactly what the uninterrupted run would have.
@@ -57,59 +57,17 @@ pub struct CheckpointMeta {
     pub weights: String,
 }
 
-pub fn checkpoints_dir(run: &Path) -> PathBuf {
-    run.join("checkpoints")
-}
+impl afx_core::run_folder::CheckpointMeta for CheckpointMeta {
+    const FORMAT_VERSION: u32 = FORMAT_VERSION;
+    const FORMAT_NAME: &'static str = "run";
 
-pub fn metrics_path(run: &Path) -> PathBuf {
-    run.join("metrics.jsonl")
-}
-
-fn checkpoint_dir(run: &Path) -> CheckpointDir {
-    CheckpointDir::new(checkpoints_dir(run))
-}
-
-/// Paths of the weights and metadata of the checkpoint after `step` steps.
-pub fn checkpoint_paths(run: &Path, step: u64) -> (PathBuf, PathBuf) {
-    checkpoint_dir(run).paths(step)
-}
-
-/// The newest complete checkpoint: its metadata and the path of its weights.
-pub fn latest_checkpoint(run: &Path) -> Result<Option<(CheckpointMeta, PathBuf)>, TrainError> {
-    let dir = checkpoint_dir(run);
-    let Some(path) = dir.latest().map_err(TrainError::io(dir.path()))? else { return Ok(None) };
-    let meta: CheckpointMeta = read_json(&path)?;
-    if meta.format_version != FORMAT_VERSION {
-        return Err(TrainError::Format {
-            path,
-            message: format!("run format {} (this afx reads {FORMAT_VERSION})", meta.format_version),
-        });
+    fn format_version(&self) -> u32 {
+        self.format_version
     }
-    let weights = dir.path().join(&meta.weights);
-    Ok(Some((meta, weights)))
-}
 
-/// Removes all but the newest [`KEEP`] checkpoints.
-pub fn prune_checkpoints(run: &Path) -> Result<(), TrainError> {
-    let dir = checkpoint_dir(run);
-    dir.prune(KEEP).map_err(TrainError::io(dir.path()))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed
-/// ([`afx_host::atomic::write`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    afx_host::atomic::write(path, bytes).map_err(|message| TrainError::Format { path: path.to_path_buf(), message })
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| TrainError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    write_atomic(path, text.as_bytes())
-}
-
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Format { path: path.to_path_buf(), message: e.to_string() })
+    fn weights(&self) -> &str {
+        &self.weights
+    }
 }
 
 /// Refuses a run made for another chain (a different parameter list would make θ mean other values).

@@ -1,6 +1,6 @@
 //! Where training clips come from. The corpus implements [`ClipSource`]; `Vec<Audio>` does for tests.
 
-use afx_host::Audio;
+use afx_core::Audio;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 

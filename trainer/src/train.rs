@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use afx_core::RunFolder;
 use afx_nn::checkpoint;
 use afx_nn::loss::MrStftLoss;
 use afx_nn::optim::{AdamW, AdamWConfig};
@@ -21,7 +22,7 @@ use crate::chain_info::ChainInfo;
 use crate::frontend::{Frontend, batch_tensor};
 use crate::method::spsa::SpsaConfig;
 use crate::method::{self, GradKind, GradMethod, Gradients, MethodBatch, theta_rows};
-use crate::metrics::{self, Baselines, MetricsLog, PairValidation, ParamErrors, Record, StepRecord, ValidationRecord};
+use crate::metrics::{Baselines, PairValidation, ParamErrors, Record, StepRecord, ValidationRecord};
 use crate::model::{Model, ModelConfig, seeded_init};
 use crate::pairs::{Corruption, PairBatch, PairInfo, PairRequest, PairSource, uniform};
 use crate::run::{self, CheckpointMeta, OptimizerMeta, RngState};
@@ -341,7 +342,7 @@ impl Trainer {
         let predicted = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
         let theta = theta_rows(&predicted)?;
         let defaults = vec![self.chain.default_theta(); n];
-        let loss = MrStftLoss::new(&self.config.spsa.loss_config_without_l1(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&self.config.spsa.loss.mrstft_without_l1(), DType::F32, &Device::Cpu)?;
         let score = |outputs: &[Option<&afx_host::Audio>]| -> Result<Vec<Option<f64>>, TrainError> {
             outputs
                 .iter()
@@ -444,10 +445,10 @@ impl Trainer {
 
     /// Writes the checkpoint after the steps done so far, then prunes old ones.
     pub fn save_checkpoint(&self, run: &Path) -> Result<(), TrainError> {
-        let dir = run::checkpoints_dir(run);
-        std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
-        let (weights, meta_path) = run::checkpoint_paths(run, self.step);
-        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_host::atomic::write)?;
+        let dir = RunFolder::new(run).checkpoints();
+        std::fs::create_dir_all(dir.path()).map_err(TrainError::io(dir.path()))?;
+        let (weights, meta_path) = dir.paths(self.step);
+        checkpoint::save(&weights, &self.varmap, Some(&self.optimizer), afx_core::atomic::write)?;
         let meta = CheckpointMeta {
             format_version: run::FORMAT_VERSION,
             chain: self.chain.clone(),
@@ -459,8 +460,8 @@ impl Trainer {
             optimizer: OptimizerMeta { lr: self.optimizer.learning_rate(), updates: self.optimizer.steps() },
             weights: weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        run::write_json(&meta_path, &meta)?;
-        run::prune_checkpoints(run)
+        afx_core::run_folder::write_json(&meta_path, &meta)?;
+        dir.prune(run::KEEP).map_err(TrainError::io(dir.path()))
     }
 
     /// Rebuilds a trainer from a checkpoint (weights, optimizer moments, step).
@@ -568,13 +569,14 @@ pub fn train(
     data: Data<'_>,
     options: TrainOptions<'_>,
 ) -> Result<TrainSummary, TrainError> {
-    if run::latest_checkpoint(run_dir)?.is_some() {
+    let folder = RunFolder::new(run_dir);
+    if folder.latest_checkpoint::<CheckpointMeta>()?.is_some() {
         return Err(TrainError::RunExists { run: run_dir.to_path_buf() });
     }
     check_pool(pool, chain)?;
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
-    run::write_json(&run_dir.join("config.json"), &RunConfig { config: config.clone(), chain: chain.clone() })?;
-    let metrics_path = run::metrics_path(run_dir);
+    folder.write_config(&RunConfig { config: config.clone(), chain: chain.clone() })?;
+    let metrics_path = folder.metrics_path();
     if metrics_path.exists() {
         std::fs::remove_file(&metrics_path).map_err(TrainError::io(&metrics_path))?;
     }
@@ -608,7 +610,8 @@ pub fn resume_with(
     data: Data<'_>,
     options: TrainOptions<'_>,
 ) -> Result<TrainSummary, TrainError> {
-    let Some((mut meta, weights)) = run::latest_checkpoint(run_dir)? else {
+    let folder = RunFolder::new(run_dir);
+    let Some((mut meta, weights)) = folder.latest_checkpoint::<CheckpointMeta>()? else {
         return Err(TrainError::NoCheckpoint { run: run_dir.to_path_buf() });
     };
     run::check_chain(run_dir, &meta.chain, chain)?;
@@ -632,10 +635,10 @@ pub fn resume_with(
             )));
         }
         meta.config = config.clone();
-        run::write_json(&run_dir.join("config.json"), &RunConfig { config: config.clone(), chain: chain.clone() })?;
+        folder.write_config(&RunConfig { config: config.clone(), chain: chain.clone() })?;
     }
     let trainer = Trainer::from_checkpoint(&meta, &weights, options.device.clone())?;
-    let history = metrics::truncate_after(&run::metrics_path(run_dir), meta.step)?;
+    let history = folder.truncate_metrics(meta.step)?;
     tracing::info!(run = %run_dir.display(), step = meta.step, "resuming");
     run_loop(run_dir, trainer, pool, data, options, history)
 }
@@ -704,10 +707,10 @@ fn run_loop(
     // Made once per process and kept: its baselines are rendered at the first validation only.
     let validation_set = ValidationSet::new(&config, pool, data.validation)?;
     if let Some(pairs) = data.train.pairs_manifest() {
-        run::write_json(&run_dir.join(PAIRS_FILE), &pairs)?;
+        RunFolder::new(run_dir).write_json(PAIRS_FILE, &pairs)?;
     }
     let mut per_pair: Option<Vec<PairValidation>> = None;
-    let mut log = MetricsLog::open(&run::metrics_path(run_dir))?;
+    let mut log = RunFolder::new(run_dir).metrics_log::<Record>()?;
     let deadline = config.minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
     let (mut failed_items, mut step_seconds, mut steps_run) = (0, 0.0, 0u64);
     let mut last_validation: Option<ValidationRecord> = None;
@@ -785,7 +788,7 @@ fn run_loop(
         None => vec![],
     };
     if !per_pair.is_empty() {
-        run::write_json(&run_dir.join(VALIDATION_PAIRS_FILE), &per_pair)?;
+        RunFolder::new(run_dir).write_json(VALIDATION_PAIRS_FILE, &per_pair)?;
     }
     let pairs = data.train.pairs_manifest();
     let report = Report { data: data.train.describe(), pairs: pairs.as_deref(), per_pair: &per_pair };
@@ -880,7 +883,7 @@ fn write_report(
          moving average over 20 steps, and the validation MRSTFT of the trained model, default parameters and \
          random parameters.\n",
     );
-    run::write_atomic(&run_dir.join("report.md"), text.as_bytes())
+    Ok(RunFolder::new(run_dir).write_file("report.md", text.as_bytes())?)
 }
 
 /// Per held-out pair: MRSTFT and loudness error against the processed file, before (the raw input) and after

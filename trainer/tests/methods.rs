@@ -5,7 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use afx_host::{Audio, RenderSettings};
+use afx_core::Audio;
+use afx_host::RenderSettings;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::tcn::TcnConfig;
 use afx_proxy::{Proxy, ProxyMeta};

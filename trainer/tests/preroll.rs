@@ -4,7 +4,7 @@
 
 mod common;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_trainer::frontend::batch_tensor;
 use afx_trainer::method::fd::FiniteDifference;

@@ -5,13 +5,15 @@ mod common;
 
 use std::path::Path;
 
-use afx_trainer::metrics::{self, Record};
-use afx_trainer::run;
+use afx_core::RunFolder;
+use afx_trainer::metrics::Record;
+use afx_trainer::run::CheckpointMeta;
 use afx_trainer::train::{Data, TrainConfig, TrainOptions, resume, train};
 
 fn losses(run: &Path) -> Vec<(u64, String)> {
     // Timings differ between runs; everything else must not.
-    metrics::read(&run.join("metrics.jsonl"))
+    RunFolder::new(run)
+        .read_metrics::<Record>()
         .unwrap()
         .into_iter()
         .map(|r| match r {
@@ -25,7 +27,7 @@ fn losses(run: &Path) -> Vec<(u64, String)> {
 }
 
 fn weights(run: &Path) -> Vec<(String, Vec<u32>)> {
-    let (_, path) = run::latest_checkpoint(run).unwrap().unwrap();
+    let (_, path) = RunFolder::new(run).latest_checkpoint::<CheckpointMeta>().unwrap().unwrap();
     let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
     let mut out: Vec<(String, Vec<u32>)> = tensors
         .into_iter()
@@ -63,7 +65,11 @@ fn resume_after_a_stop_continues_exactly_from_the_last_checkpoint() {
     let stopped = TrainOptions { stop_after: Some(5), ..TrainOptions::default() };
     let summary = train(&cut, &config, &chain, &mut pool, data, stopped).unwrap();
     assert!(summary.interrupted);
-    assert_eq!(run::latest_checkpoint(&cut).unwrap().unwrap().0.step, 4, "checkpoint after step 4 expected");
+    assert_eq!(
+        RunFolder::new(&cut).latest_checkpoint::<CheckpointMeta>().unwrap().unwrap().0.step,
+        4,
+        "checkpoint after step 4 expected"
+    );
     assert_eq!(losses(&cut).last().unwrap().0, 5, "step 5 was logged before the stop");
     // Starting over in a folder with checkpoints is refused.
     assert!(train(&cut, &config, &chain, &mut pool, data, TrainOptions::default()).is_err());

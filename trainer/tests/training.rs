@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Instant;
 
+use afx_core::RunFolder;
 use afx_host::Preset;
 use afx_trainer::infer::{TrainedModel, infer, infer_run, render_preset};
-use afx_trainer::metrics::{self, Record};
+use afx_trainer::metrics::Record;
 use afx_trainer::train::{Data, TrainConfig, TrainOptions, resume, train};
 use afx_trainer::{TrainError, resample};
 use candle_core::Device;
@@ -42,7 +43,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
         started.elapsed().as_secs_f64(),
         summary.mean_step_s
     );
-    let records = metrics::read(&run.join("metrics.jsonl")).unwrap();
+    let records = RunFolder::new(&run).read_metrics::<Record>().unwrap();
     let first =
         records.iter().find_map(|r| if let Record::Validation(v) = r { Some(v.clone()) } else { None }).unwrap();
     eprintln!("first validation {first:?}");

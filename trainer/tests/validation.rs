@@ -9,13 +9,15 @@ mod common;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use afx_host::{Audio, ParamKind, ParamSpec, Scale};
+use afx_core::Audio;
+use afx_core::run_folder::{self, MetricsLog};
+use afx_host::{ParamKind, ParamSpec, Scale};
 use afx_spsa::{Isolation, Pool, PoolConfig, WorkerSpec};
 use afx_testfx_dsp::{DRIVE, GAIN, PARAMS, TONE};
 use afx_testkit::testfx;
 use afx_trainer::ChainInfo;
 use afx_trainer::chain_info::TrainedParam;
-use afx_trainer::metrics::{self, MetricsLog, Record};
+use afx_trainer::metrics::Record;
 use afx_trainer::train::{TrainConfig, Trainer, ValidationSet};
 use candle_core::Device;
 
@@ -121,7 +123,7 @@ fn a_validation_in_which_every_item_fails_reports_nan_and_its_record_survives_th
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("metrics.jsonl");
     MetricsLog::open(&path).unwrap().append(&Record::Validation(v.clone())).unwrap();
-    let records = metrics::read(&path).unwrap();
+    let records = run_folder::read_metrics::<Record>(&path).unwrap();
     let [Record::Validation(back)] = records.as_slice() else { panic!("the validation record was lost: {records:?}") };
     assert_eq!((back.items, back.failed), (0, n));
     assert!(back.mrstft.trained.is_nan() && back.mrstft.input.is_nan(), "{back:?}");

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_proxy::train::ProxyTrainer;
 use afx_trainer::TrainError;
 use afx_trainer::method::spsa::Spsa;

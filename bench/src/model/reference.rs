@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_proxy::train::ProxyTrainer;
 use afx_trainer::TrainError;
 use afx_trainer::method;

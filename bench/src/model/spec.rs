@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use afx_host::{Audio, ParamKind, ParamSpec, Scale};
+use afx_core::Audio;
+use afx_host::{ParamKind, ParamSpec, Scale};
 use afx_nn::stft::POWER_FLOOR;
 use afx_proxy::train::{ProxyRun, ProxyTrainConfig};
 use afx_proxy::{ProxyMeta, ProxyParam};
@@ -203,7 +204,7 @@ impl ModelBenchSpec {
             norm_eps: model::NORM_EPS,
             hidden: m.hidden,
             num_params: params.count,
-            loss: LossShapes::new(&train.spsa.fft_sizes, train.spsa.time_l1_weight),
+            loss: LossShapes::new(&train.spsa.loss.fft_sizes, train.spsa.loss.time_l1_weight),
             optimizer: AdamShapes::new(train.adam(), train.grad_clip),
         };
         let t = &proxy.tcn;
@@ -313,7 +314,7 @@ fn source_corpus(sample_rate: u32) -> Result<(afx_datasets::Corpus, String), Tra
     });
     paths.sort();
     let clips: Vec<(PathBuf, Audio)> =
-        paths.iter().filter_map(|p| afx_datasets::decode::load_audio(p).ok().map(|a| (p.clone(), a))).collect();
+        paths.iter().filter_map(|p| afx_core::audio_file::load_audio(p).ok().map(|a| (p.clone(), a))).collect();
     let corpus_error = |e: afx_datasets::DatasetError| TrainError::NoData(e.to_string());
     if !clips.is_empty() {
         let what = format!(

@@ -1,9 +1,9 @@
 //! Tests against the CLAP plugins of Debian's `zam-plugins` (the same DSP as its LV2 bundles).
 
 use super::*;
-use crate::audio::Audio;
 use crate::plugin::Effect;
 use crate::render::RenderSettings;
+use afx_core::Audio;
 
 const ZAMCOMP: &str = "com.zamaudio.ZamComp";
 const SETTINGS: RenderSettings = RenderSettings { block_size: 512 };

@@ -96,7 +96,7 @@ impl Cache {
         entries.sort_by(|a, b| a.file.cmp(&b.file));
         let file = CacheFile { version: VERSION, afx_host: env!("CARGO_PKG_VERSION").into(), entries };
         let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
-        crate::atomic::write(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        afx_core::atomic::write(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
 

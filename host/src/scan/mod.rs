@@ -100,7 +100,7 @@ impl Catalogue {
     pub fn save(&self, path: &Path) -> Result<(), CatalogueError> {
         let write = |message: String| CatalogueError::Write { path: path.into(), message };
         let bytes = serde_json::to_vec(self).map_err(|e| write(e.to_string()))?;
-        crate::atomic::write(path, &bytes).map_err(write)
+        afx_core::atomic::write(path, &bytes).map_err(write)
     }
 }
 

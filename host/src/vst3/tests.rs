@@ -1,9 +1,9 @@
 //! Tests against the real zam-plugins VST3 bundles (Debian package zam-plugins).
 
 use super::*;
-use crate::audio::Audio;
 use crate::plugin::Effect;
 use crate::render::RenderSettings;
+use afx_core::Audio;
 
 /// The zam-plugins bundles: 17 effects, each a DPF build.
 const ZAM_DIR: &str = "/usr/lib/vst3";

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use afx_host::{Audio, Format};
+use afx_core::Audio;
+use afx_host::Format;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use afx_testfx_dsp::{DRIVE, FAULT, GAIN, PARAMS, TONE};

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::Proxy;
 use afx_spsa::{ItemError, Pool};
@@ -114,7 +114,7 @@ pub fn build(
     sample_rate: u32,
     device: &Device,
 ) -> Result<Box<dyn GradMethod>, TrainError> {
-    let loss = settings.spsa.loss_config();
+    let loss = settings.spsa.loss.mrstft();
     match kind {
         GradKind::Spsa => return Ok(Box::new(spsa::Spsa::new(settings.spsa.clone())?)),
         GradKind::Fd => return Ok(Box::new(fd::FiniteDifference::new(settings.fd_step, &loss)?)),

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use afx_nn::loss::{MrStftConfig, MrStftLoss};
+use afx_nn::loss::{LossConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -24,21 +24,15 @@ use crate::TrainError;
 pub struct SpsaConfig {
     pub epsilon: f32,
     pub perturbations: u32,
-    /// FFT sizes of the MRSTFT loss (hop = n/4).
-    pub fft_sizes: Vec<usize>,
-    /// Weight of the time-domain L1 term.
-    pub time_l1_weight: f64,
+    /// Every method's training loss, not SPSA's own: it is stored here, its fields beside ε and K in the `spsa`
+    /// object of a run's config.json, as runs have always stored them (the JSON is unchanged).
+    #[serde(flatten)]
+    pub loss: LossConfig,
 }
 
 impl Default for SpsaConfig {
     fn default() -> Self {
-        SpsaConfig { epsilon: 0.01, perturbations: 2, fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 }
-    }
-}
-
-impl SpsaConfig {
-    pub fn loss_config(&self) -> MrStftConfig {
-        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: self.time_l1_weight }
+        SpsaConfig { epsilon: 0.01, perturbations: 2, loss: LossConfig::default() }
     }
 }
 
@@ -51,7 +45,7 @@ pub struct Spsa {
 impl Spsa {
     pub fn new(config: SpsaConfig) -> Result<Spsa, TrainError> {
         // The loss on rendered audio runs on the CPU: its input and gradient travel to and from the workers.
-        let loss = MrStftLoss::new(&config.loss_config(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
         Ok(Spsa { config, loss })
     }
 
@@ -84,12 +78,5 @@ impl GradMethod for Spsa {
         let estimates = pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds);
         timing.spsa_s = started.elapsed().as_secs_f64();
         Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
-    }
-}
-
-impl SpsaConfig {
-    /// The MRSTFT alone (validation reports it without the time-domain term).
-    pub fn loss_config_without_l1(&self) -> MrStftConfig {
-        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: 0.0 }
     }
 }

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_spsa::{Pool, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -395,7 +395,7 @@ fn audio_files(folder: &Path, dir: &Path) -> Result<BTreeMap<String, String>, Tr
             continue;
         }
         let path = entry.path();
-        if !afx_datasets::decode::is_audio(&path) || !path.is_file() {
+        if !afx_core::audio_file::is_audio(&path) || !path.is_file() {
             return Err(refuse(format!(
                 "{}: only audio files (WAV, FLAC, OGG, MP3) are read from raw/ and processed/",
                 path.display()
@@ -412,9 +412,9 @@ fn audio_files(folder: &Path, dir: &Path) -> Result<BTreeMap<String, String>, Tr
     Ok(files)
 }
 
-/// Any audio file afx reads (see [`afx_datasets::decode::read_audio`]).
+/// Any audio file afx reads (see [`afx_core::audio_file::read_audio`]).
 fn read_audio(path: &Path) -> Result<Audio, String> {
-    afx_datasets::decode::read_audio(path).map_err(|e| e.to_string())
+    afx_core::audio_file::read_audio(path).map_err(|e| e.to_string())
 }
 
 fn seconds(frames: usize, rate: u32) -> f64 {
@@ -451,7 +451,7 @@ fn load_pair(
             processed.frames()
         )));
     }
-    let mono = |a: &Audio| afx_datasets::decode::mono(a).into_channels().swap_remove(0);
+    let mono = |a: &Audio| a.mono().into_channels().swap_remove(0);
     let max_lag = (MAX_OFFSET_S * f64::from(rate)).round() as usize;
     let offset = super::align::estimate_offset(&mono(&raw), &mono(&processed), max_lag);
     let offset_ms = offset as f64 * 1000.0 / f64::from(rate);

@@ -10,7 +10,7 @@ pub mod align;
 pub mod folder;
 pub mod synthetic;
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_spsa::{ItemError, Pool};
 
 pub use folder::{PairFolder, PairInfo};

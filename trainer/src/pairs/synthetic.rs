@@ -5,7 +5,7 @@
 //! turns input_A into target_A, knowing only how the same processing sounds on other material (B). The input is
 //! the raw clip, or the clip through the chain at other random θ ([`Corruption::RandomChain`]).
 
-use afx_host::Audio;
+use afx_core::Audio;
 use afx_spsa::{ItemError, Pool, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
