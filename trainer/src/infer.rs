@@ -114,7 +114,7 @@ impl TrainedModel {
 
 /// The reference of a run trained without one (`no_reference`, `afx train --pairs DIR --no-reference`): L
 /// frames of silence at the model's rate, what it saw in training.
-pub fn silent_reference(config: &crate::train::TrainConfig) -> Audio {
+pub fn silent_reference(config: &crate::train::config::TrainConfig) -> Audio {
     Audio::silence(config.sample_rate, 1, config.frames())
 }
 

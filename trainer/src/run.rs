@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::chain_info::ChainInfo;
 use crate::model::ModelConfig;
-use crate::train::TrainConfig;
+use crate::train::config::TrainConfig;
 
 /// Version of the run-folder layout.
 pub const FORMAT_VERSION: u32 = 1;
