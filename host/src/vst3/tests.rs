@@ -1,7 +1,9 @@
 //! Tests against the real zam-plugins VST3 bundles (Debian package zam-plugins).
 
+use super::params::DPF_INTERNALS;
 use super::*;
 use crate::audio::Audio;
+use crate::info::Format;
 use crate::plugin::Effect;
 use crate::render::RenderSettings;
 
