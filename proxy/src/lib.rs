@@ -14,6 +14,7 @@ pub mod bench;
 pub mod collect;
 pub mod dataset;
 mod error;
+mod load;
 pub mod model;
 pub mod quality;
 pub mod tcn;
