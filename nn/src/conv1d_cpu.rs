@@ -17,10 +17,9 @@
 //! the thread count, so results are reproducible bit for bit.
 
 use candle_core::{CpuStorage, Layout, Result, Shape, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::cpu_kernel::{self, Element, SharedMut, sum_in_order};
+use crate::cpu_kernel::{self, Element, SharedMut, gemm_add, sum_in_order};
 
 /// Output columns per forward / input-gradient task: large enough for gemm to run at full speed, small enough
 /// that a Cout × TILE tile of the output stays in L2 while the K taps accumulate into it.
@@ -111,26 +110,12 @@ pub(crate) fn forward<T: Element>(x: View<T>, w: View<T>, bias: Option<(&[T], us
             // rhs columns input_start..input_start + (end − start) of x_b, inside the signal by `out_range`; both
             // views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_out,
-                    end - start,
-                    c_in,
-                    dst.ptr().add(b * c_out * t_out + start),
-                    1,
-                    t_out as isize,
+                gemm_add(
+                    (c_out, end - start, c_in),
+                    (dst.ptr().add(b * c_out * t_out + start), 1, t_out as isize),
                     true,
-                    w.at([0, 0, k]),
-                    w.stride(1),
-                    w.stride(0),
-                    x.at([b, 0, input_start]),
-                    x.stride(2),
-                    x.stride(1),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.at([0, 0, k]), w.stride(1), w.stride(0)),
+                    (x.at([b, 0, input_start]), x.stride(2), x.stride(1)),
                 )
             }
         }
@@ -161,26 +146,12 @@ pub(crate) fn input_grad<T: Element>(dy: View<T>, w: View<T>, g: Geometry) -> Ve
             // transposed view of w) and the rhs columns output_start..output_start + (end − start) of dy_b, inside
             // 0..t_out by `in_range`; both views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_in,
-                    end - start,
-                    c_out,
-                    dst.ptr().add(b * c_in * t_in + start),
-                    1,
-                    t_in as isize,
+                gemm_add(
+                    (c_in, end - start, c_out),
+                    (dst.ptr().add(b * c_in * t_in + start), 1, t_in as isize),
                     true,
-                    w.at([0, 0, k]),
-                    w.stride(0),
-                    w.stride(1),
-                    dy.at([b, 0, output_start]),
-                    dy.stride(2),
-                    dy.stride(1),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.at([0, 0, k]), w.stride(0), w.stride(1)),
+                    (dy.at([b, 0, output_start]), dy.stride(2), dy.stride(1)),
                 )
             }
         }
@@ -210,26 +181,12 @@ pub(crate) fn weight_grad<T: Element>(dy: View<T>, x: View<T>, g: Geometry) -> V
             // (Cout × len) and the rhs x_bᵀ's rows input_start.. (len × Cin, a transposed view), inside the signal
             // by `out_range`; both views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_out,
-                    c_in,
-                    end - start,
-                    acc[k..].as_mut_ptr(),
-                    kernel as isize,
-                    (c_in * kernel) as isize,
+                gemm_add(
+                    (c_out, c_in, end - start),
+                    (acc[k..].as_mut_ptr(), kernel as isize, (c_in * kernel) as isize),
                     true,
-                    dy.at([b, 0, start]),
-                    dy.stride(2),
-                    dy.stride(1),
-                    x.at([b, 0, input_start]),
-                    x.stride(1),
-                    x.stride(2),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (dy.at([b, 0, start]), dy.stride(2), dy.stride(1)),
+                    (x.at([b, 0, input_start]), x.stride(1), x.stride(2)),
                 )
             }
         }

@@ -3,6 +3,7 @@
 //! in-order sum of per-task partial results that keeps weight gradients reproducible.
 
 use candle_core::{Layout, Result, bail};
+use gemm::{Parallelism, gemm};
 
 /// The element types the kernels run on.
 pub(crate) trait Element: Copy + Send + Sync + Default + std::ops::Add<Output = Self> + 'static {
@@ -58,6 +59,46 @@ impl<'a, T, const N: usize> View<'a, T, N> {
     /// The stride of `axis`, as gemm takes it.
     pub(crate) fn stride(&self, axis: usize) -> isize {
         self.strides[axis] as isize
+    }
+}
+
+/// `dst = dst + lhs · rhs` (`dst` read as zeros when `read_dst` is false) for `(m, n, k)`: `dst` m × n, `lhs`
+/// m × k, `rhs` k × n, each given as `(pointer to element (0, 0), column stride, row stride)` in elements. One
+/// single-threaded gemm call: the kernels' tasks are the parallelism.
+///
+/// # Safety
+/// Every element the three operands address must lie inside a live allocation, and nothing else may access
+/// `dst`'s elements during the call.
+pub(crate) unsafe fn gemm_add<T: Element>(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_col, dst_row): (*mut T, isize, isize),
+    read_dst: bool,
+    (lhs, lhs_col, lhs_row): (*const T, isize, isize),
+    (rhs, rhs_col, rhs_row): (*const T, isize, isize),
+) {
+    // SAFETY: the caller's contract is gemm's: the operands' elements are in bounds and `dst` is exclusive.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_col,
+            dst_row,
+            read_dst,
+            lhs,
+            lhs_col,
+            lhs_row,
+            rhs,
+            rhs_col,
+            rhs_row,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
     }
 }
 

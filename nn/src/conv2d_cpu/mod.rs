@@ -20,10 +20,9 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::cpu_kernel::{self, Element as Scalar, SharedMut, sum_in_order};
+use crate::cpu_kernel::{self, Element as Scalar, SharedMut, gemm_add, sum_in_order};
 
 mod im2col;
 
@@ -154,26 +153,12 @@ fn forward<T: Element>(x: View<T>, w: &[T], c_out: usize, bias: Option<&[T]>, g:
             // SAFETY: the destination is this task's block (Cout × len, row stride N); the lhs is the contiguous
             // Cout × K kernel `w` and the rhs this task's K × len im2col buffer, both fully inside their slices.
             unsafe {
-                gemm(
-                    c_out,
-                    len,
-                    k,
-                    out,
-                    1,
-                    n as isize,
+                gemm_add(
+                    (c_out, len, k),
+                    (out, 1, n as isize),
                     bias.is_some(),
-                    w.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    len as isize,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.as_ptr(), 1, k as isize),
+                    (col.as_ptr(), 1, len as isize),
                 )
             }
         });
@@ -212,26 +197,12 @@ fn input_grad<T: Element>(dy: View<T>, dy_col: usize, w: &[T], c_in: usize, g: G
                 // `w`), and the rhs columns n0..n0 + len of dy_b (Cout × N, column stride `dy_col`: the flattened
                 // spatial stride), bounds-checked against its buffer by `View::new`.
                 unsafe {
-                    gemm(
-                        rows,
-                        len,
-                        c_out,
-                        dcol.as_mut_ptr(),
-                        1,
-                        len as isize,
+                    gemm_add(
+                        (rows, len, c_out),
+                        (dcol.as_mut_ptr(), 1, len as isize),
                         false,
-                        w[c0 * taps..].as_ptr(),
-                        k as isize,
-                        1,
-                        dy.at([b, 0, 0, 0]).add(n0 * dy_col),
-                        dy_col as isize,
-                        dy.strides[1] as isize,
-                        T::ONE,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        (w[c0 * taps..].as_ptr(), k as isize, 1),
+                        (dy.at([b, 0, 0, 0]).add(n0 * dy_col), dy_col as isize, dy.strides[1] as isize),
                     )
                 }
                 col2im(dcol, &g, n0, planes);
@@ -262,26 +233,12 @@ fn weight_grad<T: Element>(dy: View<T>, dy_col: usize, x: View<T>, g: Geometry) 
             // (Cout × len, column stride `dy_col`), bounds-checked by `View::new`, and the rhs colᵀ (len × K, a
             // transposed view of this task's K × len buffer).
             unsafe {
-                gemm(
-                    c_out,
-                    k,
-                    len,
-                    acc.as_mut_ptr(),
-                    1,
-                    k as isize,
+                gemm_add(
+                    (c_out, k, len),
+                    (acc.as_mut_ptr(), 1, k as isize),
                     false,
-                    dy.at([b, 0, 0, 0]).add(n0 * dy_col),
-                    dy_col as isize,
-                    dy.strides[1] as isize,
-                    col.as_ptr(),
-                    len as isize,
-                    1,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (dy.at([b, 0, 0, 0]).add(n0 * dy_col), dy_col as isize, dy.strides[1] as isize),
+                    (col.as_ptr(), len as isize, 1),
                 )
             }
         });
