@@ -4,7 +4,8 @@ use crate::audio::Audio;
 use crate::info::PluginInfo;
 use crate::render::{self, Backend, RenderError, RenderSettings, Scratch};
 
-/// Named here for the benchmarks (`bench`, `*/direct.rs`), which import it from this module.
+/// Named here only for `bench/mod.rs`, which imports it from this module (it goes when the benchmarks leave
+/// the library).
 pub(crate) use crate::info::Format;
 
 /// A loaded plugin that renders audio: `y = f(x, params)`, deterministic and latency compensated.

@@ -90,6 +90,8 @@ pub(crate) trait Instance {
     fn latency(&self) -> Result<usize, RenderError>;
 }
 
+// Here rather than in `info`, beside the error it returns and the render that calls it, so that the
+// descriptions need nothing from the render.
 impl PluginInfo {
     /// Checks a full set of plain values against the parameters' ranges and kinds.
     pub fn check_values(&self, values: &[f32]) -> Result<(), RenderError> {
