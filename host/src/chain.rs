@@ -2,8 +2,9 @@
 
 use crate::config::{Config, ConfigError};
 use crate::host::{Host, LoadError};
+use crate::info::{Format, PluginInfo};
 use crate::param::{ParamSpec, ValueError};
-use crate::plugin::{Effect, Format, PluginInfo};
+use crate::plugin::Effect;
 use crate::render::{RenderError, RenderSettings};
 use crate::suggest;
 use afx_core::Audio;

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::info::Format;
 use crate::param::Scale;
-use crate::plugin::Format;
 use crate::suggest;
 
 /// Why `plugins.toml` could not be used.

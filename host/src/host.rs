@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::clap::ClapWorld;
+use crate::info::{Format, PluginInfo};
 use crate::lv2::Lv2World;
-use crate::plugin::{Backend, Effect, Format, PluginInfo};
+use crate::plugin::Effect;
+use crate::render::Backend;
 use crate::scan;
 use crate::suggest;
 use crate::vst3::Vst3World;

@@ -130,10 +130,13 @@ fn a_saved_catalogue_loads_back_and_resolves_ids_names_and_paths() {
 /// Set in a child of the test below: `catalogue` or `full`, the host it loads ZamComp (CLAP) with.
 const CHILD: &str = "AFX_CATALOGUE_TEST_CHILD";
 
-/// Not a test of its own: the body of the child processes of the test below.
+/// Not a test of its own: the body of the child processes of the test below, which runs it by name among the
+/// ignored tests (so a normal run neither runs nor counts it).
 #[test]
+#[ignore = "the body of a child process of a_catalogue_host_survives_another_installed_file_that_crashes_at_load"]
 fn load_zamcomp_clap_child() {
-    let Ok(mode) = std::env::var(CHILD) else { return };
+    let mode =
+        std::env::var(CHILD).expect("run as a child of the test below, with its mode in AFX_CATALOGUE_TEST_CHILD");
     let host = match mode.as_str() {
         "catalogue" => {
             Host::with_catalogue(describe_file(Format::Clap, "/usr/lib/clap/ZamComp.clap".as_ref()).unwrap().plugins)
@@ -151,7 +154,7 @@ fn a_catalogue_host_survives_another_installed_file_that_crashes_at_load() {
     use std::os::unix::process::ExitStatusExt;
     let run = |mode: &str| {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "load_zamcomp_clap_child", "--nocapture", "--test-threads=1"])
+            .args(["--ignored", "--exact", "load_zamcomp_clap_child", "--nocapture", "--test-threads=1"])
             .env(CHILD, mode)
             .env("CLAP_PATH", &afx_testkit::testfx().clap)
             .env("AFX_TESTFX_FAULT", "load-segfault")

@@ -17,8 +17,9 @@
 //! the thread count, so results are reproducible bit for bit.
 
 use candle_core::{CpuStorage, Layout, Result, Shape, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use crate::cpu_kernel::{self, Element, SharedMut, gemm_add, sum_in_order};
 
 /// Output columns per forward / input-gradient task: large enough for gemm to run at full speed, small enough
 /// that a Cout × TILE tile of the output stays in L2 while the K taps accumulate into it.
@@ -26,19 +27,6 @@ const TILE: usize = 1024;
 
 /// Output columns per weight-gradient task (its inner dimension; the private accumulators are tiny).
 const GRAD_CHUNK: usize = 4096;
-
-/// The element types the kernels run on.
-pub(crate) trait Element: Copy + Send + Sync + Default + std::ops::Add<Output = Self> + 'static {
-    const ONE: Self;
-}
-
-impl Element for f32 {
-    const ONE: Self = 1.0;
-}
-
-impl Element for f64 {
-    const ONE: Self = 1.0;
-}
 
 /// Time geometry of one convolution: input length, output length, and where each tap reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,59 +74,13 @@ impl Geometry {
     }
 }
 
-/// A 3-D strided view into a CPU buffer, bounds-checked against it on creation.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct View<'a, T> {
-    data: &'a [T],
-    offset: usize,
-    dims: [usize; 3],
-    strides: [usize; 3],
+/// A 3-D view of a CPU buffer.
+type View<'a, T> = cpu_kernel::View<'a, T, 3>;
+
+/// Views `data` through a rank-3 `layout`, bounds-checked (see [`cpu_kernel::View::new`]).
+fn view<'a, T>(data: &'a [T], layout: &Layout) -> Result<View<'a, T>> {
+    View::new(data, layout, "conv1d")
 }
-
-impl<'a, T> View<'a, T> {
-    /// Views `data` through a rank-3 `layout`; errors when the layout does not fit inside `data`.
-    pub(crate) fn new(data: &'a [T], layout: &Layout) -> Result<Self> {
-        let (&[d0, d1, d2], &[s0, s1, s2]) = (layout.dims(), layout.stride()) else {
-            bail!("conv1d: expected a rank-3 tensor, got shape {:?}", layout.dims())
-        };
-        let (dims, strides, offset) = ([d0, d1, d2], [s0, s1, s2], layout.start_offset());
-        if dims.iter().all(|&d| d > 0) {
-            let last = offset + dims.iter().zip(&strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
-            if last >= data.len() {
-                bail!("conv1d: layout {layout:?} reaches past its {}-element buffer", data.len())
-            }
-        }
-        Ok(Self { data, offset, dims, strides })
-    }
-
-    /// Pointer to element `(i, j, l)`, which must lie inside the view (hence inside `data`).
-    fn at(&self, i: usize, j: usize, l: usize) -> *const T {
-        debug_assert!(i < self.dims[0] && j < self.dims[1] && l < self.dims[2]);
-        let index = self.offset + i * self.strides[0] + j * self.strides[1] + l * self.strides[2];
-        self.data[index..].as_ptr()
-    }
-
-    fn stride(&self, axis: usize) -> isize {
-        self.strides[axis] as isize
-    }
-}
-
-/// A raw pointer that rayon tasks may share; each task writes only its own disjoint region through it.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut<T>(pub(crate) *mut T);
-
-impl<T> SharedMut<T> {
-    /// The pointer (a method, so that closures capture the whole `Send + Sync` wrapper, not its raw field).
-    pub(crate) fn ptr(self) -> *mut T {
-        self.0
-    }
-}
-
-// SAFETY: the pointer targets a buffer that outlives the parallel loop, and the tasks that receive it write
-// disjoint regions (documented at each use), so sending it to other threads cannot create a data race.
-unsafe impl<T: Send> Send for SharedMut<T> {}
-// SAFETY: as above: shared only to address disjoint regions.
-unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 /// `y (B, Cout, t_out) = bias + conv(x (B, Cin, t_in), w (Cout, Cin, K))`, contiguous.
 pub(crate) fn forward<T: Element>(x: View<T>, w: View<T>, bias: Option<(&[T], usize, usize)>, g: Geometry) -> Vec<T> {
@@ -168,26 +110,12 @@ pub(crate) fn forward<T: Element>(x: View<T>, w: View<T>, bias: Option<(&[T], us
             // rhs columns input_start..input_start + (end − start) of x_b, inside the signal by `out_range`; both
             // views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_out,
-                    end - start,
-                    c_in,
-                    dst.ptr().add(b * c_out * t_out + start),
-                    1,
-                    t_out as isize,
+                gemm_add(
+                    (c_out, end - start, c_in),
+                    (dst.ptr().add(b * c_out * t_out + start), 1, t_out as isize),
                     true,
-                    w.at(0, 0, k),
-                    w.stride(1),
-                    w.stride(0),
-                    x.at(b, 0, input_start),
-                    x.stride(2),
-                    x.stride(1),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.at([0, 0, k]), w.stride(1), w.stride(0)),
+                    (x.at([b, 0, input_start]), x.stride(2), x.stride(1)),
                 )
             }
         }
@@ -218,26 +146,12 @@ pub(crate) fn input_grad<T: Element>(dy: View<T>, w: View<T>, g: Geometry) -> Ve
             // transposed view of w) and the rhs columns output_start..output_start + (end − start) of dy_b, inside
             // 0..t_out by `in_range`; both views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_in,
-                    end - start,
-                    c_out,
-                    dst.ptr().add(b * c_in * t_in + start),
-                    1,
-                    t_in as isize,
+                gemm_add(
+                    (c_in, end - start, c_out),
+                    (dst.ptr().add(b * c_in * t_in + start), 1, t_in as isize),
                     true,
-                    w.at(0, 0, k),
-                    w.stride(0),
-                    w.stride(1),
-                    dy.at(b, 0, output_start),
-                    dy.stride(2),
-                    dy.stride(1),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.at([0, 0, k]), w.stride(0), w.stride(1)),
+                    (dy.at([b, 0, output_start]), dy.stride(2), dy.stride(1)),
                 )
             }
         }
@@ -267,44 +181,18 @@ pub(crate) fn weight_grad<T: Element>(dy: View<T>, x: View<T>, g: Geometry) -> V
             // (Cout × len) and the rhs x_bᵀ's rows input_start.. (len × Cin, a transposed view), inside the signal
             // by `out_range`; both views were bounds-checked against their buffers by `View::new`.
             unsafe {
-                gemm(
-                    c_out,
-                    c_in,
-                    end - start,
-                    acc[k..].as_mut_ptr(),
-                    kernel as isize,
-                    (c_in * kernel) as isize,
+                gemm_add(
+                    (c_out, c_in, end - start),
+                    (acc[k..].as_mut_ptr(), kernel as isize, (c_in * kernel) as isize),
                     true,
-                    dy.at(b, 0, start),
-                    dy.stride(2),
-                    dy.stride(1),
-                    x.at(b, 0, input_start),
-                    x.stride(1),
-                    x.stride(2),
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (dy.at([b, 0, start]), dy.stride(2), dy.stride(1)),
+                    (x.at([b, 0, input_start]), x.stride(1), x.stride(2)),
                 )
             }
         }
         acc
     };
     sum_in_order((0..batch * chunks).into_par_iter().map(partial).collect(), size)
-}
-
-/// The element-wise sum of per-task partial sums (each `size` long), added in task order, not in rayon's
-/// (scheduling-dependent) reduction order: a weight gradient is then bit-for-bit the same for any thread count
-/// and any run, so training stays reproducible.
-pub(crate) fn sum_in_order<T: Element>(partials: Vec<Vec<T>>, size: usize) -> Vec<T> {
-    let mut partials = partials.into_iter();
-    let mut total = partials.next().unwrap_or_else(|| vec![T::default(); size]);
-    for p in partials {
-        total.iter_mut().zip(p).for_each(|(a, b)| *a = *a + b);
-    }
-    total
 }
 
 /// The forward on CPU storages: `x (B, Cin, t_in)`, `w (Cout, Cin, K)`, optional `bias (Cout)` →
@@ -339,16 +227,16 @@ pub(crate) fn forward_storage(
     }
     let storage = match (x.0, w.0, bias) {
         (CpuStorage::F32(xs), CpuStorage::F32(ws), None) => {
-            CpuStorage::F32(forward(View::new(xs, x.1)?, View::new(ws, w.1)?, None, g))
+            CpuStorage::F32(forward(view(xs, x.1)?, view(ws, w.1)?, None, g))
         }
         (CpuStorage::F64(xs), CpuStorage::F64(ws), None) => {
-            CpuStorage::F64(forward(View::new(xs, x.1)?, View::new(ws, w.1)?, None, g))
+            CpuStorage::F64(forward(view(xs, x.1)?, view(ws, w.1)?, None, g))
         }
         (CpuStorage::F32(xs), CpuStorage::F32(ws), Some((CpuStorage::F32(bs), bl))) => {
-            CpuStorage::F32(forward(View::new(xs, x.1)?, View::new(ws, w.1)?, Some(bias_of(bs, bl)?), g))
+            CpuStorage::F32(forward(view(xs, x.1)?, view(ws, w.1)?, Some(bias_of(bs, bl)?), g))
         }
         (CpuStorage::F64(xs), CpuStorage::F64(ws), Some((CpuStorage::F64(bs), bl))) => {
-            CpuStorage::F64(forward(View::new(xs, x.1)?, View::new(ws, w.1)?, Some(bias_of(bs, bl)?), g))
+            CpuStorage::F64(forward(view(xs, x.1)?, view(ws, w.1)?, Some(bias_of(bs, bl)?), g))
         }
         _ => bail!("conv1d (CPU): input, kernel and bias must all be f32 or all f64"),
     };
@@ -373,12 +261,8 @@ pub(crate) fn input_grad_storage(
     }
     let shape = Shape::from((batch, c_in, g.t_in));
     let storage = match (dy.0, w.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(ws)) => {
-            CpuStorage::F32(input_grad(View::new(d, dy.1)?, View::new(ws, w.1)?, g))
-        }
-        (CpuStorage::F64(d), CpuStorage::F64(ws)) => {
-            CpuStorage::F64(input_grad(View::new(d, dy.1)?, View::new(ws, w.1)?, g))
-        }
+        (CpuStorage::F32(d), CpuStorage::F32(ws)) => CpuStorage::F32(input_grad(view(d, dy.1)?, view(ws, w.1)?, g)),
+        (CpuStorage::F64(d), CpuStorage::F64(ws)) => CpuStorage::F64(input_grad(view(d, dy.1)?, view(ws, w.1)?, g)),
         _ => bail!("conv1d input grad (CPU): both tensors must be f32 or both f64"),
     };
     Ok((storage, shape))
@@ -402,12 +286,8 @@ pub(crate) fn weight_grad_storage(
     }
     let shape = Shape::from((c_out, c_in, g.kernel));
     let storage = match (dy.0, x.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(xs)) => {
-            CpuStorage::F32(weight_grad(View::new(d, dy.1)?, View::new(xs, x.1)?, g))
-        }
-        (CpuStorage::F64(d), CpuStorage::F64(xs)) => {
-            CpuStorage::F64(weight_grad(View::new(d, dy.1)?, View::new(xs, x.1)?, g))
-        }
+        (CpuStorage::F32(d), CpuStorage::F32(xs)) => CpuStorage::F32(weight_grad(view(d, dy.1)?, view(xs, x.1)?, g)),
+        (CpuStorage::F64(d), CpuStorage::F64(xs)) => CpuStorage::F64(weight_grad(view(d, dy.1)?, view(xs, x.1)?, g)),
         _ => bail!("conv1d weight grad (CPU): both tensors must be f32 or both f64"),
     };
     Ok((storage, shape))

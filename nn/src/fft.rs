@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 
-use crate::stft::hann;
+use crate::spectral::hann;
 
 /// The forward and inverse real FFTs of one size and the Hann window, in one precision.
 struct Plans<T: FftNum> {

@@ -37,6 +37,47 @@ macro_rules! by_dtype {
     };
 }
 
+/// Implements a gradient op: a `CustomOp2`/`CustomOp3` with no backward of its own whose CPU forward is
+/// `kernel::<f32>` or `kernel::<f64>` of its storages and layouts, by the first storage's type.
+macro_rules! grad_op {
+    (op2 $op:ident, $name:literal, $kernel:ident) => {
+        impl CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                by_dtype!(s1, $kernel(s1, l1, s2, l2))
+            }
+        }
+    };
+    (op3 $op:ident, $name:literal, $kernel:ident) => {
+        impl CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+                s3: &CpuStorage,
+                l3: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                by_dtype!(s1, $kernel(s1, l1, s2, l2, s3, l3))
+            }
+        }
+    };
+}
+
 /// `(B, C, inner)` of a tensor shaped `(B, C, ...)` (rank 2 gives inner = 1).
 fn split_dims(shape: &Shape) -> Result<(usize, usize, usize)> {
     let dims = shape.dims();
@@ -139,23 +180,7 @@ fn prelu_input_grad<T: WithDType>(
     Ok((T::to_cpu_storage_owned(dx), xl.shape().clone()))
 }
 
-impl CustomOp3 for PreluInputGrad {
-    fn name(&self) -> &'static str {
-        "afx-prelu-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        g: &CpuStorage,
-        gl: &Layout,
-        x: &CpuStorage,
-        xl: &Layout,
-        a: &CpuStorage,
-        al: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(g, prelu_input_grad(g, gl, x, xl, a, al))
-    }
-}
+grad_op!(op3 PreluInputGrad, "afx-prelu-input-grad", prelu_input_grad);
 
 /// da_c = Σ g · x over the positions of channel c (or all, for one slope) where x < 0.
 struct PreluSlopeGrad;
@@ -190,23 +215,7 @@ fn prelu_slope_grad<T: WithDType>(
     Ok((T::to_cpu_storage_owned(da), al.shape().clone()))
 }
 
-impl CustomOp3 for PreluSlopeGrad {
-    fn name(&self) -> &'static str {
-        "afx-prelu-slope-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        g: &CpuStorage,
-        gl: &Layout,
-        x: &CpuStorage,
-        xl: &Layout,
-        a: &CpuStorage,
-        al: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(g, prelu_slope_grad(g, gl, x, xl, a, al))
-    }
-}
+grad_op!(op3 PreluSlopeGrad, "afx-prelu-slope-grad", prelu_slope_grad);
 
 // ------------------------------------------------------------------------------------------------ GroupNorm
 
@@ -529,15 +538,7 @@ fn film_input_grad<T: WithDType>(
     Ok((T::to_cpu_storage_owned(dx), gl.shape().clone()))
 }
 
-impl CustomOp2 for FilmInputGrad {
-    fn name(&self) -> &'static str {
-        "afx-film-input-grad"
-    }
-
-    fn cpu_fwd(&self, g: &CpuStorage, gl: &Layout, gamma: &CpuStorage, gml: &Layout) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(g, film_input_grad(g, gl, gamma, gml))
-    }
-}
+grad_op!(op2 FilmInputGrad, "afx-film-input-grad", film_input_grad);
 
 /// `(2, B, C)`: dγ_bc = Σ_t g · x and dβ_bc = Σ_t g.
 struct FilmAffineGrad;
@@ -563,15 +564,7 @@ fn film_affine_grad<T: WithDType>(
     Ok((T::to_cpu_storage_owned(out), Shape::from((2, batch, channels))))
 }
 
-impl CustomOp2 for FilmAffineGrad {
-    fn name(&self) -> &'static str {
-        "afx-film-affine-grad"
-    }
-
-    fn cpu_fwd(&self, g: &CpuStorage, gl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(g, film_affine_grad(g, gl, x, xl))
-    }
-}
+grad_op!(op2 FilmAffineGrad, "afx-film-affine-grad", film_affine_grad);
 
 /// Whether the CPU kernels can run on `x` (else the caller uses its composite candle ops).
 pub(crate) fn runs_on(x: &Tensor) -> bool {

@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, W
 use rayon::prelude::*;
 
 use crate::layers_cpu::data;
-use crate::stft::POWER_FLOOR;
+use crate::spectral::POWER_FLOOR;
 
 /// `(B, 3)` sums of a prediction's spectrum against a target's magnitudes.
 pub(crate) struct SpectralSums;

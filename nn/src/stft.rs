@@ -12,9 +12,7 @@ use candle_core::{CustomOp2, DType, Device, Result, Tensor, bail};
 
 use crate::fft::RealStft;
 use crate::passthrough::passthrough_fwd;
-
-/// Floor under `re² + im²` before the square root, as auraloss: keeps the magnitude's gradient finite at silence.
-pub const POWER_FLOOR: f64 = 1e-8;
+pub use crate::spectral::{POWER_FLOOR, hann};
 
 /// STFT magnitude with a periodic Hann window of `n_fft` samples, hop `hop`, and centred frames: the signal is
 /// padded with `n_fft / 2` zeros on each side (torch's `center=True`, with zero rather than reflect padding).
@@ -136,11 +134,6 @@ impl Stft {
         let (re, im) = self.complex(x)?;
         (re.sqr()? + im.sqr()?)?.maximum(POWER_FLOOR)?.sqrt()
     }
-}
-
-/// Periodic Hann window (torch.hann_window's default): 0.5 − 0.5·cos(2πn/N).
-pub fn hann(n: usize, size: usize) -> f64 {
-    0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / size as f64).cos()
 }
 
 /// Gradient of `lhs · B` for a constant `B`: `d lhs = grad · Bᵀ`, and nothing for `B`.

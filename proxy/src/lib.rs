@@ -12,6 +12,7 @@
 pub mod collect;
 pub mod dataset;
 mod error;
+mod load;
 pub mod model;
 pub mod quality;
 pub mod tcn;

@@ -1,11 +1,10 @@
 //! A trained proxy: the TCN plus what it is a proxy of (chain, parameter list, sample rate), loaded from the
 //! newest checkpoint of a proxy run folder and refused for any other chain.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use afx_host::{ChainLayout, ParamSpec, Scale};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -105,18 +104,6 @@ impl Proxy {
             .map(|(i, p)| (i, f64::from(p.spec.min), f64::from(p.spec.max)))
             .collect();
         Ok(Proxy { meta, tcn, gains, origin: origin.to_path_buf() })
-    }
-
-    /// The newest checkpoint of the proxy run in `dir`, for inference (BatchNorm running statistics; the weights
-    /// are constants, not variables, so a backward through the proxy computes no gradient for them).
-    pub fn load(dir: &Path, device: &Device) -> Result<Proxy, ProxyError> {
-        let (checkpoint, weights) = crate::train::latest_checkpoint(dir)?
-            .ok_or_else(|| ProxyError::NoCheckpoint { path: dir.to_path_buf() })?;
-        let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&weights, device)
-            .map_err(|e| ProxyError::Format { path: weights.clone(), message: e.to_string() })?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        Proxy::new(checkpoint.meta, vb, dir)
-            .map_err(|e| ProxyError::Format { path: weights, message: format!("does not fit its metadata: {e}") })
     }
 
     pub fn meta(&self) -> &ProxyMeta {

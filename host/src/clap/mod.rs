@@ -19,9 +19,9 @@ use clack_extensions::params::{ParamInfoBuffer, ParamInfoFlags, PluginParams};
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 
+use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{ParamKind, ParamSpec, Scale};
-use crate::plugin::{AudioPort, Backend, Format, Instance, PluginInfo};
-use crate::render::RenderError;
+use crate::render::{Backend, Instance, RenderError};
 
 /// afx's side of the CLAP host interface. Offline rendering needs no callbacks, but a plugin may call one
 /// anyway: DPF plugins that report latency (ZaMaximX2) call `clap_host_latency.changed` without checking that the

@@ -14,7 +14,8 @@ pub mod loops;
 
 pub use loops::{DirectError, DirectRender};
 
-use crate::plugin::{Effect, Format};
+use crate::info::Format;
+use crate::plugin::Effect;
 
 /// A direct loop for `effect` in its format, set up for `block_size`-frame blocks at `sample_rate`.
 pub fn direct_loop(

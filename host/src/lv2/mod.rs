@@ -15,9 +15,9 @@ use std::sync::Arc;
 use livi::event::LV2AtomSequence;
 use livi::{PortIndex, PortType};
 
+use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{Choice, ParamKind, ParamSpec, Scale};
-use crate::plugin::{AudioPort, Backend, Format, Instance, PluginInfo};
-use crate::render::RenderError;
+use crate::render::{Backend, Instance, RenderError};
 
 const LV2_CORE: &str = "http://lv2plug.in/ns/lv2core#";
 const PORT_PROPS: &str = "http://lv2plug.in/ns/ext/port-props#";

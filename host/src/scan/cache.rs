@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::files::{Fingerprint, PluginFile};
-use crate::plugin::PluginInfo;
+use crate::info::PluginInfo;
 
 /// Bumped whenever what a cache entry means changes, so an older cache is described again, not misread.
 const VERSION: u32 = 1;
@@ -103,7 +103,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::Format;
+    use crate::info::Format;
 
     fn entry(path: &str) -> Entry {
         Entry {

@@ -6,8 +6,8 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use crate::clap::{self, ClapWorld};
+use crate::info::{Format, PluginInfo};
 use crate::lv2::{self, Lv2World};
-use crate::plugin::{Format, PluginInfo};
 use crate::vst3::{Vst3World, module};
 
 /// One file (or bundle folder) that may hold plugins: an LV2 bundle folder, a `.clap` file or a `.vst3`

@@ -41,7 +41,7 @@ pub use child::describe_main;
 pub use files::{DescribeError, FileDescription, Fingerprint, PluginFile, describe_file, discover, format_of_path};
 
 use self::cache::{Cache, Entry};
-use crate::plugin::{Format, PluginInfo};
+use crate::info::{Format, PluginInfo};
 
 /// The time a child may take to describe one file, unless [`Scanner::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);

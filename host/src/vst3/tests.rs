@@ -1,6 +1,8 @@
 //! Tests against the real zam-plugins VST3 bundles (Debian package zam-plugins).
 
+use super::params::DPF_INTERNALS;
 use super::*;
+use crate::info::Format;
 use crate::plugin::Effect;
 use crate::render::RenderSettings;
 use afx_core::Audio;

@@ -20,10 +20,14 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::conv1d_cpu::{Element as Scalar, SharedMut, sum_in_order};
+use crate::cpu_kernel::{self, Element as Scalar, SharedMut, gemm_add, sum_in_order};
+
+mod im2col;
+
+pub(crate) use im2col::Geometry;
+use im2col::{col2im, im2col};
 
 /// Elements of a task's im2col / col2im buffer: big enough for gemm to run at full speed, small enough (256 KiB
 /// in f32) to stay in L2 between the copy and the product.
@@ -71,120 +75,15 @@ fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     })
 }
 
-/// Spatial geometry of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+/// A 4-D view of a CPU buffer.
+type View<'a, T> = cpu_kernel::View<'a, T, 4>;
+
+/// Views `data` through a rank-4 `layout`, bounds-checked (see [`cpu_kernel::View::new`]).
+fn view<'a, T>(data: &'a [T], layout: &Layout) -> Result<View<'a, T>> {
+    View::new(data, layout, "conv2d")
 }
 
-impl Geometry {
-    /// Geometry of a `kh × kw` kernel over an `h × w` input padded with `padding` zeros on every side.
-    pub(crate) fn new(
-        (kh, kw): (usize, usize),
-        (h, w): (usize, usize),
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-    ) -> Result<Self> {
-        if kh == 0 || kw == 0 || stride == 0 || dilation == 0 {
-            bail!("conv2d: kernel ({kh}×{kw}), stride ({stride}) and dilation ({dilation}) must be at least 1")
-        }
-        let out = |len: usize, k: usize| {
-            let span = (k - 1) * dilation + 1;
-            let padded = len + 2 * padding;
-            (padded >= span).then(|| (padded - span) / stride + 1)
-        };
-        let (Some(oh), Some(ow)) = (out(h, kh), out(w, kw)) else {
-            bail!(
-                "conv2d: a {h}×{w} input with padding {padding} is smaller than the {kh}×{kw} kernel's span at \
-                 dilation {dilation}"
-            )
-        };
-        Ok(Self { kh, kw, stride, padding, dilation, h, w, oh, ow })
-    }
-
-    /// `(oh, ow)`.
-    pub(crate) fn output(&self) -> (usize, usize) {
-        (self.oh, self.ow)
-    }
-
-    fn taps(&self) -> usize {
-        self.kh * self.kw
-    }
-
-    fn columns(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    /// Input index minus `stride ×` output index for kernel position `k`.
-    fn offset(&self, k: usize) -> isize {
-        (k * self.dilation) as isize - self.padding as isize
-    }
-
-    /// Output indices `o` in `0..out_len` whose input `o·stride + offset` lies in `0..in_len` (a range, maybe empty).
-    fn valid(&self, out_len: usize, in_len: usize, offset: isize) -> (usize, usize) {
-        let s = self.stride as isize;
-        let lo = if offset < 0 { (-offset + s - 1) / s } else { 0 };
-        let last = in_len as isize - 1 - offset; // o·s ≤ last
-        let hi = if last < 0 { 0 } else { last / s + 1 };
-        let (lo, hi) = (lo.min(out_len as isize) as usize, hi.min(out_len as isize) as usize);
-        (lo, hi.max(lo))
-    }
-
-    /// Output columns per tile of the forward and weight gradient: the im2col tile fits [`BUFFER`], and items ×
-    /// tiles reaches [`MIN_TASKS`] when columns allow; tiles of one item are of near-equal size.
-    fn tile(&self, batch: usize, rows: usize) -> usize {
-        let n = self.columns().max(1);
-        let for_buffer = (rows * n).div_ceil(BUFFER);
-        let for_tasks = MIN_TASKS.div_ceil(batch.max(1)).min(n.div_ceil(MIN_TILE));
-        let tiles = for_buffer.max(for_tasks).clamp(1, n);
-        n.div_ceil(tiles)
-    }
-}
-
-/// A 4-D strided view into a CPU buffer, bounds-checked against it on creation.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct View<'a, T> {
-    data: &'a [T],
-    offset: usize,
-    dims: [usize; 4],
-    strides: [usize; 4],
-}
-
-impl<'a, T: Copy> View<'a, T> {
-    /// Views `data` through a rank-4 `layout`; errors when the layout does not fit inside `data`.
-    pub(crate) fn new(data: &'a [T], layout: &Layout) -> Result<Self> {
-        let (&[d0, d1, d2, d3], &[s0, s1, s2, s3]) = (layout.dims(), layout.stride()) else {
-            bail!("conv2d: expected a rank-4 tensor, got shape {:?}", layout.dims())
-        };
-        let (dims, strides, offset) = ([d0, d1, d2, d3], [s0, s1, s2, s3], layout.start_offset());
-        if dims.iter().all(|&d| d > 0) {
-            let last = offset + dims.iter().zip(&strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
-            if last >= data.len() {
-                bail!("conv2d: layout {layout:?} reaches past its {}-element buffer", data.len())
-            }
-        }
-        Ok(Self { data, offset, dims, strides })
-    }
-
-    fn index(&self, i: usize, j: usize, k: usize, l: usize) -> usize {
-        debug_assert!(i < self.dims[0] && j < self.dims[1] && k < self.dims[2] && l < self.dims[3]);
-        self.offset + i * self.strides[0] + j * self.strides[1] + k * self.strides[2] + l * self.strides[3]
-    }
-
-    /// Pointer to element `(i, j, k, l)`, which must lie inside the view (hence inside `data`).
-    fn at(&self, i: usize, j: usize, k: usize, l: usize) -> *const T {
-        self.data[self.index(i, j, k, l)..].as_ptr()
-    }
-
+impl<T: Copy> View<'_, T> {
     /// Stride between consecutive positions of the flattened last two axes; `None` when they do not flatten.
     fn flat_stride(&self) -> Option<usize> {
         let [_, _, rows, cols] = self.dims;
@@ -198,7 +97,7 @@ impl<'a, T: Copy> View<'a, T> {
         for i in 0..d0 {
             for j in 0..d1 {
                 for k in 0..d2 {
-                    out.extend((0..d3).map(|l| self.data[self.index(i, j, k, l)]));
+                    out.extend((0..d3).map(|l| self.data[self.index([i, j, k, l])]));
                 }
             }
         }
@@ -206,91 +105,15 @@ impl<'a, T: Copy> View<'a, T> {
     }
 }
 
-/// Writes columns `n0..n0 + len` of item `b`'s im2col matrix into `col` (`K × len`, row-major): every element,
-/// zeros where the window lies in the padding.
-fn im2col<T: Element>(x: &View<T>, b: usize, g: &Geometry, n0: usize, col: &mut [T]) {
-    let len = col.len() / (x.dims[1] * g.taps()).max(1);
-    let (s, ow_count) = (g.stride, g.ow);
-    let step = s * x.strides[3];
-    let mut rows = col.chunks_exact_mut(len.max(1));
-    for c in 0..x.dims[1] {
-        for kh in 0..g.kh {
-            let oh_off = g.offset(kh);
-            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
-            for kw in 0..g.kw {
-                let ow_off = g.offset(kw);
-                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
-                let Some(row) = rows.next() else { return };
-                let mut n = n0;
-                let mut rest = &mut row[..];
-                while !rest.is_empty() {
-                    let (oh, ow_start) = (n / ow_count, n % ow_count);
-                    let ow_end = ow_count.min(ow_start + rest.len());
-                    let (seg, tail) = std::mem::take(&mut rest).split_at_mut(ow_end - ow_start);
-                    rest = tail;
-                    n += ow_end - ow_start;
-                    if oh < oh_lo || oh >= oh_hi {
-                        seg.fill(T::default());
-                        continue;
-                    }
-                    let a = ow_start.max(ow_lo).min(ow_end);
-                    let e = ow_end.min(ow_hi).max(a);
-                    seg[..a - ow_start].fill(T::default());
-                    seg[e - ow_start..].fill(T::default());
-                    let dst = &mut seg[a - ow_start..e - ow_start];
-                    if dst.is_empty() {
-                        continue;
-                    }
-                    let ih = ((oh * s) as isize + oh_off) as usize;
-                    let iw = ((a * s) as isize + ow_off) as usize;
-                    let start = x.index(b, c, ih, iw);
-                    if step == 0 {
-                        dst.fill(x.data[start]);
-                    } else {
-                        dst.iter_mut().zip(x.data[start..].iter().step_by(step)).for_each(|(d, v)| *d = *v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Adds `dcol` (`channels·KH·KW × len`, row-major: columns `n0..n0 + len` of the im2col layout) into `planes`
-/// (`channels × H × W`): the adjoint of [`im2col`] on those columns.
-fn col2im<T: Element>(dcol: &[T], g: &Geometry, n0: usize, planes: &mut [T]) {
-    let (hw, s) = (g.h * g.w, g.stride);
-    let len = dcol.len() / (planes.len() / hw.max(1) * g.taps()).max(1);
-    if hw == 0 || len == 0 {
-        return;
-    }
-    for (plane, rows) in planes.chunks_exact_mut(hw).zip(dcol.chunks_exact(g.taps() * len)) {
-        let mut rows = rows.chunks_exact(len);
-        for kh in 0..g.kh {
-            let oh_off = g.offset(kh);
-            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
-            for kw in 0..g.kw {
-                let ow_off = g.offset(kw);
-                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
-                let Some(row) = rows.next() else { return };
-                // Segments of one output row each, as in `im2col`.
-                let mut n = n0;
-                while n < n0 + len {
-                    let (oh, ow_start) = (n / g.ow, n % g.ow);
-                    let ow_end = g.ow.min(ow_start + (n0 + len - n));
-                    let seg = &row[n - n0..n - n0 + (ow_end - ow_start)];
-                    n += ow_end - ow_start;
-                    let a = ow_start.max(ow_lo);
-                    let e = ow_end.min(ow_hi);
-                    if oh < oh_lo || oh >= oh_hi || e <= a {
-                        continue;
-                    }
-                    let ih = ((oh * s) as isize + oh_off) as usize;
-                    let iw = ((a * s) as isize + ow_off) as usize;
-                    let dst = plane[ih * g.w + iw..(ih + 1) * g.w].iter_mut().step_by(s);
-                    dst.zip(&seg[a - ow_start..e - ow_start]).for_each(|(d, v)| *d = *d + *v);
-                }
-            }
-        }
+impl Geometry {
+    /// Output columns per tile of the forward and weight gradient: the im2col tile fits [`BUFFER`], and items ×
+    /// tiles reaches [`MIN_TASKS`] when columns allow; tiles of one item are of near-equal size.
+    fn tile(&self, batch: usize, rows: usize) -> usize {
+        let n = self.columns().max(1);
+        let for_buffer = (rows * n).div_ceil(BUFFER);
+        let for_tasks = MIN_TASKS.div_ceil(batch.max(1)).min(n.div_ceil(MIN_TILE));
+        let tiles = for_buffer.max(for_tasks).clamp(1, n);
+        n.div_ceil(tiles)
     }
 }
 
@@ -330,26 +153,12 @@ fn forward<T: Element>(x: View<T>, w: &[T], c_out: usize, bias: Option<&[T]>, g:
             // SAFETY: the destination is this task's block (Cout × len, row stride N); the lhs is the contiguous
             // Cout × K kernel `w` and the rhs this task's K × len im2col buffer, both fully inside their slices.
             unsafe {
-                gemm(
-                    c_out,
-                    len,
-                    k,
-                    out,
-                    1,
-                    n as isize,
+                gemm_add(
+                    (c_out, len, k),
+                    (out, 1, n as isize),
                     bias.is_some(),
-                    w.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    len as isize,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (w.as_ptr(), 1, k as isize),
+                    (col.as_ptr(), 1, len as isize),
                 )
             }
         });
@@ -388,26 +197,12 @@ fn input_grad<T: Element>(dy: View<T>, dy_col: usize, w: &[T], c_in: usize, g: G
                 // `w`), and the rhs columns n0..n0 + len of dy_b (Cout × N, column stride `dy_col`: the flattened
                 // spatial stride), bounds-checked against its buffer by `View::new`.
                 unsafe {
-                    gemm(
-                        rows,
-                        len,
-                        c_out,
-                        dcol.as_mut_ptr(),
-                        1,
-                        len as isize,
+                    gemm_add(
+                        (rows, len, c_out),
+                        (dcol.as_mut_ptr(), 1, len as isize),
                         false,
-                        w[c0 * taps..].as_ptr(),
-                        k as isize,
-                        1,
-                        dy.at(b, 0, 0, 0).add(n0 * dy_col),
-                        dy_col as isize,
-                        dy.strides[1] as isize,
-                        T::ONE,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        (w[c0 * taps..].as_ptr(), k as isize, 1),
+                        (dy.at([b, 0, 0, 0]).add(n0 * dy_col), dy_col as isize, dy.strides[1] as isize),
                     )
                 }
                 col2im(dcol, &g, n0, planes);
@@ -438,26 +233,12 @@ fn weight_grad<T: Element>(dy: View<T>, dy_col: usize, x: View<T>, g: Geometry) 
             // (Cout × len, column stride `dy_col`), bounds-checked by `View::new`, and the rhs colᵀ (len × K, a
             // transposed view of this task's K × len buffer).
             unsafe {
-                gemm(
-                    c_out,
-                    k,
-                    len,
-                    acc.as_mut_ptr(),
-                    1,
-                    k as isize,
+                gemm_add(
+                    (c_out, k, len),
+                    (acc.as_mut_ptr(), 1, k as isize),
                     false,
-                    dy.at(b, 0, 0, 0).add(n0 * dy_col),
-                    dy_col as isize,
-                    dy.strides[1] as isize,
-                    col.as_ptr(),
-                    len as isize,
-                    1,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (dy.at([b, 0, 0, 0]).add(n0 * dy_col), dy_col as isize, dy.strides[1] as isize),
+                    (col.as_ptr(), len as isize, 1),
                 )
             }
         });
@@ -476,7 +257,7 @@ fn bias_grad<T: Element>(dy: View<T>, dy_col: usize) -> Vec<T> {
     }
     for b in 0..batch {
         for (o, total) in db.iter_mut().enumerate() {
-            let start = dy.index(b, o, 0, 0);
+            let start = dy.index([b, o, 0, 0]);
             let mut lanes = [T::default(); 8];
             if dy_col == 1 {
                 let row = &dy.data[start..start + n];
@@ -550,22 +331,22 @@ pub(crate) fn forward_storage(
     }
     let storage = match (x.0, w.0, bias) {
         (CpuStorage::F32(xs), CpuStorage::F32(ws), None) => {
-            let ws = View::new(ws, w.1)?;
-            CpuStorage::F32(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
+            let ws = view(ws, w.1)?;
+            CpuStorage::F32(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
         }
         (CpuStorage::F64(xs), CpuStorage::F64(ws), None) => {
-            let ws = View::new(ws, w.1)?;
-            CpuStorage::F64(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
+            let ws = view(ws, w.1)?;
+            CpuStorage::F64(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
         }
         (CpuStorage::F32(xs), CpuStorage::F32(ws), Some((CpuStorage::F32(bs), bl))) => {
-            let ws = View::new(ws, w.1)?;
+            let ws = view(ws, w.1)?;
             let b = bias_of(bs, bl)?;
-            CpuStorage::F32(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
+            CpuStorage::F32(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
         }
         (CpuStorage::F64(xs), CpuStorage::F64(ws), Some((CpuStorage::F64(bs), bl))) => {
-            let ws = View::new(ws, w.1)?;
+            let ws = view(ws, w.1)?;
             let b = bias_of(bs, bl)?;
-            CpuStorage::F64(forward(View::new(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
+            CpuStorage::F64(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
         }
         _ => bail!("conv2d (CPU): input, kernel and bias must all be f32 or all f64"),
     };
@@ -587,12 +368,12 @@ pub(crate) fn input_grad_storage(
     let shape = Shape::from((batch, c_in, g.h, g.w));
     let storage = match (dy.0, w.0) {
         (CpuStorage::F32(d), CpuStorage::F32(ws)) => {
-            let d = View::new(d, dy.1)?;
-            CpuStorage::F32(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(View::new(ws, w.1)?), c_in, g))
+            let d = view(d, dy.1)?;
+            CpuStorage::F32(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(view(ws, w.1)?), c_in, g))
         }
         (CpuStorage::F64(d), CpuStorage::F64(ws)) => {
-            let d = View::new(d, dy.1)?;
-            CpuStorage::F64(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(View::new(ws, w.1)?), c_in, g))
+            let d = view(d, dy.1)?;
+            CpuStorage::F64(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(view(ws, w.1)?), c_in, g))
         }
         _ => bail!("conv2d input grad (CPU): both tensors must be f32 or both f64"),
     };
@@ -614,12 +395,12 @@ pub(crate) fn weight_grad_storage(
     let shape = Shape::from((c_out, c_in, g.kh, g.kw));
     let storage = match (dy.0, x.0) {
         (CpuStorage::F32(d), CpuStorage::F32(xs)) => {
-            let d = View::new(d, dy.1)?;
-            CpuStorage::F32(weight_grad(d, dy_column_stride(&d)?, View::new(xs, x.1)?, g))
+            let d = view(d, dy.1)?;
+            CpuStorage::F32(weight_grad(d, dy_column_stride(&d)?, view(xs, x.1)?, g))
         }
         (CpuStorage::F64(d), CpuStorage::F64(xs)) => {
-            let d = View::new(d, dy.1)?;
-            CpuStorage::F64(weight_grad(d, dy_column_stride(&d)?, View::new(xs, x.1)?, g))
+            let d = view(d, dy.1)?;
+            CpuStorage::F64(weight_grad(d, dy_column_stride(&d)?, view(xs, x.1)?, g))
         }
         _ => bail!("conv2d weight grad (CPU): both tensors must be f32 or both f64"),
     };
@@ -631,39 +412,14 @@ pub(crate) fn bias_grad_storage(dy: (&CpuStorage, &Layout)) -> Result<(CpuStorag
     let &[_, c_out, _, _] = dy.1.dims() else { bail!("conv2d bias grad: expected a rank-4 dy, got {:?}", dy.1.dims()) };
     let storage = match dy.0 {
         CpuStorage::F32(d) => {
-            let d = View::new(d, dy.1)?;
+            let d = view(d, dy.1)?;
             CpuStorage::F32(bias_grad(d, dy_column_stride(&d)?))
         }
         CpuStorage::F64(d) => {
-            let d = View::new(d, dy.1)?;
+            let d = view(d, dy.1)?;
             CpuStorage::F64(bias_grad(d, dy_column_stride(&d)?))
         }
         _ => bail!("conv2d bias grad (CPU): dy must be f32 or f64"),
     };
     Ok((storage, Shape::from(c_out)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `valid` against a brute-force scan, for offsets on both sides of the input and strides 1..4.
-    #[test]
-    fn valid_output_ranges_match_a_scan() {
-        for stride in 1..4 {
-            let g = Geometry::new((3, 3), (9, 9), stride, 2, 2).unwrap();
-            for in_len in [1, 5, 9] {
-                for offset in -7..10 {
-                    for out_len in [0, 1, 4, 12] {
-                        let inside: Vec<usize> = (0..out_len)
-                            .filter(|&o| (0..in_len as isize).contains(&((o * stride) as isize + offset)))
-                            .collect();
-                        let (lo, hi) = g.valid(out_len, in_len, offset);
-                        let ours: Vec<usize> = (lo..hi).collect();
-                        assert_eq!(ours, inside, "stride {stride} in {in_len} offset {offset} out {out_len}");
-                    }
-                }
-            }
-        }
-    }
 }
