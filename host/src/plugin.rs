@@ -4,9 +4,6 @@ use crate::info::PluginInfo;
 use crate::render::{self, Backend, RenderError, RenderSettings, Scratch};
 use afx_core::Audio;
 
-/// Named here only for `bench/mod.rs`, which imports it from this module (it goes when the benchmarks leave
-/// the library).
-
 /// A loaded plugin that renders audio: `y = f(x, params)`, deterministic and latency compensated.
 ///
 /// Each render starts from a fresh state, applies the parameters from sample 0, pads the input's tail by the
