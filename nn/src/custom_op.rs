@@ -1,6 +1,7 @@
 //! How the CPU kernels (`layers_cpu`, `spectral_cpu`, `conv`) become candle custom ops: an argument as the op
 //! receives it ([`Arg`]), its contiguous data ([`data`]), the `cpu_fwd` of an op written once per arity
-//! (`cpu_fwd!`), and the f32/f64 dispatch of a kernel generic over its element type (`by_dtype!`).
+//! (`cpu_fwd!`), and the f32/f64 dispatch of a kernel generic over its element type (`by_dtype!`, or
+//! `same_dtype!` for kernels that take the storages' slices).
 
 use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
 
@@ -20,39 +21,21 @@ pub(crate) fn data<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -
 /// output storage and shape.
 macro_rules! cpu_fwd {
     (|$self:ident, $a1:ident| $body:expr) => {
-        fn cpu_fwd(
-            &$self,
-            s1: &candle_core::CpuStorage,
-            l1: &candle_core::Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            let $a1: $crate::custom_op::Arg = (s1, l1);
-            $body
-        }
+        $crate::custom_op::cpu_fwd!(@args $self [s1 l1 $a1] $body);
     };
     (|$self:ident, $a1:ident, $a2:ident| $body:expr) => {
-        fn cpu_fwd(
-            &$self,
-            s1: &candle_core::CpuStorage,
-            l1: &candle_core::Layout,
-            s2: &candle_core::CpuStorage,
-            l2: &candle_core::Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            let ($a1, $a2): ($crate::custom_op::Arg, $crate::custom_op::Arg) = ((s1, l1), (s2, l2));
-            $body
-        }
+        $crate::custom_op::cpu_fwd!(@args $self [s1 l1 $a1, s2 l2 $a2] $body);
     };
     (|$self:ident, $a1:ident, $a2:ident, $a3:ident| $body:expr) => {
+        $crate::custom_op::cpu_fwd!(@args $self [s1 l1 $a1, s2 l2 $a2, s3 l3 $a3] $body);
+    };
+    // Each argument as `storage layout arg`: the storage and layout parameters, and the name `body` sees them by.
+    (@args $self:ident [$($storage:ident $layout:ident $arg:ident),+] $body:expr) => {
         fn cpu_fwd(
             &$self,
-            s1: &candle_core::CpuStorage,
-            l1: &candle_core::Layout,
-            s2: &candle_core::CpuStorage,
-            l2: &candle_core::Layout,
-            s3: &candle_core::CpuStorage,
-            l3: &candle_core::Layout,
+            $($storage: &candle_core::CpuStorage, $layout: &candle_core::Layout),+
         ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            let ($a1, $a2, $a3): ($crate::custom_op::Arg, $crate::custom_op::Arg, $crate::custom_op::Arg) =
-                ((s1, l1), (s2, l2), (s3, l3));
+            $(let $arg: $crate::custom_op::Arg = ($storage, $layout);)+
             $body
         }
     };
@@ -77,3 +60,16 @@ macro_rules! by_dtype {
     };
 }
 pub(crate) use by_dtype;
+
+/// `same_dtype!("error", |a, b| (s1, s2) => body)`: `body` with `a`, `b` bound to the storages' slices when all
+/// are f32 or all are f64, its `Vec` wrapped in the matching `CpuStorage`; else fails with "error".
+macro_rules! same_dtype {
+    ($err:expr, |$($slice:ident),+| ($($storage:expr),+) => $body:expr) => {
+        match ($($storage,)+) {
+            ($(candle_core::CpuStorage::F32($slice),)+) => candle_core::CpuStorage::F32($body),
+            ($(candle_core::CpuStorage::F64($slice),)+) => candle_core::CpuStorage::F64($body),
+            _ => candle_core::bail!("{}", $err),
+        }
+    };
+}
+pub(crate) use same_dtype;
