@@ -68,6 +68,20 @@ fn map_indices<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + S
     if work >= PARALLEL_MIN { (0..n).into_par_iter().map(f).collect() } else { (0..n).map(f).collect() }
 }
 
+/// The gradients of an affine layer's scale and shift from `both`, an op that computes the two stacked `(2, ...)`:
+/// each only where that argument takes part in autograd, and the op run only when one does.
+fn scale_shift_grads(
+    scale: &Tensor,
+    shift: &Tensor,
+    both: impl FnOnce() -> Result<Tensor>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    if !scale.track_op() && !shift.track_op() {
+        return Ok((None, None));
+    }
+    let both = both()?;
+    Ok((scale.track_op().then(|| both.get(0)).transpose()?, shift.track_op().then(|| both.get(1)).transpose()?))
+}
+
 // ---------------------------------------------------------------------------------------------------- PReLU
 
 /// `y = x` where `x ≥ 0`, else `a_c · x`; `slope` has C entries or one.
@@ -235,12 +249,7 @@ impl CustomOp3 for GroupNormOp {
         let grad = grad.contiguous()?;
         let op = GroupNormGrad { groups: self.groups, eps: self.eps };
         let dx = if x.track_op() { Some(grad.apply_op3_no_bwd(x, w, &GroupNormInputGrad(op))?) } else { None };
-        let (dw, db) = if w.track_op() || b.track_op() {
-            let both = grad.apply_op2_no_bwd(x, &GroupNormAffineGrad(op))?; // (2, C)
-            (w.track_op().then(|| both.get(0)).transpose()?, b.track_op().then(|| both.get(1)).transpose()?)
-        } else {
-            (None, None)
-        };
+        let (dw, db) = scale_shift_grads(w, b, || grad.apply_op2_no_bwd(x, &GroupNormAffineGrad(op)))?;
         Ok((dx, dw, db))
     }
 }
@@ -382,12 +391,7 @@ impl CustomOp3 for FilmOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(gamma, &FilmInputGrad)?) } else { None };
-        let (dgamma, dbeta) = if gamma.track_op() || beta.track_op() {
-            let both = grad.apply_op2_no_bwd(x, &FilmAffineGrad)?; // (2, B, C)
-            (gamma.track_op().then(|| both.get(0)).transpose()?, beta.track_op().then(|| both.get(1)).transpose()?)
-        } else {
-            (None, None)
-        };
+        let (dgamma, dbeta) = scale_shift_grads(gamma, beta, || grad.apply_op2_no_bwd(x, &FilmAffineGrad))?;
         Ok((dx, dgamma, dbeta))
     }
 }
