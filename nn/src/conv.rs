@@ -116,7 +116,7 @@ impl Module for Conv1d {
         let d = self.config.dilation;
         let (before, after) = self.config.padding.split((self.weight.dim(2)? - 1) * d);
         if on_cpu_kernels(x, &self.weight, self.bias.as_ref()) {
-            return Conv1dCpu { dilation: d, pad: (before, after) }.apply(x, &self.weight, self.bias.as_ref());
+            return CpuConv(Conv1dCpu { dilation: d, pad: (before, after) }).apply(x, &self.weight, self.bias.as_ref());
         }
         let x = if before + after > 0 { x.pad_with_zeros(D::Minus1, before, after)? } else { x.clone() };
         let y = conv1d_passthrough(&x, &self.weight, d)?;
@@ -131,7 +131,7 @@ impl Module for Conv1d {
 /// with gradients correct for every batch size (see the module doc).
 pub fn conv1d(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Tensor> {
     if on_cpu_kernels(x, w, None) {
-        return Conv1dCpu { dilation, pad: (0, 0) }.apply(x, w, None);
+        return CpuConv(Conv1dCpu { dilation, pad: (0, 0) }).apply(x, w, None);
     }
     conv1d_passthrough(x, w, dilation)
 }
@@ -150,46 +150,6 @@ pub fn conv1d_passthrough(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Ten
         return Ok(y);
     }
     y.apply_op3(x, w, Conv1dGrad { dilation })
-}
-
-/// The 1-D CPU convolution (forward with optional fused bias; backward through the [`GradOp`]s of
-/// `conv1d_cpu`). Only for f32/f64 CPU tensors: it has no CUDA forward.
-#[derive(Debug, Clone, Copy)]
-struct Conv1dCpu {
-    dilation: usize,
-    /// Zeros before and after the input (never materialised).
-    pad: (usize, usize),
-}
-
-impl Conv1dCpu {
-    fn apply(self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        CpuConv(self).apply(x, w, bias)
-    }
-}
-
-impl ConvKernel for Conv1dCpu {
-    const NAMES: [&'static str; 4] =
-        ["afx-conv1d-cpu", "afx-conv1d-cpu-bias", "afx-conv1d-cpu-input-grad", "afx-conv1d-cpu-weight-grad"];
-    type Geometry = Geometry;
-    const INPUT_GRAD: GradKernel<Geometry> = conv1d_cpu::input_grad_storage;
-    const WEIGHT_GRAD: GradKernel<Geometry> = conv1d_cpu::weight_grad_storage;
-
-    fn forward(&self, x: Arg, w: Arg, bias: Option<Arg>) -> Result<(CpuStorage, Shape)> {
-        conv1d_cpu::forward_storage(x, w, bias, self.dilation, self.pad)
-    }
-
-    fn geometry(&self, x: &Tensor, w: &Tensor) -> Result<Geometry> {
-        Geometry::new(w.dim(2)?, self.dilation, self.pad.0, self.pad.1, x.dim(2)?)
-    }
-
-    /// As it comes: the 1-D kernels read any strides.
-    fn grad_view(grad: &Tensor) -> Result<Tensor> {
-        Ok(grad.clone())
-    }
-
-    fn bias_grad(&self, grad: &Tensor) -> Result<Tensor> {
-        grad.detach().sum_keepdim(2)?.sum(0)?.flatten_all()
-    }
 }
 
 /// What the 1-D and 2-D CPU convolutions differ in; [`CpuConv`] makes either a candle op.
@@ -301,6 +261,40 @@ impl<G: Copy + Send + Sync> CustomOp2 for GradOp<G> {
     }
 
     cpu_fwd!(|self, dy, other| (self.kernel)(dy, other, self.geometry));
+}
+
+/// The 1-D CPU convolution (forward with optional fused bias; backward through the [`GradOp`]s of
+/// `conv1d_cpu`). Only for f32/f64 CPU tensors: it has no CUDA forward.
+#[derive(Debug, Clone, Copy)]
+struct Conv1dCpu {
+    dilation: usize,
+    /// Zeros before and after the input (never materialised).
+    pad: (usize, usize),
+}
+
+impl ConvKernel for Conv1dCpu {
+    const NAMES: [&'static str; 4] =
+        ["afx-conv1d-cpu", "afx-conv1d-cpu-bias", "afx-conv1d-cpu-input-grad", "afx-conv1d-cpu-weight-grad"];
+    type Geometry = Geometry;
+    const INPUT_GRAD: GradKernel<Geometry> = conv1d_cpu::input_grad_storage;
+    const WEIGHT_GRAD: GradKernel<Geometry> = conv1d_cpu::weight_grad_storage;
+
+    fn forward(&self, x: Arg, w: Arg, bias: Option<Arg>) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::forward_storage(x, w, bias, self.dilation, self.pad)
+    }
+
+    fn geometry(&self, x: &Tensor, w: &Tensor) -> Result<Geometry> {
+        Geometry::new(w.dim(2)?, self.dilation, self.pad.0, self.pad.1, x.dim(2)?)
+    }
+
+    /// As it comes: the 1-D kernels read any strides.
+    fn grad_view(grad: &Tensor) -> Result<Tensor> {
+        Ok(grad.clone())
+    }
+
+    fn bias_grad(&self, grad: &Tensor) -> Result<Tensor> {
+        grad.detach().sum_keepdim(2)?.sum(0)?.flatten_all()
+    }
 }
 
 /// The backward of [`conv1d_passthrough`]; its forward copies the stock conv1d output.
