@@ -68,6 +68,12 @@ pub(crate) trait Backend {
         block_size: usize,
         values: &[f32],
     ) -> Result<Box<dyn Instance + 'a>, RenderError>;
+
+    /// A [`RenderError::Plugin`] naming this backend's plugin: how every format reports what its plugin or
+    /// hosting crate answered.
+    fn error(&self, message: String) -> RenderError {
+        RenderError::Plugin { plugin: self.info().name.clone(), message }
+    }
 }
 
 /// One running plugin instance.

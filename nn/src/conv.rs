@@ -18,11 +18,12 @@
 //! none). [`Conv2d`] does the same on CPU with its own im2col + gemm op (`conv2d_cpu`) and keeps stock conv2d
 //! ([`conv2d_stock`]) elsewhere.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, DType, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::conv1d_cpu::{self, Geometry};
 use crate::conv2d_cpu;
+use crate::custom_op::{Arg, cpu_fwd};
 use crate::passthrough::passthrough_fwd;
 
 /// How [`Conv1d`] pads its input in time.
@@ -115,7 +116,7 @@ impl Module for Conv1d {
         let d = self.config.dilation;
         let (before, after) = self.config.padding.split((self.weight.dim(2)? - 1) * d);
         if on_cpu_kernels(x, &self.weight, self.bias.as_ref()) {
-            return Conv1dCpu { dilation: d, pad: (before, after) }.apply(x, &self.weight, self.bias.as_ref());
+            return CpuConv(Conv1dCpu { dilation: d, pad: (before, after) }).apply(x, &self.weight, self.bias.as_ref());
         }
         let x = if before + after > 0 { x.pad_with_zeros(D::Minus1, before, after)? } else { x.clone() };
         let y = conv1d_passthrough(&x, &self.weight, d)?;
@@ -130,7 +131,7 @@ impl Module for Conv1d {
 /// with gradients correct for every batch size (see the module doc).
 pub fn conv1d(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Tensor> {
     if on_cpu_kernels(x, w, None) {
-        return Conv1dCpu { dilation, pad: (0, 0) }.apply(x, w, None);
+        return CpuConv(Conv1dCpu { dilation, pad: (0, 0) }).apply(x, w, None);
     }
     conv1d_passthrough(x, w, dilation)
 }
@@ -151,16 +152,38 @@ pub fn conv1d_passthrough(x: &Tensor, w: &Tensor, dilation: usize) -> Result<Ten
     y.apply_op3(x, w, Conv1dGrad { dilation })
 }
 
-/// The CPU convolution op (forward with optional fused bias; backward through [`Conv1dInputGrad`] and
-/// [`Conv1dWeightGrad`]). Only for f32/f64 CPU tensors: it has no CUDA forward.
-#[derive(Debug, Clone, Copy)]
-struct Conv1dCpu {
-    dilation: usize,
-    /// Zeros before and after the input (never materialised).
-    pad: (usize, usize),
+/// What the 1-D and 2-D CPU convolutions differ in; [`CpuConv`] makes either a candle op.
+trait ConvKernel: Copy + Send + Sync + 'static {
+    /// Names of the ops: the forward without and with the fused bias, the input gradient, the weight gradient.
+    const NAMES: [&'static str; 4];
+    /// What the gradient kernels need to know of the sizes.
+    type Geometry: Copy + Send + Sync;
+    /// `dx` from `(dy, w)` on CPU storages.
+    const INPUT_GRAD: GradKernel<Self::Geometry>;
+    /// `dw` from `(dy, x)` on CPU storages.
+    const WEIGHT_GRAD: GradKernel<Self::Geometry>;
+
+    /// The output (bias added when given) on CPU storages.
+    fn forward(&self, x: Arg, w: Arg, bias: Option<Arg>) -> Result<(CpuStorage, Shape)>;
+
+    /// The geometry of the gradient kernels for these `x` and `w`.
+    fn geometry(&self, x: &Tensor, w: &Tensor) -> Result<Self::Geometry>;
+
+    /// `grad` as the gradient kernels read it.
+    fn grad_view(grad: &Tensor) -> Result<Tensor>;
+
+    /// The bias gradient, `(out)`.
+    fn bias_grad(&self, grad: &Tensor) -> Result<Tensor>;
 }
 
-impl Conv1dCpu {
+/// A gradient kernel on CPU storages: `(dy, w or x, geometry)` → `dx` or `dw`.
+type GradKernel<G> = fn(Arg, Arg, G) -> Result<(CpuStorage, Shape)>;
+
+/// A CPU convolution as a candle op: a `CustomOp2` `(x, w)` without bias, a `CustomOp3` `(x, w, b)` with it.
+#[derive(Debug, Clone, Copy)]
+struct CpuConv<K>(K);
+
+impl<K: ConvKernel> CpuConv<K> {
     fn apply(self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         match bias {
             Some(b) => x.apply_op3(w, b, self),
@@ -171,43 +194,44 @@ impl Conv1dCpu {
     /// Gradients for `x` and `w` (each only where it takes part in autograd), from further custom ops that
     /// record no graph of their own.
     fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let geometry = Geometry::new(w.dim(2)?, self.dilation, self.pad.0, self.pad.1, x.dim(2)?)?;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(w, &Conv1dInputGrad(geometry))?) } else { None };
-        let dw = if w.track_op() { Some(grad.apply_op2_no_bwd(x, &Conv1dWeightGrad(geometry))?) } else { None };
+        if !x.track_op() && !w.track_op() {
+            return Ok((None, None));
+        }
+        let geometry = self.0.geometry(x, w)?;
+        let grad = K::grad_view(grad)?;
+        let [_, _, input_grad, weight_grad] = K::NAMES;
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &GradOp { name: input_grad, kernel: K::INPUT_GRAD, geometry })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(grad.apply_op2_no_bwd(x, &GradOp { name: weight_grad, kernel: K::WEIGHT_GRAD, geometry })?)
+        } else {
+            None
+        };
         Ok((dx, dw))
     }
 }
 
-impl CustomOp2 for Conv1dCpu {
+impl<K: ConvKernel> CustomOp2 for CpuConv<K> {
     fn name(&self) -> &'static str {
-        "afx-conv1d-cpu"
+        K::NAMES[0]
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv1d_cpu::forward_storage((x, xl), (w, wl), None, self.dilation, self.pad)
-    }
+    cpu_fwd!(|self, x, w| self.0.forward(x, w, None));
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         self.grads(x, w, grad)
     }
 }
 
-impl CustomOp3 for Conv1dCpu {
+impl<K: ConvKernel> CustomOp3 for CpuConv<K> {
     fn name(&self) -> &'static str {
-        "afx-conv1d-cpu-bias"
+        K::NAMES[1]
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        conv1d_cpu::forward_storage((x, xl), (w, wl), Some((b, bl)), self.dilation, self.pad)
-    }
+    cpu_fwd!(|self, x, w, b| self.0.forward(x, w, Some(b)));
 
     fn bwd(
         &self,
@@ -218,34 +242,58 @@ impl CustomOp3 for Conv1dCpu {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = self.grads(x, w, grad)?;
-        let db = if b.track_op() { Some(grad.detach().sum_keepdim(2)?.sum(0)?.flatten_all()?) } else { None };
+        let db = if b.track_op() { Some(self.0.bias_grad(grad)?) } else { None };
         Ok((dx, dw, db))
     }
 }
 
-/// `dx` of [`Conv1dCpu`] from `(dy, w)`.
-struct Conv1dInputGrad(Geometry);
-
-impl CustomOp2 for Conv1dInputGrad {
-    fn name(&self) -> &'static str {
-        "afx-conv1d-cpu-input-grad"
-    }
-
-    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv1d_cpu::input_grad_storage((dy, dl), (w, wl), self.0)
-    }
+/// A gradient op of a CPU convolution: `kernel(dy, other, geometry)` (`other` is `w` for the input gradient,
+/// `x` for the weight gradient), with no backward of its own.
+struct GradOp<G> {
+    name: &'static str,
+    kernel: GradKernel<G>,
+    geometry: G,
 }
 
-/// `dw` of [`Conv1dCpu`] from `(dy, x)`.
-struct Conv1dWeightGrad(Geometry);
-
-impl CustomOp2 for Conv1dWeightGrad {
+impl<G: Copy + Send + Sync> CustomOp2 for GradOp<G> {
     fn name(&self) -> &'static str {
-        "afx-conv1d-cpu-weight-grad"
+        self.name
     }
 
-    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv1d_cpu::weight_grad_storage((dy, dl), (x, xl), self.0)
+    cpu_fwd!(|self, dy, other| (self.kernel)(dy, other, self.geometry));
+}
+
+/// The 1-D CPU convolution (forward with optional fused bias; backward through the [`GradOp`]s of
+/// `conv1d_cpu`). Only for f32/f64 CPU tensors: it has no CUDA forward.
+#[derive(Debug, Clone, Copy)]
+struct Conv1dCpu {
+    dilation: usize,
+    /// Zeros before and after the input (never materialised).
+    pad: (usize, usize),
+}
+
+impl ConvKernel for Conv1dCpu {
+    const NAMES: [&'static str; 4] =
+        ["afx-conv1d-cpu", "afx-conv1d-cpu-bias", "afx-conv1d-cpu-input-grad", "afx-conv1d-cpu-weight-grad"];
+    type Geometry = Geometry;
+    const INPUT_GRAD: GradKernel<Geometry> = conv1d_cpu::input_grad_storage;
+    const WEIGHT_GRAD: GradKernel<Geometry> = conv1d_cpu::weight_grad_storage;
+
+    fn forward(&self, x: Arg, w: Arg, bias: Option<Arg>) -> Result<(CpuStorage, Shape)> {
+        conv1d_cpu::forward_storage(x, w, bias, self.dilation, self.pad)
+    }
+
+    fn geometry(&self, x: &Tensor, w: &Tensor) -> Result<Geometry> {
+        Geometry::new(w.dim(2)?, self.dilation, self.pad.0, self.pad.1, x.dim(2)?)
+    }
+
+    /// As it comes: the 1-D kernels read any strides.
+    fn grad_view(grad: &Tensor) -> Result<Tensor> {
+        Ok(grad.clone())
+    }
+
+    fn bias_grad(&self, grad: &Tensor) -> Result<Tensor> {
+        grad.detach().sum_keepdim(2)?.sum(0)?.flatten_all()
     }
 }
 
@@ -368,10 +416,7 @@ impl Module for Conv2d {
         }
         if c.groups == 1 && on_cpu_kernels(x, &self.weight, self.bias.as_ref()) {
             let op = Conv2dCpu { stride: c.stride, padding: c.padding, dilation: c.dilation };
-            return match &self.bias {
-                Some(b) => x.apply_op3(&self.weight, b, op),
-                None => x.apply_op2(&self.weight, op),
-            };
+            return CpuConv(op).apply(x, &self.weight, self.bias.as_ref());
         }
         conv2d_stock(x, &self.weight, self.bias.as_ref(), c)
     }
@@ -405,8 +450,8 @@ pub fn conv2d_stock(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, c: &Conv
     }
 }
 
-/// The CPU conv2d op (groups 1; forward with optional fused bias; backward through [`Conv2dInputGrad`] and
-/// [`Conv2dWeightGrad`]). Only for f32/f64 CPU tensors: it has no CUDA forward.
+/// The 2-D CPU convolution (groups 1; forward with optional fused bias; backward through the [`GradOp`]s of
+/// `conv2d_cpu` and [`Conv2dBiasGrad`]). Only for f32/f64 CPU tensors: it has no CUDA forward.
 #[derive(Debug, Clone, Copy)]
 struct Conv2dCpu {
     stride: usize,
@@ -414,69 +459,29 @@ struct Conv2dCpu {
     dilation: usize,
 }
 
-impl Conv2dCpu {
-    fn params(&self) -> (usize, usize, usize) {
-        (self.stride, self.padding, self.dilation)
+impl ConvKernel for Conv2dCpu {
+    const NAMES: [&'static str; 4] =
+        ["afx-conv2d-cpu", "afx-conv2d-cpu-bias", "afx-conv2d-cpu-input-grad", "afx-conv2d-cpu-weight-grad"];
+    type Geometry = conv2d_cpu::Geometry;
+    const INPUT_GRAD: GradKernel<conv2d_cpu::Geometry> = conv2d_cpu::input_grad_storage;
+    const WEIGHT_GRAD: GradKernel<conv2d_cpu::Geometry> = conv2d_cpu::weight_grad_storage;
+
+    fn forward(&self, x: Arg, w: Arg, bias: Option<Arg>) -> Result<(CpuStorage, Shape)> {
+        conv2d_cpu::forward_storage(x, w, bias, (self.stride, self.padding, self.dilation))
     }
 
-    /// Gradients for `x` and `w` (each only where it takes part in autograd), from further custom ops that
-    /// record no graph of their own.
-    fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if !x.track_op() && !w.track_op() {
-            return Ok((None, None));
-        }
+    fn geometry(&self, x: &Tensor, w: &Tensor) -> Result<conv2d_cpu::Geometry> {
         let (_, _, kh, kw) = w.dims4()?;
         let (_, _, h, width) = x.dims4()?;
-        let geometry = conv2d_cpu::Geometry::new((kh, kw), (h, width), self.stride, self.padding, self.dilation)?;
-        let grad = flat_spatial(grad)?;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(w, &Conv2dInputGrad(geometry))?) } else { None };
-        let dw = if w.track_op() { Some(grad.apply_op2_no_bwd(x, &Conv2dWeightGrad(geometry))?) } else { None };
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp2 for Conv2dCpu {
-    fn name(&self) -> &'static str {
-        "afx-conv2d-cpu"
+        conv2d_cpu::Geometry::new((kh, kw), (h, width), self.stride, self.padding, self.dilation)
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv2d_cpu::forward_storage((x, xl), (w, wl), None, self.params())
+    fn grad_view(grad: &Tensor) -> Result<Tensor> {
+        flat_spatial(grad)
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.grads(x, w, grad)
-    }
-}
-
-impl CustomOp3 for Conv2dCpu {
-    fn name(&self) -> &'static str {
-        "afx-conv2d-cpu-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        conv2d_cpu::forward_storage((x, xl), (w, wl), Some((b, bl)), self.params())
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.grads(x, w, grad)?;
-        let db = if b.track_op() { Some(flat_spatial(grad)?.apply_op1_no_bwd(&Conv2dBiasGrad)?) } else { None };
-        Ok((dx, dw, db))
+    fn bias_grad(&self, grad: &Tensor) -> Result<Tensor> {
+        flat_spatial(grad)?.apply_op1_no_bwd(&Conv2dBiasGrad)
     }
 }
 
@@ -497,33 +502,5 @@ impl CustomOp1 for Conv2dBiasGrad {
         "afx-conv2d-cpu-bias-grad"
     }
 
-    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv2d_cpu::bias_grad_storage((dy, dl))
-    }
-}
-
-/// `dx` of [`Conv2dCpu`] from `(dy, w)`.
-struct Conv2dInputGrad(conv2d_cpu::Geometry);
-
-impl CustomOp2 for Conv2dInputGrad {
-    fn name(&self) -> &'static str {
-        "afx-conv2d-cpu-input-grad"
-    }
-
-    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, w: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv2d_cpu::input_grad_storage((dy, dl), (w, wl), self.0)
-    }
-}
-
-/// `dw` of [`Conv2dCpu`] from `(dy, x)`.
-struct Conv2dWeightGrad(conv2d_cpu::Geometry);
-
-impl CustomOp2 for Conv2dWeightGrad {
-    fn name(&self) -> &'static str {
-        "afx-conv2d-cpu-weight-grad"
-    }
-
-    fn cpu_fwd(&self, dy: &CpuStorage, dl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        conv2d_cpu::weight_grad_storage((dy, dl), (x, xl), self.0)
-    }
+    cpu_fwd!(|self, dy| conv2d_cpu::bias_grad_storage(dy));
 }

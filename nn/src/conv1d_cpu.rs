@@ -19,6 +19,8 @@
 use candle_core::{CpuStorage, Layout, Result, Shape, bail};
 use rayon::prelude::*;
 
+use crate::custom_op::{Arg, same_dtype};
+
 use crate::cpu_kernel::{self, Element, SharedMut, gemm_add, sum_in_order};
 
 /// Output columns per forward / input-gradient task: large enough for gemm to run at full speed, small enough
@@ -198,9 +200,9 @@ pub(crate) fn weight_grad<T: Element>(dy: View<T>, x: View<T>, g: Geometry) -> V
 /// The forward on CPU storages: `x (B, Cin, t_in)`, `w (Cout, Cin, K)`, optional `bias (Cout)` →
 /// `(B, Cout, t_out)`, with `t_in` and `K` taken from the layouts.
 pub(crate) fn forward_storage(
-    x: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
-    bias: Option<(&CpuStorage, &Layout)>,
+    x: Arg,
+    w: Arg,
+    bias: Option<Arg>,
     dilation: usize,
     (pad_left, pad_right): (usize, usize),
 ) -> Result<(CpuStorage, Shape)> {
@@ -225,30 +227,18 @@ pub(crate) fn forward_storage(
         }
         Ok((data, offset, stride))
     }
-    let storage = match (x.0, w.0, bias) {
-        (CpuStorage::F32(xs), CpuStorage::F32(ws), None) => {
-            CpuStorage::F32(forward(view(xs, x.1)?, view(ws, w.1)?, None, g))
-        }
-        (CpuStorage::F64(xs), CpuStorage::F64(ws), None) => {
-            CpuStorage::F64(forward(view(xs, x.1)?, view(ws, w.1)?, None, g))
-        }
-        (CpuStorage::F32(xs), CpuStorage::F32(ws), Some((CpuStorage::F32(bs), bl))) => {
-            CpuStorage::F32(forward(view(xs, x.1)?, view(ws, w.1)?, Some(bias_of(bs, bl)?), g))
-        }
-        (CpuStorage::F64(xs), CpuStorage::F64(ws), Some((CpuStorage::F64(bs), bl))) => {
-            CpuStorage::F64(forward(view(xs, x.1)?, view(ws, w.1)?, Some(bias_of(bs, bl)?), g))
-        }
-        _ => bail!("conv1d (CPU): input, kernel and bias must all be f32 or all f64"),
+    const MIXED: &str = "conv1d (CPU): input, kernel and bias must all be f32 or all f64";
+    let storage = match bias {
+        None => same_dtype!(MIXED, |xs, ws| (x.0, w.0) => forward(view(xs, x.1)?, view(ws, w.1)?, None, g)),
+        Some((b, bl)) => same_dtype!(MIXED, |xs, ws, bs| (x.0, w.0, b) => {
+            forward(view(xs, x.1)?, view(ws, w.1)?, Some(bias_of(bs, bl)?), g)
+        }),
     };
     Ok((storage, shape))
 }
 
 /// The input gradient on CPU storages: `dy (B, Cout, t_out)`, `w (Cout, Cin, K)` → `dx (B, Cin, t_in)`.
-pub(crate) fn input_grad_storage(
-    dy: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
-    g: Geometry,
-) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn input_grad_storage(dy: Arg, w: Arg, g: Geometry) -> Result<(CpuStorage, Shape)> {
     let (&[batch, c_out, t_out], &[w_out, c_in, kernel]) = (dy.1.dims(), w.1.dims()) else {
         bail!(
             "conv1d input grad: expected dy (B, Cout, T) and w (Cout, Cin, K), got {:?} and {:?}",
@@ -260,20 +250,14 @@ pub(crate) fn input_grad_storage(
         bail!("conv1d input grad: dy {:?} does not match the kernel {:?} and {g:?}", dy.1.dims(), w.1.dims())
     }
     let shape = Shape::from((batch, c_in, g.t_in));
-    let storage = match (dy.0, w.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(ws)) => CpuStorage::F32(input_grad(view(d, dy.1)?, view(ws, w.1)?, g)),
-        (CpuStorage::F64(d), CpuStorage::F64(ws)) => CpuStorage::F64(input_grad(view(d, dy.1)?, view(ws, w.1)?, g)),
-        _ => bail!("conv1d input grad (CPU): both tensors must be f32 or both f64"),
-    };
+    let storage = same_dtype!("conv1d input grad (CPU): both tensors must be f32 or both f64", |d, ws| (dy.0, w.0) => {
+        input_grad(view(d, dy.1)?, view(ws, w.1)?, g)
+    });
     Ok((storage, shape))
 }
 
 /// The weight gradient on CPU storages: `dy (B, Cout, t_out)`, `x (B, Cin, t_in)` → `dw (Cout, Cin, K)`.
-pub(crate) fn weight_grad_storage(
-    dy: (&CpuStorage, &Layout),
-    x: (&CpuStorage, &Layout),
-    g: Geometry,
-) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn weight_grad_storage(dy: Arg, x: Arg, g: Geometry) -> Result<(CpuStorage, Shape)> {
     let (&[batch, c_out, t_out], &[x_batch, c_in, t_in]) = (dy.1.dims(), x.1.dims()) else {
         bail!(
             "conv1d weight grad: expected dy (B, Cout, T) and x (B, Cin, T), got {:?} and {:?}",
@@ -285,10 +269,8 @@ pub(crate) fn weight_grad_storage(
         bail!("conv1d weight grad: dy {:?} does not match x {:?} and {g:?}", dy.1.dims(), x.1.dims())
     }
     let shape = Shape::from((c_out, c_in, g.kernel));
-    let storage = match (dy.0, x.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(xs)) => CpuStorage::F32(weight_grad(view(d, dy.1)?, view(xs, x.1)?, g)),
-        (CpuStorage::F64(d), CpuStorage::F64(xs)) => CpuStorage::F64(weight_grad(view(d, dy.1)?, view(xs, x.1)?, g)),
-        _ => bail!("conv1d weight grad (CPU): both tensors must be f32 or both f64"),
-    };
+    let storage = same_dtype!("conv1d weight grad (CPU): both tensors must be f32 or both f64", |d, xs| (dy.0, x.0) => {
+        weight_grad(view(d, dy.1)?, view(xs, x.1)?, g)
+    });
     Ok((storage, shape))
 }

@@ -11,34 +11,16 @@
 //! gradients) are split per channel, so their summation order does not depend on scheduling: results are
 //! deterministic.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Result, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
+
+use crate::custom_op::{Arg, by_dtype, cpu_fwd, data};
 
 /// Below this many elements a layer runs on one thread (spawning costs more than it saves).
 const PARALLEL_MIN: usize = 1 << 14;
 
-/// The contiguous data of a storage seen through `layout`.
-pub(crate) fn data<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => bail!("afx-nn layer kernel: expected a contiguous tensor, got strides {:?}", layout.stride()),
-    }
-}
-
-/// Runs `f::<f32>` or `f::<f64>` by the storage's type.
-macro_rules! by_dtype {
-    ($storage:expr, $f:ident ( $($arg:expr),* )) => {
-        match $storage.dtype() {
-            DType::F32 => $f::<f32>($($arg),*),
-            DType::F64 => $f::<f64>($($arg),*),
-            other => bail!("afx-nn layer kernel: {other:?} is not supported (f32 or f64)"),
-        }
-    };
-}
-
 /// Implements a gradient op: a `CustomOp2`/`CustomOp3` with no backward of its own whose CPU forward is
-/// `kernel::<f32>` or `kernel::<f64>` of its storages and layouts, by the first storage's type.
+/// `kernel::<f32>` or `kernel::<f64>` of its arguments, by the first argument's type.
 macro_rules! grad_op {
     (op2 $op:ident, $name:literal, $kernel:ident) => {
         impl CustomOp2 for $op {
@@ -46,15 +28,7 @@ macro_rules! grad_op {
                 $name
             }
 
-            fn cpu_fwd(
-                &self,
-                s1: &CpuStorage,
-                l1: &Layout,
-                s2: &CpuStorage,
-                l2: &Layout,
-            ) -> Result<(CpuStorage, Shape)> {
-                by_dtype!(s1, $kernel(s1, l1, s2, l2))
-            }
+            cpu_fwd!(|self, a1, a2| by_dtype!("afx-nn layer kernel", a1.0, |T| $kernel::<T>(a1, a2)));
         }
     };
     (op3 $op:ident, $name:literal, $kernel:ident) => {
@@ -63,17 +37,7 @@ macro_rules! grad_op {
                 $name
             }
 
-            fn cpu_fwd(
-                &self,
-                s1: &CpuStorage,
-                l1: &Layout,
-                s2: &CpuStorage,
-                l2: &Layout,
-                s3: &CpuStorage,
-                l3: &Layout,
-            ) -> Result<(CpuStorage, Shape)> {
-                by_dtype!(s1, $kernel(s1, l1, s2, l2, s3, l3))
-            }
+            cpu_fwd!(|self, a1, a2, a3| by_dtype!("afx-nn layer kernel", a1.0, |T| $kernel::<T>(a1, a2, a3)));
         }
     };
 }
@@ -104,6 +68,20 @@ fn map_indices<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + S
     if work >= PARALLEL_MIN { (0..n).into_par_iter().map(f).collect() } else { (0..n).map(f).collect() }
 }
 
+/// The gradients of an affine layer's scale and shift from `both`, an op that computes the two stacked `(2, ...)`:
+/// each only where that argument takes part in autograd, and the op run only when one does.
+fn scale_shift_grads(
+    scale: &Tensor,
+    shift: &Tensor,
+    both: impl FnOnce() -> Result<Tensor>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    if !scale.track_op() && !shift.track_op() {
+        return Ok((None, None));
+    }
+    let both = both()?;
+    Ok((scale.track_op().then(|| both.get(0)).transpose()?, shift.track_op().then(|| both.get(1)).transpose()?))
+}
+
 // ---------------------------------------------------------------------------------------------------- PReLU
 
 /// `y = x` where `x ≥ 0`, else `a_c · x`; `slope` has C entries or one.
@@ -118,7 +96,7 @@ fn slope_of<T: WithDType>(slope: &[T], channels: usize, row: usize) -> T {
     if slope.len() == 1 { slope[0] } else { slope[row % channels] }
 }
 
-fn prelu_fwd<T: WithDType>(x: &CpuStorage, xl: &Layout, a: &CpuStorage, al: &Layout) -> Result<(CpuStorage, Shape)> {
+fn prelu_fwd<T: WithDType>((x, xl): Arg, (a, al): Arg) -> Result<(CpuStorage, Shape)> {
     let (x, a) = (data::<T>(x, xl)?, data::<T>(a, al)?);
     let (_, channels, inner) = split_dims(xl.shape())?;
     check_slope(a.len(), channels)?;
@@ -144,9 +122,7 @@ impl CustomOp2 for Prelu {
         "afx-prelu"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout, a: &CpuStorage, al: &Layout) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(x, prelu_fwd(x, xl, a, al))
-    }
+    cpu_fwd!(|self, x, a| by_dtype!("afx-nn layer kernel", x.0, |T| prelu_fwd::<T>(x, a)));
 
     fn bwd(&self, x: &Tensor, a: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
@@ -159,14 +135,7 @@ impl CustomOp2 for Prelu {
 /// dx = g where x ≥ 0, else a_c · g.
 struct PreluInputGrad;
 
-fn prelu_input_grad<T: WithDType>(
-    g: &CpuStorage,
-    gl: &Layout,
-    x: &CpuStorage,
-    xl: &Layout,
-    a: &CpuStorage,
-    al: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn prelu_input_grad<T: WithDType>((g, gl): Arg, (x, xl): Arg, (a, al): Arg) -> Result<(CpuStorage, Shape)> {
     let (g, x, a) = (data::<T>(g, gl)?, data::<T>(x, xl)?, data::<T>(a, al)?);
     let (_, channels, inner) = split_dims(xl.shape())?;
     let mut dx = vec![T::from_f64(0.0); x.len()];
@@ -185,14 +154,7 @@ grad_op!(op3 PreluInputGrad, "afx-prelu-input-grad", prelu_input_grad);
 /// da_c = Σ g · x over the positions of channel c (or all, for one slope) where x < 0.
 struct PreluSlopeGrad;
 
-fn prelu_slope_grad<T: WithDType>(
-    g: &CpuStorage,
-    gl: &Layout,
-    x: &CpuStorage,
-    xl: &Layout,
-    _a: &CpuStorage,
-    al: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn prelu_slope_grad<T: WithDType>((g, gl): Arg, (x, xl): Arg, (_a, al): Arg) -> Result<(CpuStorage, Shape)> {
     let (g, x) = (data::<T>(g, gl)?, data::<T>(x, xl)?);
     let (batch, channels, inner) = split_dims(xl.shape())?;
     let per_channel = map_indices(channels, x.len(), |c| {
@@ -249,15 +211,7 @@ impl GroupNormOp {
         Ok((batch, channels, inner, channels / self.groups * inner))
     }
 
-    fn fwd<T: WithDType>(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn fwd<T: WithDType>(&self, (x, xl): Arg, (w, wl): Arg, (b, bl): Arg) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (data::<T>(x, xl)?, data::<T>(w, wl)?, data::<T>(b, bl)?);
         let (_, channels, inner, group_len) = self.geometry(xl.shape())?;
         if w.len() != channels || b.len() != channels {
@@ -282,21 +236,7 @@ impl CustomOp3 for GroupNormOp {
         "afx-group-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        match x.dtype() {
-            DType::F32 => self.fwd::<f32>(x, xl, w, wl, b, bl),
-            DType::F64 => self.fwd::<f64>(x, xl, w, wl, b, bl),
-            other => bail!("group norm kernel: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, x, w, b| by_dtype!("group norm kernel", x.0, |T| self.fwd::<T>(x, w, b)));
 
     fn bwd(
         &self,
@@ -309,12 +249,7 @@ impl CustomOp3 for GroupNormOp {
         let grad = grad.contiguous()?;
         let op = GroupNormGrad { groups: self.groups, eps: self.eps };
         let dx = if x.track_op() { Some(grad.apply_op3_no_bwd(x, w, &GroupNormInputGrad(op))?) } else { None };
-        let (dw, db) = if w.track_op() || b.track_op() {
-            let both = grad.apply_op2_no_bwd(x, &GroupNormAffineGrad(op))?; // (2, C)
-            (w.track_op().then(|| both.get(0)).transpose()?, b.track_op().then(|| both.get(1)).transpose()?)
-        } else {
-            (None, None)
-        };
+        let (dw, db) = scale_shift_grads(w, b, || grad.apply_op2_no_bwd(x, &GroupNormAffineGrad(op)))?;
         Ok((dx, dw, db))
     }
 }
@@ -335,15 +270,7 @@ impl GroupNormGrad {
 struct GroupNormInputGrad(GroupNormGrad);
 
 impl GroupNormInputGrad {
-    fn run<T: WithDType>(
-        &self,
-        g: &CpuStorage,
-        gl: &Layout,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn run<T: WithDType>(&self, (g, gl): Arg, (x, xl): Arg, (w, wl): Arg) -> Result<(CpuStorage, Shape)> {
         let (g, x, w) = (data::<T>(g, gl)?, data::<T>(x, xl)?, data::<T>(w, wl)?);
         let (_, channels, inner, group_len) = self.0.op().geometry(xl.shape())?;
         let group_channels = channels / self.0.groups;
@@ -385,34 +312,14 @@ impl CustomOp3 for GroupNormInputGrad {
         "afx-group-norm-input-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        g: &CpuStorage,
-        gl: &Layout,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        match g.dtype() {
-            DType::F32 => self.run::<f32>(g, gl, x, xl, w, wl),
-            DType::F64 => self.run::<f64>(g, gl, x, xl, w, wl),
-            other => bail!("group norm kernel: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, g, x, w| by_dtype!("group norm kernel", g.0, |T| self.run::<T>(g, x, w)));
 }
 
 /// `(2, C)`: dw_c = Σ g · x̂ and db_c = Σ g over the batch and the channel's positions.
 struct GroupNormAffineGrad(GroupNormGrad);
 
 impl GroupNormAffineGrad {
-    fn run<T: WithDType>(
-        &self,
-        g: &CpuStorage,
-        gl: &Layout,
-        x: &CpuStorage,
-        xl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn run<T: WithDType>(&self, (g, gl): Arg, (x, xl): Arg) -> Result<(CpuStorage, Shape)> {
         let (g, x) = (data::<T>(g, gl)?, data::<T>(x, xl)?);
         let (batch, channels, inner, group_len) = self.0.op().geometry(xl.shape())?;
         let stats = block_stats(x, group_len, self.0.eps);
@@ -439,13 +346,7 @@ impl CustomOp2 for GroupNormAffineGrad {
         "afx-group-norm-affine-grad"
     }
 
-    fn cpu_fwd(&self, g: &CpuStorage, gl: &Layout, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        match g.dtype() {
-            DType::F32 => self.run::<f32>(g, gl, x, xl),
-            DType::F64 => self.run::<f64>(g, gl, x, xl),
-            other => bail!("group norm kernel: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, g, x| by_dtype!("group norm kernel", g.0, |T| self.run::<T>(g, x)));
 }
 
 // ----------------------------------------------------------------------------------------------------- FiLM
@@ -457,14 +358,7 @@ pub(crate) fn film(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> 
     x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, FilmOp)
 }
 
-fn film_fwd<T: WithDType>(
-    x: &CpuStorage,
-    xl: &Layout,
-    gamma: &CpuStorage,
-    gml: &Layout,
-    beta: &CpuStorage,
-    bl: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn film_fwd<T: WithDType>((x, xl): Arg, (gamma, gml): Arg, (beta, bl): Arg) -> Result<(CpuStorage, Shape)> {
     let (x, gamma, beta) = (data::<T>(x, xl)?, data::<T>(gamma, gml)?, data::<T>(beta, bl)?);
     let (batch, channels, inner) = split_dims(xl.shape())?;
     if gamma.len() != batch * channels || beta.len() != batch * channels {
@@ -485,17 +379,7 @@ impl CustomOp3 for FilmOp {
         "afx-film"
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        gamma: &CpuStorage,
-        gml: &Layout,
-        beta: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        by_dtype!(x, film_fwd(x, xl, gamma, gml, beta, bl))
-    }
+    cpu_fwd!(|self, x, gamma, beta| by_dtype!("afx-nn layer kernel", x.0, |T| film_fwd::<T>(x, gamma, beta)));
 
     fn bwd(
         &self,
@@ -507,12 +391,7 @@ impl CustomOp3 for FilmOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(gamma, &FilmInputGrad)?) } else { None };
-        let (dgamma, dbeta) = if gamma.track_op() || beta.track_op() {
-            let both = grad.apply_op2_no_bwd(x, &FilmAffineGrad)?; // (2, B, C)
-            (gamma.track_op().then(|| both.get(0)).transpose()?, beta.track_op().then(|| both.get(1)).transpose()?)
-        } else {
-            (None, None)
-        };
+        let (dgamma, dbeta) = scale_shift_grads(gamma, beta, || grad.apply_op2_no_bwd(x, &FilmAffineGrad))?;
         Ok((dx, dgamma, dbeta))
     }
 }
@@ -520,12 +399,7 @@ impl CustomOp3 for FilmOp {
 /// dx = γ_bc · g.
 struct FilmInputGrad;
 
-fn film_input_grad<T: WithDType>(
-    g: &CpuStorage,
-    gl: &Layout,
-    gamma: &CpuStorage,
-    gml: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn film_input_grad<T: WithDType>((g, gl): Arg, (gamma, gml): Arg) -> Result<(CpuStorage, Shape)> {
     let (g, gamma) = (data::<T>(g, gl)?, data::<T>(gamma, gml)?);
     let (_, _, inner) = split_dims(gl.shape())?;
     let mut dx = vec![T::from_f64(0.0); g.len()];
@@ -543,12 +417,7 @@ grad_op!(op2 FilmInputGrad, "afx-film-input-grad", film_input_grad);
 /// `(2, B, C)`: dγ_bc = Σ_t g · x and dβ_bc = Σ_t g.
 struct FilmAffineGrad;
 
-fn film_affine_grad<T: WithDType>(
-    g: &CpuStorage,
-    gl: &Layout,
-    x: &CpuStorage,
-    xl: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn film_affine_grad<T: WithDType>((g, gl): Arg, (x, xl): Arg) -> Result<(CpuStorage, Shape)> {
     let (g, x) = (data::<T>(g, gl)?, data::<T>(x, xl)?);
     let (batch, channels, inner) = split_dims(xl.shape())?;
     let sums = map_indices(batch * channels, x.len(), |r| {

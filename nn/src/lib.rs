@@ -57,6 +57,7 @@ pub mod conv;
 mod conv1d_cpu;
 mod conv2d_cpu;
 mod cpu_kernel;
+mod custom_op;
 mod fft;
 pub mod film;
 pub mod gradcheck;

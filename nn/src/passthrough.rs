@@ -39,34 +39,23 @@ pub(crate) fn copy_cuda(
 /// Implements the forward halves of `CustomOp2`/`CustomOp3` for a pass-through op: copy the first argument.
 macro_rules! passthrough_fwd {
     (op2) => {
-        $crate::passthrough::passthrough_fwd!(@copy_first
-            [_: &candle_core::CpuStorage, _: &candle_core::Layout]
-            [_: &candle_core::CudaStorage, _: &candle_core::Layout]);
+        $crate::custom_op::cpu_fwd!(|self, value, _x| $crate::passthrough::copy_cpu(value.0, value.1));
+        $crate::passthrough::passthrough_fwd!(@cuda [_: &candle_core::CudaStorage, _: &candle_core::Layout]);
     };
     (op3) => {
-        $crate::passthrough::passthrough_fwd!(@copy_first
-            [_: &candle_core::CpuStorage, _: &candle_core::Layout,
-             _: &candle_core::CpuStorage, _: &candle_core::Layout]
+        $crate::custom_op::cpu_fwd!(|self, value, _x, _w| $crate::passthrough::copy_cpu(value.0, value.1));
+        $crate::passthrough::passthrough_fwd!(@cuda
             [_: &candle_core::CudaStorage, _: &candle_core::Layout,
              _: &candle_core::CudaStorage, _: &candle_core::Layout]);
     };
-    // The two forwards, with the (ignored) arguments after the first as `[cpu ones] [cuda ones]`.
-    (@copy_first [$($cpu_rest:tt)*] [$($cuda_rest:tt)*]) => {
-        fn cpu_fwd(
-            &self,
-            s1: &candle_core::CpuStorage,
-            l1: &candle_core::Layout,
-            $($cpu_rest)*
-        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-            $crate::passthrough::copy_cpu(s1, l1)
-        }
-
+    // The CUDA forward, with the (ignored) arguments after the first as `[...]`.
+    (@cuda [$($rest:tt)*]) => {
         #[cfg(feature = "cuda")]
         fn cuda_fwd(
             &self,
             s1: &candle_core::CudaStorage,
             l1: &candle_core::Layout,
-            $($cuda_rest)*
+            $($rest)*
         ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
             $crate::passthrough::copy_cuda(s1, l1)
         }

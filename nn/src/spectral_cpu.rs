@@ -8,11 +8,10 @@
 //! backward that pads the halves back together. Magnitudes follow `Stft::magnitude`: |P| = √max(re² + im²,
 //! POWER_FLOOR), with candle's gradient conventions at the floor (zero below it, half on it).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
-use crate::layers_cpu::data;
+use crate::custom_op::{Arg, by_dtype, cpu_fwd, data};
 use crate::spectral::POWER_FLOOR;
 
 /// `(B, 3)` sums of a prediction's spectrum against a target's magnitudes.
@@ -65,7 +64,7 @@ fn magnitude<T: WithDType>(re: T, im: T) -> (f64, f64) {
     }
 }
 
-fn sums<T: WithDType>(s: &CpuStorage, sl: &Layout, t: &CpuStorage, tl: &Layout) -> Result<(CpuStorage, Shape)> {
+fn sums<T: WithDType>((s, sl): Arg, (t, tl): Arg) -> Result<(CpuStorage, Shape)> {
     let (spectrum, target) = (data::<T>(s, sl)?, data::<T>(t, tl)?);
     let (batch, frames, bins) = dims(sl, tl)?;
     let per_item: Vec<[f64; 3]> = (0..batch)
@@ -95,13 +94,7 @@ impl CustomOp2 for SpectralSums {
         "afx-spectral-sums"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, sl: &Layout, t: &CpuStorage, tl: &Layout) -> Result<(CpuStorage, Shape)> {
-        match s.dtype() {
-            DType::F32 => sums::<f32>(s, sl, t, tl),
-            DType::F64 => sums::<f64>(s, sl, t, tl),
-            other => bail!("spectral sums: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, s, t| by_dtype!("spectral sums", s.0, |T| sums::<T>(s, t)));
 
     fn bwd(&self, s: &Tensor, t: &Tensor, _sums: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let ds = if s.track_op() { Some(s.apply_op3_no_bwd(t, &grad.contiguous()?, &SpectralSumsGrad)?) } else { None };
@@ -113,14 +106,7 @@ impl CustomOp2 for SpectralSums {
 /// d|P|/d(re, im) = (re, im) / |P| above the floor.
 struct SpectralSumsGrad;
 
-fn sums_grad<T: WithDType>(
-    s: &CpuStorage,
-    sl: &Layout,
-    t: &CpuStorage,
-    tl: &Layout,
-    g: &CpuStorage,
-    gl: &Layout,
-) -> Result<(CpuStorage, Shape)> {
+fn sums_grad<T: WithDType>((s, sl): Arg, (t, tl): Arg, (g, gl): Arg) -> Result<(CpuStorage, Shape)> {
     let (spectrum, target, grad) = (data::<T>(s, sl)?, data::<T>(t, tl)?, data::<T>(g, gl)?);
     let (batch, frames, bins) = dims(sl, tl)?;
     if grad.len() != 3 * batch {
@@ -154,28 +140,14 @@ impl candle_core::CustomOp3 for SpectralSumsGrad {
         "afx-spectral-sums-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s: &CpuStorage,
-        sl: &Layout,
-        t: &CpuStorage,
-        tl: &Layout,
-        g: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        match s.dtype() {
-            DType::F32 => sums_grad::<f32>(s, sl, t, tl, g, gl),
-            DType::F64 => sums_grad::<f64>(s, sl, t, tl, g, gl),
-            other => bail!("spectral sums backward: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, s, t, g| by_dtype!("spectral sums backward", s.0, |T| sums_grad::<T>(s, t, g)));
 }
 
 /// `(B, bins, frames)`: ln |X| of a packed spectrum `(B, frames, 2·bins)`, transposed to frequency-major (a
 /// spectrogram image), magnitudes rounded as `Stft::magnitude` rounds them. No gradient: features of audio.
 pub(crate) struct LogMagnitudeT;
 
-fn log_magnitude_t<T: WithDType>(s: &CpuStorage, sl: &Layout) -> Result<(CpuStorage, Shape)> {
+fn log_magnitude_t<T: WithDType>((s, sl): Arg) -> Result<(CpuStorage, Shape)> {
     let spectrum = data::<T>(s, sl)?;
     let (batch, frames, bins) = dims(sl, sl)?;
     let mut out = vec![T::zero(); batch * bins * frames];
@@ -196,11 +168,5 @@ impl candle_core::CustomOp1 for LogMagnitudeT {
         "afx-log-magnitude-t"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, sl: &Layout) -> Result<(CpuStorage, Shape)> {
-        match s.dtype() {
-            DType::F32 => log_magnitude_t::<f32>(s, sl),
-            DType::F64 => log_magnitude_t::<f64>(s, sl),
-            other => bail!("log magnitude: {other:?} is not supported (f32 or f64)"),
-        }
-    }
+    cpu_fwd!(|self, s| by_dtype!("log magnitude", s.0, |T| log_magnitude_t::<T>(s)));
 }

@@ -7,7 +7,7 @@ use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 
 use crate::denormals::FlushDenormals;
-use crate::direct::loops::{DirectError, DirectRender, direct_error, fill_ports};
+use crate::direct::loops::{DirectError, DirectRender, Ports, direct_error};
 use crate::plugin::Effect;
 
 /// The baseline for CLAP: clack-host as its examples show. The `PluginEntry` is the one afx loaded (clack-host
@@ -21,15 +21,10 @@ pub(crate) struct DirectClap {
     /// Channels per audio port, in port order.
     input_channels: Vec<usize>,
     output_channels: Vec<usize>,
-    /// Per input channel: a main input (gets the signal) or a sidechain (silence).
-    audio_in: Vec<bool>,
-    inputs_buf: Vec<Vec<f32>>,
-    outputs_buf: Vec<Vec<f32>>,
+    ports: Ports,
     input_ports: AudioPorts,
     output_ports: AudioPorts,
     events: EventBuffer,
-    block_size: usize,
-    sample_rate: u32,
 }
 
 impl DirectClap {
@@ -63,7 +58,7 @@ impl DirectClap {
             return Err(direct_error(format!("{}: audio ports do not match the plugin's description", info.name)));
         }
         Ok(DirectClap {
-            audio_in: info.audio_inputs.iter().map(|p| !p.sidechain).collect(),
+            ports: Ports::new(info, block_size, sample_rate),
             input_ports: AudioPorts::with_capacity(num_in, input_channels.len()),
             output_ports: AudioPorts::with_capacity(num_out, output_channels.len()),
             events: EventBuffer::with_capacity(info.params.len()),
@@ -73,10 +68,6 @@ impl DirectClap {
             param_ids,
             input_channels,
             output_channels,
-            inputs_buf: vec![],
-            outputs_buf: vec![],
-            block_size,
-            sample_rate,
         })
     }
 }
@@ -84,14 +75,12 @@ impl DirectClap {
 impl DirectRender for DirectClap {
     fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), DirectError> {
         let _ftz = FlushDenormals::enable();
-        let block = self.block_size;
-        let padded = signal.len().div_ceil(block) * block;
-        let num_out = self.output_channels.iter().sum();
-        fill_ports(&mut self.inputs_buf, &mut self.outputs_buf, &self.audio_in, num_out, signal, padded);
+        let padded = self.ports.fill(signal, self.output_channels.iter().sum());
+        let block = self.ports.block_size;
 
         let mut instance = crate::clap::new_instance(&self.entry, &self.id, &self.host).map_err(direct_error)?;
         let config = PluginAudioConfiguration {
-            sample_rate: f64::from(self.sample_rate),
+            sample_rate: f64::from(self.ports.sample_rate),
             min_frames_count: 1,
             max_frames_count: block as u32,
         };
@@ -104,7 +93,7 @@ impl DirectRender for DirectClap {
         for start in (0..padded).step_by(block) {
             let range = start..start + block;
             let inputs = self.input_ports.with_input_buffers(
-                crate::clap::split_ports(&mut self.inputs_buf, &self.input_channels).map(|port| AudioPortBuffer {
+                crate::clap::split_ports(&mut self.ports.inputs, &self.input_channels).map(|port| AudioPortBuffer {
                     latency: 0,
                     channels: AudioPortBufferType::f32_input_only(
                         port.iter_mut().map(|c| InputChannel::variable(&mut c[range.clone()])),
@@ -112,7 +101,7 @@ impl DirectRender for DirectClap {
                 }),
             );
             let mut outputs = self.output_ports.with_output_buffers(
-                crate::clap::split_ports(&mut self.outputs_buf, &self.output_channels).map(|port| AudioPortBuffer {
+                crate::clap::split_ports(&mut self.ports.outputs, &self.output_channels).map(|port| AudioPortBuffer {
                     latency: 0,
                     channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|c| &mut c[range.clone()])),
                 }),

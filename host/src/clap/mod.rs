@@ -343,12 +343,6 @@ pub(crate) struct ClapBackend {
     output_channels: Vec<usize>,
 }
 
-impl ClapBackend {
-    fn error(&self, message: String) -> RenderError {
-        RenderError::Plugin { plugin: self.info.name.clone(), message }
-    }
-}
-
 impl Backend for ClapBackend {
     fn info(&self) -> &PluginInfo {
         &self.info

@@ -306,10 +306,6 @@ impl Lv2Backend {
         self.features = Some((block_size, features.clone()));
         Ok(features)
     }
-
-    fn error(&self, message: String) -> RenderError {
-        RenderError::Plugin { plugin: self.info.name.clone(), message }
-    }
 }
 
 impl Backend for Lv2Backend {

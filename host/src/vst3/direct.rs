@@ -15,7 +15,7 @@ use vst3::Steinberg::{IPluginBaseTrait, kResultOk};
 use vst3::{ComPtr, ComWrapper};
 
 use crate::denormals::FlushDenormals;
-use crate::direct::loops::{DirectError, DirectRender, direct_error, fill_ports};
+use crate::direct::loops::{DirectError, DirectRender, Ports, direct_error};
 use crate::plugin::Effect;
 use crate::vst3::com::ParameterChanges;
 use crate::vst3::module::{self, AUDIO_MODULE_CLASS, Module, cid_hex};
@@ -36,16 +36,11 @@ pub(crate) struct DirectVst3 {
     /// Channels per audio bus, in bus order.
     input_channels: Vec<usize>,
     output_channels: Vec<usize>,
-    /// Per input channel: a main input (gets the signal) or a sidechain (silence).
-    audio_in: Vec<bool>,
-    inputs_buf: Vec<Vec<f32>>,
-    outputs_buf: Vec<Vec<f32>>,
+    ports: Ports,
     input_ptrs: Vec<*mut f32>,
     output_ptrs: Vec<*mut f32>,
     input_buses: Vec<AudioBusBuffers>,
     output_buses: Vec<AudioBusBuffers>,
-    block_size: usize,
-    sample_rate: u32,
 }
 
 impl DirectVst3 {
@@ -114,7 +109,7 @@ impl DirectVst3 {
         Ok(DirectVst3 {
             changes_in: ParameterChanges::new(),
             changes_out: ParameterChanges::new(),
-            audio_in: info.audio_inputs.iter().map(|p| !p.sidechain).collect(),
+            ports: Ports::new(info, block_size, sample_rate),
             input_ptrs: vec![ptr::null_mut(); input_channels.iter().sum()],
             output_ptrs: vec![ptr::null_mut(); output_channels.iter().sum()],
             input_buses: input_channels.iter().map(bus).collect(),
@@ -125,10 +120,6 @@ impl DirectVst3 {
             param_ids,
             input_channels,
             output_channels,
-            inputs_buf: vec![],
-            outputs_buf: vec![],
-            block_size,
-            sample_rate,
         })
     }
 }
@@ -136,11 +127,9 @@ impl DirectVst3 {
 impl DirectRender for DirectVst3 {
     fn render(&mut self, signal: &[f32], values: &[f32]) -> Result<(), DirectError> {
         let _ftz = FlushDenormals::enable();
-        let block = self.block_size;
-        let padded = signal.len().div_ceil(block) * block;
-        let num_out = self.output_ptrs.len();
-        fill_ports(&mut self.inputs_buf, &mut self.outputs_buf, &self.audio_in, num_out, signal, padded);
-        if self.inputs_buf.len() != self.input_ptrs.len() {
+        let padded = self.ports.fill(signal, self.output_ptrs.len());
+        let block = self.ports.block_size;
+        if self.ports.inputs.len() != self.input_ptrs.len() {
             return Err(direct_error("input channels do not match the buses"));
         }
 
@@ -160,7 +149,7 @@ impl DirectRender for DirectVst3 {
             processMode: kOffline as i32,
             symbolicSampleSize: kSample32 as i32,
             maxSamplesPerBlock: block as i32,
-            sampleRate: f64::from(self.sample_rate),
+            sampleRate: f64::from(self.ports.sample_rate),
         };
         // SAFETY: the component is initialised and inactive; bus indices are below the counts read in `new`;
         // `setup` outlives its call. setProcessing may answer kNotImplemented, which the spec allows.
@@ -190,10 +179,10 @@ impl DirectRender for DirectVst3 {
         let (changes_in, changes_out) = (changes(&self.changes_in), changes(&self.changes_out));
         let mut result = kResultOk;
         for start in (0..padded).step_by(block) {
-            for (pointer, buffer) in self.input_ptrs.iter_mut().zip(&mut self.inputs_buf) {
+            for (pointer, buffer) in self.input_ptrs.iter_mut().zip(&mut self.ports.inputs) {
                 *pointer = buffer[start..].as_mut_ptr();
             }
-            for (pointer, buffer) in self.output_ptrs.iter_mut().zip(&mut self.outputs_buf) {
+            for (pointer, buffer) in self.output_ptrs.iter_mut().zip(&mut self.ports.outputs) {
                 *pointer = buffer[start..].as_mut_ptr();
             }
             link_buses(&mut self.input_buses, &mut self.input_ptrs);

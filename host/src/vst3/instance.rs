@@ -34,10 +34,6 @@ impl Vst3Backend {
     pub(super) fn new(info: PluginInfo, cid: [c_char; 16], layout: Layout, module: Rc<Module>) -> Vst3Backend {
         Vst3Backend { info, cid, layout, plugin: None, buffers: Buffers::default(), module }
     }
-
-    fn error(&self, message: String) -> RenderError {
-        RenderError::Plugin { plugin: self.info.name.clone(), message }
-    }
 }
 
 impl Backend for Vst3Backend {

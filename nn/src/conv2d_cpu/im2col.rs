@@ -64,6 +64,18 @@ impl Geometry {
         (k * self.dilation) as isize - self.padding as isize
     }
 
+    /// The kernel positions `(kh, kw)` in row-major order, the order of an im2col matrix's rows for one channel.
+    fn taps_in_order(&self) -> impl Iterator<Item = Tap> + '_ {
+        (0..self.kh).flat_map(move |kh| {
+            let oh_off = self.offset(kh);
+            let oh = self.valid(self.oh, self.h, oh_off);
+            (0..self.kw).map(move |kw| {
+                let ow_off = self.offset(kw);
+                Tap { oh_off, oh, ow_off, ow: self.valid(self.ow, self.w, ow_off) }
+            })
+        })
+    }
+
     /// Output indices `o` in `0..out_len` whose input `o·stride + offset` lies in `0..in_len` (a range, maybe empty).
     fn valid(&self, out_len: usize, in_len: usize, offset: isize) -> (usize, usize) {
         let s = self.stride as isize;
@@ -75,6 +87,15 @@ impl Geometry {
     }
 }
 
+/// One kernel position: the [`Geometry::offset`]s of its input row and column, and the [`Geometry::valid`] ranges
+/// of output rows and columns whose input lies inside the image.
+struct Tap {
+    oh_off: isize,
+    oh: (usize, usize),
+    ow_off: isize,
+    ow: (usize, usize),
+}
+
 /// Writes columns `n0..n0 + len` of item `b`'s im2col matrix into `col` (`K × len`, row-major): every element,
 /// zeros where the window lies in the padding.
 pub(super) fn im2col<T: Element>(x: &View<T, 4>, b: usize, g: &Geometry, n0: usize, col: &mut [T]) {
@@ -83,41 +104,35 @@ pub(super) fn im2col<T: Element>(x: &View<T, 4>, b: usize, g: &Geometry, n0: usi
     let step = s * x.strides[3];
     let mut rows = col.chunks_exact_mut(len.max(1));
     for c in 0..x.dims[1] {
-        for kh in 0..g.kh {
-            let oh_off = g.offset(kh);
-            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
-            for kw in 0..g.kw {
-                let ow_off = g.offset(kw);
-                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
-                let Some(row) = rows.next() else { return };
-                let mut n = n0;
-                let mut rest = &mut row[..];
-                while !rest.is_empty() {
-                    let (oh, ow_start) = (n / ow_count, n % ow_count);
-                    let ow_end = ow_count.min(ow_start + rest.len());
-                    let (seg, tail) = std::mem::take(&mut rest).split_at_mut(ow_end - ow_start);
-                    rest = tail;
-                    n += ow_end - ow_start;
-                    if oh < oh_lo || oh >= oh_hi {
-                        seg.fill(T::default());
-                        continue;
-                    }
-                    let a = ow_start.max(ow_lo).min(ow_end);
-                    let e = ow_end.min(ow_hi).max(a);
-                    seg[..a - ow_start].fill(T::default());
-                    seg[e - ow_start..].fill(T::default());
-                    let dst = &mut seg[a - ow_start..e - ow_start];
-                    if dst.is_empty() {
-                        continue;
-                    }
-                    let ih = ((oh * s) as isize + oh_off) as usize;
-                    let iw = ((a * s) as isize + ow_off) as usize;
-                    let start = x.index([b, c, ih, iw]);
-                    if step == 0 {
-                        dst.fill(x.data[start]);
-                    } else {
-                        dst.iter_mut().zip(x.data[start..].iter().step_by(step)).for_each(|(d, v)| *d = *v);
-                    }
+        for Tap { oh_off, oh: (oh_lo, oh_hi), ow_off, ow: (ow_lo, ow_hi) } in g.taps_in_order() {
+            let Some(row) = rows.next() else { return };
+            let mut n = n0;
+            let mut rest = &mut row[..];
+            while !rest.is_empty() {
+                let (oh, ow_start) = (n / ow_count, n % ow_count);
+                let ow_end = ow_count.min(ow_start + rest.len());
+                let (seg, tail) = std::mem::take(&mut rest).split_at_mut(ow_end - ow_start);
+                rest = tail;
+                n += ow_end - ow_start;
+                if oh < oh_lo || oh >= oh_hi {
+                    seg.fill(T::default());
+                    continue;
+                }
+                let a = ow_start.max(ow_lo).min(ow_end);
+                let e = ow_end.min(ow_hi).max(a);
+                seg[..a - ow_start].fill(T::default());
+                seg[e - ow_start..].fill(T::default());
+                let dst = &mut seg[a - ow_start..e - ow_start];
+                if dst.is_empty() {
+                    continue;
+                }
+                let ih = ((oh * s) as isize + oh_off) as usize;
+                let iw = ((a * s) as isize + ow_off) as usize;
+                let start = x.index([b, c, ih, iw]);
+                if step == 0 {
+                    dst.fill(x.data[start]);
+                } else {
+                    dst.iter_mut().zip(x.data[start..].iter().step_by(step)).for_each(|(d, v)| *d = *v);
                 }
             }
         }
@@ -134,30 +149,24 @@ pub(super) fn col2im<T: Element>(dcol: &[T], g: &Geometry, n0: usize, planes: &m
     }
     for (plane, rows) in planes.chunks_exact_mut(hw).zip(dcol.chunks_exact(g.taps() * len)) {
         let mut rows = rows.chunks_exact(len);
-        for kh in 0..g.kh {
-            let oh_off = g.offset(kh);
-            let (oh_lo, oh_hi) = g.valid(g.oh, g.h, oh_off);
-            for kw in 0..g.kw {
-                let ow_off = g.offset(kw);
-                let (ow_lo, ow_hi) = g.valid(g.ow, g.w, ow_off);
-                let Some(row) = rows.next() else { return };
-                // Segments of one output row each, as in `im2col`.
-                let mut n = n0;
-                while n < n0 + len {
-                    let (oh, ow_start) = (n / g.ow, n % g.ow);
-                    let ow_end = g.ow.min(ow_start + (n0 + len - n));
-                    let seg = &row[n - n0..n - n0 + (ow_end - ow_start)];
-                    n += ow_end - ow_start;
-                    let a = ow_start.max(ow_lo);
-                    let e = ow_end.min(ow_hi);
-                    if oh < oh_lo || oh >= oh_hi || e <= a {
-                        continue;
-                    }
-                    let ih = ((oh * s) as isize + oh_off) as usize;
-                    let iw = ((a * s) as isize + ow_off) as usize;
-                    let dst = plane[ih * g.w + iw..(ih + 1) * g.w].iter_mut().step_by(s);
-                    dst.zip(&seg[a - ow_start..e - ow_start]).for_each(|(d, v)| *d = *d + *v);
+        for Tap { oh_off, oh: (oh_lo, oh_hi), ow_off, ow: (ow_lo, ow_hi) } in g.taps_in_order() {
+            let Some(row) = rows.next() else { return };
+            // Segments of one output row each, as in `im2col`.
+            let mut n = n0;
+            while n < n0 + len {
+                let (oh, ow_start) = (n / g.ow, n % g.ow);
+                let ow_end = g.ow.min(ow_start + (n0 + len - n));
+                let seg = &row[n - n0..n - n0 + (ow_end - ow_start)];
+                n += ow_end - ow_start;
+                let a = ow_start.max(ow_lo);
+                let e = ow_end.min(ow_hi);
+                if oh < oh_lo || oh >= oh_hi || e <= a {
+                    continue;
                 }
+                let ih = ((oh * s) as isize + oh_off) as usize;
+                let iw = ((a * s) as isize + ow_off) as usize;
+                let dst = plane[ih * g.w + iw..(ih + 1) * g.w].iter_mut().step_by(s);
+                dst.zip(&seg[a - ow_start..e - ow_start]).for_each(|(d, v)| *d = *d + *v);
             }
         }
     }

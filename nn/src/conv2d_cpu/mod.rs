@@ -23,6 +23,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, bail};
 use rayon::prelude::*;
 
 use crate::cpu_kernel::{self, Element as Scalar, SharedMut, gemm_add, sum_in_order};
+use crate::custom_op::{Arg, same_dtype};
 
 mod im2col;
 
@@ -303,9 +304,9 @@ fn dy_column_stride<T: Copy>(dy: &View<T>) -> Result<usize> {
 /// The forward on CPU storages: `x (B, Cin, H, W)`, `w (Cout, Cin, KH, KW)`, optional `bias (Cout)` →
 /// `(B, Cout, OH, OW)`.
 pub(crate) fn forward_storage(
-    x: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
-    bias: Option<(&CpuStorage, &Layout)>,
+    x: Arg,
+    w: Arg,
+    bias: Option<Arg>,
     (stride, padding, dilation): (usize, usize, usize),
 ) -> Result<(CpuStorage, Shape)> {
     let (&[batch, c_in, h, width], &[c_out, w_in, kh, kw]) = (x.1.dims(), w.1.dims()) else {
@@ -329,36 +330,23 @@ pub(crate) fn forward_storage(
         }
         Ok((0..len).map(|i| data[offset + i * stride]).collect())
     }
-    let storage = match (x.0, w.0, bias) {
-        (CpuStorage::F32(xs), CpuStorage::F32(ws), None) => {
+    const MIXED: &str = "conv2d (CPU): input, kernel and bias must all be f32 or all f64";
+    let storage = match bias {
+        None => same_dtype!(MIXED, |xs, ws| (x.0, w.0) => {
             let ws = view(ws, w.1)?;
-            CpuStorage::F32(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
-        }
-        (CpuStorage::F64(xs), CpuStorage::F64(ws), None) => {
-            let ws = view(ws, w.1)?;
-            CpuStorage::F64(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, None, g))
-        }
-        (CpuStorage::F32(xs), CpuStorage::F32(ws), Some((CpuStorage::F32(bs), bl))) => {
+            forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, None, g)
+        }),
+        Some((b, bl)) => same_dtype!(MIXED, |xs, ws, bs| (x.0, w.0, b) => {
             let ws = view(ws, w.1)?;
             let b = bias_of(bs, bl)?;
-            CpuStorage::F32(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
-        }
-        (CpuStorage::F64(xs), CpuStorage::F64(ws), Some((CpuStorage::F64(bs), bl))) => {
-            let ws = view(ws, w.1)?;
-            let b = bias_of(bs, bl)?;
-            CpuStorage::F64(forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g))
-        }
-        _ => bail!("conv2d (CPU): input, kernel and bias must all be f32 or all f64"),
+            forward(view(xs, x.1)?, &kernel_matrix(ws), c_out, Some(&b), g)
+        }),
     };
     Ok((storage, shape))
 }
 
 /// The input gradient on CPU storages: `dy (B, Cout, OH, OW)`, `w (Cout, Cin, KH, KW)` → `dx (B, Cin, H, W)`.
-pub(crate) fn input_grad_storage(
-    dy: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
-    g: Geometry,
-) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn input_grad_storage(dy: Arg, w: Arg, g: Geometry) -> Result<(CpuStorage, Shape)> {
     let (&[batch, c_out, oh, ow], &[w_out, c_in, kh, kw]) = (dy.1.dims(), w.1.dims()) else {
         bail!("conv2d input grad: expected rank-4 dy and w, got {:?} and {:?}", dy.1.dims(), w.1.dims())
     };
@@ -366,26 +354,15 @@ pub(crate) fn input_grad_storage(
         bail!("conv2d input grad: dy {:?} does not match the kernel {:?} and {g:?}", dy.1.dims(), w.1.dims())
     }
     let shape = Shape::from((batch, c_in, g.h, g.w));
-    let storage = match (dy.0, w.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(ws)) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F32(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(view(ws, w.1)?), c_in, g))
-        }
-        (CpuStorage::F64(d), CpuStorage::F64(ws)) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F64(input_grad(d, dy_column_stride(&d)?, &kernel_matrix(view(ws, w.1)?), c_in, g))
-        }
-        _ => bail!("conv2d input grad (CPU): both tensors must be f32 or both f64"),
-    };
+    let storage = same_dtype!("conv2d input grad (CPU): both tensors must be f32 or both f64", |d, ws| (dy.0, w.0) => {
+        let d = view(d, dy.1)?;
+        input_grad(d, dy_column_stride(&d)?, &kernel_matrix(view(ws, w.1)?), c_in, g)
+    });
     Ok((storage, shape))
 }
 
 /// The weight gradient on CPU storages: `dy (B, Cout, OH, OW)`, `x (B, Cin, H, W)` → `dw (Cout, Cin, KH, KW)`.
-pub(crate) fn weight_grad_storage(
-    dy: (&CpuStorage, &Layout),
-    x: (&CpuStorage, &Layout),
-    g: Geometry,
-) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn weight_grad_storage(dy: Arg, x: Arg, g: Geometry) -> Result<(CpuStorage, Shape)> {
     let (&[batch, c_out, oh, ow], &[x_batch, c_in, h, w]) = (dy.1.dims(), x.1.dims()) else {
         bail!("conv2d weight grad: expected rank-4 dy and x, got {:?} and {:?}", dy.1.dims(), x.1.dims())
     };
@@ -393,33 +370,19 @@ pub(crate) fn weight_grad_storage(
         bail!("conv2d weight grad: dy {:?} does not match x {:?} and {g:?}", dy.1.dims(), x.1.dims())
     }
     let shape = Shape::from((c_out, c_in, g.kh, g.kw));
-    let storage = match (dy.0, x.0) {
-        (CpuStorage::F32(d), CpuStorage::F32(xs)) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F32(weight_grad(d, dy_column_stride(&d)?, view(xs, x.1)?, g))
-        }
-        (CpuStorage::F64(d), CpuStorage::F64(xs)) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F64(weight_grad(d, dy_column_stride(&d)?, view(xs, x.1)?, g))
-        }
-        _ => bail!("conv2d weight grad (CPU): both tensors must be f32 or both f64"),
-    };
+    let storage = same_dtype!("conv2d weight grad (CPU): both tensors must be f32 or both f64", |d, xs| (dy.0, x.0) => {
+        let d = view(d, dy.1)?;
+        weight_grad(d, dy_column_stride(&d)?, view(xs, x.1)?, g)
+    });
     Ok((storage, shape))
 }
 
 /// The bias gradient on CPU storages: `dy (B, Cout, OH, OW)` → `db (Cout)`.
-pub(crate) fn bias_grad_storage(dy: (&CpuStorage, &Layout)) -> Result<(CpuStorage, Shape)> {
+pub(crate) fn bias_grad_storage(dy: Arg) -> Result<(CpuStorage, Shape)> {
     let &[_, c_out, _, _] = dy.1.dims() else { bail!("conv2d bias grad: expected a rank-4 dy, got {:?}", dy.1.dims()) };
-    let storage = match dy.0 {
-        CpuStorage::F32(d) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F32(bias_grad(d, dy_column_stride(&d)?))
-        }
-        CpuStorage::F64(d) => {
-            let d = view(d, dy.1)?;
-            CpuStorage::F64(bias_grad(d, dy_column_stride(&d)?))
-        }
-        _ => bail!("conv2d bias grad (CPU): dy must be f32 or f64"),
-    };
+    let storage = same_dtype!("conv2d bias grad (CPU): dy must be f32 or f64", |d| (dy.0) => {
+        let d = view(d, dy.1)?;
+        bias_grad(d, dy_column_stride(&d)?)
+    });
     Ok((storage, Shape::from(c_out)))
 }
