@@ -274,13 +274,7 @@ impl RealForward {
 
     /// Per item, the gradient from `estimate` (called with the kept position and the item index) for items
     /// that rendered, and the render's error for those that did not. A non-finite gradient fails its item.
-    pub fn gradients(
-        self,
-        chain: &str,
-        thetas: &[Vec<f32>],
-        estimates: Vec<Result<Vec<f32>, ItemError>>,
-        timing: MethodTiming,
-    ) -> Gradients {
+    pub fn gradients(self, chain: &str, thetas: &[Vec<f32>], estimates: Estimates, timing: MethodTiming) -> Gradients {
         let mut estimates = estimates.into_iter();
         let items = self
             .status
@@ -302,6 +296,30 @@ impl RealForward {
             .collect();
         Gradients { items, timing, output: self.output }
     }
+}
+
+/// Per rendered item (in order of [`RealForward::kept`]): its gradient estimate, or why its estimate failed.
+pub type Estimates = Vec<Result<Vec<f32>, ItemError>>;
+
+/// The step every method that renders the real chain takes: θ as rows, [`real_forward`], then `backward`
+/// (given the pool, the forward and θ's rows) estimates dL/dθ for the items that rendered; its seconds go to
+/// the field of [`MethodTiming`] that `clock` picks. A non-finite estimate fails its item
+/// ([`RealForward::gradients`]).
+pub fn real_gradients(
+    pool: &mut Pool,
+    loss: &MrStftLoss,
+    batch: MethodBatch<'_>,
+    theta: &Tensor,
+    clock: fn(&mut MethodTiming) -> &mut f64,
+    backward: impl FnOnce(&mut Pool, &RealForward, &[Vec<f32>]) -> Result<Estimates, TrainError>,
+) -> Result<Gradients, TrainError> {
+    let mut timing = MethodTiming::default();
+    let thetas = theta_rows(theta)?;
+    let forward = real_forward(pool, loss, batch, &thetas, &mut timing)?;
+    let started = Instant::now();
+    let estimates = backward(pool, &forward, &thetas)?;
+    *clock(&mut timing) = started.elapsed().as_secs_f64();
+    Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
 }
 
 /// Renders `batch` at `thetas` through the pool, then the loss of every item that rendered and its gradient
