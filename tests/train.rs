@@ -51,6 +51,12 @@ fn run_afx(dir: &Path, args: Vec<&str>) -> std::process::Output {
     afx(dir, &all.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// `afx infer --run RUN -i INPUT -r REFERENCE -o OUTPUT` in `dir`, with the test plugins.toml.
+fn infer(dir: &Path, run: &Path, input: &Path, reference: &Path, output: &Path) -> std::process::Output {
+    let [run, input, reference, output] = [run, input, reference, output].map(|p| p.to_str().unwrap());
+    run_afx(dir, vec!["infer", "--run", run, "-i", input, "-r", reference, "-o", output])
+}
+
 fn records(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -90,20 +96,7 @@ fn train_writes_a_run_and_infer_processes_any_file_with_a_preset_that_replays_ex
     for (input, frames, channels, rate) in [(&stereo, 44_100 * 180, 2, 44_100), (&mono16, speech.frames(), 1, 16_000)] {
         let output = dir.path().join("processed.wav");
         let preset = dir.path().join("processed.preset.toml");
-        let out = ok(run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                run.to_str().unwrap(),
-                "-i",
-                input.to_str().unwrap(),
-                "-r",
-                reference.to_str().unwrap(),
-                "-o",
-                output.to_str().unwrap(),
-            ],
-        ));
+        let out = ok(infer(dir.path(), &run, input, &reference, &output));
         assert!(stdout(&out).contains("zam_comp.thr = "), "{}", stdout(&out));
         let (got_rate, y) = read_wav(&output);
         assert_eq!((got_rate, y.len(), y[0].len()), (rate, channels, frames));
@@ -230,38 +223,12 @@ fn bad_training_and_inference_input_is_refused_clearly() {
     let short = dir.path().join("short.wav");
     write_wav(&short, 44_100, &[vec![0.1; 256]]);
     fails_with(
-        &run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                run.to_str().unwrap(),
-                "-i",
-                amen.to_str().unwrap(),
-                "-r",
-                short.to_str().unwrap(),
-                "-o",
-                "o.wav",
-            ],
-        ),
+        &infer(dir.path(), &run, &amen, &short, Path::new("o.wav")),
         &["reference", "the model analyses windows of"],
     );
     assert!(!dir.path().join("o.wav").exists());
     fails_with(
-        &run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                "nowhere",
-                "-i",
-                amen.to_str().unwrap(),
-                "-r",
-                amen.to_str().unwrap(),
-                "-o",
-                "o.wav",
-            ],
-        ),
+        &infer(dir.path(), Path::new("nowhere"), &amen, &amen, Path::new("o.wav")),
         &["nowhere", "not a run folder"],
     );
 }
