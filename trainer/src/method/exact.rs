@@ -12,7 +12,7 @@ use afx_spsa::Pool;
 use afx_testfx_dsp::{DRIVE, FAULT, GAIN, PARAMS, TONE};
 use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, Gradients, MethodBatch, real_gradients};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 use crate::chain_info::{ChainInfo, StageInfo};
 
@@ -145,22 +145,15 @@ impl GradMethod for Exact {
         _seed: u64,
     ) -> Result<Gradients, TrainError> {
         let twin = &self.twin;
-        real_gradients(
-            pool,
-            &self.loss,
-            batch,
-            theta,
-            |t| &mut t.spsa_s,
-            |_, forward, thetas| {
-                forward
-                    .kept
-                    .iter()
-                    .zip(&forward.grad_y)
-                    .zip(&forward.inputs)
-                    .map(|((&i, g), x)| twin.vjp(x, &thetas[i], g).map(Ok))
-                    .collect()
-            },
-        )
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |_, forward, thetas| {
+            forward
+                .kept
+                .iter()
+                .zip(&forward.grad_y)
+                .zip(&forward.inputs)
+                .map(|((&i, g), x)| twin.vjp(x, &thetas[i], g).map(Ok))
+                .collect()
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, Gradients, MethodBatch, real_gradients};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 
 /// The `fd` gradient method.
@@ -39,16 +39,9 @@ impl GradMethod for FiniteDifference {
         _seed: u64,
     ) -> Result<Gradients, TrainError> {
         let step = self.step;
-        real_gradients(
-            pool,
-            &self.loss,
-            batch,
-            theta,
-            |t| &mut t.spsa_s,
-            |pool, forward, thetas| {
-                let kept_thetas = forward.kept_of(thetas);
-                Ok(pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, step))
-            },
-        )
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+            let kept_thetas = forward.kept_of(thetas);
+            Ok(pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, step))
+        })
     }
 }

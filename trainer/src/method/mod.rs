@@ -301,16 +301,24 @@ impl RealForward {
 /// Per rendered item (in order of [`RealForward::kept`]): its gradient estimate, or why its estimate failed.
 pub type Estimates = Vec<Result<Vec<f32>, ItemError>>;
 
+/// Which part of [`MethodTiming`] the backward of a method that renders the real chain counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backward {
+    /// Estimator renders or the test effect's exact sensitivities (`spsa_s`).
+    Estimator,
+    /// The neural proxy's passes (`proxy_s`).
+    Proxy,
+}
+
 /// The step every method that renders the real chain takes: θ as rows, [`real_forward`], then `backward`
-/// (given the pool, the forward and θ's rows) estimates dL/dθ for the items that rendered; its seconds go to
-/// the field of [`MethodTiming`] that `clock` picks. A non-finite estimate fails its item
-/// ([`RealForward::gradients`]).
+/// (given the pool, the forward and θ's rows) estimates dL/dθ for the items that rendered; its seconds count as
+/// `part`. A non-finite estimate fails its item ([`RealForward::gradients`]).
 pub fn real_gradients(
     pool: &mut Pool,
     loss: &MrStftLoss,
     batch: MethodBatch<'_>,
     theta: &Tensor,
-    clock: fn(&mut MethodTiming) -> &mut f64,
+    part: Backward,
     backward: impl FnOnce(&mut Pool, &RealForward, &[Vec<f32>]) -> Result<Estimates, TrainError>,
 ) -> Result<Gradients, TrainError> {
     let mut timing = MethodTiming::default();
@@ -318,7 +326,11 @@ pub fn real_gradients(
     let forward = real_forward(pool, loss, batch, &thetas, &mut timing)?;
     let started = Instant::now();
     let estimates = backward(pool, &forward, &thetas)?;
-    *clock(&mut timing) = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    match part {
+        Backward::Estimator => timing.spsa_s = seconds,
+        Backward::Proxy => timing.proxy_s = seconds,
+    }
     Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
 }
 

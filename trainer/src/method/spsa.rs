@@ -7,7 +7,7 @@ use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{GradMethod, Gradients, MethodBatch, real_gradients};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 
 /// SPSA settings.
@@ -66,18 +66,11 @@ impl GradMethod for Spsa {
         seed: u64,
     ) -> Result<Gradients, TrainError> {
         let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
-        real_gradients(
-            pool,
-            &self.loss,
-            batch,
-            theta,
-            |t| &mut t.spsa_s,
-            |pool, forward, thetas| {
-                let kept_thetas = forward.kept_of(thetas);
-                // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
-                let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
-                Ok(pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
-            },
-        )
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+            let kept_thetas = forward.kept_of(thetas);
+            // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
+            let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+            Ok(pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
+        })
     }
 }
