@@ -183,17 +183,7 @@ fn an_impulse_comes_out_at_its_input_index_through_a_plugin_with_latency() {
     let output = dir.path().join("out.wav");
     ok(afx(
         dir.path(),
-        &[
-            "render",
-            "--plugin",
-            DPL_MONO,
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--set",
-            "threshold=0",
-        ],
+        &["render", "--plugin", DPL_MONO, "-i", arg(&input), "-o", arg(&output), "--set", "threshold=0"],
     ));
     let (_, y) = read_wav(&output);
     assert_eq!(y[0].len(), n, "output length must equal input length");

@@ -19,25 +19,9 @@ fn config() -> String {
 
 /// A short, small training run's arguments.
 fn train_args<'a>(run: &'a str, steps: &'a str, every: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--chain",
-        "zam_comp",
-        "--data",
-        corpus().to_str().unwrap(),
-        "--out",
-        run,
-        "--steps",
-        steps,
-        "--batch",
-        "4",
-        "--clip-seconds",
-        "0.5",
-        "--val-every",
-        every,
-        "--workers",
-        "2",
-    ]
+    let data = corpus().to_str().unwrap();
+    let train = ["train", "--chain", "zam_comp", "--data", data, "--out", run];
+    [&train[..], &short_run(steps, "4", every)].concat()
 }
 
 fn with_config(args: Vec<&str>) -> Vec<String> {
@@ -101,18 +85,7 @@ fn train_writes_a_run_and_infer_processes_any_file_with_a_preset_that_replays_ex
         let (got_rate, y) = read_wav(&output);
         assert_eq!((got_rate, y.len(), y[0].len()), (rate, channels, frames));
         let replay = dir.path().join("replay.wav");
-        ok(run_afx(
-            dir.path(),
-            vec![
-                "render",
-                "--preset",
-                preset.to_str().unwrap(),
-                "-i",
-                input.to_str().unwrap(),
-                "-o",
-                replay.to_str().unwrap(),
-            ],
-        ));
+        ok(run_afx(dir.path(), vec!["render", "--preset", arg(&preset), "-i", arg(input), "-o", arg(&replay)]));
         let (_, z) = read_wav(&replay);
         assert!(
             y.iter().zip(&z).all(|(a, b)| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())),
@@ -153,16 +126,7 @@ fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
     let before = records(&run).iter().filter(|r| r["kind"] == "step").count();
     assert!((14..60).contains(&before), "{before} steps logged before the kill");
 
-    let resume = vec![
-        "train",
-        "--resume",
-        "--data",
-        corpus().to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--workers",
-        "2",
-    ];
+    let resume = vec!["train", "--resume", "--data", arg(corpus()), "--out", arg(&run), "--workers", "2"];
     let out = ok(run_afx(dir.path(), resume));
     assert!(stdout(&out).contains("60 steps"), "{}", stdout(&out));
     let steps: Vec<u64> =

@@ -38,6 +38,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `p` as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 /// Asserts success, showing stderr otherwise.
 pub fn ok(o: Output) -> Output {
     assert!(o.status.success(), "afx failed ({}):\n{}", o.status, stderr(&o));
@@ -51,6 +56,12 @@ pub fn fails_with(o: &Output, needles: &[&str]) {
     for needle in needles {
         assert!(err.contains(needle), "error message lacks {needle:?}:\n{err}");
     }
+}
+
+/// The flags of a short `afx train` run in a test: `--steps`, `--batch`, 0.5 s clips, `--val-every` and two
+/// workers (after the chain, data and run folder).
+pub fn short_run<'a>(steps: &'a str, batch: &'a str, val_every: &'a str) -> [&'a str; 10] {
+    ["--steps", steps, "--batch", batch, "--clip-seconds", "0.5", "--val-every", val_every, "--workers", "2"]
 }
 
 /// The demo corpus (`afx dataset build-demo`: real recordings and espeak-ng speech), built once per test binary.
