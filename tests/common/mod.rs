@@ -76,6 +76,21 @@ pub fn demo_corpus() -> &'static Path {
     .1
 }
 
+/// `impulse.wav` in `dir`: `frames` frames of silence but `amplitude` at frame `at`, on each of `channels`
+/// channels (float WAV).
+pub fn impulse_wav(dir: &Path, rate: u32, channels: usize, frames: usize, (at, amplitude): (usize, f32)) -> PathBuf {
+    let mut x = vec![0.0f32; frames];
+    x[at] = amplitude;
+    let path = dir.join("impulse.wav");
+    write_wav(&path, rate, &vec![x; channels]);
+    path
+}
+
+/// The index of the sample of largest magnitude (the last of equals).
+pub fn peak_index(channel: &[f32]) -> usize {
+    (0..channel.len()).max_by(|&a, &b| channel[a].abs().total_cmp(&channel[b].abs())).unwrap()
+}
+
 /// The mono drum loop (left channel of loop_amen) as a float WAV in `dir`.
 pub fn amen_mono_wav(dir: &Path) -> PathBuf {
     let amen = afx_testkit::amen_mono();
