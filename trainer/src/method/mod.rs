@@ -11,9 +11,10 @@
 //! - [`np_hh`]: the proxy forward and backward in training (no plugin renders in a step);
 //! - [`proxy`]: the same training as `np-hh`, named for DeepAFx-ST's NP row.
 //!
-//! The methods that render the real chain share [`real_forward`]: render, keep or drop each item, the
-//! per-item loss and dL/dy. Validation always scores the REAL chain's output, whatever the method; methods with
-//! a proxy also report the proxy's score of the same θ (`proxy` in the validation record).
+//! The methods that render the real chain share [`real_gradients`]: [`real_forward`] (render, keep or drop each
+//! item, the per-item loss and dL/dy), then the method's own backward, timed. Validation always scores the REAL
+//! chain's output, whatever the method; methods with a proxy also report the proxy's score of the same θ
+//! (`proxy` in the validation record).
 
 use std::path::PathBuf;
 use std::sync::Arc;
