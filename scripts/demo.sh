@@ -9,14 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup-debian.sh
-cargo build --release --locked
-afx="target/release/afx --config plugins.toml"
+source scripts/release-afx.sh
 out=out/demo
 rm -rf "$out/run"
 mkdir -p "$out"
-# zam plugins print these harmless lines on every load; keep the console readable.
-quiet() { grep -v -e 'convolution: samplerate mismatch' -e 'bufferSize != 0' >&2 || true; }
 
 echo "== 1. demo corpus"
 $afx dataset build-demo --out "$out/corpus"

@@ -12,14 +12,10 @@ cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-2}
 PROXY_MINUTES=${PROXY_MINUTES:-10}
 
-bash scripts/setup-debian.sh
-cargo build --release --locked
+source scripts/release-afx.sh
 bash scripts/package-testfx.sh --release >/dev/null
-afx="target/release/afx --config plugins.toml"
 out=out/eval
 mkdir -p "$out"
-# zam plugins print these harmless lines on every load; keep the console readable.
-quiet() { grep -v -e 'convolution: samplerate mismatch' -e 'bufferSize != 0' >&2 || true; }
 
 [ -f "$out/corpus/manifest.json" ] || $afx dataset build-demo --out "$out/corpus"
 

@@ -8,12 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup-debian.sh
-cargo build --release --locked
-afx="target/release/afx --config plugins.toml"
+source scripts/release-afx.sh
 out=out/proxy
 mkdir -p "$out"
-quiet() { grep -v -e 'convolution: samplerate mismatch' -e 'bufferSize != 0' >&2 || true; }
 
 [ -f "$out/corpus/manifest.json" ] || $afx dataset build-demo --out "$out/corpus"
 echo "== 1. collect"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 
@@ -42,10 +42,6 @@ impl Case {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -101,22 +97,22 @@ fn a_value_outside_the_range_is_refused_never_clamped() {
 fn unreadable_non_wav_and_empty_inputs_are_refused() {
     let c = Case::new();
     let missing = c.path("missing.wav");
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", s(&missing), "-o", s(&c.output)]);
+    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&missing), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["missing.wav", "cannot open"]);
 
     let text = c.path("notes.wav");
     std::fs::write(&text, "this is not audio").unwrap();
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", s(&text), "-o", s(&c.output)]);
+    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&text), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["notes.wav", "is not a readable WAV file"]);
 
     let empty = c.path("empty.wav");
     write_wav(&empty, 44_100, &[vec![]]);
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", s(&empty), "-o", s(&c.output)]);
+    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&empty), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["empty.wav", "holds no audio"]);
 
     let nan = c.path("nan.wav");
     write_wav(&nan, 44_100, &[vec![0.1, f32::NAN, 0.2]]);
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", s(&nan), "-o", s(&c.output)]);
+    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&nan), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["nan.wav", "NaN", "frame 1"]);
 }
 
@@ -127,7 +123,8 @@ fn a_channel_layout_the_plugin_cannot_take_is_refused() {
     let amen = recording("loop_amen.flac");
     let (rate, x) = (amen.sample_rate(), amen.channels().to_vec());
     write_wav(&three, rate, &[x[0].clone(), x[1].clone(), x[0].clone()]);
-    let out = afx(c.dir.path(), &["render", "--plugin", "urn:zamaudio:ZaMaximX2", "-i", s(&three), "-o", s(&c.output)]);
+    let out =
+        afx(c.dir.path(), &["render", "--plugin", "urn:zamaudio:ZaMaximX2", "-i", arg(&three), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["ZaMaximX2", "3-channel", "2 main inputs"]);
 }
 
@@ -138,7 +135,7 @@ fn nan_from_a_plugin_is_an_error_naming_the_plugin_and_the_parameters() {
     let odd = c.path("one-hertz.wav");
     let x = recording("loop_amen.flac").channels().to_vec();
     write_wav(&odd, 1, &[x[0][..4000].to_vec()]);
-    let out = afx(c.dir.path(), &["render", "--plugin", FIL4_MONO, "-i", s(&odd), "-o", s(&c.output)]);
+    let out = afx(c.dir.path(), &["render", "--plugin", FIL4_MONO, "-i", arg(&odd), "-o", arg(&c.output)]);
     c.assert_failed(&out, &["x42-eq - Parametric Equalizer Mono produced NaN", "freq1=160", "gain1=0"]);
 }
 
@@ -151,11 +148,11 @@ fn a_malformed_plugins_toml_is_refused_with_file_line_and_expectation() {
         "[plugins.comp]\nformat = \"lv2\"\nid = \"urn:zamaudio:ZamComp\"\nparams.thr = { train = yes }\n",
     )
     .unwrap();
-    let out = c.render(&["--config", s(&config), "--plugin", "comp"]);
+    let out = c.render(&["--config", arg(&config), "--plugin", "comp"]);
     c.assert_failed(&out, &["plugins.toml", "line 4"]);
 
     std::fs::write(&config, "[plugins.comp]\nformat = \"lv4\"\nid = \"urn:zamaudio:ZamComp\"\n").unwrap();
-    let out = c.render(&["--config", s(&config), "--plugin", "comp"]);
+    let out = c.render(&["--config", arg(&config), "--plugin", "comp"]);
     c.assert_failed(&out, &["plugins.toml", "line 2", "lv2"]);
 
     std::fs::write(
@@ -163,22 +160,22 @@ fn a_malformed_plugins_toml_is_refused_with_file_line_and_expectation() {
         "[plugins.comp]\nformat = \"lv2\"\nid = \"urn:zamaudio:ZamComp\"\nparams.thres = { train = true }\n",
     )
     .unwrap();
-    let out = c.render(&["--config", s(&config), "--plugin", "comp"]);
+    let out = c.render(&["--config", arg(&config), "--plugin", "comp"]);
     c.assert_failed(&out, &["plugins.toml", "plugins.comp.params.thres", "did you mean thr"]);
 
     std::fs::write(&config, "[plugins.comp]\nformat = \"lv2\"\nid = \"urn:zamaudio:ZamComp\"\nparams.thr = { train = true, min = -100.0 }\n").unwrap();
-    let out = c.render(&["--config", s(&config), "--plugin", "comp"]);
+    let out = c.render(&["--config", arg(&config), "--plugin", "comp"]);
     c.assert_failed(&out, &["plugins.comp.params.thr", "-100 is outside the range [-80, 0]"]);
 
     let missing = c.path("nowhere.toml");
-    let out = c.render(&["--config", s(&missing), "--plugin", "comp"]);
+    let out = c.render(&["--config", arg(&missing), "--plugin", "comp"]);
     c.assert_failed(&out, &["nowhere.toml"]);
 }
 
 #[test]
 fn an_unknown_chain_name_lists_the_configured_names() {
     let c = Case::new();
-    let out = c.render(&["--config", s(&repo_config()), "--plugin", "eq_cmop"]);
+    let out = c.render(&["--config", arg(&repo_config()), "--plugin", "eq_cmop"]);
     c.assert_failed(&out, &["eq_cmop", "did you mean", "eq_comp"]);
 }
 
@@ -187,7 +184,7 @@ fn an_output_folder_that_does_not_exist_is_an_error() {
     let c = Case::new();
     let out = afx(
         c.dir.path(),
-        &["render", "--plugin", ZAM_COMP, "-i", s(&c.input), "-o", s(&c.path("no/such/dir/out.wav"))],
+        &["render", "--plugin", ZAM_COMP, "-i", arg(&c.input), "-o", arg(&c.path("no/such/dir/out.wav"))],
     );
     fails_with(&out, &["no/such/dir"]);
 }

@@ -41,20 +41,8 @@ fn fixed_values_from_plugins_toml_are_applied_and_printed() {
     let input = amen_mono_wav(dir.path());
     let output = dir.path().join("lim.wav");
     let config = repo_config();
-    let out = ok(afx(
-        dir.path(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "render",
-            "--plugin",
-            "zam_limiter",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-        ],
-    ));
+    let args = ["--config", arg(&config), "render", "--plugin", "zam_limiter", "-i", arg(&input), "-o", arg(&output)];
+    let out = ok(afx(dir.path(), &args));
     // plugins.toml fixes the ceiling at -0.5 dB; the default is 0.
     assert!(stdout(&out).contains("ceil = -0.5 dB"), "{}", stdout(&out));
 }

@@ -29,25 +29,8 @@ fn corpus() -> &'static Path {
 
 fn collect(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let config = repo_config();
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "collect",
-        "--chain",
-        "zam_comp",
-        "--data",
-        corpus().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--examples",
-        "10",
-        "--shard-size",
-        "3",
-        "--seconds",
-        "0.25",
-        "--workers",
-        "2",
-    ];
+    let mut args = vec!["--config", arg(&config), "collect", "--chain", "zam_comp", "--data", arg(corpus())];
+    args.extend(["--out", arg(out), "--examples", "10", "--shard-size", "3", "--seconds", "0.25", "--workers", "2"]);
     args.extend(extra);
     afx(dir, &args)
 }
@@ -128,14 +111,14 @@ fn collect_names_an_unknown_chain_a_missing_corpus_and_a_bad_timeout() {
     let run = |chain: &str, data: &str, extra: &[&str]| {
         let args = [
             "--config",
-            config.to_str().unwrap(),
+            arg(&config),
             "collect",
             "--chain",
             chain,
             "--data",
             data,
             "--out",
-            out.to_str().unwrap(),
+            arg(&out),
             "--examples",
             "2",
         ];

@@ -162,27 +162,8 @@ fn eval_grads_refuses_bad_input_by_flag_and_writes_nothing() {
 
 fn train_args<'a>(chain: &'a str, grad: &'a str, run_dir: &'a str) -> Vec<&'a str> {
     let data = corpus().to_str().unwrap();
-    vec![
-        "train",
-        "--chain",
-        chain,
-        "--grad",
-        grad,
-        "--data",
-        data,
-        "--out",
-        run_dir,
-        "--steps",
-        "3",
-        "--batch",
-        "2",
-        "--clip-seconds",
-        "0.5",
-        "--val-every",
-        "3",
-        "--workers",
-        "2",
-    ]
+    let train = ["train", "--chain", chain, "--grad", grad, "--data", data, "--out", run_dir];
+    [&train[..], &short_run("3", "2", "3")].concat()
 }
 
 #[test]

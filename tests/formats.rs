@@ -106,15 +106,12 @@ fn an_impulse_comes_out_at_its_input_index_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let rate = 44_100;
     let (n, at) = (8_000, 3_000);
-    let mut x = vec![0.0f32; n];
-    x[at] = 0.25;
-    let input = dir.path().join("impulse.wav");
-    write_wav(&input, rate, &[x.clone(), x]);
+    let input = impulse_wav(dir.path(), rate, 2, n, (at, 0.25));
     for format in FORMATS {
         let y = render(dir.path(), &input, "ZaMaximX2", format, &[]);
         for channel in &y {
             assert_eq!(channel.len(), n);
-            let peak = (0..n).max_by(|&a, &b| channel[a].abs().total_cmp(&channel[b].abs())).unwrap();
+            let peak = peak_index(channel);
             assert_eq!(peak, at, "{format}: impulse moved to {peak}");
         }
     }

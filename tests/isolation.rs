@@ -78,35 +78,12 @@ fn a_plugin_that_hangs_while_loading_fails_render_train_and_collect_after_the_ti
         assert!(!output.exists(), "render {format} wrote its output");
 
         let run = dir.path().join(format!("run-{format}"));
-        let train = [
-            "train",
-            "--chain",
-            id,
-            "--data",
-            corpus,
-            "--steps",
-            "2",
-            "--timeout",
-            "2",
-            "--out",
-            run.to_str().unwrap(),
-        ];
+        let train = ["train", "--chain", id, "--data", corpus, "--steps", "2", "--timeout", "2", "--out", arg(&run)];
         fails_cleanly(&format!("train {format}"), &afx_with_fault(dir.path(), "load-hang", &train), &["timed out"]);
 
         let shards = dir.path().join(format!("shards-{format}"));
-        let collect = [
-            "collect",
-            "--chain",
-            id,
-            "--data",
-            corpus,
-            "--examples",
-            "4",
-            "--timeout",
-            "2",
-            "--out",
-            shards.to_str().unwrap(),
-        ];
+        let collect =
+            ["collect", "--chain", id, "--data", corpus, "--examples", "4", "--timeout", "2", "--out", arg(&shards)];
         fails_cleanly(&format!("collect {format}"), &afx_with_fault(dir.path(), "load-hang", &collect), &["timed out"]);
     }
 }

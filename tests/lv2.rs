@@ -176,28 +176,15 @@ fn an_impulse_comes_out_at_its_input_index_through_a_plugin_with_latency() {
     let dir = tempfile::tempdir().unwrap();
     let rate = 48_000;
     let (n, at) = (4800, 1000);
-    let mut x = vec![0.0f32; n];
-    x[at] = 0.5;
-    let input = dir.path().join("impulse.wav");
-    write_wav(&input, rate, &[x]);
+    let input = impulse_wav(dir.path(), rate, 1, n, (at, 0.5));
     let output = dir.path().join("out.wav");
     ok(afx(
         dir.path(),
-        &[
-            "render",
-            "--plugin",
-            DPL_MONO,
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--set",
-            "threshold=0",
-        ],
+        &["render", "--plugin", DPL_MONO, "-i", arg(&input), "-o", arg(&output), "--set", "threshold=0"],
     ));
     let (_, y) = read_wav(&output);
     assert_eq!(y[0].len(), n, "output length must equal input length");
-    let peak = y[0].iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap().0;
+    let peak = peak_index(&y[0]);
     assert_eq!(peak, at, "impulse moved from {at} to {peak}");
     assert!(y[0][at].abs() > 0.25, "impulse lost: {}", y[0][at]);
 }

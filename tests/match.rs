@@ -100,18 +100,9 @@ fn both_methods_match_a_real_render_and_the_preset_replays_the_matched_audio() {
         }
         // The preset replays the matched audio bit for bit through `afx render --preset`.
         let replay = tmp.path().join(format!("replay-{method}.wav"));
-        ok(afx_with_repo_config(
-            tmp.path(),
-            &[
-                "render",
-                "--preset",
-                out.join("preset.toml").to_str().unwrap(),
-                "--input",
-                dry.to_str().unwrap(),
-                "--output",
-                replay.to_str().unwrap(),
-            ],
-        ));
+        let preset = out.join("preset.toml");
+        let render = ["render", "--preset", arg(&preset), "--input", arg(dry), "--output", arg(&replay)];
+        ok(afx_with_repo_config(tmp.path(), &render));
         assert_eq!(read_wav(&replay), read_wav(&out.join("matched.wav")), "{method}: the preset does not replay");
     }
 }
@@ -127,24 +118,9 @@ fn a_style_reference_of_other_material_is_matched_by_its_features() {
     let reference = tmp.path().join("breakbeat-styled.wav");
     render_preset(tmp.path(), &other_dry, &reference);
     let out = tmp.path().join("style");
-    let o = ok(afx_with_repo_config(
-        tmp.path(),
-        &[
-            "match",
-            "--chain",
-            "eq_comp",
-            "--input",
-            dry.to_str().unwrap(),
-            "--reference",
-            reference.to_str().unwrap(),
-            "--method",
-            "cma-es",
-            "--renders",
-            "240",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let matching = ["match", "--chain", "eq_comp", "--input", arg(dry), "--reference", arg(&reference)];
+    let budget = ["--method", "cma-es", "--renders", "240", "--out", arg(&out)];
+    let o = ok(afx_with_repo_config(tmp.path(), &[&matching[..], &budget].concat()));
     let s = summary(&out);
     assert_eq!(s["objective"], "style distance (dB)", "{}", stdout(&o));
     let (start, best) = (s["outcome"]["start_loss"].as_f64().unwrap(), s["outcome"]["best_loss"].as_f64().unwrap());

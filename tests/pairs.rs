@@ -87,27 +87,8 @@ fn copy_of_folder(into: &Path) -> PathBuf {
 }
 
 fn train_args<'a>(pairs: &'a str, run: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--chain",
-        "eq_comp",
-        "--pairs",
-        pairs,
-        "--out",
-        run,
-        "--steps",
-        steps,
-        "--batch",
-        "4",
-        "--clip-seconds",
-        "0.5",
-        "--val-every",
-        steps,
-        "--workers",
-        "2",
-        "--lr",
-        "0.003",
-    ]
+    let train = ["train", "--chain", "eq_comp", "--pairs", pairs, "--out", run];
+    [&train[..], &short_run(steps, "4", steps), &["--lr", "0.003"]].concat()
 }
 
 fn validations(run: &Path) -> Vec<serde_json::Value> {
@@ -186,24 +167,9 @@ fn training_on_a_pair_folder_learns_a_fixed_preset_and_aligns_the_shifted_pairs(
     // render its preset is the start, which equals infer's.
     let matched = tmp.path().join("match");
     let target = pair_folder().join("processed/loop_amen.wav");
-    ok(afx_with_repo_config(
-        tmp.path(),
-        &[
-            "match",
-            "--chain",
-            "eq_comp",
-            "--input",
-            input.to_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-            "--init-run",
-            run.to_str().unwrap(),
-            "--renders",
-            "1",
-            "--out",
-            matched.to_str().unwrap(),
-        ],
-    ));
+    let matching = ["match", "--chain", "eq_comp", "--input", arg(&input), "--target", arg(&target)];
+    let start = ["--init-run", arg(&run), "--renders", "1", "--out", arg(&matched)];
+    ok(afx_with_repo_config(tmp.path(), &[&matching[..], &start].concat()));
     let preset = |p: &Path| std::fs::read_to_string(p).unwrap();
     assert_eq!(preset(&matched.join("preset.toml")), preset(&output.with_extension("preset.toml")));
 

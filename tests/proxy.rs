@@ -47,23 +47,8 @@ fn fixture() -> &'static Fixture {
 }
 
 fn proxy_args<'a>(data: &'a Path, out: &'a Path, steps: &'a str) -> Vec<&'a str> {
-    vec![
-        "train-proxy",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--steps",
-        steps,
-        "--val-every",
-        "2",
-        "--channels",
-        "4",
-        "--batch",
-        "2",
-        "--patch",
-        "4096",
-    ]
+    let train = ["train-proxy", "--data", arg(data), "--out", arg(out), "--steps", steps, "--val-every", "2"];
+    [&train[..], &["--channels", "4", "--batch", "2", "--patch", "4096"]].concat()
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
@@ -71,29 +56,9 @@ fn records(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn train_with<'a>(f: &'a Fixture, grad: &'a str, out: &'a str, chain: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--chain",
-        chain,
-        "--data",
-        f.corpus.to_str().unwrap(),
-        "--grad",
-        grad,
-        "--proxy",
-        f.proxy.to_str().unwrap(),
-        "--out",
-        out,
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--clip-seconds",
-        "0.5",
-        "--val-every",
-        "2",
-        "--workers",
-        "2",
-    ]
+    let (data, proxy) = (f.corpus.to_str().unwrap(), f.proxy.to_str().unwrap());
+    let train = ["train", "--chain", chain, "--data", data, "--grad", grad, "--proxy", proxy, "--out", out];
+    [&train[..], &short_run("2", "2", "2")].concat()
 }
 
 #[test]

@@ -19,25 +19,9 @@ fn config() -> String {
 
 /// A short, small training run's arguments.
 fn train_args<'a>(run: &'a str, steps: &'a str, every: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--chain",
-        "zam_comp",
-        "--data",
-        corpus().to_str().unwrap(),
-        "--out",
-        run,
-        "--steps",
-        steps,
-        "--batch",
-        "4",
-        "--clip-seconds",
-        "0.5",
-        "--val-every",
-        every,
-        "--workers",
-        "2",
-    ]
+    let data = corpus().to_str().unwrap();
+    let train = ["train", "--chain", "zam_comp", "--data", data, "--out", run];
+    [&train[..], &short_run(steps, "4", every)].concat()
 }
 
 fn with_config(args: Vec<&str>) -> Vec<String> {
@@ -49,6 +33,12 @@ fn with_config(args: Vec<&str>) -> Vec<String> {
 fn run_afx(dir: &Path, args: Vec<&str>) -> std::process::Output {
     let all = with_config(args);
     afx(dir, &all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `afx infer --run RUN -i INPUT -r REFERENCE -o OUTPUT` in `dir`, with the test plugins.toml.
+fn infer(dir: &Path, run: &Path, input: &Path, reference: &Path, output: &Path) -> std::process::Output {
+    let [run, input, reference, output] = [run, input, reference, output].map(|p| p.to_str().unwrap());
+    run_afx(dir, vec!["infer", "--run", run, "-i", input, "-r", reference, "-o", output])
 }
 
 fn records(run: &Path) -> Vec<serde_json::Value> {
@@ -90,36 +80,12 @@ fn train_writes_a_run_and_infer_processes_any_file_with_a_preset_that_replays_ex
     for (input, frames, channels, rate) in [(&stereo, 44_100 * 180, 2, 44_100), (&mono16, speech.frames(), 1, 16_000)] {
         let output = dir.path().join("processed.wav");
         let preset = dir.path().join("processed.preset.toml");
-        let out = ok(run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                run.to_str().unwrap(),
-                "-i",
-                input.to_str().unwrap(),
-                "-r",
-                reference.to_str().unwrap(),
-                "-o",
-                output.to_str().unwrap(),
-            ],
-        ));
+        let out = ok(infer(dir.path(), &run, input, &reference, &output));
         assert!(stdout(&out).contains("zam_comp.thr = "), "{}", stdout(&out));
         let (got_rate, y) = read_wav(&output);
         assert_eq!((got_rate, y.len(), y[0].len()), (rate, channels, frames));
         let replay = dir.path().join("replay.wav");
-        ok(run_afx(
-            dir.path(),
-            vec![
-                "render",
-                "--preset",
-                preset.to_str().unwrap(),
-                "-i",
-                input.to_str().unwrap(),
-                "-o",
-                replay.to_str().unwrap(),
-            ],
-        ));
+        ok(run_afx(dir.path(), vec!["render", "--preset", arg(&preset), "-i", arg(input), "-o", arg(&replay)]));
         let (_, z) = read_wav(&replay);
         assert!(
             y.iter().zip(&z).all(|(a, b)| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())),
@@ -160,16 +126,7 @@ fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
     let before = records(&run).iter().filter(|r| r["kind"] == "step").count();
     assert!((14..60).contains(&before), "{before} steps logged before the kill");
 
-    let resume = vec![
-        "train",
-        "--resume",
-        "--data",
-        corpus().to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--workers",
-        "2",
-    ];
+    let resume = vec!["train", "--resume", "--data", arg(corpus()), "--out", arg(&run), "--workers", "2"];
     let out = ok(run_afx(dir.path(), resume));
     assert!(stdout(&out).contains("60 steps"), "{}", stdout(&out));
     let steps: Vec<u64> =
@@ -230,38 +187,12 @@ fn bad_training_and_inference_input_is_refused_clearly() {
     let short = dir.path().join("short.wav");
     write_wav(&short, 44_100, &[vec![0.1; 256]]);
     fails_with(
-        &run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                run.to_str().unwrap(),
-                "-i",
-                amen.to_str().unwrap(),
-                "-r",
-                short.to_str().unwrap(),
-                "-o",
-                "o.wav",
-            ],
-        ),
+        &infer(dir.path(), &run, &amen, &short, Path::new("o.wav")),
         &["reference", "the model analyses windows of"],
     );
     assert!(!dir.path().join("o.wav").exists());
     fails_with(
-        &run_afx(
-            dir.path(),
-            vec![
-                "infer",
-                "--run",
-                "nowhere",
-                "-i",
-                amen.to_str().unwrap(),
-                "-r",
-                amen.to_str().unwrap(),
-                "-o",
-                "o.wav",
-            ],
-        ),
+        &infer(dir.path(), Path::new("nowhere"), &amen, &amen, Path::new("o.wav")),
         &["nowhere", "not a run folder"],
     );
 }

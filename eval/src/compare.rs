@@ -18,12 +18,10 @@ use afx_trainer::chain_info::ChainInfo;
 use afx_trainer::frontend::batch_tensor;
 use afx_trainer::method::GradKind;
 use afx_trainer::metrics::Record;
-use afx_trainer::pairs::{PairRequest, PairSource, uniform};
+use afx_trainer::pairs::{PairRequest, PairSource, held_out_with_random_theta};
 use afx_trainer::run::CheckpointMeta;
 use afx_trainer::train::{self, Data, TrainConfig, TrainOptions, Trainer};
 use candle_core::{DType, Device};
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::{EvalError, loudness};
@@ -257,15 +255,10 @@ impl TestSet {
         let seed = item_seed(config.train.seed ^ TEST_STREAM, 0);
         let frames = config.train.frames();
         let request = PairRequest { frames, batch: config.test_items, corruption: config.train.corruption, seed };
-        let pairs = source.held_out(pool, &request)?;
+        let (pairs, random_theta) = held_out_with_random_theta(source, pool, &request)?;
         if pairs.is_empty() {
-            return Err(EvalError::NoData(format!(
-                "no test example rendered: {}",
-                pairs.errors.first().map_or("no error".into(), |e| e.to_string())
-            )));
+            return Err(EvalError::NoData(format!("no test example rendered: {}", pairs.first_error())));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 1 << 30));
-        let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
         Ok(TestSet { pairs, random_theta })
     }
 

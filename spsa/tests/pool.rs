@@ -9,7 +9,7 @@ use std::time::Duration;
 use afx_host::Audio;
 use afx_spsa::worker::Executor;
 use afx_spsa::{FailureKind, Isolation, Job, Pool, PoolConfig, Renderer, Task, WorkerCommand, WorkerSpec, item_seed};
-use afx_testkit::{amen_mono, cosine, head, testfx};
+use afx_testkit::{TESTFX_PLUGINS_TOML, amen_mono, cosine, head, testfx};
 
 struct Setup {
     config: PathBuf,
@@ -17,28 +17,14 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-const CONFIG: &str = r#"
+/// ZamEQ2's three band gains trained, beside the test effect's [`TESTFX_PLUGINS_TOML`] (`fx`, `fx_nan`).
+const EQ_CONFIG: &str = r#"
 [plugins.eq]
 format = "lv2"
 id = "urn:zamaudio:ZamEQ2"
 params.boost1 = { train = true, min = -12.0, max = 12.0 }
 params.boostl = { train = true, min = -12.0, max = 12.0 }
 params.boosth = { train = true, min = -12.0, max = 12.0 }
-
-[plugins.fx]
-format = "lv2"
-id = "urn:afx:testfx"
-params.drive = { train = true }
-params.tone = { train = true }
-params.gain = { train = true }
-
-[plugins.fx_nan]
-format = "lv2"
-id = "urn:afx:testfx"
-params.drive = { train = true }
-params.tone = { train = true }
-params.gain = { train = true }
-params.fault = { value = 4.0 }
 "#;
 
 /// The test effect built and packaged, a plugins.toml naming it and ZamEQ2, and `LV2_PATH` covering both.
@@ -47,7 +33,7 @@ fn setup() -> &'static Setup {
     SETUP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("plugins.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, format!("{EQ_CONFIG}{TESTFX_PLUGINS_TOML}")).unwrap();
         let lv2_path = format!("{}:/usr/lib/lv2:/usr/local/lib/lv2", testfx().lv2.display());
         // SAFETY: every test calls `setup()` before anything in this process reads the environment (lilv reads
         // LV2_PATH when a thread-isolated worker makes its host), and OnceLock runs this once, before any of

@@ -9,6 +9,8 @@ use afx_trainer::method::GradKind;
 use afx_trainer::train::{Data, TrainConfig};
 use anyhow::Context;
 
+use super::override_with;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// A chain or plugin named in plugins.toml, or any installed plugin's id
@@ -58,12 +60,8 @@ pub struct Args {
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let device = afx_trainer::device(&args.device)?;
     let mut train = TrainConfig { seed: args.seed, ..TrainConfig::default() };
-    if let Some(v) = args.steps {
-        train.steps = v;
-    }
-    if let Some(v) = args.batch {
-        train.batch = v;
-    }
+    override_with(&mut train.steps, args.steps);
+    override_with(&mut train.batch, args.batch);
     if let Some(v) = args.val_every {
         train.val_every = v;
         train.checkpoint_every = v;

@@ -21,6 +21,14 @@ pub fn config_path(explicit: Option<&Path>) -> Option<std::path::PathBuf> {
     afx_host::Config::path_in_force(explicit)
 }
 
+/// A flag's value, where given, over the default (or the resumed run's value): what the `apply` functions of
+/// the training commands do field by field.
+pub fn override_with<T>(field: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *field = v;
+    }
+}
+
 /// `--format lv2|clap|vst3`.
 pub fn parse_format(s: &str) -> Result<afx_host::Format, String> {
     s.parse()

@@ -12,6 +12,8 @@ use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::override_with;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// A chain or plugin named in plugins.toml, or any installed plugin's id (all its continuous parameters are
@@ -277,41 +279,25 @@ fn load_pairs(dir: &Path, args: &Args, config: &mut TrainConfig) -> anyhow::Resu
 
 /// Command-line values over the defaults (or, on resume, over the run's own config).
 fn apply(args: &Args, c: &mut TrainConfig) {
-    if let Some(v) = args.grad {
-        c.grad = v;
-    }
+    override_with(&mut c.grad, args.grad);
     if let Some(p) = &args.proxy {
         // Absolute, so that --resume from another folder finds it.
         c.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
     }
-    if let Some(v) = args.steps {
-        c.steps = v;
-    }
+    override_with(&mut c.steps, args.steps);
     if args.minutes.is_some() {
         c.minutes = args.minutes;
     }
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
+    override_with(&mut c.batch, args.batch);
     if let Some(v) = args.lr {
         c.lr = v;
         c.lr_final = v / 10.0;
     }
-    if let Some(v) = args.seed {
-        c.seed = v;
-    }
-    if let Some(v) = args.epsilon {
-        c.spsa.epsilon = v;
-    }
-    if let Some(v) = args.perturbations {
-        c.spsa.perturbations = v;
-    }
-    if let Some(v) = args.fd_step {
-        c.fd_step = v;
-    }
-    if let Some(v) = args.clip_seconds {
-        c.clip_seconds = v;
-    }
+    override_with(&mut c.seed, args.seed);
+    override_with(&mut c.spsa.epsilon, args.epsilon);
+    override_with(&mut c.spsa.perturbations, args.perturbations);
+    override_with(&mut c.fd_step, args.fd_step);
+    override_with(&mut c.clip_seconds, args.clip_seconds);
     if let Some(v) = args.val_every {
         c.val_every = v;
         c.checkpoint_every = v;

@@ -8,6 +8,8 @@ use afx_proxy::{ProxyMeta, quality::Quality};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::override_with;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset folder written by `afx collect` (its last shards are held out for validation)
@@ -130,33 +132,19 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 fn apply(args: &Args, c: &mut ProxyTrainConfig) {
-    if let Some(v) = args.steps {
-        c.steps = v;
-    }
+    override_with(&mut c.steps, args.steps);
     c.minutes = args.minutes;
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.patch {
-        c.patch = v;
-    }
+    override_with(&mut c.batch, args.batch);
+    override_with(&mut c.patch, args.patch);
     if let Some(v) = args.lr {
         c.lr = v;
         c.lr_final = c.lr_final.min(v / 10.0);
     }
-    if let Some(v) = args.channels {
-        c.tcn.channels = v;
-    }
+    override_with(&mut c.tcn.channels, args.channels);
     if args.batch_norm {
         c.tcn.batch_norm = true;
     }
-    if let Some(v) = args.l1_weight {
-        c.time_l1_weight = v;
-    }
-    if let Some(v) = args.seed {
-        c.seed = v;
-    }
-    if let Some(v) = args.val_every {
-        c.val_every = v;
-    }
+    override_with(&mut c.time_l1_weight, args.l1_weight);
+    override_with(&mut c.seed, args.seed);
+    override_with(&mut c.val_every, args.val_every);
 }

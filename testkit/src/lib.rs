@@ -97,6 +97,26 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
+/// plugins.toml entries for the test effect (LV2): `fx`, its three continuous parameters trained, and `fx_nan`, the
+/// same parameters with the fault fixed at 4 (NaN): every render of it is non-finite, as a plugin that breaks on
+/// some material would be.
+pub const TESTFX_PLUGINS_TOML: &str = r#"
+[plugins.fx]
+format = "lv2"
+id = "urn:afx:testfx"
+params.drive = { train = true }
+params.tone = { train = true }
+params.gain = { train = true }
+
+[plugins.fx_nan]
+format = "lv2"
+id = "urn:afx:testfx"
+params.drive = { train = true }
+params.tone = { train = true }
+params.gain = { train = true }
+params.fault = { value = 4.0 }
+"#;
+
 /// afx's own test effect, built and packaged for every format: put these folders in `LV2_PATH`, `CLAP_PATH`
 /// and `VST3_PATH`.
 #[derive(Debug, Clone)]

@@ -38,6 +38,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `p` as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 /// Asserts success, showing stderr otherwise.
 pub fn ok(o: Output) -> Output {
     assert!(o.status.success(), "afx failed ({}):\n{}", o.status, stderr(&o));
@@ -53,6 +58,12 @@ pub fn fails_with(o: &Output, needles: &[&str]) {
     }
 }
 
+/// The flags of a short `afx train` run in a test: `--steps`, `--batch`, 0.5 s clips, `--val-every` and two
+/// workers (after the chain, data and run folder).
+pub fn short_run<'a>(steps: &'a str, batch: &'a str, val_every: &'a str) -> [&'a str; 10] {
+    ["--steps", steps, "--batch", batch, "--clip-seconds", "0.5", "--val-every", val_every, "--workers", "2"]
+}
+
 /// The demo corpus (`afx dataset build-demo`: real recordings and espeak-ng speech), built once per test binary.
 pub fn demo_corpus() -> &'static Path {
     static DIR: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
@@ -63,6 +74,21 @@ pub fn demo_corpus() -> &'static Path {
         (dir, corpus)
     })
     .1
+}
+
+/// `impulse.wav` in `dir`: `frames` frames of silence but `amplitude` at frame `at`, on each of `channels`
+/// channels (float WAV).
+pub fn impulse_wav(dir: &Path, rate: u32, channels: usize, frames: usize, (at, amplitude): (usize, f32)) -> PathBuf {
+    let mut x = vec![0.0f32; frames];
+    x[at] = amplitude;
+    let path = dir.join("impulse.wav");
+    write_wav(&path, rate, &vec![x; channels]);
+    path
+}
+
+/// The index of the sample of largest magnitude (the last of equals).
+pub fn peak_index(channel: &[f32]) -> usize {
+    (0..channel.len()).max_by(|&a, &b| channel[a].abs().total_cmp(&channel[b].abs())).unwrap()
 }
 
 /// The mono drum loop (left channel of loop_amen) as a float WAV in `dir`.

@@ -14,31 +14,12 @@ use afx_core::run_folder::{self, MetricsLog};
 use afx_host::{ParamKind, ParamSpec, Scale};
 use afx_spsa::{Isolation, Pool, PoolConfig, WorkerSpec};
 use afx_testfx_dsp::{DRIVE, GAIN, PARAMS, TONE};
-use afx_testkit::testfx;
+use afx_testkit::{TESTFX_PLUGINS_TOML, testfx};
 use afx_trainer::ChainInfo;
 use afx_trainer::chain_info::TrainedParam;
 use afx_trainer::metrics::Record;
 use afx_trainer::train::{TrainConfig, Trainer, ValidationSet};
 use candle_core::Device;
-
-/// `fx`: the test effect's three continuous parameters trained. `fx_nan`: the same parameters, the fault fixed at
-/// 4 (NaN): every render of it is non-finite, as a plugin that breaks on this material would be.
-const CONFIG: &str = r#"
-[plugins.fx]
-format = "lv2"
-id = "urn:afx:testfx"
-params.drive = { train = true }
-params.tone = { train = true }
-params.gain = { train = true }
-
-[plugins.fx_nan]
-format = "lv2"
-id = "urn:afx:testfx"
-params.drive = { train = true }
-params.tone = { train = true }
-params.gain = { train = true }
-params.fault = { value = 4.0 }
-"#;
 
 struct Setup {
     config: PathBuf,
@@ -51,7 +32,7 @@ fn setup() -> &'static Setup {
     SETUP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("plugins.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
         let lv2_path = format!("{}:/usr/lib/lv2:/usr/local/lib/lv2", testfx().lv2.display());
         // SAFETY: every test calls `setup()` before anything in this process reads the environment (lilv reads
         // LV2_PATH when a host is made, here or in a thread worker), and OnceLock runs this once, before any of

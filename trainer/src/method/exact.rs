@@ -5,8 +5,6 @@
 //! ([`afx_host::ParamSpec::d_plain_d_normalized`], tone's log scale included). DeepAFx-ST's "autodiff" row,
 //! and the reference `afx eval-grads` measures the estimators against. Refused for any other chain.
 
-use std::time::Instant;
-
 use afx_core::Audio;
 use afx_host::Format;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
@@ -14,7 +12,7 @@ use afx_spsa::Pool;
 use afx_testfx_dsp::{DRIVE, FAULT, GAIN, PARAMS, TONE};
 use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 use crate::chain_info::{ChainInfo, StageInfo};
 
@@ -146,19 +144,16 @@ impl GradMethod for Exact {
         theta: &Tensor,
         _seed: u64,
     ) -> Result<Gradients, TrainError> {
-        let mut timing = MethodTiming::default();
-        let thetas = theta_rows(theta)?;
-        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
-        let started = Instant::now();
-        let estimates = forward
-            .kept
-            .iter()
-            .zip(&forward.grad_y)
-            .zip(&forward.inputs)
-            .map(|((&i, g), x)| self.twin.vjp(x, &thetas[i], g).map(Ok))
-            .collect::<Result<Vec<_>, TrainError>>()?;
-        timing.spsa_s = started.elapsed().as_secs_f64();
-        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+        let twin = &self.twin;
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |_, forward, thetas| {
+            forward
+                .kept
+                .iter()
+                .zip(&forward.grad_y)
+                .zip(&forward.inputs)
+                .map(|((&i, g), x)| twin.vjp(x, &thetas[i], g).map(Ok))
+                .collect()
+        })
     }
 }
 

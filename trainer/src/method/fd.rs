@@ -3,13 +3,11 @@
 //! a small enough step it is the true gradient of the chain as rendered: the baseline the other methods are
 //! measured against where no exact gradient exists.
 
-use std::time::Instant;
-
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 
 /// The `fd` gradient method.
@@ -40,13 +38,10 @@ impl GradMethod for FiniteDifference {
         theta: &Tensor,
         _seed: u64,
     ) -> Result<Gradients, TrainError> {
-        let mut timing = MethodTiming::default();
-        let thetas = theta_rows(theta)?;
-        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
-        let started = Instant::now();
-        let kept_thetas = forward.kept_of(&thetas);
-        let estimates = pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, self.step);
-        timing.spsa_s = started.elapsed().as_secs_f64();
-        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+        let step = self.step;
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+            let kept_thetas = forward.kept_of(thetas);
+            Ok(pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, step))
+        })
     }
 }

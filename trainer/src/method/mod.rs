@@ -11,9 +11,10 @@
 //! - [`np_hh`]: the proxy forward and backward in training (no plugin renders in a step);
 //! - [`proxy`]: the same training as `np-hh`, named for DeepAFx-ST's NP row.
 //!
-//! The methods that render the real chain share [`real_forward`]: render, keep or drop each item, the
-//! per-item loss and dL/dy. Validation always scores the REAL chain's output, whatever the method; methods with
-//! a proxy also report the proxy's score of the same θ (`proxy` in the validation record).
+//! The methods that render the real chain share [`real_gradients`]: [`real_forward`] (render, keep or drop each
+//! item, the per-item loss and dL/dy), then the method's own backward, timed. Validation always scores the REAL
+//! chain's output, whatever the method; methods with a proxy also report the proxy's score of the same θ
+//! (`proxy` in the validation record).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -274,13 +275,7 @@ impl RealForward {
 
     /// Per item, the gradient from `estimate` (called with the kept position and the item index) for items
     /// that rendered, and the render's error for those that did not. A non-finite gradient fails its item.
-    pub fn gradients(
-        self,
-        chain: &str,
-        thetas: &[Vec<f32>],
-        estimates: Vec<Result<Vec<f32>, ItemError>>,
-        timing: MethodTiming,
-    ) -> Gradients {
+    pub fn gradients(self, chain: &str, thetas: &[Vec<f32>], estimates: Estimates, timing: MethodTiming) -> Gradients {
         let mut estimates = estimates.into_iter();
         let items = self
             .status
@@ -302,6 +297,42 @@ impl RealForward {
             .collect();
         Gradients { items, timing, output: self.output }
     }
+}
+
+/// Per rendered item (in order of [`RealForward::kept`]): its gradient estimate, or why its estimate failed.
+pub type Estimates = Vec<Result<Vec<f32>, ItemError>>;
+
+/// Which part of [`MethodTiming`] the backward of a method that renders the real chain counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backward {
+    /// Estimator renders or the test effect's exact sensitivities (`spsa_s`).
+    Estimator,
+    /// The neural proxy's passes (`proxy_s`).
+    Proxy,
+}
+
+/// The step every method that renders the real chain takes: θ as rows, [`real_forward`], then `backward`
+/// (given the pool, the forward and θ's rows) estimates dL/dθ for the items that rendered; its seconds count as
+/// `part`. A non-finite estimate fails its item ([`RealForward::gradients`]).
+pub fn real_gradients(
+    pool: &mut Pool,
+    loss: &MrStftLoss,
+    batch: MethodBatch<'_>,
+    theta: &Tensor,
+    part: Backward,
+    backward: impl FnOnce(&mut Pool, &RealForward, &[Vec<f32>]) -> Result<Estimates, TrainError>,
+) -> Result<Gradients, TrainError> {
+    let mut timing = MethodTiming::default();
+    let thetas = theta_rows(theta)?;
+    let forward = real_forward(pool, loss, batch, &thetas, &mut timing)?;
+    let started = Instant::now();
+    let estimates = backward(pool, &forward, &thetas)?;
+    let seconds = started.elapsed().as_secs_f64();
+    match part {
+        Backward::Estimator => timing.spsa_s = seconds,
+        Backward::Proxy => timing.proxy_s = seconds,
+    }
+    Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
 }
 
 /// Renders `batch` at `thetas` through the pool, then the loss of every item that rendered and its gradient

@@ -4,14 +4,12 @@
 //! `y = y_proxy + stopgrad(y_real − y_proxy)`. DeepAFx-ST's released code never ran this path (an always-true
 //! comparison turned it into plain NP); `tests/methods.rs` counts the renders.
 
-use std::time::Instant;
-
 use afx_nn::loss::MrStftLoss;
 use afx_proxy::Proxy;
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 
-use super::{GradMethod, Gradients, MethodBatch, MethodTiming, ProxyPath, real_forward, theta_leaf, theta_rows};
+use super::{Backward, GradMethod, Gradients, MethodBatch, ProxyPath, real_gradients, theta_leaf};
 use crate::TrainError;
 use crate::frontend::batch_tensor;
 
@@ -44,25 +42,23 @@ impl GradMethod for NpFh {
         theta: &Tensor,
         _seed: u64,
     ) -> Result<Gradients, TrainError> {
-        let mut timing = MethodTiming::default();
-        let thetas = theta_rows(theta)?;
-        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
-        if forward.kept.is_empty() {
-            return Ok(forward.gradients(&pool.config().spec.chain, &thetas, vec![], timing));
-        }
-        let started = Instant::now();
-        let device = self.path.device();
-        let index = Tensor::new(forward.kept.iter().map(|&i| i as u32).collect::<Vec<_>>().as_slice(), device)?;
-        let leaf = theta_leaf(&theta.to_device(device)?.index_select(&index, 0)?, device)?;
-        let inputs: Vec<_> = forward.inputs.iter().map(|x| &**x).collect();
-        let y_proxy = self.path.forward(&inputs, leaf.as_tensor())?;
-        let g_y = batch_tensor(&forward.grad_y.iter().map(|g| &**g).collect::<Vec<_>>(), device)?;
-        let grads = (&y_proxy * g_y.detach())?.sum_all()?.backward()?;
-        let g: Vec<Vec<f32>> = match grads.get(leaf.as_tensor()) {
-            Some(g) => g.to_device(&Device::Cpu)?.to_vec2()?,
-            None => vec![vec![0.0; theta.dim(1)?]; forward.kept.len()],
-        };
-        timing.proxy_s = started.elapsed().as_secs_f64();
-        Ok(forward.gradients(&pool.config().spec.chain, &thetas, g.into_iter().map(Ok).collect(), timing))
+        let path = &self.path;
+        real_gradients(pool, &self.loss, batch, theta, Backward::Proxy, |_, forward, _| {
+            if forward.kept.is_empty() {
+                return Ok(vec![]);
+            }
+            let device = path.device();
+            let index = Tensor::new(forward.kept.iter().map(|&i| i as u32).collect::<Vec<_>>().as_slice(), device)?;
+            let leaf = theta_leaf(&theta.to_device(device)?.index_select(&index, 0)?, device)?;
+            let inputs: Vec<_> = forward.inputs.iter().map(|x| &**x).collect();
+            let y_proxy = path.forward(&inputs, leaf.as_tensor())?;
+            let g_y = batch_tensor(&forward.grad_y.iter().map(|g| &**g).collect::<Vec<_>>(), device)?;
+            let grads = (&y_proxy * g_y.detach())?.sum_all()?.backward()?;
+            let g: Vec<Vec<f32>> = match grads.get(leaf.as_tensor()) {
+                Some(g) => g.to_device(&Device::Cpu)?.to_vec2()?,
+                None => vec![vec![0.0; theta.dim(1)?]; forward.kept.len()],
+            };
+            Ok(g.into_iter().map(Ok).collect())
+        })
     }
 }

@@ -2,14 +2,12 @@
 //! MRSTFT loss on the rendered audio (a leaf), then ĝ ≈ (∂y/∂θ)ᵀ dL/dy from the pool's perturbed double
 //! renders (2K per item).
 
-use std::time::Instant;
-
 use afx_nn::loss::{LossConfig, MrStftLoss};
 use afx_spsa::Pool;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{GradMethod, Gradients, MethodBatch, MethodTiming, real_forward, theta_rows};
+use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
 
 /// SPSA settings.
@@ -67,16 +65,12 @@ impl GradMethod for Spsa {
         theta: &Tensor,
         seed: u64,
     ) -> Result<Gradients, TrainError> {
-        let mut timing = MethodTiming::default();
-        let thetas = theta_rows(theta)?;
-        let forward = real_forward(pool, &self.loss, batch, &thetas, &mut timing)?;
-        let started = Instant::now();
-        let kept_thetas = forward.kept_of(&thetas);
         let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
-        // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
-        let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
-        let estimates = pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds);
-        timing.spsa_s = started.elapsed().as_secs_f64();
-        Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+            let kept_thetas = forward.kept_of(thetas);
+            // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
+            let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+            Ok(pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
+        })
     }
 }

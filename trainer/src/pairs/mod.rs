@@ -11,7 +11,9 @@ pub mod folder;
 pub mod synthetic;
 
 use afx_core::Audio;
-use afx_spsa::{ItemError, Pool};
+use afx_spsa::{ItemError, Pool, item_seed};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
 
 pub use folder::{PairFolder, PairInfo};
 pub use synthetic::{Corruption, sample_pairs, uniform};
@@ -45,6 +47,25 @@ impl PairBatch {
     pub fn is_empty(&self) -> bool {
         self.input_a.is_empty()
     }
+
+    /// The first failed item's error, or "no error": what the refusal of a batch where nothing rendered quotes.
+    pub fn first_error(&self) -> String {
+        self.errors.first().map_or("no error".into(), |e| e.to_string())
+    }
+}
+
+/// A held-out set as validation and `afx compare`'s test set score it: the pairs `source` holds out for
+/// `request` ([`PairSource::held_out`]) and, per pair, the uniform θ that the random baseline is scored at, drawn
+/// from `request.seed`'s stream.
+pub fn held_out_with_random_theta<S: PairSource + ?Sized>(
+    source: &S,
+    pool: &mut Pool,
+    request: &PairRequest,
+) -> Result<(PairBatch, Vec<Vec<f32>>), TrainError> {
+    let pairs = source.held_out(pool, request)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(request.seed, 1 << 30));
+    let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
+    Ok((pairs, random_theta))
 }
 
 /// `preroll` followed by `input`: what the chain renders for an item with a pre-roll.

@@ -4,8 +4,6 @@
 use std::cell::OnceCell;
 
 use afx_spsa::{Pool, item_seed};
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 
 use super::config::TrainConfig;
 use super::trainer::{Trainer, mean_abs_diff, refs};
@@ -13,7 +11,7 @@ use crate::TrainError;
 use crate::frontend::batch_tensor;
 use crate::method::theta_rows;
 use crate::metrics::{Baselines, PairValidation, ParamErrors, ValidationRecord};
-use crate::pairs::{PairBatch, PairRequest, PairSource, uniform};
+use crate::pairs::{PairBatch, PairRequest, PairSource, held_out_with_random_theta};
 use afx_nn::loss::MrStftLoss;
 use candle_core::{DType, Device};
 
@@ -176,15 +174,10 @@ impl ValidationSet {
         let seed = item_seed(config.seed ^ VALIDATION_STREAM, 0);
         let request =
             PairRequest { frames: config.frames(), batch: config.val_items, corruption: config.corruption, seed };
-        let pairs = source.held_out(pool, &request)?;
+        let (pairs, random_theta) = held_out_with_random_theta(source, pool, &request)?;
         if pairs.is_empty() {
-            return Err(TrainError::NoData(format!(
-                "no validation pair rendered: {}",
-                pairs.errors.first().map_or("no error".into(), |e| e.to_string())
-            )));
+            return Err(TrainError::NoData(format!("no validation pair rendered: {}", pairs.first_error())));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 1 << 30));
-        let random_theta = (0..pairs.len()).map(|_| uniform(&mut rng, pool.num_params())).collect();
         Ok(ValidationSet { pairs, random_theta, baselines: OnceCell::new() })
     }
 }
