@@ -10,8 +10,12 @@ venv=${AFX_PYTHON_VENV:-$target/python-venv}
 # PyPI's torch and its CUDA libraries are ~3 GB of wheels: installed, not also kept in pip's cache.
 export PIP_NO_CACHE_DIR=1
 
+started=$SECONDS
 bash scripts/install-python.sh "$venv" test
+echo "test-python.sh: the venv (PyTorch, pytest, pedalboard) and the module installed in $((SECONDS - started)) s"
 # tests/bench_model.rs's comparison with PyTorch needs a python with torch: `cargo test` lists it as ignored, and it
 # runs here on this venv's (the test build is cargo test's, already made; CI=true makes a python without torch fail).
+started=$SECONDS
 AFX_PYTHON="$venv/bin/python" cargo test --workspace --locked --test bench_model -- --ignored
+echo "test-python.sh: afx bench model against PyTorch in $((SECONDS - started)) s"
 "$venv/bin/pytest" -q python/tests

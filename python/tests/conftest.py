@@ -28,8 +28,9 @@ def cargo(*args):
 @pytest.fixture(scope="session", autouse=True)
 def environment(tmp_path_factory):
     """Builds the Rust side, packages the test effect, and points LV2_PATH and the scan cache at test folders."""
-    cargo("build", "--quiet", "-p", "afx", "--bin", "afx")
-    cargo("build", "--quiet", "-p", "afx-spsa", "--example", "batch_gradients")
+    # --workspace, as `cargo test --workspace` builds them: with `-p` cargo resolves features for that package
+    # alone and rebuilds every workspace crate under it (minutes on 2 cores) for the same code.
+    cargo("build", "--quiet", "--workspace", "--bin", "afx", "--example", "batch_gradients")
     cargo("build", "--quiet", "-p", "afx-testfx")  # the plugin library and its packaging tool
     testfx = tmp_path_factory.mktemp("testfx")
     subprocess.run([str(TARGET / "debug" / "afx-testfx-package"), str(testfx)], check=True, stdout=subprocess.DEVNULL)
