@@ -24,11 +24,12 @@ pub(super) fn run_loop(
     let config = trainer.config().clone();
     // Made once per process and kept: its baselines are rendered at the first validation only.
     let validation_set = ValidationSet::new(&config, pool, data.validation)?;
+    let folder = RunFolder::new(run_dir);
     if let Some(pairs) = data.train.pairs_manifest() {
-        RunFolder::new(run_dir).write_json(PAIRS_FILE, &pairs)?;
+        folder.write_json(PAIRS_FILE, &pairs)?;
     }
     let mut per_pair: Option<Vec<PairValidation>> = None;
-    let mut log = RunFolder::new(run_dir).metrics_log::<Record>()?;
+    let mut log = folder.metrics_log::<Record>()?;
     let deadline = config.minutes.map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
     let (mut failed_items, mut step_seconds, mut steps_run) = (0, 0.0, 0u64);
     let mut last_validation: Option<ValidationRecord> = None;
@@ -106,7 +107,7 @@ pub(super) fn run_loop(
         None => vec![],
     };
     if !per_pair.is_empty() {
-        RunFolder::new(run_dir).write_json(VALIDATION_PAIRS_FILE, &per_pair)?;
+        folder.write_json(VALIDATION_PAIRS_FILE, &per_pair)?;
     }
     let pairs = data.train.pairs_manifest();
     let report = Report { data: data.train.describe(), pairs: pairs.as_deref(), per_pair: &per_pair };
