@@ -355,14 +355,14 @@ pub fn eval_grads(
     let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed, 1 << 30));
     let thetas: Vec<Vec<f32>> = (0..pairs.len()).map(|_| uniform(&mut rng, p)).collect();
     let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), p), &Device::Cpu)?;
-    let batch = MethodBatch::new(&pairs.input_a, &pairs.target_a);
+    let batch = MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, 0);
     let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
 
     let mut runs: Vec<(EstimatorSpec, Gradients, f64)> = vec![];
     for (index, (spec, method)) in methods.iter_mut().enumerate() {
         progress(&spec.label());
         let started = Instant::now();
-        let gradients = method.gradients(pool, batch, &theta, item_seed(config.seed, index))?;
+        let gradients = method.gradients(pool, MethodBatch { seed: item_seed(config.seed, index), ..batch })?;
         let seconds = started.elapsed().as_secs_f64() / pairs.len() as f64;
         runs.push((spec.clone(), gradients, seconds));
     }
@@ -375,7 +375,7 @@ pub fn eval_grads(
             let h = ((f64::from(config.reference_step) * 1e10).round() / 1e9) as f32;
             progress(&format!("fd h={h} (reference check)"));
             let mut method = EstimatorSpec::fd(h).build(config, chain, device)?;
-            let other = method.gradients(pool, batch, &theta, 0)?;
+            let other = method.gradients(pool, batch)?;
             let cosines: Vec<f64> = compared(&reference, &other).map(|(_, r, g)| stats::cosine(g, r)).collect();
             Summary::of(&cosines).map(|s| ReferenceCheck { h, cosine_mean: s.mean, cosine_p10: s.p10 })
         }

@@ -9,12 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A chain or plugin named in plugins.toml, or an installed plugin's id
-    #[arg(long)]
-    chain: String,
-    /// Corpus folder (its training split gives the inputs)
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    source: super::ChainCorpus,
     /// Dataset folder: shard-*.safetensors and manifest.json
     #[arg(long)]
     out: PathBuf,
@@ -45,12 +41,12 @@ pub struct Args {
 
 pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config_path = super::config_path(config);
-    let corpus = Corpus::open(&args.data, Split::Train, args.sample_rate)?;
+    let corpus = Corpus::open(&args.source.data, Split::Train, args.sample_rate)?;
     for skipped in corpus.skipped() {
         eprintln!("skipped {skipped}");
     }
     let super::train::Setup { mut pool, .. } =
-        super::train::setup(&args.chain, config_path.as_deref(), args.workers, args.timeout)?;
+        super::train::setup(&args.source.chain, config_path.as_deref(), args.workers, args.timeout)?;
     let chain = pool.chain().clone();
     let config = CollectConfig {
         examples: args.examples,

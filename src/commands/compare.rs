@@ -13,12 +13,8 @@ use super::override_with;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A chain or plugin named in plugins.toml, or any installed plugin's id
-    #[arg(long)]
-    chain: String,
-    /// Corpus folder (see `afx dataset`)
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    source: super::ChainCorpus,
     /// Methods to train: spsa, fd, exact, np-fh, np-hh, proxy
     #[arg(long, value_delimiter = ',', default_values_t = [GradKind::Spsa, GradKind::Fd, GradKind::NpFh, GradKind::NpHh, GradKind::Proxy])]
     methods: Vec<GradKind>,
@@ -82,11 +78,11 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     let rate = compare_config.train.sample_rate;
-    let train_set = Corpus::open(&args.data, Split::Train, rate).context("--data")?;
-    let val_set = Corpus::open(&args.data, Split::Val, rate).context("--data")?;
+    let train_set = Corpus::open(&args.source.data, Split::Train, rate).context("--data")?;
+    let val_set = Corpus::open(&args.source.data, Split::Val, rate).context("--data")?;
     let config_path = super::config_path(config);
     let super::train::Setup { chain, mut pool } =
-        super::train::setup(&args.chain, config_path.as_deref(), args.workers, None)?;
+        super::train::setup(&args.source.chain, config_path.as_deref(), args.workers, None)?;
     let needs_proxy = args.methods.iter().any(|m| m.needs_proxy());
     match (&args.proxy, needs_proxy) {
         (Some(p), true) => compare_config.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),

@@ -9,12 +9,8 @@ use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A chain or plugin named in plugins.toml, or any installed plugin's id
-    #[arg(long)]
-    chain: String,
-    /// Corpus folder (see `afx dataset`); examples are cropped from its training split
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    source: super::ChainCorpus,
     /// Proxy folder written by `afx train-proxy`: adds the np-fh and np-hh (= proxy) gradients
     #[arg(long)]
     proxy: Option<PathBuf>,
@@ -73,10 +69,10 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     if let Some(proxy) = args.proxy.as_ref().filter(|p| !p.is_dir()) {
         anyhow::bail!("--proxy {}: no such folder (train one with `afx train-proxy`)", proxy.display());
     }
-    let corpus = Corpus::open(&args.data, Split::Train, eval.sample_rate).with_context(|| "--data")?;
+    let corpus = Corpus::open(&args.source.data, Split::Train, eval.sample_rate).with_context(|| "--data")?;
     let config_path = super::config_path(config);
     let super::train::Setup { chain, mut pool } =
-        super::train::setup(&args.chain, config_path.as_deref(), args.workers, None)?;
+        super::train::setup(&args.source.chain, config_path.as_deref(), args.workers, None)?;
     let report = eval_grads(&chain, &mut pool, &corpus, &eval, &device, |what| eprintln!("eval-grads: {what}"))?;
     afx_eval::report::write_grad_report(&args.out, &report)?;
     if args.json {

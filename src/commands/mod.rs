@@ -12,7 +12,7 @@ pub mod scan;
 pub mod train;
 pub mod train_proxy;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -93,4 +93,15 @@ fn time_limit(seconds: Option<f64>) -> anyhow::Result<Option<std::time::Duration
         .filter(|t| !t.is_zero())
         .with_context(|| format!("--timeout {seconds}: give a positive number of seconds"))?;
     Ok(Some(limit))
+}
+
+/// `--chain` and `--data`: the chain a command drives and the corpus its inputs are cropped from.
+#[derive(clap::Args)]
+pub struct ChainCorpus {
+    /// A chain or plugin named in plugins.toml, or any installed plugin's id
+    #[arg(long)]
+    pub chain: String,
+    /// Corpus folder (see `afx dataset`): the inputs are cropped from its splits
+    #[arg(long)]
+    pub data: PathBuf,
 }

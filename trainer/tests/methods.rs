@@ -81,8 +81,7 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
     let theta = theta_var(inputs.len(), p);
 
     let before = pool.renders();
-    let batch = MethodBatch::new(&inputs, &targets);
-    let step = method.gradients(&mut pool, batch, theta.as_tensor(), 0).unwrap();
+    let step = method.gradients(&mut pool, MethodBatch::new(&inputs, &targets, theta.as_tensor(), 0)).unwrap();
     assert_eq!(pool.renders() - before, inputs.len() as u64, "one real render per item");
     assert_eq!(step.ok(), inputs.len());
 
@@ -135,7 +134,7 @@ fn np_hh_trains_on_the_proxy_without_rendering() {
     let mut method = NpHh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap(), "np-hh");
     let theta = theta_var(inputs.len(), p);
     let before = pool.renders();
-    let step = method.gradients(&mut pool, MethodBatch::new(&inputs, &targets), theta.as_tensor(), 0).unwrap();
+    let step = method.gradients(&mut pool, MethodBatch::new(&inputs, &targets, theta.as_tensor(), 0)).unwrap();
     assert_eq!(pool.renders(), before, "np-hh renders nothing in a training step");
     let x = batch_tensor(&inputs.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap();
     let y_proxy = method.proxy().unwrap().forward_t(&x, theta.as_tensor(), false).unwrap();

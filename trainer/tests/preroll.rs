@@ -44,14 +44,14 @@ fn the_loss_scores_after_the_preroll_and_its_gradient_is_the_derivative_of_that_
     let h = 0.01f32;
     let mut fd = FiniteDifference::new(h, &loss_config).unwrap();
     let (inputs, targets, prerolls) = ([input.clone()], [target.clone()], [preroll.clone()]);
-    let batch = MethodBatch { inputs: &inputs, targets: &targets, preroll: &prerolls };
     let theta_t = Tensor::from_vec(theta.clone(), (1, p), &Device::Cpu).unwrap();
-    let out = fd.gradients(&mut pool, batch, &theta_t, 0).unwrap();
+    let plain_batch = MethodBatch::new(&inputs, &targets, &theta_t, 0);
+    let out = fd.gradients(&mut pool, MethodBatch { preroll: &prerolls, ..plain_batch }).unwrap();
     let item = out.items[0].as_ref().unwrap();
     // The loss is the crop's after the pre-roll, bit for bit the same render.
     assert_eq!(item.loss, score(&theta, &mut pool));
     // Without the pre-roll the crop starts with the compressor at rest: another loss.
-    let plain = fd.gradients(&mut pool, MethodBatch::new(&inputs, &targets), &theta_t, 0).unwrap();
+    let plain = fd.gradients(&mut pool, plain_batch).unwrap();
     assert_ne!(plain.items[0].as_ref().unwrap().loss, item.loss);
 
     // dL/dθ_j from the estimator (dL/dy over the scored part only) against central differences of that loss.

@@ -442,28 +442,24 @@ mod tests {
 
     const RATE: f32 = 48000.0;
 
+    /// Deterministic uniform noise in [-0.5, 0.5): a linear congruential generator started at `seed`.
+    fn noise(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        }
+    }
+
     /// A deterministic test signal: a 220 Hz sine plus a little pseudo-random noise, peak about 0.9.
     fn signal(n: usize) -> Vec<f32> {
-        let mut seed = 0x1234_5678_u32;
-        (0..n)
-            .map(|i| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                let noise = (seed >> 8) as f32 / (1 << 24) as f32 - 0.5;
-                0.8 * (std::f32::consts::TAU * 220.0 * i as f32 / RATE).sin() + 0.2 * noise
-            })
-            .collect()
+        let mut noise = noise(0x1234_5678);
+        (0..n).map(|i| 0.8 * (std::f32::consts::TAU * 220.0 * i as f32 / RATE).sin() + 0.2 * noise()).collect()
     }
 
     /// A louder, different test signal: a pseudo-random noise burst decaying from peak about 2.
     fn burst(n: usize) -> Vec<f32> {
-        let mut seed = 0x9e37_79b9_u32;
-        (0..n)
-            .map(|i| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                let noise = (seed >> 8) as f32 / (1 << 24) as f32 - 0.5;
-                4.0 * noise * (-(i as f32) / 1500.0).exp()
-            })
-            .collect()
+        let mut noise = noise(0x9e37_79b9);
+        (0..n).map(|i| 4.0 * noise() * (-(i as f32) / 1500.0).exp()).collect()
     }
 
     /// The effect written out independently in f64 (no flushing): the reference for finite differences.

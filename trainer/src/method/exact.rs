@@ -10,7 +10,7 @@ use afx_host::Format;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
 use afx_testfx_dsp::{DRIVE, FAULT, GAIN, PARAMS, TONE};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
@@ -137,15 +137,9 @@ impl GradMethod for Exact {
         "exact"
     }
 
-    fn gradients(
-        &mut self,
-        pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        _seed: u64,
-    ) -> Result<Gradients, TrainError> {
+    fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
         let twin = &self.twin;
-        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |_, forward, thetas| {
+        real_gradients(pool, &self.loss, batch, Backward::Estimator, |_, forward, thetas| {
             forward
                 .kept
                 .iter()

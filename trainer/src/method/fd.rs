@@ -5,7 +5,7 @@
 
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
 use crate::TrainError;
@@ -31,15 +31,9 @@ impl GradMethod for FiniteDifference {
         "fd"
     }
 
-    fn gradients(
-        &mut self,
-        pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        _seed: u64,
-    ) -> Result<Gradients, TrainError> {
+    fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
         let step = self.step;
-        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+        real_gradients(pool, &self.loss, batch, Backward::Estimator, |pool, forward, thetas| {
             let kept_thetas = forward.kept_of(thetas);
             Ok(pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, step))
         })

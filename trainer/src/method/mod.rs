@@ -139,7 +139,8 @@ pub fn build(
     })
 }
 
-/// What a method sees of a batch: the inputs the chain processes and the targets the output is scored against.
+/// What a method sees of a step: the inputs the chain processes, the targets the output is scored against, and
+/// the parameters θ to take the gradient at.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodBatch<'a> {
     pub inputs: &'a [Audio],
@@ -148,12 +149,16 @@ pub struct MethodBatch<'a> {
     /// [`crate::pairs::PairBatch::preroll_a`]); empty: none. The real-chain methods honour it (their estimator
     /// renders include it, with dL/dy zero there); the proxy methods run the proxy on the inputs alone.
     pub preroll: &'a [Audio],
+    /// θ `(B, P)` in normalised units; only its values are read.
+    pub theta: &'a Tensor,
+    /// Makes any randomness (perturbations) reproducible: item `i` uses `item_seed(seed, i)`.
+    pub seed: u64,
 }
 
 impl<'a> MethodBatch<'a> {
-    /// Inputs and targets without a pre-roll.
-    pub fn new(inputs: &'a [Audio], targets: &'a [Audio]) -> MethodBatch<'a> {
-        MethodBatch { inputs, targets, preroll: &[] }
+    /// Inputs and targets without a pre-roll, at θ `(B, P)`.
+    pub fn new(inputs: &'a [Audio], targets: &'a [Audio], theta: &'a Tensor, seed: u64) -> MethodBatch<'a> {
+        MethodBatch { inputs, targets, preroll: &[], theta, seed }
     }
 }
 
@@ -234,15 +239,8 @@ impl Gradients {
 pub trait GradMethod {
     fn name(&self) -> &'static str;
 
-    /// Per item of `batch` at θ `(B, P)` (only its values are read): the loss and `dL_i/dθ_i`. `seed` makes
-    /// any randomness (perturbations) reproducible; item `i` uses `item_seed(seed, i)`.
-    fn gradients(
-        &mut self,
-        pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        seed: u64,
-    ) -> Result<Gradients, TrainError>;
+    /// Per item of `batch`, at its θ: the loss and `dL_i/dθ_i`.
+    fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError>;
 
     /// The neural proxy the method trains through, if any (validation reports its score beside the real one).
     fn proxy(&self) -> Option<&Proxy> {
@@ -311,19 +309,18 @@ pub enum Backward {
     Proxy,
 }
 
-/// The step every method that renders the real chain takes: θ as rows, [`real_forward`], then `backward`
+/// The step every method that renders the real chain takes: `batch`'s θ as rows, [`real_forward`], then `backward`
 /// (given the pool, the forward and θ's rows) estimates dL/dθ for the items that rendered; its seconds count as
 /// `part`. A non-finite estimate fails its item ([`RealForward::gradients`]).
 pub fn real_gradients(
     pool: &mut Pool,
     loss: &MrStftLoss,
     batch: MethodBatch<'_>,
-    theta: &Tensor,
     part: Backward,
     backward: impl FnOnce(&mut Pool, &RealForward, &[Vec<f32>]) -> Result<Estimates, TrainError>,
 ) -> Result<Gradients, TrainError> {
     let mut timing = MethodTiming::default();
-    let thetas = theta_rows(theta)?;
+    let thetas = theta_rows(batch.theta)?;
     let forward = real_forward(pool, loss, batch, &thetas, &mut timing)?;
     let started = Instant::now();
     let estimates = backward(pool, &forward, &thetas)?;

@@ -35,15 +35,9 @@ impl GradMethod for NpFh {
         Some(self.path.proxy())
     }
 
-    fn gradients(
-        &mut self,
-        pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        _seed: u64,
-    ) -> Result<Gradients, TrainError> {
-        let path = &self.path;
-        real_gradients(pool, &self.loss, batch, theta, Backward::Proxy, |_, forward, _| {
+    fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
+        let (path, theta) = (&self.path, batch.theta);
+        real_gradients(pool, &self.loss, batch, Backward::Proxy, |_, forward, _| {
             if forward.kept.is_empty() {
                 return Ok(vec![]);
             }

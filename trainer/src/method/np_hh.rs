@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use afx_proxy::Proxy;
 use afx_spsa::Pool;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use super::{GradMethod, Gradients, ItemGradient, MethodBatch, MethodTiming, ProxyPath, theta_leaf};
 use crate::TrainError;
@@ -31,15 +31,10 @@ impl GradMethod for NpHh {
         Some(self.path.proxy())
     }
 
-    fn gradients(
-        &mut self,
-        _pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        _seed: u64,
-    ) -> Result<Gradients, TrainError> {
+    fn gradients(&mut self, _pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
         let mut timing = MethodTiming::default();
         let started = Instant::now();
+        let theta = batch.theta;
         let leaf = theta_leaf(theta, self.path.device())?;
         let y = self.path.forward(&batch.inputs.iter().collect::<Vec<_>>(), leaf.as_tensor())?;
         timing.proxy_s = started.elapsed().as_secs_f64();

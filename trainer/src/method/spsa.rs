@@ -4,7 +4,7 @@
 
 use afx_nn::loss::{LossConfig, MrStftLoss};
 use afx_spsa::Pool;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
@@ -58,15 +58,9 @@ impl GradMethod for Spsa {
         "spsa"
     }
 
-    fn gradients(
-        &mut self,
-        pool: &mut Pool,
-        batch: MethodBatch<'_>,
-        theta: &Tensor,
-        seed: u64,
-    ) -> Result<Gradients, TrainError> {
-        let (epsilon, k) = (self.config.epsilon, self.config.perturbations);
-        real_gradients(pool, &self.loss, batch, theta, Backward::Estimator, |pool, forward, thetas| {
+    fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
+        let (epsilon, k, seed) = (self.config.epsilon, self.config.perturbations, batch.seed);
+        real_gradients(pool, &self.loss, batch, Backward::Estimator, |pool, forward, thetas| {
             let kept_thetas = forward.kept_of(thetas);
             // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
             let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();

@@ -136,8 +136,11 @@ impl Trainer {
                 param_error = mean_abs_diff(&theta_rows(&theta)?, theta_star);
             }
 
-            let batch = MethodBatch { inputs: &pairs.input_a, targets: &pairs.target_a, preroll: &pairs.preroll_a };
-            let out = self.method.gradients(pool, batch, &theta, item_seed(seed, SPSA_STREAM))?;
+            let batch = MethodBatch {
+                preroll: &pairs.preroll_a,
+                ..MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, item_seed(seed, SPSA_STREAM))
+            };
+            let out = self.method.gradients(pool, batch)?;
             timing.render_s = out.timing.render_s;
             timing.loss_s = out.timing.loss_s;
             timing.spsa_s = out.timing.spsa_s;
