@@ -68,7 +68,7 @@ pub fn render_overhead(
     let frames = (seconds * f64::from(sample_rate)).round().max(1.0) as usize;
     let input = test_signal(sample_rate, frames);
     let values = effect.info().default_values();
-    let settings = RenderSettings { block_size };
+    let settings = RenderSettings::with_block_size(block_size);
     let mut direct: Box<dyn DirectRender> = direct_loop(&effect, format, block_size, sample_rate)?;
     // One untimed render each: libraries paged in, buffers grown, DPF's process-wide rate set.
     let mut output = effect.render(&input, &values, &settings)?;

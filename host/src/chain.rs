@@ -1,5 +1,6 @@
 //! A chain of effects rendered in order as one function `y = f(x, θ)` of all its trainable parameters.
 
+use crate::automation::Automation;
 use crate::config::{Config, ConfigError};
 use crate::host::{Host, LoadError};
 use crate::info::{Format, PluginInfo};
@@ -368,24 +369,35 @@ impl Chain {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), ChainError> {
-        if values.len() != self.effects.len() {
+        let automations: Vec<Automation> = values.iter().map(|v| Automation::constant(v)).collect();
+        self.render_automated_into(input, sidechain, &automations, settings, output)
+    }
+
+    /// Renders `input` with parameters that move: one [`Automation`] per stage (plain values of all its
+    /// parameters; see [`crate::automation`]), `sidechain` as in [`Chain::render_values_into`].
+    pub fn render_automated_into(
+        &mut self,
+        input: &Audio,
+        sidechain: Option<&Audio>,
+        automations: &[Automation],
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), ChainError> {
+        if automations.len() != self.effects.len() {
             return Err(ChainError::ThetaLength {
                 chain: self.layout.name.clone(),
                 expected: self.effects.len(),
-                got: values.len(),
+                got: automations.len(),
             });
         }
-        for (i, (effect, v)) in self.effects.iter_mut().zip(values).enumerate() {
+        for (i, (effect, automation)) in self.effects.iter_mut().zip(automations).enumerate() {
             let source = if i == 0 {
                 input
             } else {
                 std::mem::swap(output, &mut self.scratch);
                 &self.scratch
             };
-            match sidechain {
-                Some(key) => effect.render_keyed_into(source, key, v, settings, output)?,
-                None => effect.render_into(source, v, settings, output)?,
-            }
+            effect.render_automated_into(source, sidechain, automation, settings, output)?;
         }
         Ok(())
     }

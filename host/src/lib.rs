@@ -33,6 +33,7 @@
 //! A [`Host`] and the effects it loads stay on the thread that made them; run one host per worker thread or
 //! process. This crate knows nothing of machine learning.
 
+pub mod automation;
 pub mod chain;
 mod clap;
 pub mod config;
@@ -53,6 +54,7 @@ mod vst3;
 // The host renders `Audio` and its errors carry `AudioError`: its public API is stated in these types, so a user of
 // the host needs no second import for them.
 pub use afx_core::{Audio, AudioError};
+pub use automation::{Automation, AutomationError};
 pub use chain::{Chain, ChainError, ChainLayout, Stage};
 pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};

@@ -1,5 +1,6 @@
 //! A loaded plugin that renders audio: the [`Effect`] handle around a format's [`Backend`].
 
+use crate::automation::Automation;
 use crate::info::PluginInfo;
 use crate::render::{self, Backend, RenderError, RenderSettings, Scratch};
 use afx_core::Audio;
@@ -44,7 +45,7 @@ impl Effect {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), RenderError> {
-        render::render(self.backend.as_mut(), &mut self.scratch, input, None, values, settings, output)
+        self.render_automated_into(input, None, &Automation::constant(values), settings, output)
     }
 
     /// Like [`Effect::render_into`], feeding `sidechain` to the plugin's sidechain (key) inputs instead of
@@ -57,6 +58,20 @@ impl Effect {
         settings: &RenderSettings,
         output: &mut Audio,
     ) -> Result<(), RenderError> {
-        render::render(self.backend.as_mut(), &mut self.scratch, input, Some(sidechain), values, settings, output)
+        self.render_automated_into(input, Some(sidechain), &Automation::constant(values), settings, output)
+    }
+
+    /// Renders `input` with parameters that move: `automation` holds one row of plain values (one per
+    /// [`PluginInfo::params`]) per hop, as [`crate::automation`] describes; a sidechain as in
+    /// [`Effect::render_keyed_into`]. One row (or equal rows) renders bit-identically to the static render.
+    pub fn render_automated_into(
+        &mut self,
+        input: &Audio,
+        sidechain: Option<&Audio>,
+        automation: &Automation,
+        settings: &RenderSettings,
+        output: &mut Audio,
+    ) -> Result<(), RenderError> {
+        render::render(self.backend.as_mut(), &mut self.scratch, input, sidechain, automation, settings, output)
     }
 }

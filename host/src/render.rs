@@ -15,6 +15,7 @@
 //! (lane `c` of a per-channel render gets key channel `c`; otherwise sidechain input `s` gets key channel
 //! `s mod C`).
 
+use crate::automation::{Automation, AutomationError};
 use crate::denormals::FlushDenormals;
 use crate::info::PluginInfo;
 use crate::param::ValueError;
@@ -23,13 +24,25 @@ use afx_core::Audio;
 /// How to render: everything but the audio and the parameter values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderSettings {
-    /// Frames per `process` call. Every block is full: the tail is padded with silence.
+    /// Frames per `process` call. Every block is full (the tail is padded with silence), but for the first one
+    /// when automation changes a value within it: that block ends at the change.
     pub block_size: usize,
+    /// With automation, the shortest LV2 `run()` between two value changes, in frames: a change closer than this
+    /// to the one before waits until this many frames after it (see [`crate::automation`]). CLAP and VST3 take
+    /// changes as timed events and ignore it.
+    pub min_split: usize,
+}
+
+impl RenderSettings {
+    /// Blocks of `block_size` frames, the other settings at their defaults.
+    pub const fn with_block_size(block_size: usize) -> RenderSettings {
+        RenderSettings { block_size, min_split: 32 }
+    }
 }
 
 impl Default for RenderSettings {
     fn default() -> Self {
-        RenderSettings { block_size: 512 }
+        RenderSettings::with_block_size(512)
     }
 }
 
@@ -40,6 +53,10 @@ pub enum RenderError {
     ValueCount { plugin: String, expected: usize, got: usize },
     #[error("{plugin}: parameter {param:?}: {source}")]
     BadValue { plugin: String, param: String, source: ValueError },
+    #[error("{plugin}: parameter {param:?} at automation row {row} (from input frame {frame}): {source}")]
+    BadAutomatedValue { plugin: String, param: String, row: usize, frame: usize, source: ValueError },
+    #[error("{plugin}: {source}")]
+    Automation { plugin: String, source: AutomationError },
     #[error("{plugin}: cannot render {channels}-channel audio: {reason}")]
     Channels { plugin: String, channels: usize, reason: String },
     #[error("{plugin}: sidechain signal does not match the input: {reason}")]
@@ -60,12 +77,12 @@ pub enum RenderError {
 /// mapping, padding, latency trimming, checks) lives once in this module.
 pub(crate) trait Backend {
     fn info(&self) -> &PluginInfo;
-    /// An instance in its initial state, at `sample_rate`, accepting blocks of `block_size` frames, with
-    /// every parameter at `values` (plain units, checked) from sample 0 on.
+    /// An instance in its initial state, at `sample_rate`, accepting blocks of up to `settings.block_size`
+    /// frames, with every parameter at `values` (plain units, checked) from sample 0 on.
     fn instantiate<'a>(
         &'a mut self,
         sample_rate: u32,
-        block_size: usize,
+        settings: &RenderSettings,
         values: &[f32],
     ) -> Result<Box<dyn Instance + 'a>, RenderError>;
 
@@ -76,10 +93,21 @@ pub(crate) trait Backend {
     }
 }
 
+/// A parameter's new value, due at frame `offset` of a `process` call (relative to its `start`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ParamChange {
+    pub offset: usize,
+    /// Index into [`PluginInfo::params`].
+    pub param: usize,
+    /// Plain units, checked.
+    pub value: f32,
+}
+
 /// One running plugin instance.
 pub(crate) trait Instance {
     /// Processes `frames` frames starting at `start` of every port buffer. `inputs` has one buffer per audio
-    /// input port (sidechains included), `outputs` one per audio output port.
+    /// input port (sidechains included), `outputs` one per audio output port. `changes` (in order of offset)
+    /// take effect from their offset on, each format in its own way (see [`crate::automation`]).
     ///
     /// Inputs are writable because CLAP and VST3 hand plugins writable input pointers: they are the render's own
     /// scratch, refilled for every render and lane and never read again after the block that used them, so a
@@ -91,6 +119,7 @@ pub(crate) trait Instance {
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
+        changes: &[ParamChange],
     ) -> Result<(), RenderError>;
     /// The latency the plugin reports now, in frames.
     fn latency(&self) -> Result<usize, RenderError>;
@@ -126,6 +155,10 @@ pub(crate) struct Scratch {
     outputs: Vec<Vec<f32>>,
     /// The latency the plugin reported in the latest render, in frames (trimmed from its output).
     pub(crate) latency: Option<usize>,
+    /// With automation: every change of the render, at the plugin's own frame (the curve shifted by the latency).
+    schedule: Vec<ParamChange>,
+    /// The changes of one `process` call, at offsets within it.
+    block_changes: Vec<ParamChange>,
 }
 
 /// How file channels reach plugin inputs.
@@ -187,18 +220,45 @@ fn max_latency(sample_rate: u32) -> usize {
     10 * sample_rate as usize
 }
 
+/// Checks every row of `automation` against the parameters, and that it fits `input_frames`.
+fn check_automation(info: &PluginInfo, automation: &Automation, input_frames: usize) -> Result<(), RenderError> {
+    if automation.frames() == 1 {
+        return info.check_values(automation.row(0));
+    }
+    if automation.num_params() != info.params.len() {
+        let (expected, got) = (info.params.len(), automation.num_params());
+        return Err(RenderError::ValueCount { plugin: info.name.clone(), expected, got });
+    }
+    automation
+        .check_fits(input_frames)
+        .map_err(|source| RenderError::Automation { plugin: info.name.clone(), source })?;
+    for row in 0..automation.frames() {
+        for (spec, &value) in info.params.iter().zip(automation.row(row)) {
+            spec.check(value).map_err(|source| RenderError::BadAutomatedValue {
+                plugin: info.name.clone(),
+                param: spec.id.clone(),
+                row,
+                frame: row * automation.hop(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn render(
     backend: &mut dyn Backend,
     scratch: &mut Scratch,
     input: &Audio,
     sidechain: Option<&Audio>,
-    values: &[f32],
+    automation: &Automation,
     settings: &RenderSettings,
     output: &mut Audio,
 ) -> Result<(), RenderError> {
     let _ftz = FlushDenormals::enable();
     let info = backend.info();
-    info.check_values(values)?;
+    check_automation(info, automation, input.frames())?;
+    let values = automation.row(0);
     let block = settings.block_size;
     if block == 0 {
         return Err(RenderError::BlockSize { plugin: info.name.clone() });
@@ -259,9 +319,13 @@ pub(crate) fn render(
             // never contend for this lock.
             static INSTANTIATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
             let _one_at_a_time = INSTANTIATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            backend.instantiate(rate, block, values)?
+            backend.instantiate(rate, settings, values)?
         };
-        instance.process(&mut scratch.inputs, &mut scratch.outputs, 0, block)?;
+        // The first block ends early at the first change, if that comes within it: the latency, which places the
+        // later changes, is known only after the first block, and a change at input frame c reaches the plugin at
+        // c + latency >= c.
+        let first = automation.first_change().map_or(block, |c| c.min(block));
+        instance.process(&mut scratch.inputs, &mut scratch.outputs, 0, first, &[])?;
         // Latency is read after the first block: LV2 plugins report it through a control output written in run().
         let latency = instance.latency()?;
         if latency > max_latency(rate) {
@@ -269,14 +333,27 @@ pub(crate) fn render(
         }
         tracing::debug!(plugin = %plugin_name, latency, lane, "first block done");
         scratch.latency = Some(latency);
-        let total = (n + latency).div_ceil(block).max(1) * block;
+        let total = first + (n + latency).saturating_sub(first).div_ceil(block) * block;
         for buffer in scratch.inputs.iter_mut().chain(scratch.outputs.iter_mut()) {
             buffer.resize(total, 0.0);
         }
-        let mut start = block;
+        scratch.schedule.clear();
+        scratch.schedule.extend(automation.changes().map(|(frame, param, value)| ParamChange {
+            offset: frame + latency,
+            param,
+            value,
+        }));
+        let (mut start, mut next) = (first, 0);
         while start < total {
-            instance.process(&mut scratch.inputs, &mut scratch.outputs, start, block)?;
-            start += block;
+            let end = start + block.min(total - start);
+            let due = scratch.schedule[next..].iter().take_while(|c| c.offset < end).count();
+            scratch.block_changes.clear();
+            scratch.block_changes.extend(
+                scratch.schedule[next..next + due].iter().map(|c| ParamChange { offset: c.offset - start, ..*c }),
+            );
+            next += due;
+            instance.process(&mut scratch.inputs, &mut scratch.outputs, start, end - start, &scratch.block_changes)?;
+            start = end;
         }
         drop(instance);
 
@@ -311,7 +388,7 @@ pub(crate) fn render(
             }
         }
     }
-    if finite { Ok(()) } else { Err(non_finite(backend.info(), values, output)) }
+    if finite { Ok(()) } else { Err(non_finite(backend.info(), automation, output)) }
 }
 
 fn check_sidechain(info: &PluginInfo, input: &Audio, key: &Audio) -> Result<(), RenderError> {
@@ -353,14 +430,15 @@ fn all_finite(samples: &[f32]) -> bool {
     samples.iter().fold(0u32, |bits, &s| bits | non_finite_bit(s)) == 0
 }
 
-/// The error for a render whose output holds NaN or Inf: where, and with which parameters.
-fn non_finite(info: &PluginInfo, values: &[f32], output: &Audio) -> RenderError {
+/// The error for a render whose output holds NaN or Inf: where, and with the parameters in effect there.
+fn non_finite(info: &PluginInfo, automation: &Automation, output: &Audio) -> RenderError {
     let (channel, frame) = output
         .channels()
         .iter()
         .enumerate()
         .find_map(|(c, samples)| samples.iter().position(|s| !s.is_finite()).map(|f| (c, f)))
         .unwrap_or((0, 0));
+    let values = automation.row(automation.row_at(frame));
     let params =
         info.params.iter().zip(values).map(|(p, v)| format!("{}={v}", p.label())).collect::<Vec<_>>().join(" ");
     RenderError::NonFinite { plugin: info.name.clone(), value: output.channel(channel)[frame], frame, channel, params }

@@ -60,7 +60,7 @@ fn output_lines_up_with_input_for_any_block_size_through_a_latent_plugin() {
             let mut x = vec![0.0f32; 10_000];
             x[5_000] = 0.5;
             let input = Audio::new(rate, vec![x]).unwrap();
-            let y = dpl.render(&input, &values, &RenderSettings { block_size: block }).unwrap();
+            let y = dpl.render(&input, &values, &RenderSettings::with_block_size(block)).unwrap();
             let peak =
                 (0..y.frames()).max_by(|&a, &b| y.channel(0)[a].abs().total_cmp(&y.channel(0)[b].abs())).unwrap();
             assert_eq!(peak, 5_000, "rate {rate}, block {block}");

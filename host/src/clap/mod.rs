@@ -21,7 +21,7 @@ use clack_host::prelude::*;
 
 use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{ParamKind, ParamSpec, Scale};
-use crate::render::{Backend, Instance, RenderError};
+use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
 
 /// afx's side of the CLAP host interface. Offline rendering needs no callbacks, but a plugin may call one
 /// anyway: DPF plugins that report latency (ZaMaximX2) call `clap_host_latency.changed` without checking that the
@@ -351,9 +351,10 @@ impl Backend for ClapBackend {
     fn instantiate<'a>(
         &'a mut self,
         sample_rate: u32,
-        block_size: usize,
+        settings: &RenderSettings,
         values: &[f32],
     ) -> Result<Box<dyn Instance + 'a>, RenderError> {
+        let block_size = settings.block_size;
         let mut instance = new_instance(&self.entry, &self.plugin_id, &self.host).map_err(|e| self.error(e))?;
         let max_frames = u32::try_from(block_size).map_err(|_| self.error(format!("block size {block_size}")))?;
         let mut events = EventBuffer::with_capacity(values.len());
@@ -405,6 +406,7 @@ impl Backend for ClapBackend {
             processor: Some(processor),
             instance,
             events,
+            param_ids: &self.param_ids,
             input_channels: &self.input_channels,
             output_channels: &self.output_channels,
             input_ports: AudioPorts::with_capacity(channels, self.input_channels.len()),
@@ -419,8 +421,9 @@ struct ClapInstance<'a> {
     /// `None` only while dropping.
     processor: Option<StartedPluginAudioProcessor<Handlers>>,
     instance: PluginInstance<Handlers>,
-    /// Parameter values for frame 0 of the first block; empty after it.
+    /// The block's parameter events: the values at frame 0 of the first block, then each block's changes.
     events: EventBuffer,
+    param_ids: &'a [ClapId],
     input_channels: &'a [usize],
     output_channels: &'a [usize],
     input_ports: AudioPorts,
@@ -448,8 +451,13 @@ impl Instance for ClapInstance<'_> {
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
+        changes: &[ParamChange],
     ) -> Result<(), RenderError> {
         let range = start..start + frames;
+        for change in changes {
+            let (time, id) = (change.offset as u32, self.param_ids[change.param]);
+            self.events.push(&ParamValueEvent::new(time, id, Pckn::match_all(), f64::from(change.value)));
+        }
         // The render's own input buffers, handed over writable (see `Instance::process`): no copy.
         let input_audio =
             self.input_ports.with_input_buffers(split_ports(inputs, self.input_channels).map(|port| AudioPortBuffer {

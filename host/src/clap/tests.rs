@@ -6,7 +6,7 @@ use crate::render::RenderSettings;
 use afx_core::Audio;
 
 const ZAMCOMP: &str = "com.zamaudio.ZamComp";
-const SETTINGS: RenderSettings = RenderSettings { block_size: 512 };
+const SETTINGS: RenderSettings = RenderSettings::with_block_size(512);
 
 fn effect(id: &str) -> Effect {
     let backend = ClapWorld::new().backend(id).unwrap_or_else(|| panic!("{id} is not installed (zam-plugins)"));

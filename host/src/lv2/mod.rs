@@ -8,6 +8,7 @@
 #[cfg(feature = "direct-render")]
 pub(crate) mod direct;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use livi::{PortIndex, PortType};
 
 use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{Choice, ParamKind, ParamSpec, Scale};
-use crate::render::{Backend, Instance, RenderError};
+use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
 
 const LV2_CORE: &str = "http://lv2plug.in/ns/lv2core#";
 const PORT_PROPS: &str = "http://lv2plug.in/ns/ext/port-props#";
@@ -316,10 +317,10 @@ impl Backend for Lv2Backend {
     fn instantiate<'a>(
         &'a mut self,
         sample_rate: u32,
-        block_size: usize,
+        settings: &RenderSettings,
         values: &[f32],
     ) -> Result<Box<dyn Instance + 'a>, RenderError> {
-        let features = self.features(block_size)?;
+        let features = self.features(settings.block_size)?;
         // SAFETY: the sample rate is positive and finite (Audio refuses 0); the plugin's library and metadata
         // come from an installed bundle that lilv validated. Native code is trusted here: afx isolates
         // untrusted plugins in worker processes, not in this call.
@@ -337,9 +338,17 @@ impl Backend for Lv2Backend {
                 }
             }
         }
-        let latency_port = self.latency_port;
-        let name = self.info.name.clone();
-        Ok(Box::new(Lv2Instance { instance, atoms: &mut self.atoms, latency_port, name }))
+        Ok(Box::new(Lv2Instance {
+            instance,
+            atoms: &mut self.atoms,
+            latency_port: self.latency_port,
+            name: self.info.name.clone(),
+            params: &self.info.params,
+            param_ports: &self.param_ports,
+            min_split: settings.min_split.max(1),
+            last_change: 0,
+            pending: VecDeque::new(),
+        }))
     }
 }
 
@@ -348,12 +357,38 @@ struct Lv2Instance<'a> {
     atoms: &'a mut Atoms,
     latency_port: Option<PortIndex>,
     name: String,
+    params: &'a [ParamSpec],
+    param_ports: &'a [PortIndex],
+    /// The shortest run() between two value changes (see [`crate::automation`]).
+    min_split: usize,
+    /// The frame at which control values last changed (0: the values set at instantiation).
+    last_change: usize,
+    /// Changes not applied yet, at absolute frames, in order: (frame, parameter, value).
+    pending: VecDeque<(usize, usize, f32)>,
 }
 
-impl Instance for Lv2Instance<'_> {
-    fn process(
+impl Lv2Instance<'_> {
+    /// Sets one control port, refusing a clamp.
+    fn set(&mut self, param: usize, value: f32) -> Result<(), RenderError> {
+        match self.instance.set_control_input(self.param_ports[param], value) {
+            Some(set) if set == value => Ok(()),
+            set => {
+                let spec = &self.params[param];
+                Err(RenderError::Plugin {
+                    plugin: self.name.clone(),
+                    message: format!(
+                        "control port {:?} took {set:?} instead of {value} (range [{}, {}])",
+                        spec.id, spec.min, spec.max
+                    ),
+                })
+            }
+        }
+    }
+
+    /// One run() over `frames` frames from `start`, with the control values as they are.
+    fn run(
         &mut self,
-        inputs: &mut [Vec<f32>],
+        inputs: &[Vec<f32>],
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
@@ -372,6 +407,45 @@ impl Instance for Lv2Instance<'_> {
         // buffers outlive the call. `frames` is within the block bounds the features were built with.
         unsafe { self.instance.run(frames, ports) }
             .map_err(|e| RenderError::Plugin { plugin: self.name.clone(), message: format!("run failed: {e}") })
+    }
+}
+
+impl Instance for Lv2Instance<'_> {
+    /// Control ports hold for a whole run(), so the call is split where a change is due: at its frame, but no
+    /// sooner than `min_split` frames after the previous change (see [`crate::automation`]).
+    fn process(
+        &mut self,
+        inputs: &mut [Vec<f32>],
+        outputs: &mut [Vec<f32>],
+        start: usize,
+        frames: usize,
+        changes: &[ParamChange],
+    ) -> Result<(), RenderError> {
+        self.pending.extend(changes.iter().map(|c| (start + c.offset, c.param, c.value)));
+        let (mut pos, end) = (start, start + frames);
+        while pos < end {
+            let due = self.pending.front().map(|&(frame, _, _)| frame.max(self.last_change + self.min_split));
+            match due {
+                Some(due) if due <= pos => {
+                    while let Some(&(frame, param, value)) = self.pending.front()
+                        && frame <= pos
+                    {
+                        self.set(param, value)?;
+                        self.pending.pop_front();
+                    }
+                    self.last_change = pos;
+                }
+                Some(due) if due < end => {
+                    self.run(inputs, outputs, pos, due - pos)?;
+                    pos = due;
+                }
+                _ => {
+                    self.run(inputs, outputs, pos, end - pos)?;
+                    pos = end;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn latency(&self) -> Result<usize, RenderError> {

@@ -146,6 +146,12 @@ impl ParameterChanges {
         points.push((0, value));
     }
 
+    /// Appends the point (`offset`, `value`) to `id`'s queue.
+    pub(crate) fn add_point(&self, id: ParamID, offset: int32, value: ParamValue) {
+        let (index, _) = self.queue(id);
+        self.queues.borrow()[index].points.borrow_mut().push((offset, value));
+    }
+
     /// A borrowed interface pointer: valid while `queue` lives, which is as long as this list (queues are only
     /// ever added). VST3 hands these out without adding a reference.
     fn raw(queue: &ComWrapper<ParamValueQueue>) -> *mut IParamValueQueue {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use vst3::ComWrapper;
 use vst3::Steinberg::Vst::ProcessModes_::kOffline;
 use vst3::Steinberg::Vst::SymbolicSampleSizes_::kSample32;
-use vst3::Steinberg::Vst::{IAudioProcessorTrait, IEditControllerTrait, IParameterChanges, ProcessData};
+use vst3::Steinberg::Vst::{IAudioProcessorTrait, IEditControllerTrait, IParameterChanges, ParamID, ProcessData};
 use vst3::Steinberg::kResultOk;
 
 use super::buffers::{Buffers, link_buses};
@@ -18,7 +18,8 @@ use super::component::Plugin;
 use super::module::Module;
 use super::params::normalize_exactly;
 use crate::info::PluginInfo;
-use crate::render::{Backend, Instance, RenderError};
+use crate::param::ParamSpec;
+use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
 
 pub(crate) struct Vst3Backend {
     info: PluginInfo,
@@ -44,9 +45,10 @@ impl Backend for Vst3Backend {
     fn instantiate<'a>(
         &'a mut self,
         sample_rate: u32,
-        block_size: usize,
+        settings: &RenderSettings,
         values: &[f32],
     ) -> Result<Box<dyn Instance + 'a>, RenderError> {
+        let block_size = settings.block_size;
         // A new component per render, never a kept one reset with setActive(0)/setActive(1): that was ~3 % faster
         // on ZamComp but not a reset for 4 of the 17 zam plugins (ZamEQ2, ZamTube, ZamDynamicEQ, ZamGrains render
         // differently after a render with other values). The old one goes first, so at most one exists.
@@ -58,6 +60,7 @@ impl Backend for Vst3Backend {
         self.buffers.prepare(&self.layout, sample_rate);
 
         let plugin = self.plugin.as_ref().expect("set just above");
+        let mut current = Vec::with_capacity(values.len());
         if let Some(controller) = &plugin.controller {
             for ((spec, &id), &value) in self.info.params.iter().zip(&self.layout.param_ids).zip(values) {
                 let normalized = normalize_exactly(controller, id, value);
@@ -70,14 +73,17 @@ impl Backend for Vst3Backend {
                 // SAFETY: as above; the controller only stores the value (it is not connected to the component).
                 unsafe { controller.setParamNormalized(id, normalized) };
                 self.buffers.changes_in.set_at_start(id, normalized);
+                current.push(normalized);
             }
         }
         Ok(Box::new(Vst3Instance {
             plugin: self.plugin.as_mut().expect("set just above"),
             buffers: &mut self.buffers,
             name: &self.info.name,
+            params: &self.info.params,
+            param_ids: &self.layout.param_ids,
+            current,
             block_size,
-            first_block: true,
         }))
     }
 }
@@ -86,14 +92,42 @@ struct Vst3Instance<'a> {
     plugin: &'a mut Plugin,
     buffers: &'a mut Buffers,
     name: &'a str,
+    params: &'a [ParamSpec],
+    param_ids: &'a [ParamID],
+    /// Each parameter's normalised value now (the end of the latest queue sent).
+    current: Vec<f64>,
     block_size: usize,
-    /// The parameter changes go with the first block only.
-    first_block: bool,
 }
 
 impl Vst3Instance<'_> {
     fn error(&self, message: String) -> RenderError {
         RenderError::Plugin { plugin: self.name.to_string(), message }
+    }
+
+    /// Queues `changes` for the next block: VST3 reads a queue as a piecewise-linear segment, so a jump at
+    /// offset `o > 0` is the old value at `o - 1` and the new one at `o` (see [`crate::automation`]).
+    fn queue_changes(&mut self, changes: &[ParamChange]) -> Result<(), RenderError> {
+        let Some(controller) = &self.plugin.controller else {
+            return Err(self.error("cannot automate parameters: the plugin has no edit controller".into()));
+        };
+        for change in changes {
+            let id = self.param_ids[change.param];
+            let normalized = normalize_exactly(controller, id, change.value);
+            if !(0.0..=1.0).contains(&normalized) {
+                let id = &self.params[change.param].id;
+                let value = change.value;
+                return Err(
+                    self.error(format!("parameter {id:?}: plain value {value} maps to {normalized}, outside [0, 1]"))
+                );
+            }
+            let offset = change.offset as i32;
+            if offset > 0 {
+                self.buffers.changes_in.add_point(id, offset - 1, self.current[change.param]);
+            }
+            self.buffers.changes_in.add_point(id, offset, normalized);
+            self.current[change.param] = normalized;
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +138,9 @@ impl Instance for Vst3Instance<'_> {
         outputs: &mut [Vec<f32>],
         start: usize,
         frames: usize,
+        changes: &[ParamChange],
     ) -> Result<(), RenderError> {
+        self.queue_changes(changes)?;
         let b = &mut *self.buffers;
         if inputs.len() != b.input_ptrs.len() || outputs.len() != b.output_ptrs.len() {
             let (i, o) = (b.input_ptrs.len(), b.output_ptrs.len());
@@ -154,10 +190,8 @@ impl Instance for Vst3Instance<'_> {
         // from distinct `Vec`s we hold exclusively for the call. The parameter change lists and the context outlive
         // the call.
         let result = unsafe { self.plugin.processor.process(&mut data) };
-        if self.first_block {
-            self.first_block = false;
-            b.changes_in.clear();
-        }
+        // Each block's changes (the first block's: every value at its start) go with that block only.
+        b.changes_in.clear();
         if result != kResultOk {
             return Err(self.error(format!("process returned {result}")));
         }

@@ -88,7 +88,7 @@ fn zamcomp_renders_bit_identically_for_a_b_a() {
     let world = zam_world();
     let mut effect = Effect::new(Box::new(zam_backend(&world, "ZamComp")));
     let audio = sine(1.0);
-    let settings = RenderSettings { block_size: 512 };
+    let settings = RenderSettings::with_block_size(512);
     let a = comp_values(effect.info(), -30.0, 10.0);
     let b = comp_values(effect.info(), -10.0, 2.0);
     let first = effect.render(&audio, &a, &settings).unwrap();
@@ -103,7 +103,7 @@ fn zamcomp_compresses_a_sine_as_the_other_hosts_measured() {
     let world = zam_world();
     let mut effect = Effect::new(Box::new(zam_backend(&world, "ZamComp")));
     let audio = sine(1.0);
-    let settings = RenderSettings { block_size: 512 };
+    let settings = RenderSettings::with_block_size(512);
     for (threshold, expected) in [(0.0, 0.35355), (-30.0, 0.04186)] {
         let values = comp_values(effect.info(), threshold, 10.0);
         let out = effect.render(&audio, &values, &settings).unwrap();
@@ -116,7 +116,7 @@ fn zamcomp_compresses_a_sine_as_the_other_hosts_measured() {
 fn every_zam_plugin_renders_identically_after_a_render_with_other_values() {
     let world = zam_world();
     let audio = sine(0.25);
-    let settings = RenderSettings { block_size: 512 };
+    let settings = RenderSettings::with_block_size(512);
     for info in world.plugins() {
         let mut effect = Effect::new(Box::new(world.backend(&info.id).unwrap()));
         let defaults = info.default_values();

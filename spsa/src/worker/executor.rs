@@ -37,14 +37,14 @@ impl Executor {
         let mut chain = Chain::resolve(&host, config.as_ref(), &spec.chain, spec.format)?;
         // Before the hello: a plugin that crashes or hangs when its first instance is made fails the worker's
         // start, not the first job of a batch (which would be reported as a failed item, again and again).
-        chain.probe(&RenderSettings { block_size: spec.block_size })?;
+        chain.probe(&RenderSettings::with_block_size(spec.block_size))?;
         let watchdog = spec.task_render_limit.map(Watchdog::start).transpose().map_err(|e| {
             let message = format!("cannot start the worker's watchdog thread: {e}");
             ChainError::Render(RenderError::Plugin { plugin: spec.chain.clone(), message })
         })?;
         Ok(Executor {
             chain,
-            settings: RenderSettings { block_size: spec.block_size },
+            settings: RenderSettings::with_block_size(spec.block_size),
             work: Workspace::default(),
             output: Audio::silence(1, 1, 0),
             gradient: vec![],
