@@ -58,8 +58,10 @@ impl Automation {
         if hop == 0 {
             return Err(AutomationError::ZeroHop);
         }
-        if rows.is_empty() || (num_params > 0 && rows.len() % num_params != 0) || (num_params == 0 && !rows.is_empty())
-        {
+        // A plugin without parameters has one empty row.
+        let fits =
+            if num_params == 0 { rows.is_empty() } else { !rows.is_empty() && rows.len().is_multiple_of(num_params) };
+        if !fits {
             return Err(AutomationError::Shape { num_params, values: rows.len() });
         }
         Ok(Automation { hop, num_params, rows })
@@ -81,7 +83,8 @@ impl Automation {
 
     /// How many rows (control frames) it holds.
     pub fn frames(&self) -> usize {
-        if self.num_params == 0 { 1 } else { self.rows.len() / self.num_params }
+        // No parameters: one empty row.
+        self.rows.len().checked_div(self.num_params).unwrap_or(1)
     }
 
     /// Row `frame`: the plain values in effect from input frame `frame·hop`.

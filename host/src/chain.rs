@@ -280,7 +280,8 @@ impl ChainLayout {
         Ok(values)
     }
 
-    fn find_param(&self, key: &str) -> Result<(usize, usize), ChainError> {
+    /// The (stage, parameter index) that `key` names: `id`, `stage.id`, or a name (see [`ChainLayout::values_with`]).
+    pub(crate) fn find_param(&self, key: &str) -> Result<(usize, usize), ChainError> {
         let (stage_name, id) = match key.split_once('.') {
             Some((s, id)) if self.stages.iter().any(|st| st.name == s) => (Some(s), id),
             _ => (None, key),

@@ -37,6 +37,7 @@ pub mod automation;
 pub mod chain;
 mod clap;
 pub mod config;
+pub mod curves;
 mod denormals;
 #[cfg(feature = "direct-render")]
 pub mod direct;
@@ -58,6 +59,7 @@ pub use automation::{Automation, AutomationError};
 pub use chain::{Chain, ChainError, ChainLayout, Stage};
 pub use clap::ClapWorld;
 pub use config::{Config, ConfigError};
+pub use curves::{Curve, Curves, CurvesError};
 pub use denormals::FlushDenormals;
 pub use host::{Host, LoadError, make_lv2_path_absolute};
 pub use info::{AudioPort, Format, PluginInfo};

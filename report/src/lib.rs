@@ -29,6 +29,6 @@ mod legend;
 pub mod table;
 mod ticks;
 
-pub use chart::{BarChart, LineChart, PALETTE, Rgb, Series, bar_chart, line_chart};
+pub use chart::{BarChart, CurveLine, LineChart, PALETTE, Rgb, Series, bar_chart, curves_chart, line_chart};
 pub use error::PlotError;
 pub use table::Table;

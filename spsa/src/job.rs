@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use afx_host::Audio;
+use afx_host::{Audio, Automation};
 
 /// One unit of work for a worker, on one batch item.
 ///
@@ -27,10 +27,11 @@ pub enum Job {
     /// dots of all K perturbations, in order, into the item's estimate, bit for bit what the whole job gives:
     /// how [`crate::Pool::run`] spreads one item over several workers.
     SpsaPart { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, first: u32, count: u32, seed: u64 },
-    /// `y = f(x, values)` with every parameter of every stage in plain units (one `Vec` per stage, as
-    /// [`afx_host::ChainLayout::plain_values`] or `values_with` give), `sidechain` fed to the plugins' key inputs
-    /// (silence when `None`): what `afx render` and `afx infer` run on a whole file.
-    RenderValues { input: Arc<Audio>, sidechain: Option<Arc<Audio>>, values: Vec<Vec<f32>> },
+    /// `y = f(x, values)` with every parameter of every stage in plain units, fixed or moving: one
+    /// [`Automation`] per stage ([`Automation::constant`] of what [`afx_host::ChainLayout::plain_values`] or
+    /// `values_with` give, for fixed values), `sidechain` fed to the plugins' key inputs (silence when `None`):
+    /// what `afx render` and `afx infer` run on a whole file.
+    RenderValues { input: Arc<Audio>, sidechain: Option<Arc<Audio>>, values: Vec<Automation> },
     /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
     FiniteDifference { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, step: f32 },
     /// The worker's [`Task`](crate::Task) `name` on `request`, which holds up to `renders` renders: the job's

@@ -35,6 +35,10 @@ pub struct Args {
     /// `--set` values are normalised to [0, 1] instead of plain units
     #[arg(long)]
     normalized: bool,
+    /// Parameters that move: a curves file (JSON, plain units per hop, as `afx infer` writes it; see the
+    /// README). Parameters without a curve keep their --set, preset or default values
+    #[arg(long, value_name = "JSON")]
+    automation: Option<PathBuf>,
     /// Frames per process call
     #[arg(long, default_value_t = 512)]
     block_size: usize,
@@ -59,6 +63,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let input = Arc::new(read_audio(&args.input)?);
     let sidechain = args.sidechain.as_deref().map(read_audio).transpose()?.map(Arc::new);
     let preset = args.preset.as_deref().map(afx_host::Preset::load).transpose()?;
+    let curves = args.automation.as_deref().map(afx_host::Curves::read).transpose()?;
     let name = match (&args.plugin, &preset) {
         (Some(name), _) => name.clone(),
         (None, Some(p)) => p.chain.clone(),
@@ -79,16 +84,29 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => p.values_for(&chain)?,
         None => chain.values_with(&args.sets, args.normalized)?,
     };
-    let output = pool
-        .render_values(&input, sidechain.as_ref(), &values)
-        .with_context(|| format!("rendering {}", args.input.display()))?;
+    let output = match (&curves, &args.automation) {
+        (Some(curves), Some(path)) => {
+            let automation = curves.automation(path, &chain, &values, input.sample_rate(), input.frames())?;
+            pool.render_automated(&input, sidechain.as_ref(), automation)
+        }
+        _ => pool.render_values(&input, sidechain.as_ref(), &values),
+    }
+    .with_context(|| format!("rendering {}", args.input.display()))?;
     output.write_wav(&args.output)?;
     let qualify = chain.stages().len() > 1;
     let mut out = std::io::stdout().lock();
     for (stage, stage_values) in chain.stages().iter().zip(&values) {
         for (spec, &value) in stage.plugin().params.iter().zip(stage_values) {
             let prefix = if qualify { format!("{}.", stage.name()) } else { String::new() };
-            writeln!(out, "{prefix}{} = {} ({})", spec.id, spec.display_value(value), spec.name)?;
+            let key = format!("{prefix}{}", spec.id);
+            match curves.as_ref().and_then(|c| c.curves.iter().find(|c| c.param == key || c.param == spec.id)) {
+                Some(curve) => {
+                    let (lo, hi) = curve.values.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                    let (lo, hi) = (spec.display_value(lo), spec.display_value(hi));
+                    writeln!(out, "{key} = {lo} .. {hi}, {} values ({})", curve.values.len(), spec.name)?;
+                }
+                None => writeln!(out, "{key} = {} ({})", spec.display_value(value), spec.name)?,
+            }
         }
     }
     eprintln!("wrote {} ({} frames, {} Hz)", args.output.display(), output.frames(), output.sample_rate());

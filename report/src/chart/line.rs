@@ -55,7 +55,10 @@ pub fn line_chart(path: &Path, chart: &LineChart) -> Result<(), PlotError> {
     render(path, |root| draw_line_chart(root, chart))
 }
 
-fn draw_line_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &LineChart) -> Result<(), String> {
+pub(super) fn draw_line_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &LineChart,
+) -> Result<(), String> {
     root.fill(&WHITE).map_err(msg)?;
     let shown = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
     let points: Vec<Vec<(f64, f64)>> = chart

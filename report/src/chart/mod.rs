@@ -5,9 +5,11 @@
 //! share: the picture's size, the palette, the frame (mesh, axis labels) and the PNG file.
 
 mod bar;
+mod curves;
 mod line;
 
 pub use bar::{BarChart, bar_chart};
+pub use curves::{CurveLine, curves_chart};
 pub use line::{LineChart, Series, line_chart};
 
 use std::path::Path;
@@ -40,9 +42,18 @@ pub(crate) fn render(
     path: &Path,
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
 ) -> Result<(), PlotError> {
+    render_sized(path, SIZE, draw)
+}
+
+/// [`render`] at another size.
+pub(crate) fn render_sized(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+) -> Result<(), PlotError> {
     let err = |message: String| PlotError { path: path.to_path_buf(), message };
     register_font().map_err(err)?;
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     draw(&root).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))
 }

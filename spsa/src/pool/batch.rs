@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use afx_host::Audio;
+use afx_host::{Audio, Automation};
 
 use crate::job::{FailureKind, ItemError, Job, item_seed};
 
@@ -48,11 +48,19 @@ impl Pool {
         sidechain: Option<&A>,
         values: &[Vec<f32>],
     ) -> Result<Audio, ItemError> {
-        let job = Job::RenderValues {
-            input: input.shared(),
-            sidechain: sidechain.map(Shared::shared),
-            values: values.to_vec(),
-        };
+        let values: Vec<Automation> = values.iter().map(|v| Automation::constant(v)).collect();
+        self.render_automated(input, sidechain, values)
+    }
+
+    /// [`Pool::render_values`] with parameters that move: one [`Automation`] of plain values per stage (see
+    /// [`afx_host::automation`]).
+    pub fn render_automated<A: Shared>(
+        &mut self,
+        input: &A,
+        sidechain: Option<&A>,
+        values: Vec<Automation>,
+    ) -> Result<Audio, ItemError> {
+        let job = Job::RenderValues { input: input.shared(), sidechain: sidechain.map(Shared::shared), values };
         let result = self.run(vec![job]).pop().expect("one result per job");
         result.map(|o| o.into_audio().expect("render jobs give audio"))
     }

@@ -2,6 +2,8 @@
 //! when decoded, side by side (the `job` rule of the grammar in [`crate::wire`]). A new kind of job adds its
 //! tag and one arm to each function here.
 
+use afx_host::Automation;
+
 use crate::job::Job;
 
 use super::WireError;
@@ -63,7 +65,9 @@ pub(super) fn put_job<'j>(out: &mut Vec<u8>, job: &'j Job, shared: Placement<'_>
             }
             put_u32(out, values.len() as u32);
             for stage in values {
-                put_f32s(out, stage)?;
+                out.extend_from_slice(&(stage.hop() as u64).to_le_bytes());
+                put_u32(out, stage.num_params() as u32);
+                put_f32s(out, stage.rows())?;
             }
         }
         Job::Task { name, request, renders } => {
@@ -117,7 +121,14 @@ impl Cursor<'_, '_> {
                     t => return Err(WireError::Malformed(format!("sidechain tag {t}"))),
                 };
                 let stages = r.u32()? as usize;
-                let values = (0..stages).map(|_| r.f32s()).collect::<Result<_, _>>()?;
+                let values = (0..stages)
+                    .map(|_| {
+                        let (hop, num_params, rows) = (r.u64()?, r.u32()?, r.f32s()?);
+                        let hop = usize::try_from(hop).unwrap_or(usize::MAX);
+                        Automation::new(hop, num_params as usize, rows)
+                            .map_err(|e| WireError::Malformed(format!("stage automation: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
                 Job::RenderValues { input, sidechain, values }
             }
             t => return Err(WireError::Malformed(format!("unknown job tag {t}"))),

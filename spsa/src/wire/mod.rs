@@ -48,7 +48,7 @@ pub use frame::{frame_len, read_frame, write_frame};
 pub use refs::{OutputAudio, Placement, SharedAudio, inline};
 
 /// Bumped on any change to the format above.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
 pub const MAX_FRAME: usize = 1 << 31;
@@ -87,7 +87,7 @@ pub enum WireError {
 mod tests {
     use std::sync::Arc;
 
-    use afx_host::Audio;
+    use afx_host::{Audio, Automation};
 
     use super::*;
 
@@ -106,7 +106,11 @@ mod tests {
         round_trip(Message::Hello { version: VERSION, layout: r#"{"name":"eq_comp","stages":[]}"#.into() });
         round_trip(Message::Job { id: 3, job: Job::Render { input: audio.clone(), theta: vec![0.1, 0.9] } });
         for sidechain in [None, Some(audio.clone())] {
-            let values = vec![vec![-30.0, 4.0], vec![], vec![0.5]];
+            let values = vec![
+                Automation::constant(&[-30.0, 4.0]),
+                Automation::constant(&[]),
+                Automation::new(3, 1, vec![0.5, 0.25]).unwrap(),
+            ];
             round_trip(Message::Job { id: 9, job: Job::RenderValues { input: audio.clone(), sidechain, values } });
         }
         round_trip(Message::Job {
@@ -230,9 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn every_frame_keeps_the_bytes_of_protocol_5() {
-        // Written down from the encoder of 2442c95, before the codec was split into files: a change to any of
-        // these bytes is a change of protocol (bump VERSION). `samples!()` is the INLINE audio below.
+    fn every_frame_keeps_the_bytes_of_protocol_6() {
+        // Written down from the encoder of 2442c95 (protocol 5), before the codec was split into files; protocol 6
+        // changed only the version and `RenderValues`, whose stages carry automation (a 64-bit hop, the parameter
+        // count, the rows; u64::MAX for fixed values). A change to any of these bytes is a change of protocol
+        // (bump VERSION). `samples!()` is the INLINE audio below.
         macro_rules! samples {
             () => {
                 "01401f00000100020000000000003f000080bf"
@@ -240,7 +246,7 @@ mod tests {
         }
         let audio = Arc::new(Audio::new(8000, vec![vec![0.5, -1.0]]).unwrap());
         let frames = [
-            (Message::Hello { version: VERSION, layout: "{}".into() }, "0b0000000105000000020000007b7d"),
+            (Message::Hello { version: VERSION, layout: "{}".into() }, "0b0000000106000000020000007b7d"),
             (
                 Message::Job { id: 1, job: Job::Render { input: audio.clone(), theta: vec![0.25] } },
                 concat!("2500000002010000000000000001", samples!(), "010000000000803e"),
@@ -303,10 +309,16 @@ mod tests {
                     job: Job::RenderValues {
                         input: audio.clone(),
                         sidechain: Some(audio.clone()),
-                        values: vec![vec![1.0]],
+                        values: vec![Automation::constant(&[1.0])],
                     },
                 },
-                concat!("3d00000002060000000000000006", samples!(), "01", samples!(), "01000000010000000000803f"),
+                concat!(
+                    "4900000002060000000000000006",
+                    samples!(),
+                    "01",
+                    samples!(),
+                    "01000000ffffffffffffffff01000000010000000000803f"
+                ),
             ),
             (
                 Message::Result { id: 7, result: Ok(JobOutput::Audio((*audio).clone())) },

@@ -84,7 +84,7 @@ impl Executor {
                 Ok(OutputRef::Audio(output))
             }
             Job::RenderValues { input, sidechain, values } => {
-                chain.render_values_into(input, sidechain.as_deref(), values, settings, output).map_err(failure)?;
+                chain.render_automated_into(input, sidechain.as_deref(), values, settings, output).map_err(failure)?;
                 Ok(OutputRef::Audio(output))
             }
             Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
