@@ -1,8 +1,9 @@
 //! Renders whose parameters move ([`afx_host::automation`]): the test effect against its DSP core with the same
 //! curve in LV2, CLAP and VST3; constant curves against the static render on a real plugin; steps that land on
-//! their frame; a latency plugin whose curve moves with its audio.
+//! their frame; a latency plugin whose curve moves with its audio, and the test effect made latent
+//! (`AFX_TESTFX_LATENCY`), whose compensated render is its zero-latency core's bit for bit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use afx_host::{Audio, Automation, Effect, Format, Host, RenderError, RenderSettings};
 use afx_testfx_dsp::{PARAMS, TestFx, param_index};
@@ -13,11 +14,15 @@ const FORMATS: [Format; 3] = [Format::Lv2, Format::Clap, Format::Vst3];
 /// The test effect's bundle (or file) in `format`, built for this test run.
 fn testfx_path(format: Format) -> PathBuf {
     let paths = afx_testkit::testfx();
-    let folder = match format {
+    only_entry(match format {
         Format::Lv2 => &paths.lv2,
         Format::Clap => &paths.clap,
         Format::Vst3 => &paths.vst3,
-    };
+    })
+}
+
+/// The one test effect bundle (or file) in `folder`.
+fn only_entry(folder: &Path) -> PathBuf {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "one test effect bundle in {}", folder.display());
     entries.pop().unwrap()
@@ -54,9 +59,9 @@ fn automation_for(effect: &Effect, hop: usize, rows: &[[f32; 4]]) -> Automation 
     Automation::new(hop, info.params.len(), values).unwrap()
 }
 
-/// The DSP core with row `f` set before input frame `f·hop`.
+/// The DSP core with row `f` set before input frame `f·hop`, without latency whatever `AFX_TESTFX_LATENCY` says.
 fn core_render(input: &[f32], rate: u32, hop: usize, rows: &[[f32; 4]]) -> Vec<f32> {
-    let mut fx = TestFx::new(rate as f32);
+    let mut fx = TestFx::with_latency(rate as f32, 0);
     let mut out = vec![0.0; input.len()];
     for (f, row) in rows.iter().enumerate() {
         for (i, &v) in row.iter().enumerate() {
@@ -257,4 +262,79 @@ fn bad_automation_is_an_error_naming_the_parameter_and_row() {
     let short = Automation::new(512, p, effect.info().default_values().repeat(3)).unwrap();
     let err = effect.render_automated_into(&input, None, &short, &RenderSettings::default(), &mut output).unwrap_err();
     assert!(err.to_string().contains("needs 4 rows"), "{err}");
+}
+
+/// The test effect in `format` from the folder the parent test put in `LV2_PATH`, `CLAP_PATH` or `VST3_PATH`.
+/// A child must not call [`afx_testkit::testfx`]: that packages the bundles again, and rewriting the .ttl files
+/// while the parent's other tests read them made lilv find a plugin without a name (a panic in those tests).
+fn testfx_from_parent(format: Format) -> Effect {
+    let var = match format {
+        Format::Lv2 => "LV2_PATH",
+        Format::Clap => "CLAP_PATH",
+        Format::Vst3 => "VST3_PATH",
+    };
+    let folder = std::env::var_os(var).unwrap_or_else(|| panic!("{var} not set: run as a child of the test below"));
+    Host::new().load(only_entry(Path::new(&folder)).to_str().unwrap(), None).unwrap()
+}
+
+/// The latency the test effect reports in the child of the test below.
+const CHILD_LATENCY: usize = 300;
+
+/// Not a test of its own: the body of the child process of
+/// `a_latent_test_effect_follows_its_curve_and_renders_its_zero_latency_core_in_every_format`, which runs it by
+/// name among the ignored tests with `AFX_TESTFX_LATENCY=300` (so a normal run neither runs nor counts it).
+#[test]
+#[ignore = "the body of a child process of \
+            a_latent_test_effect_follows_its_curve_and_renders_its_zero_latency_core_in_every_format"]
+fn latent_test_effect_child() {
+    let latency = std::env::var("AFX_TESTFX_LATENCY");
+    assert_eq!(latency.as_deref(), Ok("300"), "run as a child of the test below, with AFX_TESTFX_LATENCY=300");
+    let input = head(&amen_mono(), 30_000);
+    let (x, rate) = (input.channel(0), input.sample_rate());
+    let (hop, block) = (1000, 512);
+    let rows = core_rows(Automation::rows_for(input.frames(), hop));
+    let expected = core_render(x, rate, hop, &rows);
+    let expected_fixed = core_render(x, rate, x.len(), &rows[..1]);
+    let settings = RenderSettings { block_size: block, min_split: 32 };
+    for format in FORMATS {
+        let mut effect = testfx_from_parent(format);
+        // LV2's latency output port is not a parameter.
+        assert_eq!(effect.info().params.len(), PARAMS.len(), "{format:?}: {:?}", effect.info().params);
+        let automation = automation_for(&effect, hop, &rows);
+        let y = render(&mut effect, &input, &automation, &settings);
+        assert_eq!(effect.latency(), Some(CHILD_LATENCY), "{format:?}");
+        // The host delivers row f at the plugin's frame f·hop + L, where the delayed input sample f·hop meets it,
+        // and trims L frames: the zero-latency core with the same curve.
+        assert!(
+            same_bits(y.channel(0), &expected),
+            "{format:?} hop {hop} block {block}: first difference at frame {:?}",
+            first_difference(y.channel(0), &expected)
+        );
+        // A static render: the latency is compensated.
+        let fixed = effect.render(&input, automation.row(0), &settings).unwrap();
+        assert_eq!(effect.latency(), Some(CHILD_LATENCY), "{format:?} static");
+        assert!(
+            same_bits(fixed.channel(0), &expected_fixed),
+            "{format:?} static: first difference at frame {:?}",
+            first_difference(fixed.channel(0), &expected_fixed)
+        );
+    }
+    println!("latent test effect rendered its core in every format");
+}
+
+#[test]
+fn a_latent_test_effect_follows_its_curve_and_renders_its_zero_latency_core_in_every_format() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--ignored", "--exact", "latent_test_effect_child", "--nocapture"])
+        .env("AFX_TESTFX_LATENCY", CHILD_LATENCY.to_string())
+        .env_remove("AFX_TESTFX_FAULT");
+    for (name, path) in afx_testkit::testfx().env() {
+        child.env(name, path);
+    }
+    let out = child.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the child failed:\n{stdout}\n{stderr}");
+    // --exact runs nothing, successfully, when the name is wrong.
+    assert!(stdout.contains("latent test effect rendered its core in every format"), "{stdout}\n{stderr}");
 }

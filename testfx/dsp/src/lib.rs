@@ -17,6 +17,15 @@
 //! `AFX_TESTFX_FAULT=load-abort|load-segfault|load-hang` instead breaks the plugin where a host loads or
 //! describes it ([`fire_load_fault`], called by every format's entry point): no render fault is armed then.
 //!
+//! `AFX_TESTFX_LATENCY=L` (read when the effect is made, like the fault; a whole number of frames, at most
+//! [`MAX_LATENCY`]; unset, empty or unparsable is 0) makes the effect a lookahead plugin that reports `L` frames
+//! of latency (CLAP's latency extension, VST3's `getLatencySamples`, LV2's `latency` control output): the input
+//! goes through an `L`-frame delay line in front of drive, tone and gain, and the parameters in effect at a sample
+//! apply to the delayed signal there. So output sample `s` is the zero-latency effect of input sample `s - L`
+//! (zeros before the first) under the parameters of sample `s`, and a host that shifts its parameter changes by
+//! the latency (as afx does) gets the zero-latency output back bit for bit. With `L = 0` there is no delay line at
+//! all. [`TestFx::with_latency`] sets `L` without the environment.
+//!
 //! The effect's exact derivatives are known, which no real plugin offers: [`sensitivities`] runs the same
 //! recurrence in f64 and carries, by forward-mode differentiation, the derivative of every output sample with
 //! respect to each parameter's plain value, and [`vjp`] contracts them with an output gradient in one pass. A host
@@ -220,6 +229,26 @@ pub fn fire_load_fault() {
 /// With `AFX_TESTFX_FAULT` set, the fault fires when `drive` is at least this many dB (its top 1/24).
 pub const ARMED_DRIVE_DB: f32 = 23.0;
 
+/// The largest latency, in frames, the effect reports: `AFX_TESTFX_LATENCY` and [`TestFx::with_latency`] are
+/// capped here.
+pub const MAX_LATENCY: usize = 65536;
+
+/// The latency an `AFX_TESTFX_LATENCY` value asks for: a whole number of frames, capped at [`MAX_LATENCY`];
+/// empty, negative or not a number is 0.
+pub fn latency_from_str(value: &str) -> usize {
+    match value.trim().parse::<u64>() {
+        Ok(frames) => usize::try_from(frames).unwrap_or(usize::MAX).min(MAX_LATENCY),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => MAX_LATENCY,
+        Err(_) => 0,
+    }
+}
+
+/// The latency `AFX_TESTFX_LATENCY` asks for (0 when it is unset): what [`TestFx::new`] uses, and what a format
+/// reports where it must answer before it makes a [`TestFx`].
+pub fn latency_from_env() -> usize {
+    std::env::var("AFX_TESTFX_LATENCY").map(|v| latency_from_str(&v)).unwrap_or(0)
+}
+
 /// Values this small or smaller become exactly zero, far above the denormal range (~1.2e-38), so no
 /// intermediate result depends on the host's flush-to-zero setting.
 const FLUSH_BELOW: f32 = 1e-30;
@@ -248,11 +277,22 @@ pub struct TestFx {
     z: f32,
     /// The fault from `AFX_TESTFX_FAULT`, read once here so a render cannot change it halfway.
     env_fault: Fault,
+    /// The latency's delay line, in front of the effect: one slot per frame of latency, empty for none.
+    delay: Vec<f32>,
+    /// The slot of `delay` that holds the oldest input, the next one out.
+    delay_pos: usize,
 }
 
 impl TestFx {
-    /// A fresh effect at `sample_rate` Hz with every parameter at its default.
+    /// A fresh effect at `sample_rate` Hz with every parameter at its default, and the latency
+    /// `AFX_TESTFX_LATENCY` asks for (see the [crate docs](crate)).
     pub fn new(sample_rate: f32) -> TestFx {
+        TestFx::with_latency(sample_rate, latency_from_env())
+    }
+
+    /// [`TestFx::new`] with a latency of `frames` (capped at [`MAX_LATENCY`]) whatever `AFX_TESTFX_LATENCY` says:
+    /// the input is delayed by `frames` before the effect.
+    pub fn with_latency(sample_rate: f32, frames: usize) -> TestFx {
         let mut fx = TestFx {
             sample_rate,
             values: [0.0; 4],
@@ -261,6 +301,8 @@ impl TestFx {
             gain: 1.0,
             z: 0.0,
             env_fault: Fault::from_env(),
+            delay: vec![0.0; frames.min(MAX_LATENCY)],
+            delay_pos: 0,
         };
         for (i, p) in PARAMS.iter().enumerate() {
             fx.set_param(i, p.default);
@@ -268,9 +310,17 @@ impl TestFx {
         fx
     }
 
-    /// Clears the signal history (not the parameters): the next output is as from a fresh instance.
+    /// The latency in frames: how far the input is delayed before the effect.
+    pub fn latency(&self) -> usize {
+        self.delay.len()
+    }
+
+    /// Clears the signal history (not the parameters), the delay line included: the next output is as from a
+    /// fresh instance.
     pub fn reset(&mut self) {
         self.z = 0.0;
+        self.delay.fill(0.0);
+        self.delay_pos = 0;
     }
 
     /// Sets parameter `index` (into [`PARAMS`]) to a plain value, clamped to its range (integers rounded).
@@ -311,12 +361,21 @@ impl TestFx {
     }
 
     /// Processes `input` into `output` (the shorter length of the two is processed).
+    ///
+    /// A block the `nan` fault fills with NaN is not processed: neither the low-pass nor the delay line moves.
     pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
         if self.trigger_fault(output) {
             return;
         }
-        for (x, y) in input.iter().zip(output.iter_mut()) {
-            *y = self.tick(*x);
+        if self.delay.is_empty() {
+            for (x, y) in input.iter().zip(output.iter_mut()) {
+                *y = self.tick(*x);
+            }
+        } else {
+            for (x, y) in input.iter().zip(output.iter_mut()) {
+                let delayed = self.delay_tick(*x);
+                *y = self.tick(delayed);
+            }
         }
     }
 
@@ -325,9 +384,27 @@ impl TestFx {
         if self.trigger_fault(buffer) {
             return;
         }
-        for y in buffer.iter_mut() {
-            *y = self.tick(*y);
+        if self.delay.is_empty() {
+            for y in buffer.iter_mut() {
+                *y = self.tick(*y);
+            }
+        } else {
+            for y in buffer.iter_mut() {
+                let delayed = self.delay_tick(*y);
+                *y = self.tick(delayed);
+            }
         }
+    }
+
+    /// Pushes `x` into the delay line (not empty) and returns the input of `latency()` frames ago.
+    #[inline]
+    fn delay_tick(&mut self, x: f32) -> f32 {
+        let out = std::mem::replace(&mut self.delay[self.delay_pos], x);
+        self.delay_pos += 1;
+        if self.delay_pos == self.delay.len() {
+            self.delay_pos = 0;
+        }
+        out
     }
 
     #[inline]
@@ -492,6 +569,98 @@ mod tests {
             fx.process(i, o);
         }
         out
+    }
+
+    /// Renders `input` in blocks of `block`, in place or not, setting each `(frame, index, value)` of `changes`
+    /// (in frame order) before that frame is processed.
+    fn render_changing(
+        fx: &mut TestFx,
+        input: &[f32],
+        block: usize,
+        in_place: bool,
+        changes: &[(usize, usize, f32)],
+    ) -> Vec<f32> {
+        let mut out = if in_place { input.to_vec() } else { vec![0.0; input.len()] };
+        let (mut pos, mut next) = (0, 0);
+        while pos < input.len() {
+            while let Some(&(_, index, value)) = changes.get(next).filter(|c| c.0 <= pos) {
+                fx.set_param(index, value);
+                next += 1;
+            }
+            let end = changes.get(next).map_or(input.len(), |c| c.0).min(pos + block).min(input.len());
+            if in_place {
+                fx.process_in_place(&mut out[pos..end]);
+            } else {
+                fx.process(&input[pos..end], &mut out[pos..end]);
+            }
+            pos = end;
+        }
+        out
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn latency_delays_the_input_in_front_of_the_effect() {
+        let n = 6000;
+        let input = signal(n);
+        let c = 2500;
+        for latency in [1, 100, 700] {
+            for (block, in_place) in [(512, false), (64, true), (1000, false)] {
+                // A mid-stream change at input sample c: frame c without latency, frame c + L with it (the shift a
+                // host's latency compensation makes), so both effects meet it with the same input sample.
+                let at = |frame: usize| [(frame, DRIVE, 18.0), (frame, TONE, 900.0), (frame, GAIN, -5.0)];
+                let zero = render_changing(&mut TestFx::with_latency(RATE, 0), &input, block, in_place, &at(c));
+                let mut fx = TestFx::with_latency(RATE, latency);
+                assert_eq!(fx.latency(), latency);
+                let delayed = render_changing(&mut fx, &input, block, in_place, &at(c + latency));
+                assert!(delayed[..latency].iter().all(|&y| y.to_bits() == 0), "L {latency}: not silent first");
+                assert!(
+                    same_bits(&delayed[latency..], &zero[..n - latency]),
+                    "L {latency}, block {block}: not the zero-latency output shifted by L"
+                );
+                // The definition: output s is the effect of input s - L (zeros before) under the parameters of s.
+                let mut padded = vec![0.0; latency];
+                padded.extend_from_slice(&input[..n - latency]);
+                let reference = render_changing(&mut TestFx::with_latency(RATE, 0), &padded, block, false, &at(c));
+                let mut fx = TestFx::with_latency(RATE, latency);
+                assert!(same_bits(&render_changing(&mut fx, &input, block, in_place, &at(c)), &reference));
+                // reset() empties the delay line as well as the low-pass.
+                fx.reset();
+                fx.set_param(DRIVE, PARAMS[DRIVE].default);
+                fx.set_param(TONE, PARAMS[TONE].default);
+                fx.set_param(GAIN, PARAMS[GAIN].default);
+                assert!(same_bits(&render_changing(&mut fx, &input, block, in_place, &at(c)), &reference));
+            }
+        }
+    }
+
+    #[test]
+    fn zero_latency_is_no_delay_line() {
+        let fx = TestFx::with_latency(RATE, 0);
+        assert_eq!(fx.latency(), 0);
+        assert!(fx.delay.is_empty());
+        assert_eq!(TestFx::with_latency(RATE, usize::MAX).latency(), MAX_LATENCY);
+    }
+
+    #[test]
+    fn latency_values_parse_as_whole_frames() {
+        for (text, frames) in [
+            ("", 0),
+            ("0", 0),
+            ("300", 300),
+            (" 300\n", 300),
+            ("-5", 0),
+            ("1.5", 0),
+            ("abc", 0),
+            ("65536", MAX_LATENCY),
+            ("65537", MAX_LATENCY),
+            ("99999999999999999999999", MAX_LATENCY),
+        ] {
+            assert_eq!(latency_from_str(text), frames, "{text:?}");
+        }
     }
 
     #[test]

@@ -17,9 +17,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use afx_testfx_dsp::{FAULT, FAULT_LABELS, PARAMS};
+use afx_testfx_dsp::{FAULT, FAULT_LABELS, MAX_LATENCY, PARAMS};
 
-use crate::lv2_export::{PORT_IN, PORT_OUT, PORT_PARAMS};
+use crate::lv2_export::{PORT_IN, PORT_LATENCY, PORT_OUT, PORT_PARAMS};
 use crate::{LV2_URI, NAME};
 
 /// The file name cargo gives the cdylib on Linux.
@@ -74,7 +74,8 @@ pub fn lv2_manifest() -> String {
     )
 }
 
-/// The LV2 plugin description, `testfx.ttl`: audio ports 0 and 1, then a control input per parameter.
+/// The LV2 plugin description, `testfx.ttl`: audio ports 0 and 1, a control input per parameter, then the
+/// `latency` control output (`lv2:reportsLatency`, designated `lv2:latency`, as x42's plugins report theirs).
 pub fn lv2_plugin_ttl() -> String {
     let mut ttl = format!(
         "@prefix doap: <http://usefulinc.com/ns/doap#> .\n\
@@ -124,6 +125,15 @@ pub fn lv2_plugin_ttl() -> String {
         }
         ttl.push_str("\n    ]");
     }
+    // A control output: hosts (afx among them) list only control inputs as parameters.
+    write!(
+        ttl,
+        " , [\n        a lv2:ControlPort, lv2:OutputPort ;\n        lv2:index {PORT_LATENCY} ;\n\
+         \x20       lv2:symbol \"latency\" ;\n        lv2:name \"Latency\" ;\n        lv2:minimum 0 ;\n\
+         \x20       lv2:maximum {MAX_LATENCY} ;\n        lv2:portProperty lv2:reportsLatency, lv2:integer ;\n\
+         \x20       lv2:designation lv2:latency ;\n        units:unit units:frame\n    ]"
+    )
+    .unwrap();
     ttl.push_str(" .\n");
     ttl
 }

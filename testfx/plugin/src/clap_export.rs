@@ -1,11 +1,12 @@
 //! The CLAP face of the test effect (clack-plugin): one mono in/out port, plain-value parameters with the ids
-//! 0..N of [`PARAMS`], latency 0. Parameter events apply sample-accurately: the block is split at each event.
+//! 0..N of [`PARAMS`], the latency `AFX_TESTFX_LATENCY` asks for (0 unless set; read once per instance). Parameter
+//! events apply sample-accurately: the block is split at each event.
 
 use std::ffi::CStr;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use afx_testfx_dsp::{FAULT, FAULT_LABELS, PARAMS, TestFx};
+use afx_testfx_dsp::{FAULT, FAULT_LABELS, PARAMS, TestFx, latency_from_env};
 use clack_extensions::audio_ports::{
     AudioPortFlags, AudioPortInfo, AudioPortInfoWriter, AudioPortType, PluginAudioPorts, PluginAudioPortsImpl,
 };
@@ -46,7 +47,10 @@ impl DefaultPluginFactory for TestFxClap {
     }
 
     fn new_shared(_host: HostSharedHandle<'_>) -> Result<Values, PluginError> {
-        Ok(Values(std::array::from_fn(|i| AtomicU32::new(PARAMS[i].default.to_bits()))))
+        Ok(Values {
+            bits: std::array::from_fn(|i| AtomicU32::new(PARAMS[i].default.to_bits())),
+            latency: latency_from_env(),
+        })
     }
 
     fn new_main_thread<'a>(_host: HostMainThreadHandle<'a>, shared: &'a Values) -> Result<MainThread<'a>, PluginError> {
@@ -55,17 +59,21 @@ impl DefaultPluginFactory for TestFxClap {
 }
 
 /// The plain parameter values (f32 bits), shared because CLAP lets the main thread set them while inactive
-/// (`flush`) and read them back at any time, while the audio thread changes them through events.
-pub struct Values([AtomicU32; PARAMS.len()]);
+/// (`flush`) and read them back at any time, while the audio thread changes them through events; and the
+/// instance's latency, fixed when it is made, which the main thread reports and every activation's effect has.
+pub struct Values {
+    bits: [AtomicU32; PARAMS.len()],
+    latency: usize,
+}
 
 impl Values {
     fn get(&self, index: usize) -> f32 {
-        f32::from_bits(self.0[index].load(Ordering::Relaxed))
+        f32::from_bits(self.bits[index].load(Ordering::Relaxed))
     }
 
     fn set(&self, index: usize, value: f32) {
         if value.is_finite() {
-            self.0[index].store(PARAMS[index].sanitize(value).to_bits(), Ordering::Relaxed);
+            self.bits[index].store(PARAMS[index].sanitize(value).to_bits(), Ordering::Relaxed);
         }
     }
 }
@@ -166,7 +174,7 @@ impl PluginAudioPortsImpl for MainThread<'_> {
 
 impl PluginLatencyImpl for MainThread<'_> {
     fn get(&self) -> u32 {
-        0
+        self.values.latency as u32
     }
 }
 
@@ -190,7 +198,7 @@ impl<'a> PluginAudioProcessor<'a, Values, MainThread<'a>> for Processor<'a> {
         values: &'a Values,
         audio_config: PluginAudioConfiguration,
     ) -> Result<Self, PluginError> {
-        let mut fx = TestFx::new(audio_config.sample_rate as f32);
+        let mut fx = TestFx::with_latency(audio_config.sample_rate as f32, values.latency);
         for index in 0..PARAMS.len() {
             fx.set_param(index, values.get(index));
         }

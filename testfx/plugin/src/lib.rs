@@ -10,6 +10,10 @@
 //! | CLAP | [`CLAP_ID`] | ids 0..N in `PARAMS` order, plain values |
 //! | VST3 | class [`vst3_export::PROCESSOR_CID`] | ids 0..N, normalised as afx's `ParamSpec` (log for `tone`) |
 //! | LV2 | [`LV2_URI`] | control ports 2.. with the `PARAMS` ids as symbols |
+//!
+//! Each format reports the latency `AFX_TESTFX_LATENCY` asks for (0 unless set; see [`afx_testfx_dsp`]): CLAP
+//! through its latency extension, VST3 through `getLatencySamples`, LV2 through the control output `latency`
+//! ([`lv2_export::PORT_LATENCY`], after the parameters' ports).
 
 use std::ffi::CStr;
 

@@ -2,8 +2,9 @@
 //! port-type machinery buys nothing for one audio pair and four floats).
 //!
 //! Ports, as the bundle's .ttl ([`crate::bundle::lv2_plugin_ttl`]) declares them: 0 audio in, 1 audio out,
-//! then one control input per entry of [`PARAMS`], in order, with the parameter's id as symbol. Control values
-//! are read at the start of every `run`, so they apply from the block's first sample.
+//! then one control input per entry of [`PARAMS`], in order, with the parameter's id as symbol, then the
+//! control output `latency` ([`PORT_LATENCY`], `lv2:reportsLatency`), written in every `run`. Control values are
+//! read at the start of every `run`, so they apply from the block's first sample.
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -19,6 +20,8 @@ pub const PORT_IN: u32 = 0;
 pub const PORT_OUT: u32 = 1;
 /// Index of the first control port; parameter `i` of [`PARAMS`] is port `PORT_PARAMS + i`.
 pub const PORT_PARAMS: u32 = 2;
+/// Index of the control output that reports the latency in frames, after the parameters.
+pub const PORT_LATENCY: u32 = PORT_PARAMS + PARAMS.len() as u32;
 
 /// One plugin instance: the effect and the host's port buffers.
 struct Instance {
@@ -26,6 +29,7 @@ struct Instance {
     input: *const f32,
     output: *mut f32,
     controls: [*const f32; PARAMS.len()],
+    latency: *mut f32,
 }
 
 /// The descriptor holds only a pointer to a static C string and function pointers: immutable, shareable.
@@ -56,6 +60,7 @@ unsafe extern "C" fn instantiate(
         input: ptr::null(),
         output: ptr::null_mut(),
         controls: [ptr::null(); PARAMS.len()],
+        latency: ptr::null_mut(),
     };
     Box::into_raw(Box::new(instance)).cast()
 }
@@ -66,6 +71,7 @@ unsafe extern "C" fn connect_port(handle: LV2_Handle, port: u32, data: *mut c_vo
     match port {
         PORT_IN => instance.input = data.cast(),
         PORT_OUT => instance.output = data.cast(),
+        PORT_LATENCY => instance.latency = data.cast(),
         _ => {
             if let Some(control) = instance.controls.get_mut((port - PORT_PARAMS) as usize) {
                 *control = data.cast();
@@ -88,6 +94,10 @@ unsafe extern "C" fn run(handle: LV2_Handle, sample_count: u32) {
             // SAFETY: a connected control port points to one float, valid during run.
             instance.fx.set_param(index, unsafe { control.read() });
         }
+    }
+    if !instance.latency.is_null() {
+        // SAFETY: a connected control output points to one writable float, valid during run.
+        unsafe { instance.latency.write(instance.fx.latency() as f32) };
     }
     let (input, output, n) = (instance.input, instance.output, sample_count as usize);
     if input.is_null() || output.is_null() {

@@ -4,7 +4,8 @@
 //! VST3 hosts send normalised [0, 1] values; [`ParamInfo::to_plain`] maps them the way afx's `ParamSpec` does
 //! (linear, or log for `tone`; `fault` has `max - min` steps), so the plain values match CLAP's and LV2's.
 //! The controller's parameter short title is the parameter's id (`drive`, `tone`, ...), the LV2 symbol.
-//! Parameter points apply sample-accurately: the block is split at each point's offset.
+//! Parameter points apply sample-accurately: the block is split at each point's offset. `getLatencySamples`
+//! reports the latency `AFX_TESTFX_LATENCY` asked for when the processor was made.
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
@@ -218,7 +219,7 @@ impl IAudioProcessorTrait for Processor {
     }
 
     unsafe fn getLatencySamples(&self) -> u32 {
-        0
+        self.state().fx.latency() as u32
     }
 
     unsafe fn setupProcessing(&self, setup: *mut ProcessSetup) -> tresult {
@@ -228,7 +229,8 @@ impl IAudioProcessorTrait for Processor {
         // SAFETY: the host passes a valid ProcessSetup (checked non-null above).
         let sample_rate = unsafe { (*setup).sampleRate };
         let mut state = self.state();
-        let mut fx = TestFx::new(sample_rate as f32);
+        // The latency read when the processor was made: what getLatencySamples has reported stays true.
+        let mut fx = TestFx::with_latency(sample_rate as f32, state.fx.latency());
         for (index, value) in state.values.iter().enumerate() {
             fx.set_param(index, *value);
         }

@@ -88,6 +88,10 @@ fn lv2info_reports_the_parameters_of_the_core() {
             assert!(port.contains(&format!("{field}:     {value:.6}")), "{}: {field} {value}:\n{port}", p.id);
         }
     }
+    // The latency is a control output after the parameters, not a parameter.
+    let latency_port = afx_testfx::lv2_export::PORT_LATENCY;
+    assert!(text.contains(&format!("Has latency:       yes, reported by port {latency_port}\n")), "{text}");
+    assert_eq!(latency_port as usize, 2 + PARAMS.len());
 }
 
 #[test]
