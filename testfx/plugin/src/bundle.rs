@@ -42,7 +42,7 @@ pub struct Bundles {
 
 /// Copies `library` (the built `libafx_testfx.so`) into the three bundles under `out_dir`, replacing older
 /// copies. Each file is written beside its destination and renamed over it, so a process that still has the
-/// old library mapped keeps running.
+/// old library mapped keeps running, and one that reads the bundle meanwhile reads whole files.
 pub fn package(library: &Path, out_dir: &Path) -> io::Result<Bundles> {
     let clap = out_dir.join("clap").join("AfxTest.clap");
     let vst3 = out_dir.join("vst3").join("AfxTest.vst3");
@@ -54,14 +54,22 @@ pub fn package(library: &Path, out_dir: &Path) -> io::Result<Bundles> {
     replace_with_copy(library, &clap)?;
     replace_with_copy(library, &vst3_binary_dir.join("AfxTest.so"))?;
     replace_with_copy(library, &lv2.join(LV2_BINARY))?;
-    fs::write(lv2.join("manifest.ttl"), lv2_manifest())?;
-    fs::write(lv2.join("testfx.ttl"), lv2_plugin_ttl())?;
+    replace_with(&lv2.join("manifest.ttl"), |tmp| fs::write(tmp, lv2_manifest()))?;
+    replace_with(&lv2.join("testfx.ttl"), |tmp| fs::write(tmp, lv2_plugin_ttl()))?;
     Ok(Bundles { clap, vst3, lv2 })
 }
 
 fn replace_with_copy(from: &Path, to: &Path) -> io::Result<()> {
-    let tmp = to.with_extension("tmp");
-    fs::copy(from, &tmp)?;
+    replace_with(to, |tmp| fs::copy(from, tmp).map(drop))
+}
+
+/// Writes `to` through `write` to a temporary name of this process's own beside it, then renames it over `to`:
+/// a reader (lilv scanning the bundle in another test process) sees the old file or the new one, never half of
+/// one, and two processes packaging at once do not share a temporary file.
+fn replace_with(to: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+    let name = to.file_name().expect("a file path").to_string_lossy();
+    let tmp = to.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    write(&tmp)?;
     fs::rename(&tmp, to)
 }
 
