@@ -62,7 +62,7 @@ fn shards_hold_real_renders_and_machines_or_restarts_give_the_same_collection() 
     assert_eq!(examples.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 4, 5]);
     for e in &examples {
         assert!(e.params.iter().all(|t| (0.0..=1.0).contains(t)));
-        let job = afx_spsa::Job::Render { input: e.input.clone().into(), theta: e.params.clone() };
+        let job = afx_spsa::Job::Render { hop: 0, input: e.input.clone().into(), theta: e.params.clone() };
         assert_eq!(executor.run(&job).unwrap().into_audio().unwrap(), e.output);
     }
 

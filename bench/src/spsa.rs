@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use afx_spsa::estimator::Scoring;
 use afx_spsa::worker::{Executor, WorkerSpec};
 use afx_spsa::{Isolation, Job, Pool, PoolConfig, PoolError, WorkerCommand, item_seed};
 
@@ -88,7 +89,7 @@ impl DirectThreads {
                     }
                 };
                 let _ = done.send(Ok(()));
-                let job = Job::Render { input, theta };
+                let job = Job::Render { input, theta, hop: 0 };
                 for renders in rx {
                     let result = (0..renders).try_for_each(|_| executor.run_ref(&job).map(|_| ()));
                     let _ = done.send(result.map_err(|e| e.to_string()));
@@ -139,12 +140,13 @@ pub fn pool_throughput(
     let config = |isolation, workers| PoolConfig { workers, ..PoolConfig::new(spec.clone(), isolation) };
     let mut threads = Pool::new(config(Isolation::Thread, 1))?;
     let mut processes = Pool::new(config(Isolation::Process(worker.clone()), 1))?;
-    let render_jobs = || (0..renders).map(|_| Job::Render { input: input.clone(), theta: theta.clone() }).collect();
+    let render_jobs =
+        || (0..renders).map(|_| Job::Render { hop: 0, input: input.clone(), theta: theta.clone() }).collect();
 
     let (mut d, mut t, mut i) = (vec![], vec![], vec![]);
     for round in 0..=rounds.max(1) {
         let start = Instant::now();
-        let job = Job::Render { input: input.clone(), theta: theta.clone() };
+        let job = Job::Render { hop: 0, input: input.clone(), theta: theta.clone() };
         for _ in 0..renders {
             direct.run_ref(&job).map_err(|e| BenchError::Failed(e.to_string()))?;
         }
@@ -168,6 +170,8 @@ pub fn pool_throughput(
     let (direct_s, inprocess_s, isolated_s) = (median(d), median(t), median(i));
 
     let spsa_job = |perturbations: u32, seed: u64| Job::Spsa {
+        hop: 0,
+        scoring: Scoring::Whole,
         input: input.clone(),
         theta: theta.clone(),
         grad: input.clone(),

@@ -28,6 +28,11 @@ pub enum ChainError {
     BadValue { param: String, source: ValueError },
     #[error("chain {chain:?} takes {expected} normalised parameters, got {got}")]
     ThetaLength { chain: String, expected: usize, got: usize },
+    #[error(
+        "chain {chain:?} takes a trajectory of rows of {params} normalised parameters at a hop of at least 1 frame, \
+         got {got} values at a hop of {hop}"
+    )]
+    TrajectoryShape { chain: String, params: usize, got: usize, hop: usize },
     #[error(transparent)]
     Render(#[from] RenderError),
 }
@@ -256,6 +261,33 @@ impl ChainLayout {
             values.push(v);
         }
         Ok(values)
+    }
+
+    /// Plain automation for every stage from a normalised trajectory: `theta` holds one row of P values per
+    /// control frame (F·P in all, row `f` from input frame `f·hop`; see [`crate::automation`]). One row gives
+    /// constant automation, as [`ChainLayout::plain_values`] would.
+    pub fn plain_automation(&self, theta: &[f32], hop: usize) -> Result<Vec<Automation>, ChainError> {
+        let p = self.num_params();
+        if theta.len() == p {
+            return Ok(self.plain_values(theta)?.iter().map(|v| Automation::constant(v)).collect());
+        }
+        if p == 0 || !theta.len().is_multiple_of(p) || hop == 0 {
+            return Err(ChainError::TrajectoryShape { chain: self.name.clone(), params: p, got: theta.len(), hop });
+        }
+        let mut stages: Vec<Vec<f32>> = vec![vec![]; self.stages.len()];
+        for row in theta.chunks_exact(p) {
+            for (rows, values) in stages.iter_mut().zip(self.plain_values(row)?) {
+                rows.extend_from_slice(&values);
+            }
+        }
+        Ok(self
+            .stages
+            .iter()
+            .zip(stages)
+            .map(|(stage, rows)| {
+                Automation::new(hop, stage.base.len(), rows).expect("one row of the stage's values per frame")
+            })
+            .collect())
     }
 
     /// Every stage's base values with some parameters set, by `id` (when one stage has it) or `stage.id`.

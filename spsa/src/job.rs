@@ -12,28 +12,53 @@ use std::time::Duration;
 
 use afx_host::{Audio, Automation};
 
+use crate::estimator::Scoring;
+
 /// One unit of work for a worker, on one batch item.
 ///
 /// Audio is shared ([`Arc`]): making jobs never copies it, and the jobs of one item (or items with the same
 /// input) point at one buffer, which a batch sends to worker processes once (see [`crate::Pool::run`]).
 #[derive(Debug, Clone, PartialEq)]
+///
+/// θ is normalised: one row of P values, or a trajectory of F rows (F·P values), row `f` in effect from input
+/// frame `f·hop` (see `afx_host::automation`); `hop` is unused for one row.
 pub enum Job {
     /// `y = f(x, θ)`.
-    Render { input: Arc<Audio>, theta: Vec<f32> },
-    /// SPSA estimate of `(∂y/∂θ)ᵀ g` (see [`crate::estimator::spsa_vjp`]).
-    Spsa { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, perturbations: u32, seed: u64 },
-    /// Perturbations `first..first + count` of a [`Job::Spsa`] seeded `seed`: their `⟨g, y₊ − y₋⟩`, as
-    /// [`JobOutput::SpsaDots`] (see [`crate::estimator::spsa_dots`]). [`crate::estimator::spsa_combine`] turns the
-    /// dots of all K perturbations, in order, into the item's estimate, bit for bit what the whole job gives:
-    /// how [`crate::Pool::run`] spreads one item over several workers.
-    SpsaPart { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, epsilon: f32, first: u32, count: u32, seed: u64 },
+    Render { input: Arc<Audio>, theta: Vec<f32>, hop: u32 },
+    /// SPSA estimate of `(∂y/∂θ)ᵀ g` (see [`crate::estimator::spsa_vjp`]), a trajectory's rows scored as
+    /// `scoring` says.
+    Spsa {
+        input: Arc<Audio>,
+        theta: Vec<f32>,
+        hop: u32,
+        grad: Arc<Audio>,
+        epsilon: f32,
+        perturbations: u32,
+        seed: u64,
+        scoring: Scoring,
+    },
+    /// Perturbations `first..first + count` of a [`Job::Spsa`] seeded `seed`: their `⟨g, y₊ − y₋⟩` per output
+    /// segment (one per row of θ), as [`JobOutput::SpsaDots`] (see [`crate::estimator::spsa_dots`]).
+    /// [`crate::estimator::spsa_combine`] turns the dots of all K perturbations, in order, into the item's
+    /// estimate, bit for bit what the whole job gives: how [`crate::Pool::run`] spreads one item over several
+    /// workers.
+    SpsaPart {
+        input: Arc<Audio>,
+        theta: Vec<f32>,
+        hop: u32,
+        grad: Arc<Audio>,
+        epsilon: f32,
+        first: u32,
+        count: u32,
+        seed: u64,
+    },
     /// `y = f(x, values)` with every parameter of every stage in plain units, fixed or moving: one
     /// [`Automation`] per stage ([`Automation::constant`] of what [`afx_host::ChainLayout::plain_values`] or
     /// `values_with` give, for fixed values), `sidechain` fed to the plugins' key inputs (silence when `None`):
     /// what `afx render` and `afx infer` run on a whole file.
     RenderValues { input: Arc<Audio>, sidechain: Option<Arc<Audio>>, values: Vec<Automation> },
     /// Central finite differences of `(∂y/∂θ)ᵀ g` with step `step`.
-    FiniteDifference { input: Arc<Audio>, theta: Vec<f32>, grad: Arc<Audio>, step: f32 },
+    FiniteDifference { input: Arc<Audio>, theta: Vec<f32>, hop: u32, grad: Arc<Audio>, step: f32 },
     /// The worker's [`Task`](crate::Task) `name` on `request`, which holds up to `renders` renders: the job's
     /// time limit is the pool's per-render limit times `renders` (at least one).
     Task { name: String, request: Vec<u8>, renders: u32 },
@@ -76,7 +101,7 @@ impl Job {
 pub enum JobOutput {
     Audio(Audio),
     Gradient(Vec<f32>),
-    /// A [`Job::SpsaPart`]'s `⟨g, y₊ − y₋⟩`, one per perturbation.
+    /// A [`Job::SpsaPart`]'s `⟨g, y₊ − y₋⟩`, one per output segment per perturbation.
     SpsaDots(Vec<f64>),
     /// A task's reply.
     Bytes(Vec<u8>),

@@ -11,6 +11,7 @@
 //! - [`wire`]: the binary protocol between the pool and worker processes.
 //!
 //! ```no_run
+//! use afx_spsa::estimator::Scoring;
 //! use afx_spsa::{Isolation, Job, Pool, PoolConfig, WorkerCommand, WorkerSpec};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let spec = WorkerSpec::new(Some("plugins.toml".into()), "eq_comp");
@@ -18,7 +19,8 @@
 //! # let silence = || std::sync::Arc::new(afx_host::Audio::silence(44_100, 1, 44_100));
 //! # let (input, grad) = (silence(), silence());
 //! let theta = vec![0.5; pool.num_params()];
-//! let jobs = vec![Job::Spsa { input, theta, grad, epsilon: 1e-3, perturbations: 4, seed: afx_spsa::item_seed(7, 0) }];
+//! let (epsilon, perturbations, seed) = (1e-3, 4, afx_spsa::item_seed(7, 0));
+//! let jobs = vec![Job::Spsa { input, theta, hop: 0, grad, epsilon, perturbations, seed, scoring: Scoring::Whole }];
 //! for result in pool.run(jobs) {
 //!     println!("{:?}", result?.into_gradient());
 //! }
@@ -37,6 +39,6 @@ pub mod wire;
 pub mod worker;
 
 pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
-pub use pool::{Isolation, PerturbedRenders, Pool, PoolConfig, PoolError, Shared, WorkerCommand};
+pub use pool::{Isolation, PerturbedRenders, Pool, PoolConfig, PoolError, Shared, Trajectories, WorkerCommand};
 pub use task::{Renderer, Task, TaskSet};
 pub use worker::WorkerSpec;

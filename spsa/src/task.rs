@@ -50,7 +50,7 @@ impl Renderer<'_> {
     /// process, a render that runs past the pool's job time limit ends the worker, as a render job's would.
     pub fn render(&mut self, input: &Audio, theta: &[f32], output: &mut Audio) -> Result<(), FailureKind> {
         self.watchdog.inspect(|w| w.arm());
-        let rendered = crate::render::render(self.chain, self.settings, input, theta, output);
+        let rendered = crate::render::render(self.chain, self.settings, input, theta, 0, output);
         self.watchdog.inspect(|w| w.disarm());
         rendered
     }

@@ -65,7 +65,7 @@ fn clip() -> Arc<Audio> {
 /// Direct, in-process render at θ.
 fn render(chain: &str, input: &Audio, theta: &[f32]) -> Audio {
     let mut executor = Executor::new(&spec(chain)).unwrap();
-    let job = Job::Render { input: Arc::new(input.clone()), theta: theta.to_vec() };
+    let job = Job::Render { hop: 0, input: Arc::new(input.clone()), theta: theta.to_vec() };
     executor.run(&job).unwrap().into_audio().unwrap()
 }
 
@@ -101,7 +101,7 @@ fn pool_renders_equal_direct_renders_in_order_with_processes_and_threads() {
     for isolation in [process(), Isolation::Thread] {
         let mut pool = pool("eq", isolation, 2);
         assert_eq!(pool.num_params(), 3);
-        let jobs = thetas.iter().map(|t| Job::Render { input: input.clone(), theta: t.clone() }).collect();
+        let jobs = thetas.iter().map(|t| Job::Render { hop: 0, input: input.clone(), theta: t.clone() }).collect();
         for (result, want) in pool.run(jobs).into_iter().zip(&expected) {
             assert_eq!(&result.unwrap().into_audio().unwrap(), want);
         }
@@ -116,8 +116,17 @@ fn spsa_with_64_perturbations_points_where_finite_differences_do() {
         let (input, g) = problem(chain, &theta, &theta_star);
         let mut pool = pool(chain, process(), 2);
         let jobs = vec![
-            Job::FiniteDifference { input: input.clone(), theta: theta.to_vec(), grad: g.clone(), step: 1e-2 },
-            Job::Spsa { input, theta: theta.to_vec(), grad: g, epsilon: 1e-2, perturbations: 64, seed: 11 },
+            Job::FiniteDifference { hop: 0, input: input.clone(), theta: theta.to_vec(), grad: g.clone(), step: 1e-2 },
+            Job::Spsa {
+                hop: 0,
+                scoring: afx_spsa::estimator::Scoring::Whole,
+                input,
+                theta: theta.to_vec(),
+                grad: g,
+                epsilon: 1e-2,
+                perturbations: 64,
+                seed: 11,
+            },
         ];
         let mut results = pool.run(jobs).into_iter();
         let fd = gradient(results.next().unwrap());
@@ -136,6 +145,7 @@ fn single_perturbation_spsa_is_unbiased_its_mean_converges_to_finite_differences
     let mut pool = pool("eq", process(), 2);
     let fd = gradient(
         pool.run(vec![Job::FiniteDifference {
+            hop: 0,
             input: input.clone(),
             theta: theta.to_vec(),
             grad: g.clone(),
@@ -146,6 +156,8 @@ fn single_perturbation_spsa_is_unbiased_its_mean_converges_to_finite_differences
     let runs = 600;
     let jobs = (0..runs)
         .map(|i| Job::Spsa {
+            hop: 0,
+            scoring: afx_spsa::estimator::Scoring::Whole,
             input: input.clone(),
             theta: theta.to_vec(),
             grad: g.clone(),
@@ -197,7 +209,7 @@ fn fault_batch(input: &Arc<Audio>) -> Vec<Job> {
     (0..8)
         .map(|i| {
             let drive = if i == 3 { 1.0 } else { 0.1 * i as f32 };
-            Job::Render { input: input.clone(), theta: vec![drive, 0.5, 0.5] }
+            Job::Render { hop: 0, input: input.clone(), theta: vec![drive, 0.5, 0.5] }
         })
         .collect()
 }
@@ -245,7 +257,7 @@ fn a_crashing_hanging_or_nan_item_fails_alone_and_the_pool_stays_healthy() {
         }
         // The next batch, without the faulty item, runs on the (replaced) workers as if nothing happened.
         let mut next = fault_batch(&input);
-        next[3] = Job::Render { input: input.clone(), theta: vec![0.3, 0.5, 0.5] };
+        next[3] = Job::Render { hop: 0, input: input.clone(), theta: vec![0.3, 0.5, 0.5] };
         for (i, result) in pool.run(next).into_iter().enumerate() {
             let audio = result.unwrap_or_else(|e| panic!("{mode}: next batch item {i}: {e}")).into_audio().unwrap();
             if i != 3 {
@@ -329,7 +341,7 @@ fn a_task_renders_like_a_render_job_and_a_worker_without_it_names_it() {
         let error = result.unwrap_err().to_string();
         assert!(error.contains(RENDER_CLIP) || error.contains("no-such-task"), "{error}");
     }
-    assert!(processes.run(vec![Job::Render { input: input.clone(), theta: thetas[0].clone() }])[0].is_ok());
+    assert!(processes.run(vec![Job::Render { hop: 0, input: input.clone(), theta: thetas[0].clone() }])[0].is_ok());
     // A task's render reports non-finite output as a render job does.
     let mut config = PoolConfig::new(spec("fx_nan"), Isolation::Thread);
     (config.workers, config.tasks) = (1, render_clip_task);
@@ -346,7 +358,7 @@ fn run_each_hands_over_every_result_once_and_draws_jobs_only_a_few_ahead() {
         let drawn = std::sync::atomic::AtomicUsize::new(0);
         let jobs = (0..40).map(|i| {
             drawn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Job::Render { input: input.clone(), theta: theta(i) }
+            Job::Render { hop: 0, input: input.clone(), theta: theta(i) }
         });
         let mut seen = vec![0; 40];
         let mut drawn_at_first = None;
@@ -370,6 +382,8 @@ fn run_each_hands_over_every_result_once_and_draws_jobs_only_a_few_ahead() {
 fn spsa_direct(chain: &str, input: &Arc<Audio>, theta: &[f32], g: &Arc<Audio>, k: u32, seed: u64) -> Vec<f32> {
     let mut executor = Executor::new(&spec(chain)).unwrap();
     let job = Job::Spsa {
+        hop: 0,
+        scoring: afx_spsa::estimator::Scoring::Whole,
         input: input.clone(),
         theta: theta.to_vec(),
         grad: g.clone(),
@@ -392,6 +406,8 @@ fn an_spsa_item_split_over_workers_gives_the_unsplit_estimate_bit_for_bit() {
         let mut pool = pool("fx", isolation, workers);
         // One item of K = 16: split into parts (4 with 2 workers, 2 with one).
         let job = Job::Spsa {
+            hop: 0,
+            scoring: afx_spsa::estimator::Scoring::Whole,
             input: input.clone(),
             theta: theta.to_vec(),
             grad: g.clone(),
@@ -449,6 +465,8 @@ fn a_crash_in_a_part_of_a_split_item_fails_that_item_alone() {
     // Two items of K = 8, each split in two parts; the second's drive sits where the armed fault fires.
     let faulty = vec![1.0, 0.5, 0.5];
     let job = |theta: &[f32]| Job::Spsa {
+        hop: 0,
+        scoring: afx_spsa::estimator::Scoring::Whole,
         input: input.clone(),
         theta: theta.to_vec(),
         grad: g.clone(),
@@ -475,7 +493,7 @@ fn a_job_too_large_for_a_frame_fails_alone_with_the_size_and_the_limit() {
     let request = vec![0u8; afx_spsa::wire::MAX_FRAME + 1];
     let jobs = vec![
         Job::Task { name: "big".into(), request, renders: 1 },
-        Job::Render { input: input.clone(), theta: vec![0.2, 0.5, 0.9] },
+        Job::Render { hop: 0, input: input.clone(), theta: vec![0.2, 0.5, 0.9] },
     ];
     let mut results = pool.run(jobs).into_iter();
     // Refused when encoded, not by the worker: not a crash (a dead worker, a retry), nor a time-out.

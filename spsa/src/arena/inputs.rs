@@ -190,9 +190,18 @@ mod tests {
         let a = Arc::new(Audio::new(48_000, vec![vec![0.25; 300], vec![-1.0; 300]]).unwrap());
         let b = Arc::new(Audio::new(44_100, vec![(0..5000).map(|i| i as f32).collect()]).unwrap());
         let jobs = vec![
-            Job::Spsa { input: a.clone(), theta: vec![], grad: b.clone(), epsilon: 0.1, perturbations: 1, seed: 0 },
-            Job::Render { input: a.clone(), theta: vec![] },
-            Job::Render { input: Arc::new((*a).clone()), theta: vec![] },
+            Job::Spsa {
+                hop: 0,
+                scoring: crate::estimator::Scoring::Whole,
+                input: a.clone(),
+                theta: vec![],
+                grad: b.clone(),
+                epsilon: 0.1,
+                perturbations: 1,
+                seed: 0,
+            },
+            Job::Render { hop: 0, input: a.clone(), theta: vec![] },
+            Job::Render { hop: 0, input: Arc::new((*a).clone()), theta: vec![] },
         ];
         let placements = arena.write_batch(&jobs).unwrap();
         assert_eq!(placements.places.len(), 3, "a, b and the copy of a");
@@ -207,7 +216,7 @@ mod tests {
         }
         // The next batch grows the file: the view remaps.
         let big = Arc::new(Audio::new(8000, vec![vec![0.5; 200_000]]).unwrap());
-        let placements = arena.write_batch(&[Job::Render { input: big.clone(), theta: vec![] }]).unwrap();
+        let placements = arena.write_batch(&[Job::Render { hop: 0, input: big.clone(), theta: vec![] }]).unwrap();
         assert_eq!(&*view.resolve(placements.get(&big).unwrap()).unwrap(), &*big);
         let outside = SharedAudio { batch: 9, offset: 1 << 40, sample_rate: 8000, channels: 1, frames: 1 };
         assert!(view.resolve(outside).is_err());
@@ -220,7 +229,7 @@ mod tests {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(arena.fd()) }.try_clone_to_owned().unwrap();
         let mut view = ArenaView::from_fd(fd);
         let audio = |value: f32| Arc::new(Audio::new(44_100, vec![vec![value; 1000]]).unwrap());
-        let render = |input: &Arc<Audio>| Job::Render { input: input.clone(), theta: vec![] };
+        let render = |input: &Arc<Audio>| Job::Render { hop: 0, input: input.clone(), theta: vec![] };
         let (a, b, c, d) = (audio(1.0), audio(2.0), audio(3.0), audio(4.0));
         let span = 4000usize.next_multiple_of(ALIGN) as u64;
 

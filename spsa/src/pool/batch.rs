@@ -7,7 +7,8 @@ use afx_host::{Audio, Automation};
 
 use crate::job::{FailureKind, ItemError, Job, item_seed};
 
-use super::Pool;
+use super::{Control, Pool};
+use crate::estimator::{Frames, Scoring};
 
 impl Pool {
     /// Renders item `i` of `inputs` at `thetas[i]`: the forward pass of a batch.
@@ -29,7 +30,8 @@ impl Pool {
         thetas: &[Vec<f32>],
         mut done: impl FnMut(usize, Result<Audio, ItemError>),
     ) {
-        let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.shared(), theta: t.clone() });
+        let hop = self.control.hop;
+        let jobs = inputs.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.shared(), theta: t.clone(), hop });
         let mut renders = 0;
         self.run_placed(jobs.collect(), |index, result| {
             let result = result.map(|o| o.into_audio().expect("render jobs give audio"));
@@ -90,13 +92,16 @@ impl Pool {
         perturbations: u32,
         seeds: &[u64],
     ) -> Vec<Result<Vec<f32>, ItemError>> {
+        let control = self.control;
         let jobs = inputs.iter().zip(thetas).zip(grads).zip(seeds).map(|(((x, t), g), &seed)| Job::Spsa {
             input: x.shared(),
             theta: t.clone(),
+            hop: control.hop,
             grad: g.shared(),
             epsilon,
             perturbations,
             seed,
+            scoring: control.scoring,
         });
         self.gradients_of(jobs.collect())
     }
@@ -123,15 +128,17 @@ impl Pool {
         let (items, pairs) = (inputs.len(), perturbations.max(1) as usize);
         let shared: Vec<Arc<Audio>> = inputs.iter().map(Shared::shared).collect();
         // The renders at θ first (the caller waits for those), then each item's pairs: θ₊ then θ₋ of k = 0, 1, ...
+        let Control { hop, scoring } = self.control;
         let mut jobs: Vec<Job> =
-            shared.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.clone(), theta: t.clone() }).collect();
+            shared.iter().zip(thetas).map(|(x, t)| Job::Render { input: x.clone(), theta: t.clone(), hop }).collect();
         for ((x, theta), &seed) in shared.iter().zip(thetas).zip(seeds) {
             for k in 0..pairs as u32 {
                 let (plus, minus) = crate::estimator::spsa_perturbation(theta, epsilon, seed, k);
-                jobs.push(Job::Render { input: x.clone(), theta: plus });
-                jobs.push(Job::Render { input: x.clone(), theta: minus });
+                jobs.push(Job::Render { input: x.clone(), theta: plus, hop });
+                jobs.push(Job::Render { input: x.clone(), theta: minus, hop });
             }
         }
+        let num_params = self.num_params();
         let mut perturbed: Vec<Vec<Option<Audio>>> = (0..items).map(|_| vec![None; 2 * pairs]).collect();
         let mut failed: Vec<Option<ItemError>> = (0..items).map(|_| None).collect();
         let mut renders = 0;
@@ -175,7 +182,8 @@ impl Pool {
                 None => {
                     let mut renders = renders.into_iter().map(|y| y.expect("every render of the item arrived"));
                     let pairs = std::iter::from_fn(|| Some((renders.next()?, renders.next()?))).collect();
-                    Ok(PerturbedRenders { theta: theta.clone(), epsilon, seed, pairs })
+                    let frames = Frames::of(theta.len(), num_params, hop as usize);
+                    Ok(PerturbedRenders { theta: theta.clone(), frames, scoring, epsilon, seed, pairs })
                 }
             })
             .collect()
@@ -190,9 +198,11 @@ impl Pool {
         grads: &[G],
         step: f32,
     ) -> Vec<Result<Vec<f32>, ItemError>> {
+        let hop = self.control.hop;
         let jobs = inputs.iter().zip(thetas).zip(grads).map(|((x, t), g)| Job::FiniteDifference {
             input: x.shared(),
             theta: t.clone(),
+            hop,
             grad: g.shared(),
             step,
         });
@@ -212,6 +222,8 @@ impl Pool {
 #[derive(Debug, Clone)]
 pub struct PerturbedRenders {
     theta: Vec<f32>,
+    frames: Frames,
+    scoring: Scoring,
     epsilon: f32,
     seed: u64,
     pairs: Vec<(Audio, Audio)>,
@@ -229,7 +241,15 @@ impl PerturbedRenders {
             g.len() == channels && g.iter().all(|c| c.len() == frames),
             "∂L/∂y must have the renders' {channels} channels of {frames} frames"
         );
-        crate::estimator::spsa_from_renders(&self.theta, self.epsilon, self.seed, g, &self.pairs)
+        crate::estimator::spsa_from_renders(
+            &self.theta,
+            self.frames,
+            self.scoring,
+            self.epsilon,
+            self.seed,
+            g,
+            &self.pairs,
+        )
     }
 
     /// The renders' (channels, frames): the item's input's.

@@ -36,6 +36,7 @@ use std::time::Duration;
 use afx_host::ChainLayout;
 
 use crate::arena::{Arena, Placements};
+use crate::estimator::Scoring;
 use crate::job::{FailureKind, ItemError, Job, JobOutput};
 use crate::task::TaskSet;
 use crate::worker::WorkerSpec;
@@ -130,6 +131,42 @@ pub struct Pool {
     renders: u64,
     /// Where batches put their audio for worker processes; `None` for threads (or without memfd).
     arena: Option<Arena>,
+    /// What the batch methods' θ rows are: one row of fixed values (hop 0), or trajectories (see
+    /// [`Pool::trajectories`]).
+    control: Control,
+}
+
+/// How the batch methods read θ: its hop, and how SPSA scores a trajectory's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Control {
+    pub hop: u32,
+    pub scoring: Scoring,
+}
+
+/// A pool whose batch methods take trajectories: each θ holds F rows of P values, row `f` in effect from input
+/// frame `f·hop`, and SPSA scores the rows as `scoring` says (see [`crate::estimator`]). Back to fixed values
+/// when dropped. Made by [`Pool::trajectories`].
+pub struct Trajectories<'p> {
+    pool: &'p mut Pool,
+}
+
+impl std::ops::Deref for Trajectories<'_> {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        self.pool
+    }
+}
+
+impl std::ops::DerefMut for Trajectories<'_> {
+    fn deref_mut(&mut self) -> &mut Pool {
+        self.pool
+    }
+}
+
+impl Drop for Trajectories<'_> {
+    fn drop(&mut self) {
+        self.pool.control = Control::default();
+    }
 }
 
 impl Pool {
@@ -155,7 +192,21 @@ impl Pool {
             Ok::<_, PoolError>(workers)
         })?;
         let chain = workers[0].as_ref().expect("every worker started").chain.clone();
-        Ok(Pool { runtime, config, workers, chain, renders: 0, arena })
+        Ok(Pool { runtime, config, workers, chain, renders: 0, arena, control: Control::default() })
+    }
+
+    /// This pool with batch methods that take trajectories at `hop` frames per row (each θ F·P values, F ≥ 1),
+    /// SPSA scoring each row's perturbation as `scoring` says. A θ of one row is fixed values, as without it.
+    ///
+    /// ```no_run
+    /// # fn demo(pool: &mut afx_spsa::Pool, inputs: &[afx_host::Audio], thetas: &[Vec<f32>]) {
+    /// use afx_spsa::estimator::Scoring;
+    /// let outputs = pool.trajectories(1024, Scoring::Causal).render_batch(inputs, thetas);
+    /// # }
+    /// ```
+    pub fn trajectories(&mut self, hop: usize, scoring: Scoring) -> Trajectories<'_> {
+        self.control = Control { hop: u32::try_from(hop).unwrap_or(u32::MAX), scoring };
+        Trajectories { pool: self }
     }
 
     /// The chain the workers host, as the first worker described it: its stages, plugins and parameters. The
@@ -185,7 +236,7 @@ impl Pool {
     /// like any jobs; the item's result is [`spsa_combine`](crate::estimator::spsa_combine) of their dots, bit
     /// for bit the whole job's, and the item fails (with the first failed part's error) if any part fails.
     pub fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<JobOutput, ItemError>> {
-        let (work, items) = split::split(jobs, self.workers.len());
+        let (work, items) = split::split(jobs, self.workers.len(), self.num_params());
         let mut results: Vec<Option<Result<JobOutput, ItemError>>> = (0..work.len()).map(|_| None).collect();
         self.run_placed(work, |index, result| results[index] = Some(result));
         let results = results.into_iter().map(|result| result.expect("every job gets a result"));

@@ -2,19 +2,19 @@
 //! consecutive perturbations, and their dots combined back into the item's estimate, bit for bit the whole
 //! job's (see [`Pool::run`](super::Pool::run)).
 
-use crate::estimator::{Workspace, spsa_combine};
+use crate::estimator::{Frames, Scoring, Workspace, spsa_combine};
 use crate::job::{FailureKind, ItemError, Job, JobOutput};
 
 /// How a batch item's result is made from the results of the jobs that ran: one job, or `parts` consecutive
 /// [`Job::SpsaPart`]s.
 pub(super) enum Item {
     Whole,
-    Split { parts: usize, theta: Vec<f32>, epsilon: f32, seed: u64 },
+    Split { parts: usize, theta: Vec<f32>, frames: Frames, scoring: Scoring, epsilon: f32, seed: u64 },
 }
 
 /// The jobs to run for `jobs` on `workers` workers, and how to assemble each item's result (see
 /// [`Pool::run`](super::Pool::run)).
-pub(super) fn split(jobs: Vec<Job>, workers: usize) -> (Vec<Job>, Vec<Item>) {
+pub(super) fn split(jobs: Vec<Job>, workers: usize, num_params: usize) -> (Vec<Job>, Vec<Item>) {
     let want = 2 * workers.max(1);
     if jobs.is_empty() || jobs.len() >= want {
         let items = jobs.iter().map(|_| Item::Whole).collect();
@@ -24,17 +24,18 @@ pub(super) fn split(jobs: Vec<Job>, workers: usize) -> (Vec<Job>, Vec<Item>) {
     let (mut work, mut items) = (vec![], vec![]);
     for job in jobs {
         match job {
-            Job::Spsa { input, theta, grad, epsilon, perturbations, seed } if perturbations >= 2 => {
+            Job::Spsa { input, theta, hop, grad, epsilon, perturbations, seed, scoring } if perturbations >= 2 => {
                 let parts = per_item.min(perturbations);
                 let mut first = 0;
                 for part in 0..parts {
                     // Sizes differ by at most one, larger first.
                     let count = perturbations / parts + u32::from(part < perturbations % parts);
                     let (input, grad, theta) = (input.clone(), grad.clone(), theta.clone());
-                    work.push(Job::SpsaPart { input, theta, grad, epsilon, first, count, seed });
+                    work.push(Job::SpsaPart { input, theta, hop, grad, epsilon, first, count, seed });
                     first += count;
                 }
-                items.push(Item::Split { parts: parts as usize, theta, epsilon, seed });
+                let frames = Frames::of(theta.len(), num_params, hop as usize);
+                items.push(Item::Split { parts: parts as usize, theta, frames, scoring, epsilon, seed });
             }
             job => {
                 work.push(job);
@@ -57,7 +58,7 @@ pub(super) fn assemble(
         .into_iter()
         .map(|item| match item {
             Item::Whole => results.next().expect("a result per job"),
-            Item::Split { parts, theta, epsilon, seed } => {
+            Item::Split { parts, theta, frames, scoring, epsilon, seed } => {
                 let mut dots = vec![];
                 let mut failed = None;
                 for result in results.by_ref().take(parts) {
@@ -76,7 +77,10 @@ pub(super) fn assemble(
                 }
                 match failed {
                     Some(e) => Err(e),
-                    None => Ok(JobOutput::Gradient(spsa_combine(&theta, epsilon, seed, &dots, &mut work))),
+                    None => {
+                        let estimate = spsa_combine(&theta, frames, scoring, epsilon, seed, &dots, &mut work);
+                        Ok(JobOutput::Gradient(estimate))
+                    }
                 }
             }
         })

@@ -4,6 +4,7 @@
 
 use afx_host::Automation;
 
+use crate::estimator::Scoring;
 use crate::job::Job;
 
 use super::WireError;
@@ -22,34 +23,45 @@ const VALUES: u8 = 6;
 /// right after.
 pub(super) fn put_job<'j>(out: &mut Vec<u8>, job: &'j Job, shared: Placement<'_>) -> Result<&'j [u8], WireError> {
     match job {
-        Job::Render { input, theta } => {
+        Job::Render { input, theta, hop } => {
             out.push(RENDER);
             put_audio(out, input, shared)?;
             put_f32s(out, theta)?;
+            put_u32(out, *hop);
         }
-        Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
+        Job::Spsa { input, theta, hop, grad, epsilon, perturbations, seed, scoring } => {
             out.push(SPSA);
             put_audio(out, input, shared)?;
             put_f32s(out, theta)?;
+            put_u32(out, *hop);
             put_audio(out, grad, shared)?;
             out.extend_from_slice(&epsilon.to_le_bytes());
             put_u32(out, *perturbations);
             out.extend_from_slice(&seed.to_le_bytes());
+            let (tag, window) = match scoring {
+                Scoring::Whole => (0, 0),
+                Scoring::Causal => (1, 0),
+                Scoring::Window(w) => (2, *w),
+            };
+            out.push(tag);
+            put_u32(out, window);
         }
-        Job::SpsaPart { input, theta, grad, epsilon, first, count, seed } => {
+        Job::SpsaPart { input, theta, hop, grad, epsilon, first, count, seed } => {
             out.push(PART);
             put_audio(out, input, shared)?;
             put_f32s(out, theta)?;
+            put_u32(out, *hop);
             put_audio(out, grad, shared)?;
             out.extend_from_slice(&epsilon.to_le_bytes());
             put_u32(out, *first);
             put_u32(out, *count);
             out.extend_from_slice(&seed.to_le_bytes());
         }
-        Job::FiniteDifference { input, theta, grad, step } => {
+        Job::FiniteDifference { input, theta, hop, grad, step } => {
             out.push(FD);
             put_audio(out, input, shared)?;
             put_f32s(out, theta)?;
+            put_u32(out, *hop);
             put_audio(out, grad, shared)?;
             out.extend_from_slice(&step.to_le_bytes());
         }
@@ -88,18 +100,26 @@ impl Cursor<'_, '_> {
     pub(super) fn job(&mut self) -> Result<Job, WireError> {
         let r = self;
         Ok(match r.u8()? {
-            RENDER => Job::Render { input: r.shared_audio()?, theta: r.f32s()? },
+            RENDER => Job::Render { input: r.shared_audio()?, theta: r.f32s()?, hop: r.u32()? },
             SPSA => Job::Spsa {
                 input: r.shared_audio()?,
                 theta: r.f32s()?,
+                hop: r.u32()?,
                 grad: r.shared_audio()?,
                 epsilon: r.f32()?,
                 perturbations: r.u32()?,
                 seed: r.u64()?,
+                scoring: match (r.u8()?, r.u32()?) {
+                    (0, _) => Scoring::Whole,
+                    (1, _) => Scoring::Causal,
+                    (2, w) => Scoring::Window(w),
+                    (t, _) => return Err(WireError::Malformed(format!("scoring tag {t}"))),
+                },
             },
             PART => Job::SpsaPart {
                 input: r.shared_audio()?,
                 theta: r.f32s()?,
+                hop: r.u32()?,
                 grad: r.shared_audio()?,
                 epsilon: r.f32()?,
                 first: r.u32()?,
@@ -109,6 +129,7 @@ impl Cursor<'_, '_> {
             FD => Job::FiniteDifference {
                 input: r.shared_audio()?,
                 theta: r.f32s()?,
+                hop: r.u32()?,
                 grad: r.shared_audio()?,
                 step: r.f32()?,
             },

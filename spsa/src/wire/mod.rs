@@ -104,7 +104,7 @@ mod tests {
         let audio = Audio::new(44_100, vec![vec![0.5, -0.25, f32::MIN_POSITIVE], vec![1.0, 0.0, -1.0]]).unwrap();
         let audio = Arc::new(audio);
         round_trip(Message::Hello { version: VERSION, layout: r#"{"name":"eq_comp","stages":[]}"#.into() });
-        round_trip(Message::Job { id: 3, job: Job::Render { input: audio.clone(), theta: vec![0.1, 0.9] } });
+        round_trip(Message::Job { id: 3, job: Job::Render { hop: 0, input: audio.clone(), theta: vec![0.1, 0.9] } });
         for sidechain in [None, Some(audio.clone())] {
             let values = vec![
                 Automation::constant(&[-30.0, 4.0]),
@@ -116,6 +116,8 @@ mod tests {
         round_trip(Message::Job {
             id: 4,
             job: Job::Spsa {
+                hop: 0,
+                scoring: crate::estimator::Scoring::Whole,
                 input: audio.clone(),
                 theta: vec![0.5],
                 grad: audio.clone(),
@@ -126,11 +128,18 @@ mod tests {
         });
         round_trip(Message::Job {
             id: 5,
-            job: Job::FiniteDifference { input: audio.clone(), theta: vec![0.5], grad: audio.clone(), step: 1e-2 },
+            job: Job::FiniteDifference {
+                hop: 0,
+                input: audio.clone(),
+                theta: vec![0.5],
+                grad: audio.clone(),
+                step: 1e-2,
+            },
         });
         round_trip(Message::Job {
             id: 13,
             job: Job::SpsaPart {
+                hop: 0,
                 input: audio.clone(),
                 theta: vec![0.5, 0.25],
                 grad: audio.clone(),
@@ -158,7 +167,7 @@ mod tests {
         let audio = Arc::new(Audio::new(8000, vec![vec![0.25, -0.5, 1.0]]).unwrap());
         let jobs = [
             Job::Task { name: "collect-shard".into(), request: (0..=255).collect(), renders: 64 },
-            Job::Render { input: audio, theta: vec![0.1, 0.9] },
+            Job::Render { hop: 0, input: audio, theta: vec![0.1, 0.9] },
         ];
         for job in jobs {
             let (mut whole, mut head) = (vec![], vec![]);
@@ -205,7 +214,7 @@ mod tests {
     fn shared_audio_goes_by_reference_and_comes_back_from_the_resolver() {
         let input = Arc::new(Audio::new(48_000, vec![vec![0.5; 1000], vec![-0.5; 1000]]).unwrap());
         let at = SharedAudio { batch: 7, offset: 4096, sample_rate: 48_000, channels: 2, frames: 1000 };
-        let job = Job::Render { input: input.clone(), theta: vec![0.5] };
+        let job = Job::Render { hop: 0, input: input.clone(), theta: vec![0.5] };
         let mut frame = vec![];
         let place = |a: &Arc<Audio>| Arc::ptr_eq(a, &input).then_some(at);
         assert!(encode_job(1, &job, &mut frame, &place).unwrap().is_empty());
@@ -235,9 +244,10 @@ mod tests {
 
     #[test]
     fn every_frame_keeps_the_bytes_of_protocol_6() {
-        // Written down from the encoder of 2442c95 (protocol 5), before the codec was split into files; protocol 6
-        // changed only the version and `RenderValues`, whose stages carry automation (a 64-bit hop, the parameter
-        // count, the rows; u64::MAX for fixed values). A change to any of these bytes is a change of protocol
+        // Written down from the encoder of 2442c95 (protocol 5), before the codec was split into files. Protocol 6
+        // added automation: `RenderValues`' stages carry it (a 64-bit hop, the parameter count, the rows; u64::MAX
+        // for fixed values), the jobs at θ carry a 32-bit hop after θ, and `Spsa` ends with its scoring (a tag
+        // and a window). A change to any of these bytes is a change of protocol
         // (bump VERSION). `samples!()` is the INLINE audio below.
         macro_rules! samples {
             () => {
@@ -248,13 +258,15 @@ mod tests {
         let frames = [
             (Message::Hello { version: VERSION, layout: "{}".into() }, "0b0000000106000000020000007b7d"),
             (
-                Message::Job { id: 1, job: Job::Render { input: audio.clone(), theta: vec![0.25] } },
-                concat!("2500000002010000000000000001", samples!(), "010000000000803e"),
+                Message::Job { id: 1, job: Job::Render { hop: 0, input: audio.clone(), theta: vec![0.25] } },
+                concat!("2900000002010000000000000001", samples!(), "010000000000803e", "00000000"),
             ),
             (
                 Message::Job {
                     id: 2,
                     job: Job::Spsa {
+                        hop: 0,
+                        scoring: crate::estimator::Scoring::Window(5),
                         input: audio.clone(),
                         theta: vec![0.25],
                         grad: audio.clone(),
@@ -264,17 +276,20 @@ mod tests {
                     },
                 },
                 concat!(
-                    "4800000002020000000000000002",
+                    "5100000002020000000000000002",
                     samples!(),
                     "010000000000803e",
+                    "00000000",
                     samples!(),
-                    "0000003f030000000700000000000000"
+                    "0000003f030000000700000000000000",
+                    "0205000000"
                 ),
             ),
             (
                 Message::Job {
                     id: 3,
                     job: Job::SpsaPart {
+                        hop: 1024,
                         input: audio.clone(),
                         theta: vec![],
                         grad: audio.clone(),
@@ -285,9 +300,10 @@ mod tests {
                     },
                 },
                 concat!(
-                    "4800000002030000000000000005",
+                    "4c00000002030000000000000005",
                     samples!(),
                     "00000000",
+                    "00040000",
                     samples!(),
                     "0000003f01000000020000000700000000000000"
                 ),
@@ -295,9 +311,15 @@ mod tests {
             (
                 Message::Job {
                     id: 4,
-                    job: Job::FiniteDifference { input: audio.clone(), theta: vec![], grad: audio.clone(), step: 0.5 },
+                    job: Job::FiniteDifference {
+                        hop: 0,
+                        input: audio.clone(),
+                        theta: vec![],
+                        grad: audio.clone(),
+                        step: 0.5,
+                    },
                 },
-                concat!("3800000002040000000000000003", samples!(), "00000000", samples!(), "0000003f"),
+                concat!("3c00000002040000000000000003", samples!(), "00000000", "00000000", samples!(), "0000003f"),
             ),
             (
                 Message::Job { id: 5, job: Job::Task { name: "t".into(), request: vec![9], renders: 2 } },

@@ -4,7 +4,7 @@
 use afx_host::scan::Catalogue;
 use afx_host::{Audio, Chain, ChainError, Config, Host, RenderError, RenderSettings};
 
-use crate::estimator::{Workspace, finite_difference_vjp, spsa_dots, spsa_vjp};
+use crate::estimator::{Frames, Workspace, finite_difference_vjp, spsa_dots, spsa_vjp};
 use crate::job::{FailureKind, Job, JobOutput};
 use crate::render::{failure, render};
 use crate::task::{Renderer, Task};
@@ -79,29 +79,32 @@ impl Executor {
     pub fn run_ref(&mut self, job: &Job) -> Result<OutputRef<'_>, FailureKind> {
         let Executor { chain, settings, work, output, gradient, tasks, reply, watchdog } = self;
         match job {
-            Job::Render { input, theta } => {
-                render(chain, settings, input, theta, output)?;
+            Job::Render { input, theta, hop } => {
+                render(chain, settings, input, theta, *hop, output)?;
                 Ok(OutputRef::Audio(output))
             }
             Job::RenderValues { input, sidechain, values } => {
                 chain.render_automated_into(input, sidechain.as_deref(), values, settings, output).map_err(failure)?;
                 Ok(OutputRef::Audio(output))
             }
-            Job::Spsa { input, theta, grad, epsilon, perturbations, seed } => {
+            Job::Spsa { input, theta, hop, grad, epsilon, perturbations, seed, scoring } => {
                 check_grad(input, grad)?;
-                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
-                *gradient = spsa_vjp(&mut f, theta, grad, *epsilon, *perturbations as usize, *seed, work)?;
+                let frames = Frames::of(theta.len(), chain.num_params(), *hop as usize);
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, *hop, out);
+                let k = *perturbations as usize;
+                *gradient = spsa_vjp(&mut f, theta, frames, *scoring, grad, *epsilon, k, *seed, work)?;
                 Ok(OutputRef::Gradient(gradient))
             }
-            Job::SpsaPart { input, theta, grad, epsilon, first, count, seed } => {
+            Job::SpsaPart { input, theta, hop, grad, epsilon, first, count, seed } => {
                 check_grad(input, grad)?;
-                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
-                work.dots = spsa_dots(&mut f, theta, grad, *epsilon, *first, *count, *seed, work)?;
+                let frames = Frames::of(theta.len(), chain.num_params(), *hop as usize);
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, *hop, out);
+                work.dots = spsa_dots(&mut f, theta, frames, grad, *epsilon, *first, *count, *seed, work)?;
                 Ok(OutputRef::SpsaDots(&work.dots))
             }
-            Job::FiniteDifference { input, theta, grad, step } => {
+            Job::FiniteDifference { input, theta, hop, grad, step } => {
                 check_grad(input, grad)?;
-                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, out);
+                let mut f = |t: &[f32], out: &mut Audio| render(chain, settings, input, t, *hop, out);
                 *gradient = finite_difference_vjp(&mut f, theta, grad, *step, work)?;
                 Ok(OutputRef::Gradient(gradient))
             }

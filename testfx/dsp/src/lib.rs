@@ -482,6 +482,58 @@ pub fn vjp(input: &[f32], sample_rate: f64, drive_db: f64, tone_hz: f64, gain_db
     acc
 }
 
+/// [`vjp`] for parameters that move: row `f` of `rows` (drive dB, tone Hz, gain dB) is in effect from input sample
+/// `f·hop` (the last row to the end), as afx renders automation. Returns `Σ grad[n] · dy[n]/d row_f` for every
+/// row, per dB, Hz and dB.
+///
+/// Reverse mode over the recurrence (the state's adjoint carried backwards through `z' = (1 - lp) z + lp s`):
+/// one forward pass that keeps `s` and `z`, one backward pass, whatever the number of rows.
+///
+/// # Panics
+///
+/// When `grad` and `input` differ in length, `rows` is empty or `hop` is 0 with more than one row.
+pub fn vjp_rows(input: &[f32], sample_rate: f64, rows: &[[f64; 3]], hop: usize, grad: &[f32]) -> Vec<[f64; 3]> {
+    assert_eq!(grad.len(), input.len(), "vjp_rows: the gradient needs one value per input sample");
+    assert!(!rows.is_empty() && (hop > 0 || rows.len() == 1), "vjp_rows: {} rows at a hop of {hop}", rows.len());
+    let db_slope = std::f64::consts::LN_10 / 20.0;
+    // Per row: linear drive, lp, linear gain and their derivatives by dB, Hz and dB.
+    let coefficients: Vec<[f64; 6]> = rows
+        .iter()
+        .map(|&[drive_db, tone_hz, gain_db]| {
+            let drive = 10f64.powf(drive_db / 20.0);
+            let gain = 10f64.powf(gain_db / 20.0);
+            let decay = (-std::f64::consts::TAU * tone_hz / sample_rate).exp();
+            [drive, 1.0 - decay, gain, drive * db_slope, decay * std::f64::consts::TAU / sample_rate, gain * db_slope]
+        })
+        .collect();
+    let row_of = |n: usize| if rows.len() == 1 { 0 } else { (n / hop).min(rows.len() - 1) };
+    // Forward: s[n] and z[n] (z before the first sample is 0, a fresh instance).
+    let (mut s, mut z) = (Vec::with_capacity(input.len()), Vec::with_capacity(input.len()));
+    let mut state = 0.0f64;
+    for (n, &x) in input.iter().enumerate() {
+        let [drive, lp, ..] = coefficients[row_of(n)];
+        let sn = (f64::from(x) * drive).tanh();
+        state += lp * (sn - state);
+        s.push(sn);
+        z.push(state);
+    }
+    // Backward: `adjoint` is dL/dz[n] from the samples after n.
+    let mut out = vec![[0.0f64; 3]; rows.len()];
+    let mut adjoint = 0.0f64;
+    for n in (0..input.len()).rev() {
+        let f = row_of(n);
+        let [_, lp, gain, d_drive, d_lp, d_gain] = coefficients[f];
+        let g = f64::from(grad[n]);
+        out[f][2] += g * z[n] * d_gain;
+        let dz = g * gain + adjoint;
+        let before = if n == 0 { 0.0 } else { z[n - 1] };
+        out[f][1] += dz * (s[n] - before) * d_lp;
+        out[f][0] += dz * lp * (1.0 - s[n] * s[n]) * f64::from(input[n]) * d_drive;
+        adjoint = dz * (1.0 - lp);
+    }
+    out
+}
+
 /// The f64 twin of [`TestFx::tick`] with forward-mode derivatives: calls `each` with `[y, dy/d drive,
 /// dy/d tone, dy/d gain]` for every sample, so [`sensitivities`] and [`vjp`] share one recurrence.
 fn forward(input: &[f32], rate: f64, drive_db: f64, tone_hz: f64, gain_db: f64, mut each: impl FnMut([f64; 4])) {
@@ -924,5 +976,52 @@ mod tests {
             assert_eq!(Fault::from_load_name(load), Fault::from_name(render));
         }
         assert_eq!(Fault::from_load_name("load-nan"), Fault::None);
+    }
+
+    /// The effect in f64 with row `f` of `rows` from sample `f·hop` on: the finite-difference reference of
+    /// [`vjp_rows`].
+    fn render_rows_f64(input: &[f32], rate: f64, rows: &[[f64; 3]], hop: usize) -> Vec<f64> {
+        let mut z = 0.0;
+        input
+            .iter()
+            .enumerate()
+            .map(|(n, &x)| {
+                let [drive, tone, gain] = rows[(n / hop).min(rows.len() - 1)];
+                let (drive, gain) = (10f64.powf(drive / 20.0), 10f64.powf(gain / 20.0));
+                let lp = 1.0 - (-std::f64::consts::TAU * tone / rate).exp();
+                z += lp * ((f64::from(x) * drive).tanh() - z);
+                z * gain
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vjp_rows_matches_central_differences_of_every_row_in_f64() {
+        let (rate, hop) = (44_100.0, 700);
+        let input: Vec<f32> = signal(4000).iter().zip(burst(4000)).map(|(a, b)| a + 0.5 * b).collect();
+        let grad: Vec<f32> = (0..4000).map(|n| ((n * 37) % 17) as f32 / 8.0 - 1.0).collect();
+        let rows: Vec<[f64; 3]> =
+            (0..6).map(|f| [3.0 + 3.0 * f as f64, 400.0 + 900.0 * f as f64, -12.0 + 4.0 * f as f64]).collect();
+        let exact = vjp_rows(&input, rate, &rows, hop, &grad);
+        let loss = |rows: &[[f64; 3]]| -> f64 {
+            render_rows_f64(&input, rate, rows, hop).iter().zip(&grad).map(|(y, g)| y * f64::from(*g)).sum()
+        };
+        let steps = [1e-4, 1e-2, 1e-4];
+        for f in 0..rows.len() {
+            for j in 0..3 {
+                let (mut plus, mut minus) = (rows.clone(), rows.clone());
+                plus[f][j] += steps[j];
+                minus[f][j] -= steps[j];
+                let fd = (loss(&plus) - loss(&minus)) / (2.0 * steps[j]);
+                let err = (exact[f][j] - fd).abs() / (1e-9 + fd.abs().max(exact[f][j].abs()));
+                assert!(err < 1e-5, "row {f}, parameter {j}: exact {} vs fd {fd} (rel. {err:.1e})", exact[f][j]);
+            }
+        }
+        // One row is the fixed-value vjp.
+        let one = vjp_rows(&input, rate, &rows[2..3], 0, &grad)[0];
+        let fixed = vjp(&input, rate, rows[2][0], rows[2][1], rows[2][2], &grad);
+        for j in 0..3 {
+            assert!((one[j] - fixed[j]).abs() <= 1e-9 * fixed[j].abs().max(1.0), "{one:?} vs {fixed:?}");
+        }
     }
 }

@@ -85,8 +85,12 @@ impl TestFxTwin {
     }
 
     /// `dL/dθ` (normalised units) of the packaged effect on `input` at θ, given `grad_y` = dL/dy: the plain
-    /// values θ maps to, the twin's vector-Jacobian product in plain units, times d plain/d θ.
-    pub fn vjp(&self, input: &Audio, theta: &[f32], grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
+    /// values θ maps to, the twin's vector-Jacobian product in plain units, times d plain/d θ. θ is one row of
+    /// P values or a trajectory of rows at `hop` (see `afx_host::automation`).
+    pub fn vjp(&self, input: &Audio, theta: &[f32], hop: usize, grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
+        if theta.len() != self.params.len() {
+            return self.vjp_rows(input, theta, hop, grad_y);
+        }
         let mut plain = self.base;
         for (m, &t) in self.params.iter().zip(theta) {
             plain[m.twin_index] = f64::from(
@@ -116,6 +120,55 @@ impl TestFxTwin {
             .iter()
             .zip(theta)
             .map(|(m, &t)| (d_plain[m.twin_index] * m.spec.d_plain_d_normalized(t)) as f32)
+            .collect())
+    }
+}
+
+impl TestFxTwin {
+    /// [`TestFxTwin::vjp`] of a trajectory: every row's gradient, through the twin's reverse-mode
+    /// [`afx_testfx_dsp::vjp_rows`].
+    fn vjp_rows(&self, input: &Audio, theta: &[f32], hop: usize, grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
+        let p = self.params.len();
+        if p == 0 || !theta.len().is_multiple_of(p) || hop == 0 {
+            return Err(TrainError::Config(format!(
+                "--grad exact: a trajectory of {} values is not rows of {p} parameters at a hop of {hop}",
+                theta.len()
+            )));
+        }
+        let mut rows = vec![];
+        for row in theta.chunks_exact(p) {
+            let mut plain = self.base;
+            for (m, &t) in self.params.iter().zip(row) {
+                plain[m.twin_index] = f64::from(
+                    m.spec
+                        .to_plain(t)
+                        .map_err(|e| TrainError::Config(format!("--grad exact: parameter {}: {e}", m.spec.id)))?,
+                );
+            }
+            rows.push(plain);
+        }
+        let rate = f64::from(input.sample_rate());
+        let mut d_plain = vec![[0f64; 3]; rows.len()];
+        for (x, g) in input.channels().iter().zip(grad_y.channels()) {
+            if x.len() != g.len() {
+                return Err(TrainError::Config(format!(
+                    "--grad exact: dL/dy has {} frames, the input {}",
+                    g.len(),
+                    x.len()
+                )));
+            }
+            for (d, v) in d_plain.iter_mut().zip(afx_testfx_dsp::vjp_rows(x, rate, &rows, hop, g)) {
+                for j in 0..3 {
+                    d[j] += v[j];
+                }
+            }
+        }
+        Ok(theta
+            .chunks_exact(p)
+            .zip(&d_plain)
+            .flat_map(|(row, d)| {
+                self.params.iter().zip(row).map(|(m, &t)| (d[m.twin_index] * m.spec.d_plain_d_normalized(t)) as f32)
+            })
             .collect())
     }
 }
