@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use afx_nn::loss::{LossConfig, MrStftLoss};
+use afx_spsa::estimator::Scoring;
 use afx_spsa::{Pool, item_seed};
 use afx_trainer::method::exact::TestFxTwin;
 use afx_trainer::method::spsa::SpsaConfig;
@@ -101,9 +102,15 @@ pub struct GradEvalConfig {
     pub reference_step: f32,
     /// Length (in normalised units, L2) of the step along −ĝ in the descent test.
     pub descent_step: f32,
+    /// How SPSA scores a trajectory's rows: one estimator per scoring (with `hop`; see
+    /// [`afx_spsa::estimator::Scoring`]).
+    pub spsa_scoring: Vec<Scoring>,
     /// The training loss (SPSA's own ε and K are the grid's).
     pub loss: LossConfig,
     pub proxy: Option<PathBuf>,
+    /// Gradients of trajectories: θ of each example holds one row of parameters per `hop` frames (drawn
+    /// uniformly, row by row), rendered as automation. `None`: fixed parameters.
+    pub hop: Option<usize>,
 }
 
 impl Default for GradEvalConfig {
@@ -119,8 +126,10 @@ impl Default for GradEvalConfig {
             fd_steps: vec![0.01, 0.001],
             reference_step: 0.001,
             descent_step: 0.01,
+            spsa_scoring: vec![Scoring::Whole],
             loss: LossConfig::default(),
             proxy: None,
+            hop: None,
         }
     }
 }
@@ -151,6 +160,19 @@ impl GradEvalConfig {
         if !(self.clip_seconds > 0.0 && self.clip_seconds.is_finite()) {
             return bad("--clip-seconds", format!("must be a positive number of seconds (got {})", self.clip_seconds));
         }
+        if self.spsa_scoring.is_empty() {
+            return bad("--scoring", "name at least one scoring".into());
+        }
+        if let Some(hop) = self.hop {
+            if hop == 0 || hop > self.frames() {
+                let frames = self.frames();
+                return bad("--hop", format!("must be from 1 to the clip's {frames} frames (got {hop})"));
+            }
+            let proxy = self.families.as_ref().is_some_and(|f| f.iter().any(|f| f.needs_proxy()));
+            if proxy {
+                return bad("--estimators", "the proxy methods take fixed parameters, not trajectories (--hop)".into());
+            }
+        }
         if let Some(families) = &self.families {
             if families.is_empty() {
                 return bad("--estimators", "name at least one estimator".into());
@@ -165,6 +187,11 @@ impl GradEvalConfig {
     fn frames(&self) -> usize {
         (self.clip_seconds * f64::from(self.sample_rate)).round() as usize
     }
+
+    /// Rows of θ per example: one, or one per started hop.
+    fn rows(&self) -> usize {
+        self.hop.map_or(1, |hop| afx_host::Automation::rows_for(self.frames(), hop))
+    }
 }
 
 /// One estimator's settings.
@@ -174,11 +201,12 @@ struct EstimatorSpec {
     k: Option<u32>,
     epsilon: Option<f32>,
     h: Option<f32>,
+    scoring: Scoring,
 }
 
 impl EstimatorSpec {
     fn plain(family: Family) -> EstimatorSpec {
-        EstimatorSpec { family, k: None, epsilon: None, h: None }
+        EstimatorSpec { family, k: None, epsilon: None, h: None, scoring: Scoring::Whole }
     }
 
     fn fd(h: f32) -> EstimatorSpec {
@@ -187,7 +215,8 @@ impl EstimatorSpec {
 
     fn label(&self) -> String {
         match (self.family, self.k, self.epsilon, self.h) {
-            (Family::Spsa, Some(k), Some(e), _) => format!("spsa K={k} ε={e}"),
+            (Family::Spsa, Some(k), Some(e), _) if self.scoring.is_whole() => format!("spsa K={k} ε={e}"),
+            (Family::Spsa, Some(k), Some(e), _) => format!("spsa K={k} ε={e} {}", self.scoring),
             (Family::Fd, _, _, Some(h)) => format!("fd h={h}"),
             (f, ..) => f.name().to_string(),
         }
@@ -203,6 +232,7 @@ impl EstimatorSpec {
         let spsa = SpsaConfig {
             epsilon: self.epsilon.unwrap_or(defaults.epsilon),
             perturbations: self.k.unwrap_or(defaults.perturbations),
+            scoring: self.scoring,
             loss: config.loss.clone(),
         };
         let settings = MethodSettings {
@@ -243,9 +273,12 @@ pub struct ReferenceCheck {
 pub struct EstimatorReport {
     /// The family (`spsa`, `fd`, `exact`, `np-fh`, `np-hh`).
     pub name: String,
-    /// A label with the settings (`spsa K=4 ε=0.01`).
+    /// A label with the settings (`spsa K=4 ε=0.01`, `spsa K=4 ε=0.01 causal`).
     pub label: String,
     pub k: Option<u32>,
+    /// SPSA's scoring of a trajectory's rows, where not `whole`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoring: Option<Scoring>,
     pub epsilon: Option<f32>,
     pub h: Option<f32>,
     /// This estimator is the reference (its agreement is 1 by construction; its descent rate is not).
@@ -285,6 +318,11 @@ pub struct GradReport {
     pub seed: u64,
     pub descent_step: f32,
     pub loss_fft_sizes: Vec<usize>,
+    /// With trajectories: frames per row, and rows per example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
     pub reference: ReferenceReport,
     pub estimators: Vec<EstimatorReport>,
 }
@@ -325,7 +363,10 @@ pub fn eval_grads(
             Family::Spsa => {
                 for &epsilon in &config.spsa_epsilon {
                     for &k in &config.spsa_k {
-                        specs.push(EstimatorSpec { family, k: Some(k), epsilon: Some(epsilon), h: None });
+                        for &scoring in &config.spsa_scoring {
+                            let (k, epsilon) = (Some(k), Some(epsilon));
+                            specs.push(EstimatorSpec { family, k, epsilon, h: None, scoring });
+                        }
                     }
                 }
             }
@@ -352,10 +393,13 @@ pub fn eval_grads(
         )));
     }
     let p = chain.num_params();
+    // A trajectory's rows are θ's entries too: everything below compares F·P values per example.
+    let width = p * config.rows();
     let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed, 1 << 30));
-    let thetas: Vec<Vec<f32>> = (0..pairs.len()).map(|_| uniform(&mut rng, p)).collect();
-    let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), p), &Device::Cpu)?;
-    let batch = MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, 0);
+    let thetas: Vec<Vec<f32>> = (0..pairs.len()).map(|_| uniform(&mut rng, width)).collect();
+    let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), width), &Device::Cpu)?;
+    let hop = config.hop.unwrap_or(0);
+    let batch = MethodBatch { hop, ..MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, 0) };
     let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
 
     let mut runs: Vec<(EstimatorSpec, Gradients, f64)> = vec![];
@@ -386,7 +430,7 @@ pub fn eval_grads(
     for (spec, gradients, seconds) in &runs {
         progress(&format!("{} (descent test)", spec.label()));
         let descent = descent_test(pool, &loss, batch, &thetas, &reference, gradients, config.descent_step)?;
-        estimators.push(summarise(spec, spec == &reference_spec, &reference, gradients, descent, p, *seconds));
+        estimators.push(summarise(spec, spec == &reference_spec, &reference, gradients, descent, p, width, *seconds));
     }
     Ok(GradReport {
         chain: chain.name.clone(),
@@ -398,6 +442,8 @@ pub fn eval_grads(
         seed: config.seed,
         descent_step: config.descent_step,
         loss_fft_sizes: config.loss.fft_sizes.clone(),
+        hop: config.hop,
+        rows: config.hop.map(|_| config.rows()),
         reference: ReferenceReport {
             name: reference_spec.family.name().into(),
             h: reference_spec.h,
@@ -443,7 +489,7 @@ fn descent_test(
         .collect();
     let inputs: Vec<_> = examples.iter().map(|(i, _)| batch.inputs[*i].clone()).collect();
     let moved: Vec<Vec<f32>> = examples.iter().map(|(_, t)| t.clone()).collect();
-    let rendered = pool.render_batch(&inputs, &moved);
+    let rendered = pool.trajectories(batch.hop, Scoring::Whole).render_batch(&inputs, &moved);
     let mut out = vec![None; reference.len()];
     for ((i, _), y) in examples.iter().zip(rendered) {
         let Ok(y) = y else { continue };
@@ -456,6 +502,9 @@ fn descent_test(
     Ok(out)
 }
 
+/// One estimator's report. `p` parameters, `width` values per example (`p` times the rows of a trajectory): the
+/// per-parameter figures gather every row's value of a parameter.
+#[allow(clippy::too_many_arguments)]
 fn summarise(
     spec: &EstimatorSpec,
     is_reference: bool,
@@ -463,6 +512,7 @@ fn summarise(
     gradients: &Gradients,
     descent: Vec<Option<bool>>,
     p: usize,
+    width: usize,
     seconds: f64,
 ) -> EstimatorReport {
     let (mut cosines, mut errors, mut signs) = (vec![], vec![], vec![]);
@@ -474,8 +524,8 @@ fn summarise(
         let scale = stats::norm(r).max(f64::MIN_POSITIVE);
         for (j, agree) in stats::signs_agree(g, r).into_iter().enumerate() {
             signs.push(agree);
-            per_param_signs[j].push(agree);
-            per_param_error[j] += (f64::from(g[j]) - f64::from(r[j])).abs() / scale;
+            per_param_signs[j % p].push(agree);
+            per_param_error[j % p] += (f64::from(g[j]) - f64::from(r[j])).abs() / scale;
         }
     }
     let n = cosines.len();
@@ -494,8 +544,9 @@ fn summarise(
         sign_agreement: stats::rate(signs),
         per_param_sign_agreement: per_param_signs.into_iter().map(stats::rate).collect(),
         per_param_error: per_param_error.into_iter().map(|e| e / n.max(1) as f64).collect(),
+        scoring: (!spec.scoring.is_whole()).then_some(spec.scoring),
         descent_rate: stats::rate(descent.into_iter().flatten()),
-        renders_per_estimate: spec.family.grad_kind().renders_per_item(p, spec.k.unwrap_or(0)),
+        renders_per_estimate: spec.family.grad_kind().renders_per_item(width, spec.k.unwrap_or(0)),
         seconds_per_estimate: seconds,
         examples: n,
         failed: gradients.items.len() - gradients.ok(),

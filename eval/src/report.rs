@@ -61,6 +61,15 @@ pub fn grad_markdown(r: &GradReport) -> String {
         r.loss_fft_sizes,
         r.workers
     );
+    if let (Some(hop), Some(rows)) = (r.hop, r.rows) {
+        let _ = writeln!(
+            s,
+            "θ: trajectories of {rows} rows, one every {hop} frames, {} values per example, rendered as automation; \
+             SPSA's scoring of the rows is in each label (none: every row scored against the whole output, as \
+             DeepAFx does).\n",
+            rows * r.params.len()
+        );
+    }
     let _ = writeln!(s, "Reference: {reference}; failed on {} examples.", r.reference.failed);
     if let Some(c) = &r.reference.check {
         let _ = writeln!(
@@ -152,7 +161,10 @@ fn cosine_chart(r: &GradReport) -> LineChart<'static> {
     let mut families: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for e in r.estimators.iter().filter(|e| e.cosine_mean.is_finite()) {
         let family = match (e.name.as_str(), e.epsilon) {
-            ("spsa", Some(eps)) => format!("spsa, ε = {eps}"),
+            ("spsa", Some(eps)) => match e.scoring {
+                None => format!("spsa, ε = {eps}"),
+                Some(scoring) => format!("spsa {scoring}, ε = {eps}"),
+            },
             ("fd", _) => "fd (each step h)".to_string(),
             ("np-hh", _) => "np-hh / proxy (no render; at 1)".to_string(),
             (name, _) => name.to_string(),

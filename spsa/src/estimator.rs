@@ -56,7 +56,9 @@ impl Frames {
 }
 
 /// Which output segments score a perturbation of θ's row `f` (see the [module docs](self#trajectories)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Written `whole`, `causal` and `{"window": w}` in JSON; `whole`, `causal` and `window:W` on a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scoring {
     /// Every segment: DeepAFx's estimator.
     #[default]
@@ -68,6 +70,10 @@ pub enum Scoring {
 }
 
 impl Scoring {
+    pub fn is_whole(&self) -> bool {
+        *self == Scoring::Whole
+    }
+
     /// The score of each row from the dots of one perturbation's segments.
     fn scores(self, dots: &[f64], out: &mut Vec<f64>) {
         out.clear();
@@ -87,6 +93,29 @@ impl Scoring {
             Scoring::Window(w) => {
                 out.extend((0..dots.len()).map(|f| dots[f..(f + w as usize + 1).min(dots.len())].iter().sum::<f64>()))
             }
+        }
+    }
+}
+
+impl std::fmt::Display for Scoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scoring::Whole => f.write_str("whole"),
+            Scoring::Causal => f.write_str("causal"),
+            Scoring::Window(w) => write!(f, "window:{w}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Scoring {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scoring, String> {
+        match s {
+            "whole" => Ok(Scoring::Whole),
+            "causal" => Ok(Scoring::Causal),
+            _ => s.strip_prefix("window:").and_then(|w| w.parse().ok()).map(Scoring::Window).ok_or_else(|| {
+                format!("unknown SPSA scoring {s:?}: valid are whole, causal and window:W (W rows after each row)")
+            }),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use afx_datasets::{Corpus, Split};
 use afx_eval::grads::{Family, GradEvalConfig, eval_grads};
+use afx_spsa::estimator::Scoring;
 use anyhow::Context;
 
 #[derive(clap::Args)]
@@ -43,6 +44,15 @@ pub struct Args {
     descent_step: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Gradients of trajectories: one row of parameters every HOP frames (at the analysis rate, 22.05 kHz),
+    /// rendered as automation, each row drawn at random [default: fixed parameters]
+    #[arg(long)]
+    hop: Option<usize>,
+    /// How SPSA scores a trajectory's rows: whole (every row against the whole output, as DeepAFx), causal (each
+    /// row against the output from its frame on: unbiased), window:W (each row against W more rows of output);
+    /// one SPSA estimator per scoring
+    #[arg(long, value_delimiter = ',', default_value = "whole")]
+    scoring: Vec<Scoring>,
     /// Plugin worker processes [default: one per core]
     #[arg(long)]
     workers: Option<usize>,
@@ -63,6 +73,8 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         reference_step: args.reference_step,
         descent_step: args.descent_step,
         proxy: args.proxy.clone(),
+        hop: args.hop,
+        spsa_scoring: args.scoring.clone(),
         ..GradEvalConfig::default()
     };
     eval.validate()?;

@@ -191,14 +191,14 @@ impl GradMethod for Exact {
     }
 
     fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
-        let twin = &self.twin;
+        let (twin, hop) = (&self.twin, batch.hop);
         real_gradients(pool, &self.loss, batch, Backward::Estimator, |_, forward, thetas| {
             forward
                 .kept
                 .iter()
                 .zip(&forward.grad_y)
                 .zip(&forward.inputs)
-                .map(|((&i, g), x)| twin.vjp(x, &thetas[i], g).map(Ok))
+                .map(|((&i, g), x)| twin.vjp(x, &thetas[i], hop, g).map(Ok))
                 .collect()
         })
     }
@@ -263,7 +263,7 @@ mod tests {
         for theta in [[0.2f32, 0.3, 0.5], [0.8, 0.75, 0.1], [0.5, 0.05, 0.9]] {
             let input = Audio::new(RATE, vec![x.clone()]).unwrap();
             let grad_y = Audio::new(RATE, vec![g.clone()]).unwrap();
-            let exact = twin.vjp(&input, &theta, &grad_y).unwrap();
+            let exact = twin.vjp(&input, &theta, 0, &grad_y).unwrap();
             for j in 0..3 {
                 let h = 1e-6;
                 let at = |d: f64| {

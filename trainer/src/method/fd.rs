@@ -5,6 +5,7 @@
 
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_spsa::Pool;
+use afx_spsa::estimator::Scoring;
 use candle_core::{DType, Device};
 
 use super::{Backward, GradMethod, Gradients, MethodBatch, real_gradients};
@@ -32,9 +33,10 @@ impl GradMethod for FiniteDifference {
     }
 
     fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
-        let step = self.step;
+        let (step, hop) = (self.step, batch.hop);
         real_gradients(pool, &self.loss, batch, Backward::Estimator, |pool, forward, thetas| {
             let kept_thetas = forward.kept_of(thetas);
+            let mut pool = pool.trajectories(hop, Scoring::Whole);
             Ok(pool.finite_difference_batch(&forward.inputs, &kept_thetas, &forward.grad_y, step))
         })
     }

@@ -23,6 +23,7 @@ use std::time::Instant;
 use afx_core::Audio;
 use afx_nn::loss::{MrStftConfig, MrStftLoss};
 use afx_proxy::Proxy;
+use afx_spsa::estimator::Scoring;
 use afx_spsa::{ItemError, Pool};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -149,16 +150,19 @@ pub struct MethodBatch<'a> {
     /// [`crate::pairs::PairBatch::preroll_a`]); empty: none. The real-chain methods honour it (their estimator
     /// renders include it, with dL/dy zero there); the proxy methods run the proxy on the inputs alone.
     pub preroll: &'a [Audio],
-    /// θ `(B, P)` in normalised units; only its values are read.
+    /// θ in normalised units, only its values read: `(B, P)`, or `(B, F·P)` trajectories of F rows at `hop`.
     pub theta: &'a Tensor,
+    /// Frames per row of a trajectory θ (row `f` from input frame `f·hop`, see `afx_host::automation`); 0 for
+    /// one row of fixed values.
+    pub hop: usize,
     /// Makes any randomness (perturbations) reproducible: item `i` uses `item_seed(seed, i)`.
     pub seed: u64,
 }
 
 impl<'a> MethodBatch<'a> {
-    /// Inputs and targets without a pre-roll, at θ `(B, P)`.
+    /// Inputs and targets without a pre-roll, at fixed θ `(B, P)`.
     pub fn new(inputs: &'a [Audio], targets: &'a [Audio], theta: &'a Tensor, seed: u64) -> MethodBatch<'a> {
-        MethodBatch { inputs, targets, preroll: &[], theta, seed }
+        MethodBatch { inputs, targets, preroll: &[], theta, hop: 0, seed }
     }
 }
 
@@ -346,7 +350,7 @@ pub fn real_forward(
     // pre-roll, if any).
     let all_inputs: Vec<Arc<Audio>> =
         crate::pairs::chain_inputs(batch.inputs, batch.preroll).into_iter().map(Arc::new).collect();
-    let rendered = pool.render_batch(&all_inputs, thetas);
+    let rendered = pool.trajectories(batch.hop, Scoring::Whole).render_batch(&all_inputs, thetas);
     timing.render_s = started.elapsed().as_secs_f64();
     let (mut status, mut kept, mut inputs, mut outputs) = (vec![], vec![], vec![], vec![]);
     for ((i, r), x) in rendered.into_iter().enumerate().zip(all_inputs) {

@@ -4,6 +4,7 @@
 
 use afx_nn::loss::{LossConfig, MrStftLoss};
 use afx_spsa::Pool;
+use afx_spsa::estimator::Scoring;
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
@@ -24,13 +25,17 @@ pub struct SpsaConfig {
     pub perturbations: u32,
     /// Every method's training loss, not SPSA's own: it is stored here, its fields beside ε and K in the `spsa`
     /// object of a run's config.json, as runs have always stored them (the JSON is unchanged).
+    /// How a trajectory's rows are scored (see [`afx_spsa::estimator::Scoring`]); fixed parameters have one row
+    /// and ignore it. Left out of config.json at its default (the file of a run without automation is unchanged).
+    #[serde(default, skip_serializing_if = "Scoring::is_whole")]
+    pub scoring: Scoring,
     #[serde(flatten)]
     pub loss: LossConfig,
 }
 
 impl Default for SpsaConfig {
     fn default() -> Self {
-        SpsaConfig { epsilon: 0.01, perturbations: 2, loss: LossConfig::default() }
+        SpsaConfig { epsilon: 0.01, perturbations: 2, scoring: Scoring::Whole, loss: LossConfig::default() }
     }
 }
 
@@ -59,11 +64,13 @@ impl GradMethod for Spsa {
     }
 
     fn gradients(&mut self, pool: &mut Pool, batch: MethodBatch<'_>) -> Result<Gradients, TrainError> {
-        let (epsilon, k, seed) = (self.config.epsilon, self.config.perturbations, batch.seed);
+        let (epsilon, k, seed, hop) = (self.config.epsilon, self.config.perturbations, batch.seed, batch.hop);
+        let scoring = self.config.scoring;
         real_gradients(pool, &self.loss, batch, Backward::Estimator, |pool, forward, thetas| {
             let kept_thetas = forward.kept_of(thetas);
             // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
             let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
+            let mut pool = pool.trajectories(hop, scoring);
             Ok(pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
         })
     }
