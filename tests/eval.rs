@@ -127,6 +127,52 @@ fn zam_comp_proxy(dir: &Path) -> PathBuf {
     proxy
 }
 
+/// Gradients of trajectories (1 s at 22.05 kHz, hop 1024: 22 rows of 3 parameters) against the exact gradient
+/// of every row: finite differences agree, and SPSA scored per row (causal, a window) is closer than scored
+/// against the whole output, at equal renders.
+#[test]
+fn eval_grads_on_trajectories_scores_spsa_per_row_against_the_exact_gradient_of_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let (data, out_s) = (corpus().to_str().unwrap(), out.to_str().unwrap());
+    let args = [
+        "eval-grads",
+        "--chain",
+        TESTFX,
+        "--data",
+        data,
+        "--examples",
+        "8",
+        "--hop",
+        "1024",
+        "--k",
+        "4,16",
+        "--epsilon",
+        "0.01",
+        "--fd-step",
+        "0.01",
+        "--scoring",
+        "whole,causal,window:1",
+        "--out",
+        out_s,
+        "--json",
+    ];
+    let report: Value = serde_json::from_str(&stdout(&ok(run(dir.path(), &args)))).expect("--json prints the report");
+    assert_eq!((report["hop"].as_u64(), report["rows"].as_u64()), (Some(1024), Some(22)));
+    assert_eq!(report["reference"]["name"], "exact");
+    let cosine = |label: &str| estimator(&report, label)["cosine_mean"].as_f64().unwrap();
+    assert!(cosine("fd h=0.01") >= 0.99, "fd of every row against the exact gradient: {}", cosine("fd h=0.01"));
+    assert_eq!(estimator(&report, "fd h=0.01")["renders_per_estimate"], 1 + 2 * 66);
+    for k in [4, 16] {
+        let [whole, causal, window] = ["", " causal", " window:1"].map(|s| cosine(&format!("spsa K={k} ε=0.01{s}")));
+        assert!(whole < causal && causal < window, "K={k}: whole {whole}, causal {causal}, window:1 {window}");
+        assert!(window >= 1.5 * whole, "K={k}: window:1 {window} is not 1.5x whole {whole}");
+        assert_eq!(estimator(&report, &format!("spsa K={k} ε=0.01 causal"))["scoring"], "causal");
+    }
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("trajectories of 22 rows, one every 1024 frames, 66 values"), "{markdown}");
+}
+
 #[test]
 fn eval_grads_refuses_bad_input_by_flag_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +189,9 @@ fn eval_grads_refuses_bad_input_by_flag_and_writes_nothing() {
         (vec!["--fd-step", "0.7"], vec!["--fd-step"]),
         (vec!["--proxy", proxy_s], vec!["--proxy", "zam_comp", TESTFX]),
         (vec!["--estimators", "np-fh"], vec!["--estimators", "np-fh needs --proxy"]),
+        (vec!["--hop", "0"], vec!["--hop", "from 1 to the clip's 22050 frames"]),
+        (vec!["--hop", "512", "--estimators", "spsa,np-hh", "--proxy", proxy_s], vec!["--estimators", "trajectories"]),
+        (vec!["--hop", "512", "--scoring", "sideways"], vec!["sideways", "whole, causal and window:W"]),
     ];
     for (extra, needles) in cases {
         let mut args = vec!["eval-grads", "--chain", TESTFX, "--data", data, "--out", out_s];
