@@ -86,69 +86,21 @@ impl TestFxTwin {
 
     /// `dL/dθ` (normalised units) of the packaged effect on `input` at θ, given `grad_y` = dL/dy: the plain
     /// values θ maps to, the twin's vector-Jacobian product in plain units, times d plain/d θ. θ is one row of
-    /// P values or a trajectory of rows at `hop` (see `afx_host::automation`).
+    /// P values, or a trajectory of rows at `hop` (see `afx_host::automation`: every row's gradient, through the
+    /// twin's reverse-mode [`afx_testfx_dsp::vjp_rows`]).
     pub fn vjp(&self, input: &Audio, theta: &[f32], hop: usize, grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
-        if theta.len() != self.params.len() {
-            return self.vjp_rows(input, theta, hop, grad_y);
-        }
-        let mut plain = self.base;
-        for (m, &t) in self.params.iter().zip(theta) {
-            plain[m.twin_index] = f64::from(
-                m.spec
-                    .to_plain(t)
-                    .map_err(|e| TrainError::Config(format!("--grad exact: parameter {}: {e}", m.spec.id)))?,
-            );
-        }
-        // One effect per channel, as every format runs it; their contributions add up.
-        let mut d_plain = [0f64; 3];
-        let rate = f64::from(input.sample_rate());
-        for (x, g) in input.channels().iter().zip(grad_y.channels()) {
-            if x.len() != g.len() {
-                return Err(TrainError::Config(format!(
-                    "--grad exact: dL/dy has {} frames, the input {}",
-                    g.len(),
-                    x.len()
-                )));
-            }
-            let v = afx_testfx_dsp::vjp(x, rate, plain[DRIVE], plain[TONE], plain[GAIN], g);
-            for (d, v) in d_plain.iter_mut().zip(v) {
-                *d += v;
-            }
-        }
-        Ok(self
-            .params
-            .iter()
-            .zip(theta)
-            .map(|(m, &t)| (d_plain[m.twin_index] * m.spec.d_plain_d_normalized(t)) as f32)
-            .collect())
-    }
-}
-
-impl TestFxTwin {
-    /// [`TestFxTwin::vjp`] of a trajectory: every row's gradient, through the twin's reverse-mode
-    /// [`afx_testfx_dsp::vjp_rows`].
-    fn vjp_rows(&self, input: &Audio, theta: &[f32], hop: usize, grad_y: &Audio) -> Result<Vec<f32>, TrainError> {
         let p = self.params.len();
-        if p == 0 || !theta.len().is_multiple_of(p) || hop == 0 {
+        let one_row = theta.len() == p;
+        if !one_row && (p == 0 || !theta.len().is_multiple_of(p) || hop == 0) {
             return Err(TrainError::Config(format!(
                 "--grad exact: a trajectory of {} values is not rows of {p} parameters at a hop of {hop}",
                 theta.len()
             )));
         }
-        let mut rows = vec![];
-        for row in theta.chunks_exact(p) {
-            let mut plain = self.base;
-            for (m, &t) in self.params.iter().zip(row) {
-                plain[m.twin_index] = f64::from(
-                    m.spec
-                        .to_plain(t)
-                        .map_err(|e| TrainError::Config(format!("--grad exact: parameter {}: {e}", m.spec.id)))?,
-                );
-            }
-            rows.push(plain);
-        }
-        let rate = f64::from(input.sample_rate());
+        let rows = theta.chunks(p.max(1)).map(|row| self.plain(row)).collect::<Result<Vec<_>, _>>()?;
+        // One effect per channel, as every format runs it; their contributions add up.
         let mut d_plain = vec![[0f64; 3]; rows.len()];
+        let rate = f64::from(input.sample_rate());
         for (x, g) in input.channels().iter().zip(grad_y.channels()) {
             if x.len() != g.len() {
                 return Err(TrainError::Config(format!(
@@ -157,19 +109,35 @@ impl TestFxTwin {
                     x.len()
                 )));
             }
-            for (d, v) in d_plain.iter_mut().zip(afx_testfx_dsp::vjp_rows(x, rate, &rows, hop, g)) {
-                for j in 0..3 {
-                    d[j] += v[j];
+            let per_row = match rows.as_slice() {
+                [row] => vec![afx_testfx_dsp::vjp(x, rate, row[DRIVE], row[TONE], row[GAIN], g)],
+                rows => afx_testfx_dsp::vjp_rows(x, rate, rows, hop, g),
+            };
+            for (d, v) in d_plain.iter_mut().zip(per_row) {
+                for (d, v) in d.iter_mut().zip(v) {
+                    *d += v;
                 }
             }
         }
         Ok(theta
-            .chunks_exact(p)
+            .chunks(p.max(1))
             .zip(&d_plain)
             .flat_map(|(row, d)| {
                 self.params.iter().zip(row).map(|(m, &t)| (d[m.twin_index] * m.spec.d_plain_d_normalized(t)) as f32)
             })
             .collect())
+    }
+
+    /// The plain (drive, tone, gain) of one row of θ, the base values where θ sets none.
+    fn plain(&self, row: &[f32]) -> Result<[f64; 3], TrainError> {
+        let mut plain = self.base;
+        for (m, &t) in self.params.iter().zip(row) {
+            let value = m.spec.to_plain(t);
+            plain[m.twin_index] = f64::from(
+                value.map_err(|e| TrainError::Config(format!("--grad exact: parameter {}: {e}", m.spec.id)))?,
+            );
+        }
+        Ok(plain)
     }
 }
 
