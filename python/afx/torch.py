@@ -17,6 +17,13 @@ the workers start and drain once per step, the backward pass only takes dot prod
 perturbed renders (2K outputs per item) are held until then. Under ``torch.no_grad()``, or for a θ that needs no
 gradient, the forward pass only renders ``y``.
 
+Parameters that move: give ``hop`` and θ of shape ``(batch, F, P)``, one row per ``hop`` frames (F = ⌈frames /
+hop⌉): the chain renders them as automation (row ``f`` from frame ``f·hop``, sample-accurate in every format),
+and θ's gradient has that shape too. A controller that emits one parameter vector per frame, as DeepAFx's does,
+trains through the real plugins this way; ``scoring="window:1"`` scores each row's perturbation against its own
+and the next row's output, much less noise than ``"whole"`` for effects whose memory is shorter than a hop (see
+the README's "Gradients of trajectories").
+
 An item whose render or estimate fails (a crash, a hang, NaN) does not stop the batch: its output is silence,
 its gradient zero, and its ``afx.ItemError`` is in ``layer.forward_errors`` / ``layer.backward_errors``.
 """
@@ -43,9 +50,9 @@ class _PluginFunction(torch.autograd.Function):
             seed = layer.seed
             layer.seed += 1
             y, errors, renders = layer.pool.render_perturbed(x_np, theta_np, k=layer.k, epsilon=layer.epsilon,
-                                                             seed=seed)
+                                                             seed=seed, hop=layer.hop, scoring=layer.scoring)
         else:
-            y, errors = layer.pool.render(x_np, theta_np)
+            y, errors = layer.pool.render(x_np, theta_np, hop=layer.hop)
         layer.forward_errors = errors
         ok = np.array([e is None for e in errors])
         y[~ok] = 0.0
@@ -81,19 +88,25 @@ class PluginLayer(torch.nn.Module):
         seed: the first training pass's seed (a forward pass that makes a gradient's renders); each such pass
             uses the next one, so a run is repeatable and consecutive steps draw fresh perturbations. Item ``i`` of
             a pass seeded ``s`` is perturbed exactly as ``pool.spsa(..., seed=s)`` perturbs it.
+        hop: frames per row of θ for parameters that move (θ ``(batch, F, P)``); ``None``: fixed parameters.
+        scoring: how SPSA scores a row's perturbation with ``hop``: ``"whole"``, ``"causal"`` or ``"window:W"``.
 
-    Shapes: ``x`` ``(batch, frames)`` or ``(batch, channels, frames)``, ``theta`` ``(batch, P)`` in [0, 1]; any
+    Shapes: ``x`` ``(batch, frames)`` or ``(batch, channels, frames)``, ``theta`` ``(batch, P)`` in [0, 1] (or
+    ``(batch, F, P)`` with ``hop``); any
     float dtype and device (the audio travels to the workers as float32 on the CPU). The output has ``x``'s shape,
     dtype and device.
     """
 
-    def __init__(self, pool, k=1, epsilon=0.01, seed=0):
+    def __init__(self, pool, k=1, epsilon=0.01, seed=0, hop=None, scoring="whole"):
         super().__init__()
         if k < 1:
             raise ValueError(f"k={k}: SPSA needs at least one perturbation")
         if not 0.0 < epsilon <= 0.5:
             raise ValueError(f"epsilon={epsilon}: give a step in (0, 0.5] of the normalised range")
+        if hop is not None and hop < 1:
+            raise ValueError(f"hop={hop}: give the frames per row of θ, at least 1")
         self.pool, self.k, self.epsilon, self.seed = pool, k, epsilon, seed
+        self.hop, self.scoring = hop, scoring
         self.forward_errors = []
         self.backward_errors = []
 
@@ -106,4 +119,5 @@ class PluginLayer(torch.nn.Module):
         return _PluginFunction.apply(x, theta, self, wants_gradient)
 
     def extra_repr(self):
-        return f"chain={self.pool.chain!r}, k={self.k}, epsilon={self.epsilon}"
+        moving = "" if self.hop is None else f", hop={self.hop}, scoring={self.scoring!r}"
+        return f"chain={self.pool.chain!r}, k={self.k}, epsilon={self.epsilon}{moving}"

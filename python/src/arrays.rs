@@ -240,21 +240,42 @@ fn first_non_finite(samples: &[f32]) -> Option<usize> {
     })
 }
 
-/// A `(batch, P)` float32 matrix of normalised parameters, each row checked to lie in [0, 1].
-pub fn theta_batch(value: &Bound<'_, PyAny>, what: &str, batch: usize, params: usize) -> PyResult<Vec<Vec<f32>>> {
+/// Normalised parameters, one item per row: `(batch, P)`, or trajectories `(batch, F, P)` (F rows of P
+/// values per item, flattened row after row). Every value checked to lie in [0, 1].
+pub struct Thetas {
+    pub rows: Vec<Vec<f32>>,
+    /// F, for trajectories.
+    pub frames: Option<usize>,
+}
+
+/// θ of `batch` items of `params` parameters: `(batch, P)` or `(batch, F, P)`, values in [0, 1].
+pub fn theta_batch(value: &Bound<'_, PyAny>, what: &str, batch: usize, params: usize) -> PyResult<Thetas> {
     let array = float32(value, what)?;
     let view = array.as_array();
-    if view.shape() != [batch, params] {
-        return Err(PyValueError::new_err(format!(
-            "{what} must have shape (batch, parameters) = ({batch}, {params}), got {:?}",
-            view.shape()
-        )));
-    }
+    let frames = match view.shape() {
+        [b, p] if (*b, *p) == (batch, params) => None,
+        [b, f, p] if (*b, *p) == (batch, params) && *f > 0 => Some(*f),
+        shape => {
+            return Err(PyValueError::new_err(format!(
+                "{what} must have shape (batch, parameters) = ({batch}, {params}), or (batch, frames, parameters) \
+                 = ({batch}, F, {params}) for parameters that move, got {shape:?}"
+            )));
+        }
+    };
     let rows: Vec<Vec<f32>> = view.axis_iter(Axis(0)).map(|r| r.iter().copied().collect()).collect();
     for (i, row) in rows.iter().enumerate() {
-        check_normalised(row, &format!("{what}[{i}, "))?;
+        if let Some(bad) = row.iter().position(|t| !(0.0..=1.0).contains(t)) {
+            let index = match frames {
+                None => format!("{i}, {bad}"),
+                Some(_) => format!("{i}, {}, {}", bad / params, bad % params),
+            };
+            return Err(PyValueError::new_err(format!(
+                "{what}[{index}] = {} is outside the normalised range [0, 1]",
+                row[bad]
+            )));
+        }
     }
-    Ok(rows)
+    Ok(Thetas { rows, frames })
 }
 
 /// One θ row `(P,)` of normalised parameters, checked to lie in [0, 1].
@@ -282,16 +303,25 @@ fn check_normalised(row: &[f32], prefix: &str) -> PyResult<()> {
     }
 }
 
-/// Gradients `(batch, P)`; a failed item's row (`None`) is NaN.
-pub fn gradient_array<'py>(py: Python<'py>, rows: &[Option<Vec<f32>>], params: usize) -> Bound<'py, PyArrayDyn<f32>> {
-    let mut builder = RowsBuilder::new(rows.len(), params);
+/// Gradients `(batch, P)`, or `(batch, F, P)` for trajectories of F rows; a failed item's row (`None`) is NaN.
+pub fn gradient_array<'py>(
+    py: Python<'py>,
+    rows: &[Option<Vec<f32>>],
+    params: usize,
+    frames: Option<usize>,
+) -> Bound<'py, PyArrayDyn<f32>> {
+    let mut builder = RowsBuilder::new(rows.len(), params * frames.unwrap_or(1));
     for (index, row) in rows.iter().enumerate() {
         if let Some(row) = row {
             let set = builder.set(index, std::slice::from_ref(row));
             debug_assert!(set, "a gradient has one value per parameter");
         }
     }
-    builder.into_array(py, vec![rows.len(), params])
+    let dims = match frames {
+        None => vec![rows.len(), params],
+        Some(f) => vec![rows.len(), f, params],
+    };
+    builder.into_array(py, dims)
 }
 
 /// The data of an array of `rows` rows of `row_len` floats, filled row by row in any order (each row from its

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use afx_core::Audio;
 use afx_host::ChainLayout;
+use afx_spsa::estimator::Scoring;
 use afx_spsa::{FailureKind, Isolation, ItemError, PoolConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -127,15 +128,30 @@ fn split_results<T>(results: Vec<Result<T, ItemError>>) -> (Vec<Option<T>>, Vec<
         .unzip()
 }
 
-/// Gradients `((batch, P) array, errors)` from per-item results; a failed item's row is NaN.
+/// Gradients `((batch, P) array, errors)` from per-item results, `(batch, F, P)` for trajectories of F rows; a
+/// failed item's row is NaN.
 fn gradients<'py>(
     py: Python<'py>,
     results: Vec<Result<Vec<f32>, ItemError>>,
     num_params: usize,
+    frames: Option<usize>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
     let (rows, failures) = split_results(results);
     let errors = error_list(py, &failures)?;
-    Ok((arrays::gradient_array(py, &rows, num_params).into_any(), errors))
+    Ok((arrays::gradient_array(py, &rows, num_params, frames).into_any(), errors))
+}
+
+/// How a call's θ is read: fixed rows (hop 0) or trajectories of `frames` rows at `hop`, and SPSA's scoring.
+#[derive(Debug, Clone, Copy)]
+struct Control {
+    hop: usize,
+    frames: Option<usize>,
+    scoring: Scoring,
+}
+
+/// The scoring a Python caller names (`"whole"`, `"causal"`, `"window:W"`).
+fn scoring(name: &str) -> PyResult<Scoring> {
+    name.parse().map_err(|e: String| PyValueError::new_err(format!("scoring={name:?}: {e}")))
 }
 
 /// N workers hosting one plugin or chain, rendering batches and estimating gradients through it.
@@ -188,15 +204,42 @@ impl Pool {
         Ok(inputs)
     }
 
-    /// `x` (see [`Pool::inputs`]) and a θ row per item, checked.
+    /// `x` (see [`Pool::inputs`]) and a θ row per item, checked: `(batch, P)`, or trajectories `(batch, F, P)`
+    /// at `hop` frames per row, F one per started hop of `x`.
     fn inputs_and_thetas(
         &self,
         x: &Bound<'_, PyAny>,
         theta: &Bound<'_, PyAny>,
-    ) -> PyResult<(AudioBatch, Vec<Vec<f32>>)> {
+        hop: Option<usize>,
+        scoring: Scoring,
+    ) -> PyResult<(AudioBatch, Vec<Vec<f32>>, Control)> {
         let inputs = self.inputs(x)?;
         let thetas = arrays::theta_batch(theta, "theta", inputs.shape.batch, self.chain.num_params())?;
-        Ok((inputs, thetas))
+        let frames = inputs.shape.frames;
+        let hop = match (thetas.frames, hop) {
+            (None, None) => 0,
+            (None, Some(hop)) => {
+                return Err(PyValueError::new_err(format!(
+                    "hop={hop} is for parameters that move: give theta of shape (batch, F, P), or no hop"
+                )));
+            }
+            (Some(f), None) => {
+                return Err(PyValueError::new_err(format!(
+                    "theta has {f} rows per item (batch, F, P): give hop, the frames per row"
+                )));
+            }
+            (Some(f), Some(hop)) => {
+                let needed = afx_host::Automation::rows_for(frames, hop);
+                if hop == 0 || f != needed {
+                    return Err(PyValueError::new_err(format!(
+                        "theta has {f} rows per item; x's {frames} frames at hop={hop} need {needed} (one per \
+                         started hop, hop >= 1)"
+                    )));
+                }
+                hop
+            }
+        };
+        Ok((inputs, thetas.rows, Control { hop, frames: thetas.frames, scoring }))
     }
 
     /// The checked inputs of an estimator, one of each per item.
@@ -205,10 +248,12 @@ impl Pool {
         x: &Bound<'_, PyAny>,
         theta: &Bound<'_, PyAny>,
         grad_y: &Bound<'_, PyAny>,
+        hop: Option<usize>,
+        scoring: Scoring,
     ) -> PyResult<EstimatorBatch> {
-        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
+        let (inputs, thetas, control) = self.inputs_and_thetas(x, theta, hop, scoring)?;
         let grads = grads_like(grad_y, inputs.shape, self.sample_rate)?;
-        Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items })
+        Ok(EstimatorBatch { x: inputs.items, thetas, grads: grads.items, control })
     }
 }
 
@@ -261,6 +306,7 @@ struct EstimatorBatch {
     x: Vec<Arc<Audio>>,
     thetas: Vec<Vec<f32>>,
     grads: Vec<Arc<Audio>>,
+    control: Control,
 }
 
 /// `grad_y`, checked to have the shape of the batch's `x`.
@@ -346,18 +392,22 @@ impl Pool {
         Ok(dict)
     }
 
-    /// `y = f(x, θ)` for every item: `(y, errors)`, `y` shaped as `x`.
+    /// `y = f(x, θ)` for every item: `(y, errors)`, `y` shaped as `x`. θ `(batch, F, P)` with `hop` moves the
+    /// parameters: row `f` from frame `f·hop` (afx's automation, sample-accurate in every format).
+    #[pyo3(signature = (x, theta, hop=None))]
     fn render<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         theta: &Bound<'py, PyAny>,
+        hop: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
+        let (inputs, thetas, control) = self.inputs_and_thetas(x, theta, hop, Scoring::Whole)?;
         let mut rendered = RenderedRows::new(inputs.shape);
         let chain = self.chain.name();
         self.run(py, |pool| {
-            pool.render_batch_each(&inputs.items, &thetas, |i, result| rendered.fill(i, result, chain, &thetas[i]))
+            pool.trajectories(control.hop, control.scoring)
+                .render_batch_each(&inputs.items, &thetas, |i, result| rendered.fill(i, result, chain, &thetas[i]))
         })?;
         rendered.finish(py)
     }
@@ -366,7 +416,12 @@ impl Pool {
     /// size ε, two renders each; item `i` is seeded with `item_seed(seed, i)`, so the result does not depend on
     /// the number of workers. `items`: the items' positions in a larger batch seeded `seed` (row `r` then draws
     /// the perturbations item `items[r]` draws there). Returns `((batch, P) gradients, errors)`.
-    #[pyo3(signature = (x, theta, grad_y, k=1, epsilon=0.01, seed=0, items=None))]
+    ///
+    /// θ `(batch, F, P)` with `hop`: gradients of every row, `(batch, F, P)`, each row's perturbation scored as
+    /// `scoring` says: `"whole"` (against the whole output, DeepAFx), `"causal"` (against the output from the
+    /// row's frame on: unbiased, less noise) or `"window:W"` (W more rows of output: less noise again, biased by
+    /// effects longer than W hops).
+    #[pyo3(signature = (x, theta, grad_y, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"))]
     #[allow(clippy::too_many_arguments)]
     fn spsa<'py>(
         &self,
@@ -378,12 +433,18 @@ impl Pool {
         epsilon: f32,
         seed: u64,
         items: Option<Vec<usize>>,
+        hop: Option<usize>,
+        scoring: &str,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
         check_spsa(k, epsilon)?;
-        let EstimatorBatch { x, thetas, grads } = self.estimator_batch(x, theta, grad_y)?;
+        let scoring = self::scoring(scoring)?;
+        let EstimatorBatch { x, thetas, grads, control } = self.estimator_batch(x, theta, grad_y, hop, scoring)?;
         let seeds = item_seeds(seed, items, x.len())?;
-        let results = self.run(py, |pool| pool.spsa_batch_seeded(&x, &thetas, &grads, epsilon, k, &seeds))?;
-        gradients(py, results, self.chain.num_params())
+        let results = self.run(py, |pool| {
+            let mut pool = pool.trajectories(control.hop, control.scoring);
+            pool.spsa_batch_seeded(&x, &thetas, &grads, epsilon, k, &seeds)
+        })?;
+        gradients(py, results, self.chain.num_params(), control.frames)
     }
 
     /// `render` and the renders of `spsa` in one batch, before ∂L/∂y is known (DeepAFx's layer renders its three
@@ -391,7 +452,7 @@ impl Pool {
     /// `renders.vjp(grad_y)` then returns what `spsa(x, theta, grad_y, k, epsilon, seed, items)` would, bit for
     /// bit, without rendering again. A training step so starts and drains the workers once instead of twice; the
     /// cost is memory: `renders` holds 2K renders per item until it goes.
-    #[pyo3(signature = (x, theta, k=1, epsilon=0.01, seed=0, items=None))]
+    #[pyo3(signature = (x, theta, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"))]
     #[allow(clippy::too_many_arguments)]
     fn render_perturbed<'py>(
         &self,
@@ -402,25 +463,31 @@ impl Pool {
         epsilon: f32,
         seed: u64,
         items: Option<Vec<usize>>,
+        hop: Option<usize>,
+        scoring: &str,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>, PerturbedRenders)> {
         check_spsa(k, epsilon)?;
-        let (inputs, thetas) = self.inputs_and_thetas(x, theta)?;
+        let scoring = self::scoring(scoring)?;
+        let (inputs, thetas, control) = self.inputs_and_thetas(x, theta, hop, scoring)?;
         let seeds = item_seeds(seed, items, inputs.shape.batch)?;
         let mut rendered = RenderedRows::new(inputs.shape);
         let chain = self.chain.name();
         let renders = self.run(py, |pool| {
+            let mut pool = pool.trajectories(control.hop, control.scoring);
             pool.render_perturbed_each(&inputs.items, &thetas, epsilon, k, &seeds, |i, result| {
                 rendered.fill(i, result, chain, &thetas[i])
             })
         })?;
-        let renders = PerturbedRenders { renders, shape: inputs.shape, num_params: self.chain.num_params() };
+        let num_params = self.chain.num_params();
+        let renders = PerturbedRenders { renders, shape: inputs.shape, num_params, frames: control.frames };
         let (y, errors) = rendered.finish(py)?;
         Ok((y, errors, renders))
     }
 
     /// Central finite-difference estimates of `(∂y/∂θ)ᵀ grad_y`, step `step` in the normalised space: 2P renders
-    /// per item, the expensive reference. Returns `((batch, P) gradients, errors)`.
-    #[pyo3(signature = (x, theta, grad_y, step=0.01))]
+    /// per item, the expensive reference. Returns `((batch, P) gradients, errors)`; θ `(batch, F, P)` with `hop`:
+    /// 2·F·P renders per item, `(batch, F, P)` gradients.
+    #[pyo3(signature = (x, theta, grad_y, step=0.01, hop=None))]
     fn finite_difference<'py>(
         &self,
         py: Python<'py>,
@@ -428,13 +495,17 @@ impl Pool {
         theta: &Bound<'py, PyAny>,
         grad_y: &Bound<'py, PyAny>,
         step: f32,
+        hop: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
         if !(step > 0.0 && step <= 0.5) {
             return Err(PyValueError::new_err(format!("step={step}: give a step in (0, 0.5] of the normalised range")));
         }
-        let EstimatorBatch { x, thetas, grads } = self.estimator_batch(x, theta, grad_y)?;
-        let results = self.run(py, |pool| pool.finite_difference_batch(&x, &thetas, &grads, step))?;
-        gradients(py, results, self.chain.num_params())
+        let EstimatorBatch { x, thetas, grads, control } =
+            self.estimator_batch(x, theta, grad_y, hop, Scoring::Whole)?;
+        let results = self.run(py, |pool| {
+            pool.trajectories(control.hop, control.scoring).finite_difference_batch(&x, &thetas, &grads, step)
+        })?;
+        gradients(py, results, self.chain.num_params(), control.frames)
     }
 
     /// Stops the workers. The pool cannot be used afterwards; closing twice is harmless.
@@ -478,6 +549,8 @@ pub struct PerturbedRenders {
     renders: Vec<Result<afx_spsa::PerturbedRenders, ItemError>>,
     shape: BatchShape,
     num_params: usize,
+    /// F, for trajectories.
+    frames: Option<usize>,
 }
 
 #[pymethods]
@@ -526,7 +599,7 @@ impl PerturbedRenders {
             })
         });
         match results {
-            Ok(results) => gradients(py, results, self.num_params),
+            Ok(results) => gradients(py, results, self.num_params, self.frames),
             Err((i, bad)) => Err(bad.error(&format!("grad_y[{i}]"))),
         }
     }

@@ -175,3 +175,48 @@ def test_a_plugins_toml_chain(amen, tmp_path):
     (tmp_path / "plugins.toml").write_text("[plugins.comp]\nformat = 'lv2'\n")
     with pytest.raises(afx.AfxError, match="plugins.toml"):
         afx.Pool("comp")
+
+
+def test_parameters_that_move(amen):
+    # θ (batch, F, P) with a hop: row f from frame f·hop, rendered as automation, its gradient (batch, F, P).
+    hop, frames = 1024, 8192
+    with afx.Pool(COMP, workers=2) as pool:
+        p = pool.num_params
+        x, theta, grad_y = batch(amen, 3, frames, p)
+        rows = frames // hop
+        held = np.repeat(theta[:, None, :], rows, axis=1)
+        fixed, _ = pool.render(x, theta)
+        moving_but_held, errors = pool.render(x, held, hop=hop)
+        assert errors == [None] * 3
+        assert np.array_equal(moving_but_held.view(np.uint32), fixed.view(np.uint32))
+        rng = np.random.default_rng(1)
+        trajectory = rng.uniform(0.05, 0.95, (3, rows, p)).astype(np.float32)
+        moving, _ = pool.render(x, trajectory, hop=hop)
+        # Row 0 holds until frame hop: the output is the fixed render's at row 0 until then, and not after.
+        first, _ = pool.render(x, trajectory[:, 0, :])
+        assert np.array_equal(moving[:, :hop], first[:, :hop]) and not np.array_equal(moving, first)
+        fd, _ = pool.finite_difference(x, trajectory, grad_y, step=0.01, hop=hop)
+        assert fd.shape == (3, rows, p)
+        cosines = {}
+        for scoring in ("whole", "window:1"):
+            spsa, errors = pool.spsa(x, trajectory, grad_y, k=16, epsilon=0.01, seed=3, hop=hop, scoring=scoring)
+            assert errors == [None] * 3 and spsa.shape == (3, rows, p)
+            _, _, ahead = pool.render_perturbed(x, trajectory, k=16, epsilon=0.01, seed=3, hop=hop, scoring=scoring)
+            assert np.array_equal(ahead.vjp(grad_y)[0], spsa)
+            cosines[scoring] = np.mean(
+                [np.sum(s * f) / (np.linalg.norm(s) * np.linalg.norm(f)) for s, f in zip(spsa, fd)]
+            )
+        # Each row scored against its own output and the next row's: closer to finite differences at equal renders.
+        assert cosines["window:1"] > cosines["whole"], cosines
+        with pytest.raises(ValueError, match=r"theta has 8 rows per item; x's 8192 frames at hop=512 need 16"):
+            pool.render(x, trajectory, hop=512)
+        with pytest.raises(ValueError, match="give hop, the frames per row"):
+            pool.render(x, trajectory)
+        with pytest.raises(ValueError, match="hop=1024 is for parameters that move"):
+            pool.render(x, theta, hop=hop)
+        with pytest.raises(ValueError, match=r"theta\[2, 5, 1\] = 2 is outside the normalised range"):
+            bad = trajectory.copy()
+            bad[2, 5, 1] = 2.0
+            pool.render(x, bad, hop=hop)
+        with pytest.raises(ValueError, match=r"scoring=\"sideways\""):
+            pool.spsa(x, trajectory, grad_y, hop=hop, scoring="sideways")

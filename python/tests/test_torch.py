@@ -88,3 +88,24 @@ def test_two_forward_passes_before_one_backward_each_get_their_own_gradient(amen
     assert np.array_equal(first.grad.numpy(), want_first)
     assert np.array_equal(second.grad.numpy(), want_second)
     assert not np.array_equal(want_first, want_second)
+
+
+def test_a_controller_can_emit_automation(amen):
+    # θ (batch, F, P) with a hop: the layer renders it as automation and θ's gradient is the pool's SPSA estimate
+    # of every row, bit for bit.
+    hop, frames = 1024, 4096
+    with afx.Pool(COMP, workers=2) as pool:
+        x, _, grad_y = batch(amen, 2, frames, pool.num_params)
+        rows = frames // hop
+        theta = np.random.default_rng(5).uniform(0.1, 0.9, (2, rows, pool.num_params)).astype(np.float32)
+        layer = afx.torch.PluginLayer(pool, k=2, epsilon=0.01, seed=4, hop=hop, scoring="window:1")
+        assert "hop=1024, scoring='window:1'" in repr(layer)
+        theta_t = torch.tensor(theta, requires_grad=True)
+        y = layer(torch.from_numpy(x), theta_t)
+        assert np.array_equal(y.detach().numpy(), pool.render(x, theta, hop=hop)[0])
+        (y * torch.from_numpy(grad_y)).sum().backward()
+        expected, _ = pool.spsa(x, theta, grad_y, k=2, epsilon=0.01, seed=4, hop=hop, scoring="window:1")
+        assert theta_t.grad.shape == (2, rows, pool.num_params)
+        assert np.array_equal(theta_t.grad.numpy(), expected)
+        with pytest.raises(ValueError, match="hop=0"):
+            afx.torch.PluginLayer(pool, hop=0)
