@@ -112,3 +112,67 @@ fn bad_curves_are_refused_naming_the_curve_and_nothing_is_written() {
         assert!(!output.exists(), "{name}: {} was written", output.display());
     }
 }
+
+/// `afx train --automation-hop` on the test effect with its exact gradient, `afx infer` writing the predicted
+/// curves (JSON and PNG) beside the audio, and `afx render --automation` replaying them bit for bit.
+#[test]
+fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugins.toml");
+    std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
+    let afx_in = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_afx"));
+        cmd.current_dir(dir.path()).env_remove("AFX_CONFIG").env_remove("AFX_TESTFX_FAULT");
+        for (k, v) in testfx().env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--config").arg(&config).args(args).output().unwrap()
+    };
+    let (data, run) = (demo_corpus(), dir.path().join("run"));
+    let train = ["train", "--chain", "fx", "--data", arg(data), "--out", arg(&run), "--automation-hop", "1024"];
+    let out =
+        ok(afx_in(&[&train[..], &["--grad", "exact", "--steps", "6", "--batch", "2", "--val-every", "3"]].concat()));
+    assert!(stdout(&out).contains("6 steps"), "{}", stdout(&out));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["config"]["automation_hop"], 1024);
+    assert_eq!(saved["config"]["spsa"]["scoring"], serde_json::json!({ "window": 1 }));
+
+    // The reference of a run with automation is the processed version of the input itself.
+    let input = amen_mono_wav(dir.path());
+    let processed = dir.path().join("processed.wav");
+    ok(afx_in(&["render", "--plugin", "fx", "-i", arg(&input), "-o", arg(&processed), "--set", "drive=15"]));
+    let output = dir.path().join("out.wav");
+    let out = ok(afx_in(&[
+        "infer",
+        "--run",
+        arg(&run),
+        "-i",
+        arg(&input),
+        "--reference",
+        arg(&processed),
+        "-o",
+        arg(&output),
+    ]));
+    assert!(
+        stdout(&out).contains("drive = ") && stdout(&out).contains("values (one per 2048 frames)"),
+        "{}",
+        stdout(&out)
+    );
+    let (curves_json, curves_png) = (dir.path().join("out.curves.json"), dir.path().join("out.curves.png"));
+    let curves: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&curves_json).unwrap()).unwrap();
+    let (rate, x) = read_wav(&input);
+    assert_eq!((curves["sample_rate"].as_u64(), curves["hop"].as_u64()), (Some(u64::from(rate)), Some(2048)));
+    for c in curves["curves"].as_array().unwrap() {
+        assert_eq!(c["values"].as_array().unwrap().len(), x[0].len().div_ceil(2048), "{}", c["param"]);
+    }
+    let png = std::fs::read(&curves_png).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "no chart in {}", curves_png.display());
+    let replay = dir.path().join("replay.wav");
+    ok(afx_in(&["render", "--plugin", "fx", "-i", arg(&input), "-o", arg(&replay), "--automation", arg(&curves_json)]));
+    assert_eq!(std::fs::read(&replay).unwrap(), std::fs::read(&output).unwrap(), "the replay differs");
+
+    // Automation trains on pairs afx renders: no proxy method, no --pairs.
+    let bad = afx_in(&[&train[..], &["--grad", "np-hh", "--proxy", arg(dir.path())]].concat());
+    fails_with(&bad, &["--automation-hop", "spsa, fd or exact"]);
+}

@@ -73,6 +73,33 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     inference.output.write_wav(&args.output)?;
     let preset_path = args.preset.unwrap_or_else(|| args.output.with_extension("preset.toml"));
     inference.preset.save(&preset_path)?;
+    if let Some(curves) = &inference.curves {
+        let (json, png) = (args.output.with_extension("curves.json"), args.output.with_extension("curves.png"));
+        curves.write(&json)?;
+        let title = format!("{}: predicted automation", run.chain.name);
+        afx_trainer::plot::curves_png(&png, &title, curves)?;
+        let mut out = std::io::stdout().lock();
+        for c in &curves.curves {
+            let (lo, hi) = c.values.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let unit = c.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            writeln!(
+                out,
+                "{} = {lo} .. {hi}{unit}, {} values (one per {} frames)",
+                c.param,
+                c.values.len(),
+                curves.hop
+            )?;
+        }
+        eprintln!(
+            "wrote {} and its automation: {} (replay: afx render --plugin {} --automation {}) and {}",
+            args.output.display(),
+            json.display(),
+            run.chain.name,
+            json.display(),
+            png.display()
+        );
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     for p in &inference.params {
         let unit = p.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();

@@ -8,6 +8,7 @@ use afx_spsa::Pool;
 use afx_trainer::ChainInfo;
 use afx_trainer::method::GradKind;
 use afx_trainer::pairs::folder::{FolderOptions, PairFolder, TOLERANCE_S};
+use afx_trainer::pairs::moving::MovingPairs;
 use afx_trainer::train::{self, Data, RunConfig, TrainConfig, TrainOptions};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -78,6 +79,15 @@ pub struct Args {
     /// Seconds per half of a training pair
     #[arg(long)]
     clip_seconds: Option<f64>,
+    /// Parameters that move: the controller predicts one row of parameters every N frames (at the training rate,
+    /// 22.05 kHz; DeepAFx: 1024), rendered as automation, trained on clips afx renders along hidden random
+    /// trajectories (the processed clip is the model's reference). Takes --data [with --resume: the run's]
+    #[arg(long, value_name = "N")]
+    automation_hop: Option<usize>,
+    /// With --automation-hop: how SPSA scores each row's perturbation: whole, causal or window:W (see the README's
+    /// "Gradients of trajectories") [default: window:1]
+    #[arg(long)]
+    scoring: Option<afx_spsa::estimator::Scoring>,
     /// Validate (and checkpoint) every this many steps
     #[arg(long)]
     val_every: Option<u64>,
@@ -199,8 +209,16 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     });
     let options = TrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
     let (folder_train, folder_val);
+    let (moving_train, moving_val);
     let data = match &sources {
-        Sources::Corpus(train_set, val_set) => Data { train: &**train_set, validation: &**val_set },
+        Sources::Corpus(train_set, val_set) => match train_config.automation_hop {
+            None => Data { train: &**train_set, validation: &**val_set },
+            Some(hop) => {
+                moving_train = MovingPairs { source: &**train_set, hop };
+                moving_val = MovingPairs { source: &**val_set, hop };
+                Data { train: &moving_train, validation: &moving_val }
+            }
+        },
         Sources::Pairs(folder) => {
             (folder_train, folder_val) = (folder.training(), folder.validation());
             Data { train: &folder_train, validation: &folder_val }
@@ -298,6 +316,13 @@ fn apply(args: &Args, c: &mut TrainConfig) {
     override_with(&mut c.spsa.perturbations, args.perturbations);
     override_with(&mut c.fd_step, args.fd_step);
     override_with(&mut c.clip_seconds, args.clip_seconds);
+    if args.automation_hop.is_some() {
+        c.automation_hop = args.automation_hop;
+        // Each row against its own and the next row's output: far less noise than whole scoring at a hop
+        // longer than the chain's memory (README, "Gradients of trajectories").
+        c.spsa.scoring = afx_spsa::estimator::Scoring::Window(1);
+    }
+    override_with(&mut c.spsa.scoring, args.scoring);
     if let Some(v) = args.val_every {
         c.val_every = v;
         c.checkpoint_every = v;

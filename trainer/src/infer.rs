@@ -3,11 +3,17 @@
 //! The encoder analyses both at the model's rate (mono, resampled), in windows of the training clip length L
 //! (what it was trained on); the embeddings of up to [`MAX_WINDOWS`] evenly spread windows are averaged. The
 //! chain then renders the WHOLE input at its own rate and channels.
+//!
+//! A run trained with automation (`automation_hop`) predicts a trajectory instead: the model runs on
+//! consecutive windows of the whole input and its reference (the processed version of the same audio, aligned),
+//! each window `hop·⌊L/hop⌋` frames, so the rows of all windows follow one another at the hop; the rows are
+//! taken at the input's own rate (row `f` from the input frame nearest `f·hop` at the model's rate), rendered as
+//! automation, and returned as [`Curves`].
 
 use std::path::Path;
 
 use afx_core::Audio;
-use afx_host::Preset;
+use afx_host::{Automation, Curves, Preset};
 use afx_spsa::Pool;
 use candle_core::{Device, Tensor};
 
@@ -48,8 +54,10 @@ pub struct Inference {
     pub theta: Vec<f32>,
     /// The trained parameters, in plain units.
     pub params: Vec<PredictedParam>,
-    /// Every parameter of every stage (for `afx render --preset`).
+    /// Every parameter of every stage (for `afx render --preset`); with automation, the values of the first row.
     pub preset: Preset,
+    /// With automation: the trained parameters' curves, at the input's rate (for `afx render --automation`).
+    pub curves: Option<Curves>,
 }
 
 impl TrainedModel {
@@ -76,6 +84,52 @@ impl TrainedModel {
         let r = self.embedding(reference, "reference", false)?;
         let theta = self.model.controller.forward(&x, &r)?;
         Ok(theta.flatten_all()?.to_vec1()?)
+    }
+
+    /// With automation: the whole input's trajectory at the model's rate, one row of P normalised values per
+    /// `automation_hop` frames (row after row), from consecutive windows of input and reference (see the module
+    /// docs). The reference must be as long as the input (it is its processed version).
+    pub fn predict_trajectory(&self, input: &Audio, reference: &Audio) -> Result<Vec<f32>, TrainError> {
+        let config = &self.meta.config;
+        let Some(hop) = config.automation_hop else {
+            return Err(TrainError::Config("the run predicts fixed parameters, not a trajectory".into()));
+        };
+        let rate = self.meta.sample_rate;
+        let mono = |audio: &Audio| -> Result<Vec<f32>, TrainError> {
+            Ok(crate::resample::to_rate(audio, rate)?.into_channels().swap_remove(0))
+        };
+        let (mut x, mut r) = (mono(input)?, mono(reference)?);
+        let seconds = |a: &Audio| a.frames() as f64 / f64::from(a.sample_rate());
+        if (seconds(input) - seconds(reference)).abs() > 1e-3 {
+            return Err(TrainError::Config(format!(
+                "the reference lasts {:.3} s and the input {:.3} s: a run trained with automation takes the \
+                 processed version of the input itself as its reference",
+                seconds(reference),
+                seconds(input)
+            )));
+        }
+        let total_rows = Automation::rows_for(x.len(), hop);
+        let rows_per_window = (config.frames() / hop).max(1);
+        let window = rows_per_window * hop;
+        let windows = total_rows.div_ceil(rows_per_window);
+        x.resize(windows * window, 0.0);
+        r.resize(windows * window, 0.0);
+        let mut rows = Vec::with_capacity(windows * rows_per_window * self.meta.chain.num_params());
+        // A few windows per forward pass: the spectrograms of a long file are not all held at once.
+        for first in (0..windows).step_by(8) {
+            let clips = |samples: &[f32]| -> Vec<Audio> {
+                (first..(first + 8).min(windows))
+                    .map(|w| Audio::new(rate, vec![samples[w * window..(w + 1) * window].to_vec()]).expect("mono"))
+                    .collect()
+            };
+            let (xs, rs) = (clips(&x), clips(&r));
+            let xf = self.frontend.features(&batch_tensor(&xs.iter().collect::<Vec<_>>(), &self.device)?)?;
+            let rf = self.frontend.features(&batch_tensor(&rs.iter().collect::<Vec<_>>(), &self.device)?)?;
+            let theta = self.model.forward_rows(&xf, &rf, rows_per_window)?;
+            rows.extend(theta.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        rows.truncate(total_rows * self.meta.chain.num_params());
+        Ok(rows)
     }
 
     /// Mean embedding `(1, E)` over windows of `audio`. A too-short input is zero-padded to one window (its
@@ -123,12 +177,45 @@ pub fn silent_reference(config: &crate::train::config::TrainConfig) -> Audio {
 pub fn infer(model: &TrainedModel, pool: &mut Pool, input: &Audio, reference: &Audio) -> Result<Inference, TrainError> {
     let info = ChainInfo::from_chain(pool.chain());
     run::check_chain(Path::new("(loaded run)"), &model.meta.chain, &info)?;
+    if let Some(hop) = model.meta.config.automation_hop {
+        return infer_moving(model, pool, input, reference, hop);
+    }
     let theta = model.predict(input, reference)?;
     let values = pool.chain().plain_values(&theta)?;
     let output = render_whole(pool, input, &values)?;
     let params = predicted_params(&info, &theta)?;
     let preset = Preset::from_values(pool.chain(), &values);
-    Ok(Inference { output, theta, params, preset })
+    Ok(Inference { output, theta, params, preset, curves: None })
+}
+
+/// [`infer`] for a run trained with automation at `hop` (model-rate frames): the trajectory re-gridded to the
+/// input's rate, rendered as automation.
+fn infer_moving(
+    model: &TrainedModel,
+    pool: &mut Pool,
+    input: &Audio,
+    reference: &Audio,
+    hop: usize,
+) -> Result<Inference, TrainError> {
+    let p = model.meta.chain.num_params();
+    let rows = model.predict_trajectory(input, reference)?;
+    let model_rows = rows.len() / p;
+    let (rate, in_rate) = (f64::from(model.meta.sample_rate), f64::from(input.sample_rate()));
+    let hop_in = ((hop as f64 * in_rate / rate).round() as usize).max(1);
+    let theta: Vec<f32> = (0..Automation::rows_for(input.frames(), hop_in))
+        .flat_map(|f| {
+            // The model's row in effect at this row's first frame.
+            let at = ((f * hop_in) as f64 * rate / in_rate / hop as f64).floor() as usize;
+            let row = at.min(model_rows - 1);
+            rows[row * p..(row + 1) * p].iter().copied()
+        })
+        .collect();
+    let automation = pool.chain().plain_automation(&theta, hop_in)?;
+    let output = pool.render_automated(input, None, automation.clone()).map_err(|e| TrainError::Render(Box::new(e)))?;
+    let curves = Curves::of_trained(pool.chain(), input.sample_rate(), &automation);
+    let first: Vec<Vec<f32>> = automation.iter().map(|a| a.row(0).to_vec()).collect();
+    let preset = Preset::from_values(pool.chain(), &first);
+    Ok(Inference { output, theta, params: vec![], preset, curves: Some(curves) })
 }
 
 /// One render of a whole file by the pool's worker: a plugin that crashes or hangs fails this item, not the

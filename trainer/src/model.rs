@@ -86,11 +86,21 @@ impl Encoder {
 
     /// `(B, 1, bins, frames)` features → `(B, embedding)`.
     pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
+        self.maps(features)?.mean(D::Minus1)?.mean(D::Minus1)
+    }
+
+    /// `(B, 1, bins, frames)` features → `(B, embedding, T)`: the embedding along time (T = the frames after the
+    /// convolutions' strides), the mean over frequency only.
+    pub fn forward_frames(&self, features: &Tensor) -> Result<Tensor> {
+        self.maps(features)?.mean(2)
+    }
+
+    fn maps(&self, features: &Tensor) -> Result<Tensor> {
         let mut x = features.clone();
         for (conv, norm, act) in &self.blocks {
             x = act.forward(&norm.forward(&conv.forward(&x)?)?)?;
         }
-        x.mean(D::Minus1)?.mean(D::Minus1)
+        Ok(x)
     }
 }
 
@@ -150,6 +160,42 @@ impl Model {
     pub fn forward(&self, input: &Tensor, reference: &Tensor) -> Result<Tensor> {
         self.controller.forward(&self.encoder.forward(input)?, &self.encoder.forward(reference)?)
     }
+
+    /// A trajectory θ `(B, rows·P)` (row after row, as the chain renders automation) from input and reference
+    /// features `(B, 1, bins, frames)` of the same span.
+    ///
+    /// The temporal head: the encoder's embedding along time (input and reference alike), interpolated linearly
+    /// to `rows` evenly spaced rows, then the same controller as [`Model::forward`] on each row's pair of
+    /// embeddings. Every row sees the content around its own time, so the parameters can follow the audio (a gate
+    /// that closes where the speech stops), and the weights are the fixed-parameter model's: one checkpoint
+    /// format, and a run of either kind can start from the other.
+    pub fn forward_rows(&self, input: &Tensor, reference: &Tensor, rows: usize) -> Result<Tensor> {
+        let along = |features: &Tensor| -> Result<Tensor> {
+            let frames = self.encoder.forward_frames(features)?;
+            let (batch, embedding, steps) = frames.dims3()?;
+            let weights = interpolation(steps, rows, frames.dtype(), frames.device())?;
+            // (B, E, T) · (T, rows) → (B, E, rows) → (B·rows, E).
+            frames.broadcast_matmul(&weights)?.transpose(1, 2)?.contiguous()?.reshape((batch * rows, embedding))
+        };
+        let batch = input.dim(0)?;
+        let theta = self.controller.forward(&along(input)?, &along(reference)?)?;
+        let p = theta.dim(1)?;
+        theta.reshape((batch, rows * p))
+    }
+}
+
+/// `(steps, rows)` weights that interpolate `steps` evenly spaced values linearly at `rows` evenly spaced points
+/// (each the centre of its span; the ends held).
+fn interpolation(steps: usize, rows: usize, dtype: candle_core::DType, device: &candle_core::Device) -> Result<Tensor> {
+    let mut w = vec![0f64; steps * rows];
+    for f in 0..rows {
+        let u = ((f as f64 + 0.5) * steps as f64 / rows as f64 - 0.5).clamp(0.0, (steps - 1) as f64);
+        let (i0, frac) = (u.floor() as usize, u - u.floor());
+        let i1 = (i0 + 1).min(steps - 1);
+        w[i0 * rows + f] += 1.0 - frac;
+        w[i1 * rows + f] += frac;
+    }
+    Tensor::from_vec(w, (steps, rows), device)?.to_dtype(dtype)
 }
 
 /// Re-initialises the weights of `varmap` from `seed` (candle's CPU generator cannot be seeded): every weight
@@ -159,4 +205,49 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
     let gain = |name: &str| if name.starts_with("controller.fc2.") { 0.1 } else { 1.0 };
     let is_bias = |name: &str| name.ends_with(".bias") && (name.contains(".conv") || name.contains(".fc"));
     afx_nn::init::seeded_uniform(varmap, seed, gain, is_bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use afx_nn::gradcheck::{GradCheck, project, pseudo_random};
+    use candle_core::{DType, Device, Var};
+
+    use super::*;
+
+    /// The temporal head in f64 at batch 2 against central finite differences: both inputs and every weight.
+    #[test]
+    fn forward_rows_gradients_match_finite_differences() {
+        let config = ModelConfig { n_fft: 64, hop: 32, channels: vec![4, 8], groups: 2, hidden: 8 };
+        let varmap = VarMap::new();
+        let model = Model::new(&config, 3, VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu)).unwrap();
+        // candle's own initialisation, not `seeded_init`'s small last layer: gradients well above the differences'
+        // rounding.
+        let features = |seed| Var::from_tensor(&pseudo_random((2, 1, 16, 24), seed, &Device::Cpu).unwrap()).unwrap();
+        let (x, r) = (features(1), features(2));
+        let rows = 5;
+        let f = || project(&model.forward_rows(x.as_tensor(), r.as_tensor(), rows)?, 9);
+        let theta = model.forward_rows(x.as_tensor(), r.as_tensor(), rows).unwrap();
+        assert_eq!(theta.dims(), [2, rows * 3]);
+        let weights: Vec<(String, Var)> =
+            varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut vars: Vec<(&str, &Var)> = vec![("input", &x), ("reference", &r)];
+        vars.extend(weights.iter().map(|(n, v)| (n.as_str(), v)));
+        for report in GradCheck::default().run(f, &vars).unwrap() {
+            assert!(report.max_abs_grad > 0.0, "{}: an all-zero gradient proves nothing", report.name);
+            assert!(report.rel_err < 1e-6, "{report}");
+        }
+    }
+
+    #[test]
+    fn interpolation_weights_sum_to_one_per_row_and_hold_the_ends() {
+        let w = interpolation(4, 10, DType::F64, &Device::Cpu).unwrap().to_vec2::<f64>().unwrap();
+        for f in 0..10 {
+            let sum: f64 = w.iter().map(|steps| steps[f]).sum();
+            assert!((sum - 1.0).abs() < 1e-12, "row {f}: {sum}");
+        }
+        assert_eq!((w[0][0], w[3][9]), (1.0, 1.0));
+        // Equal counts: each row is its own step.
+        let same = interpolation(3, 3, DType::F64, &Device::Cpu).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(same, vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]]);
+    }
 }

@@ -1,8 +1,10 @@
-//! The training run's chart, `loss.png` ([`loss_curve`]), drawn with `afx-report`'s [`line_chart`].
+//! The training run's chart, `loss.png` ([`loss_curve`]), drawn with `afx-report`'s [`line_chart`], and the
+//! curves of a prediction with automation ([`curves_png`]).
 
 use std::path::Path;
 
-use afx_report::{LineChart, PALETTE, PlotError, Series, line_chart};
+use afx_host::Curves;
+use afx_report::{CurveLine, LineChart, PALETTE, PlotError, Series, curves_chart, line_chart};
 
 use crate::metrics::{Baselines, Record};
 
@@ -60,6 +62,17 @@ pub fn loss_curve(path: &Path, records: &[Record]) -> Result<(), PlotError> {
         markers: false,
     };
     line_chart(path, &chart)
+}
+
+/// A curves file's PNG: one panel per unit, time in seconds, a legend naming each parameter (see
+/// [`curves_chart`]).
+pub fn curves_png(path: &Path, title: &str, curves: &Curves) -> Result<(), PlotError> {
+    let lines: Vec<CurveLine> = curves
+        .curves
+        .iter()
+        .map(|c| CurveLine { name: &c.param, unit: c.unit.as_deref(), values: &c.values })
+        .collect();
+    curves_chart(path, title, curves.hop as f64 / f64::from(curves.sample_rate), &lines)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod align;
 pub mod folder;
+pub mod moving;
 pub mod synthetic;
 
 use afx_core::Audio;

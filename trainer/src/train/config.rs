@@ -56,6 +56,11 @@ pub struct TrainConfig {
     /// The central-difference step of `--grad fd`, in normalised units.
     #[serde(default = "default_fd_step")]
     pub fd_step: f32,
+    /// Parameters that move (`--automation-hop`): the controller predicts one row of parameters per this many
+    /// frames (at `sample_rate`), rendered as automation, trained on pairs rendered along hidden trajectories
+    /// ([`crate::pairs::moving`]). `None`: one set of fixed parameters per clip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automation_hop: Option<usize>,
     pub model: ModelConfig,
 }
 
@@ -84,6 +89,7 @@ impl Default for TrainConfig {
             no_reference: false,
             val_pairs: None,
             fd_step: default_fd_step(),
+            automation_hop: None,
             model: ModelConfig::default(),
         }
     }
@@ -102,6 +108,11 @@ impl TrainConfig {
     /// Frames per half (L).
     pub fn frames(&self) -> usize {
         (self.clip_seconds * f64::from(self.sample_rate)).round() as usize
+    }
+
+    /// Rows of θ per clip: one, or one per started automation hop of L.
+    pub fn rows(&self) -> usize {
+        self.automation_hop.map_or(1, |hop| afx_host::Automation::rows_for(self.frames(), hop))
     }
 
     /// The learning rate of step `step` (1-based).
@@ -139,6 +150,23 @@ impl TrainConfig {
                 "--grad {} needs --proxy DIR (a proxy trained with `afx train-proxy`)",
                 self.grad.name()
             ));
+        }
+        if let Some(hop) = self.automation_hop {
+            let frames = self.frames();
+            if hop == 0 || hop > frames {
+                return bad(format!("--automation-hop must be from 1 to the clip's {frames} frames (got {hop})"));
+            }
+            if self.grad.needs_proxy() {
+                return bad(format!(
+                    "--grad {}: the proxy methods take fixed parameters; with --automation-hop use spsa, fd or exact",
+                    self.grad.name()
+                ));
+            }
+            if self.corruption != Corruption::None || self.val_pairs.is_some() || self.no_reference {
+                return bad("--automation-hop trains on pairs afx renders along hidden trajectories from --data (the \
+                            processed clip as the reference): it takes no --pairs, --no-reference or corruption"
+                    .into());
+            }
         }
         if self.frames() < self.model.n_fft {
             return bad(format!(

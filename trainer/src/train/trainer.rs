@@ -79,7 +79,8 @@ impl Trainer {
         &self.varmap
     }
 
-    /// Predicted θ `(B, P)` for mono clips at the training rate, all the same length.
+    /// Predicted θ `(B, P)` for mono clips at the training rate, all the same length (L); with automation
+    /// `(B, F·P)`, F rows of parameters (see [`TrainConfig::rows`]).
     pub fn predict(&self, inputs: &[&Audio], references: &[&Audio]) -> Result<Tensor, TrainError> {
         let (x, r) = self.features(inputs, references)?;
         self.forward_features(&x, &r)
@@ -93,9 +94,13 @@ impl Trainer {
         Ok((x, r))
     }
 
-    /// θ `(B, P)` from [`Trainer::features`]: encoder and controller (second part of [`Trainer::predict`]).
+    /// θ `(B, P)` (or `(B, F·P)`) from [`Trainer::features`]: encoder and controller (second part of
+    /// [`Trainer::predict`]).
     pub fn forward_features(&self, inputs: &Tensor, references: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(self.model.forward(inputs, references)?)
+        Ok(match self.config.automation_hop {
+            None => self.model.forward(inputs, references)?,
+            Some(_) => self.model.forward_rows(inputs, references, self.config.rows())?,
+        })
     }
 
     /// The update of a step from a method's gradients at the predicted θ: backward of the surrogate
@@ -138,6 +143,7 @@ impl Trainer {
 
             let batch = MethodBatch {
                 preroll: &pairs.preroll_a,
+                hop: self.config.automation_hop.unwrap_or(0),
                 ..MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, item_seed(seed, SPSA_STREAM))
             };
             let out = self.method.gradients(pool, batch)?;

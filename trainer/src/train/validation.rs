@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 
+use afx_spsa::estimator::Scoring;
 use afx_spsa::{Pool, item_seed};
 
 use super::config::TrainConfig;
@@ -60,7 +61,11 @@ impl Trainer {
         // Through the chain after each item's pre-roll, scored after it (a source without one: as they are).
         let prerolled =
             (!pairs.preroll_a.is_empty()).then(|| crate::pairs::chain_inputs(&pairs.input_a, &pairs.preroll_a));
+        // The trained θ may be a trajectory (with automation); the baselines are fixed parameters.
+        let hop = self.config.automation_hop.unwrap_or(0);
         let render = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Vec<Option<afx_core::Audio>> {
+            let hop = if thetas.first().is_some_and(|t| t.len() > self.chain.num_params()) { hop } else { 0 };
+            let mut pool = pool.trajectories(hop, Scoring::Whole);
             let outputs = pool.render_batch(prerolled.as_deref().unwrap_or(&pairs.input_a), thetas);
             let scored = |(i, y): (usize, afx_core::Audio)| match prerolled {
                 Some(_) => crate::pairs::tail(&y, pairs.input_a[i].frames()),
@@ -134,10 +139,11 @@ impl Trainer {
                 random: mean(&baselines.random),
             },
             proxy: proxy_score.as_deref().map(mean),
+            // Against a trajectory θ*, fixed parameters count as the same row at every frame.
             param_error: pairs.theta_star.as_ref().map(|theta_star| ParamErrors {
                 trained: mean_abs_diff(&theta, theta_star),
-                default: mean_abs_diff(&defaults, theta_star),
-                random: mean_abs_diff(&set.random_theta, theta_star),
+                default: mean_abs_diff(&held(&defaults, self.config.rows()), theta_star),
+                random: mean_abs_diff(&held(&set.random_theta, self.config.rows()), theta_star),
             }),
         };
         Ok((record, per_pair))
@@ -180,4 +186,9 @@ impl ValidationSet {
         }
         Ok(ValidationSet { pairs, random_theta, baselines: OnceCell::new() })
     }
+}
+
+/// Fixed θ rows held for `rows` rows each: what a trajectory of fixed parameters is.
+fn held(thetas: &[Vec<f32>], rows: usize) -> Vec<Vec<f32>> {
+    thetas.iter().map(|t| t.repeat(rows)).collect()
 }
