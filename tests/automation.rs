@@ -9,15 +9,20 @@ use std::process::{Command, Output};
 use afx_testfx_dsp::{TestFx, param_index};
 use common::*;
 
-/// `afx render` of the test effect (LV2) with `extra` arguments, the test effect's bundles on the plugin paths.
-fn render_testfx(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
+/// `afx ARGS` in `dir`, the test effect's bundles on the plugin paths.
+fn afx_testfx(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_afx"));
     cmd.current_dir(dir).env_remove("AFX_CONFIG").env_remove("AFX_TESTFX_FAULT");
     for (k, v) in testfx().env() {
         cmd.env(k, v);
     }
-    cmd.args(["render", "--plugin", "urn:afx:testfx", "--format", "lv2", "-i", arg(input), "-o", arg(output)]);
-    cmd.args(extra).output().unwrap()
+    cmd.args(args).output().unwrap()
+}
+
+/// `afx render` of the test effect (LV2) with `extra` arguments.
+fn render_testfx(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let render = ["render", "--plugin", "urn:afx:testfx", "--format", "lv2", "-i", arg(input), "-o", arg(output)];
+    afx_testfx(dir, &[&render[..], extra].concat())
 }
 
 fn write_curves(dir: &Path, name: &str, json: &serde_json::Value) -> PathBuf {
@@ -120,14 +125,7 @@ fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit()
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("plugins.toml");
     std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
-    let afx_in = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_afx"));
-        cmd.current_dir(dir.path()).env_remove("AFX_CONFIG").env_remove("AFX_TESTFX_FAULT");
-        for (k, v) in testfx().env() {
-            cmd.env(k, v);
-        }
-        cmd.arg("--config").arg(&config).args(args).output().unwrap()
-    };
+    let afx_in = |args: &[&str]| afx_testfx(dir.path(), &[&["--config", arg(&config)][..], args].concat());
     let (data, run) = (demo_corpus(), dir.path().join("run"));
     let train = ["train", "--chain", "fx", "--data", arg(data), "--out", arg(&run), "--automation-hop", "1024"];
     let out =
