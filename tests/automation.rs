@@ -170,6 +170,19 @@ fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit()
     ok(afx_in(&["render", "--plugin", "fx", "-i", arg(&input), "-o", arg(&replay), "--automation", arg(&curves_json)]));
     assert_eq!(std::fs::read(&replay).unwrap(), std::fs::read(&output).unwrap(), "the replay differs");
 
+    // Smoothed curves (DeepAFx's low-pass) replay as well; a cutoff above the curves' Nyquist is refused.
+    let smoothed = dir.path().join("smooth.wav");
+    let infer = ["infer", "--run", arg(&run), "-i", arg(&input), "--reference", arg(&processed)];
+    ok(afx_in(&[&infer[..], &["-o", arg(&smoothed), "--smooth", "2"]].concat()));
+    let smooth_json = dir.path().join("smooth.curves.json");
+    let smoothed_curves: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&smooth_json).unwrap()).unwrap();
+    assert_ne!(smoothed_curves["curves"], curves["curves"], "--smooth changed nothing");
+    ok(afx_in(&["render", "--plugin", "fx", "-i", arg(&input), "-o", arg(&replay), "--automation", arg(&smooth_json)]));
+    assert_eq!(std::fs::read(&replay).unwrap(), std::fs::read(&smoothed).unwrap(), "the smoothed replay differs");
+    let too_high = afx_in(&[&infer[..], &["-o", arg(&smoothed), "--smooth", "20"]].concat());
+    fails_with(&too_high, &["--smooth 20 Hz", "rows a second"]);
+
     // Automation trains on pairs afx renders: no proxy method, no --pairs.
     let bad = afx_in(&[&train[..], &["--grad", "np-hh", "--proxy", arg(dir.path())]].concat());
     fails_with(&bad, &["--automation-hop", "spsa, fd or exact"]);

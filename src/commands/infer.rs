@@ -24,6 +24,10 @@ pub struct Args {
     /// Where to save the predicted parameters [default: the output path with .preset.toml]
     #[arg(long)]
     preset: Option<PathBuf>,
+    /// A run trained with automation: low-pass its predicted curves at this many Hz before the render (DeepAFx's
+    /// smoothing: a 4th-order Butterworth run forward and backward)
+    #[arg(long, value_name = "HZ")]
+    smooth: Option<f64>,
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Seconds the plugin worker may take to load the chain, and to render the whole input, before it is
@@ -69,7 +73,8 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         timeout: Some(args.timeout.unwrap_or_else(|| whole_file_limit(&input))),
         ..Default::default()
     })?;
-    let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut pool, &input, &reference)?;
+    let options = afx_trainer::infer::InferOptions { smooth_hz: args.smooth };
+    let inference = afx_trainer::infer::infer_run(&args.run, &device, &mut pool, &input, &reference, &options)?;
     inference.output.write_wav(&args.output)?;
     let preset_path = args.preset.unwrap_or_else(|| args.output.with_extension("preset.toml"));
     inference.preset.save(&preset_path)?;

@@ -84,6 +84,10 @@ pub struct Args {
     /// trajectories (the processed clip is the model's reference). Takes --data [with --resume: the run's]
     #[arg(long, value_name = "N")]
     automation_hop: Option<usize>,
+    /// With --automation-hop: predict one set of parameters per clip, held for all its rows: the fixed-parameter
+    /// baseline on the same pairs
+    #[arg(long, requires = "automation_hop")]
+    fixed_parameters: bool,
     /// With --automation-hop: how SPSA scores each row's perturbation: whole, causal or window:W (see the README's
     /// "Gradients of trajectories") [default: window:1]
     #[arg(long)]
@@ -318,6 +322,7 @@ fn apply(args: &Args, c: &mut TrainConfig) {
     override_with(&mut c.clip_seconds, args.clip_seconds);
     if args.automation_hop.is_some() {
         c.automation_hop = args.automation_hop;
+        c.fixed_parameters = args.fixed_parameters;
         // Each row against its own and the next row's output: far less noise than whole scoring at a hop
         // longer than the chain's memory (README, "Gradients of trajectories").
         c.spsa.scoring = afx_spsa::estimator::Scoring::Window(1);

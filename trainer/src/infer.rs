@@ -125,7 +125,7 @@ impl TrainedModel {
             let (xs, rs) = (clips(&x), clips(&r));
             let xf = self.frontend.features(&batch_tensor(&xs.iter().collect::<Vec<_>>(), &self.device)?)?;
             let rf = self.frontend.features(&batch_tensor(&rs.iter().collect::<Vec<_>>(), &self.device)?)?;
-            let theta = self.model.forward_rows(&xf, &rf, rows_per_window)?;
+            let theta = self.model.forward_trajectory(&xf, &rf, rows_per_window, config.fixed_parameters)?;
             rows.extend(theta.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
         }
         rows.truncate(total_rows * self.meta.chain.num_params());
@@ -172,13 +172,38 @@ pub fn silent_reference(config: &crate::train::config::TrainConfig) -> Audio {
     Audio::silence(config.sample_rate, 1, config.frames())
 }
 
+/// How [`infer_with`] treats a prediction.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InferOptions {
+    /// With automation: low-pass the predicted curves at this many Hz before the render (DeepAFx's smoothing of
+    /// its per-frame parameters: a 4th-order Butterworth, forward and backward, so without delay). `None`: as
+    /// predicted.
+    pub smooth_hz: Option<f64>,
+}
+
 /// Predicts θ for (input, reference), renders the whole input through the chain `pool` hosts (which must be the
 /// run's chain), and returns the output, the values and a preset that replays it.
 pub fn infer(model: &TrainedModel, pool: &mut Pool, input: &Audio, reference: &Audio) -> Result<Inference, TrainError> {
+    infer_with(model, pool, input, reference, &InferOptions::default())
+}
+
+/// [`infer`] with options.
+pub fn infer_with(
+    model: &TrainedModel,
+    pool: &mut Pool,
+    input: &Audio,
+    reference: &Audio,
+    options: &InferOptions,
+) -> Result<Inference, TrainError> {
     let info = ChainInfo::from_chain(pool.chain());
     run::check_chain(Path::new("(loaded run)"), &model.meta.chain, &info)?;
     if let Some(hop) = model.meta.config.automation_hop {
-        return infer_moving(model, pool, input, reference, hop);
+        return infer_moving(model, pool, input, reference, hop, options);
+    }
+    if options.smooth_hz.is_some() {
+        return Err(TrainError::Config(
+            "--smooth smooths predicted automation: this run predicts fixed parameters".into(),
+        ));
     }
     let theta = model.predict(input, reference)?;
     let values = pool.chain().plain_values(&theta)?;
@@ -196,11 +221,15 @@ fn infer_moving(
     input: &Audio,
     reference: &Audio,
     hop: usize,
+    options: &InferOptions,
 ) -> Result<Inference, TrainError> {
     let p = model.meta.chain.num_params();
-    let rows = model.predict_trajectory(input, reference)?;
+    let mut rows = model.predict_trajectory(input, reference)?;
     let model_rows = rows.len() / p;
     let (rate, in_rate) = (f64::from(model.meta.sample_rate), f64::from(input.sample_rate()));
+    if let Some(cutoff) = options.smooth_hz {
+        smooth_rows(&mut rows, p, rate / hop as f64, cutoff)?;
+    }
     let hop_in = ((hop as f64 * in_rate / rate).round() as usize).max(1);
     let theta: Vec<f32> = (0..Automation::rows_for(input.frames(), hop_in))
         .flat_map(|f| {
@@ -231,10 +260,65 @@ pub fn infer_run(
     pool: &mut Pool,
     input: &Audio,
     reference: &Audio,
+    options: &InferOptions,
 ) -> Result<Inference, TrainError> {
     let model = TrainedModel::load(run_dir, device)?;
     run::check_chain(run_dir, &model.meta.chain, &ChainInfo::from_chain(pool.chain()))?;
-    infer(&model, pool, input, reference)
+    infer_with(&model, pool, input, reference, options)
+}
+
+/// Low-passes each parameter's column of `rows` (P values per row, `rows_per_second` rows a second) at `cutoff`
+/// Hz: two Butterworth biquads (a 4th-order Butterworth) run forward, then backward over the result, so the
+/// curve keeps its timing; the ends are held for the filters to settle. Values stay in [0, 1].
+pub fn smooth_rows(rows: &mut [f32], p: usize, rows_per_second: f64, cutoff: f64) -> Result<(), TrainError> {
+    let nyquist = rows_per_second / 2.0;
+    if !(cutoff > 0.0 && cutoff < nyquist) {
+        return Err(TrainError::Config(format!(
+            "--smooth {cutoff} Hz: the curves have {rows_per_second:.2} rows a second, so give a cutoff between 0 and \
+             {nyquist:.2} Hz"
+        )));
+    }
+    let n = rows.len() / p.max(1);
+    // Held ends: three time constants of the lowest cutoff, at least a few rows.
+    let pad = ((3.0 * rows_per_second / cutoff).ceil() as usize).clamp(4, 4 * n.max(1));
+    let sections: Vec<[f64; 5]> =
+        [0.541_196_100_146_197, 1.306_562_964_876_377].iter().map(|&q| lowpass(cutoff, rows_per_second, q)).collect();
+    for j in 0..p {
+        let column: Vec<f64> = (0..n).map(|f| f64::from(rows[f * p + j])).collect();
+        let (first, last) = (column[0], column[n - 1]);
+        let mut x: Vec<f64> =
+            std::iter::repeat_n(first, pad).chain(column).chain(std::iter::repeat_n(last, pad)).collect();
+        // Forward, then backward over the result (each pass ends reversed, so two leave it the right way round).
+        for _ in 0..2 {
+            for section in &sections {
+                biquad(section, &mut x);
+            }
+            x.reverse();
+        }
+        for f in 0..n {
+            rows[f * p + j] = x[pad + f].clamp(0.0, 1.0) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// RBJ's low-pass biquad `[b0, b1, b2, a1, a2]` (normalised by a0) at `cutoff` Hz for `rate` samples a second.
+fn lowpass(cutoff: f64, rate: f64, q: f64) -> [f64; 5] {
+    let w = std::f64::consts::TAU * cutoff / rate;
+    let (cos, alpha) = (w.cos(), w.sin() / (2.0 * q));
+    let a0 = 1.0 + alpha;
+    [(1.0 - cos) / 2.0 / a0, (1.0 - cos) / a0, (1.0 - cos) / 2.0 / a0, -2.0 * cos / a0, (1.0 - alpha) / a0]
+}
+
+/// Runs one biquad over `x` in place (direct form I), starting at rest on `x[0]`.
+fn biquad(&[b0, b1, b2, a1, a2]: &[f64; 5], x: &mut [f64]) {
+    let Some(&start) = x.first() else { return };
+    let (mut x1, mut x2, mut y1, mut y2) = (start, start, start, start);
+    for v in x.iter_mut() {
+        let y = b0 * *v + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
+        (x2, x1, y2, y1) = (x1, *v, y1, y);
+        *v = y;
+    }
 }
 
 /// Renders `input` through the chain `pool` hosts with a preset's values (what `afx render --preset` does).
@@ -263,4 +347,24 @@ pub fn predicted_params(info: &ChainInfo, theta: &[f32]) -> Result<Vec<Predicted
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_keeps_constants_and_smooths_a_step_without_moving_it() {
+        // One parameter, 200 rows at 20 rows a second: a step from 0.2 to 0.8 at row 100.
+        let mut rows: Vec<f32> = (0..200).map(|f| if f < 100 { 0.2 } else { 0.8 }).collect();
+        smooth_rows(&mut rows, 1, 20.0, 1.0).unwrap();
+        // Zero phase: the smoothed step crosses its middle at the step, and is symmetric about it.
+        assert!((rows[99] + rows[100] - 1.0).abs() < 1e-3, "{} {}", rows[99], rows[100]);
+        assert!(rows[95] > 0.2 && rows[95] < 0.5 && rows[104] < 0.8 && rows[104] > 0.5, "{:?}", &rows[94..106]);
+        assert!((rows[0] - 0.2).abs() < 1e-4 && (rows[199] - 0.8).abs() < 1e-4);
+        let mut flat = vec![0.4f32, 0.7, 0.4, 0.7, 0.4, 0.7];
+        smooth_rows(&mut flat, 2, 20.0, 2.0).unwrap();
+        assert!(flat.chunks(2).all(|r| (r[0] - 0.4).abs() < 1e-5 && (r[1] - 0.7).abs() < 1e-5), "{flat:?}");
+        assert!(smooth_rows(&mut flat, 2, 20.0, 10.0).is_err());
+    }
 }

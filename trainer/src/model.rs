@@ -184,6 +184,14 @@ impl Model {
     }
 }
 
+impl Model {
+    /// θ `(B, rows·P)` for `rows` rows or one row held through all of them (`held`: the fixed-parameter model's
+    /// output, as a trajectory), from input and reference features.
+    pub fn forward_trajectory(&self, input: &Tensor, reference: &Tensor, rows: usize, held: bool) -> Result<Tensor> {
+        if held { self.forward(input, reference)?.repeat((1, rows)) } else { self.forward_rows(input, reference, rows) }
+    }
+}
+
 /// `(steps, rows)` weights that interpolate `steps` evenly spaced values linearly at `rows` evenly spaced points
 /// (each the centre of its span; the ends held).
 fn interpolation(steps: usize, rows: usize, dtype: candle_core::DType, device: &candle_core::Device) -> Result<Tensor> {

@@ -82,7 +82,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
 
     // The run belongs to zam_comp: eq_comp (other parameters) is refused for inference and for resuming.
     let mut eq_pool = common::pool("eq_comp");
-    let err = infer_run(&run, &Device::Cpu, &mut eq_pool, &input, &reference).unwrap_err();
+    let err = infer_run(&run, &Device::Cpu, &mut eq_pool, &input, &reference, &Default::default()).unwrap_err();
     assert!(matches!(err, TrainError::WrongChain { .. }), "{err}");
     assert!(err.to_string().contains("zam_comp") && err.to_string().contains("eq_comp"), "{err}");
     let err = resume(&run, &common::chain_info("eq_comp"), &mut eq_pool, data, TrainOptions::default()).unwrap_err();

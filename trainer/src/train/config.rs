@@ -61,6 +61,10 @@ pub struct TrainConfig {
     /// ([`crate::pairs::moving`]). `None`: one set of fixed parameters per clip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automation_hop: Option<usize>,
+    /// With automation: the model predicts one row per clip, held through all its rows (`--fixed-parameters`):
+    /// the fixed-parameter model trained on the same moving pairs, the baseline automation is measured against.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fixed_parameters: bool,
     pub model: ModelConfig,
 }
 
@@ -90,6 +94,7 @@ impl Default for TrainConfig {
             val_pairs: None,
             fd_step: default_fd_step(),
             automation_hop: None,
+            fixed_parameters: false,
             model: ModelConfig::default(),
         }
     }
@@ -167,6 +172,9 @@ impl TrainConfig {
                             processed clip as the reference): it takes no --pairs, --no-reference or corruption"
                     .into());
             }
+        }
+        if self.fixed_parameters && self.automation_hop.is_none() {
+            return bad("--fixed-parameters is the baseline of a run with --automation-hop: give the hop too".into());
         }
         if self.frames() < self.model.n_fft {
             return bad(format!(

@@ -99,7 +99,9 @@ impl Trainer {
     pub fn forward_features(&self, inputs: &Tensor, references: &Tensor) -> Result<Tensor, TrainError> {
         Ok(match self.config.automation_hop {
             None => self.model.forward(inputs, references)?,
-            Some(_) => self.model.forward_rows(inputs, references, self.config.rows())?,
+            Some(_) => {
+                self.model.forward_trajectory(inputs, references, self.config.rows(), self.config.fixed_parameters)?
+            }
         })
     }
 
