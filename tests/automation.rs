@@ -187,3 +187,43 @@ fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit()
     let bad = afx_in(&[&train[..], &["--grad", "np-hh", "--proxy", arg(dir.path())]].concat());
     fails_with(&bad, &["--automation-hop", "spsa, fd or exact"]);
 }
+
+/// `afx train --pairs DIR --automation-hop`: a user's folder of recordings processed with moving settings (here
+/// the test effect along curves files), the trajectory extended over each crop's pre-roll.
+#[test]
+fn a_pair_folder_processed_with_moving_settings_trains_a_controller_with_automation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugins.toml");
+    std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
+    let afx_in = |args: &[&str]| afx_testfx(dir.path(), &[&["--config", arg(&config)][..], args].concat());
+    let pairs = dir.path().join("pairs");
+    std::fs::create_dir_all(pairs.join("raw")).unwrap();
+    std::fs::create_dir_all(pairs.join("processed")).unwrap();
+    for (k, name) in ["loop_amen", "loop_breakbeat", "loop_electric", "guit_e_slide"].iter().enumerate() {
+        let audio = recording(&format!("{name}.flac"));
+        let raw = pairs.join("raw").join(format!("{name}.wav"));
+        write_wav(&raw, audio.sample_rate(), audio.channels());
+        let hop = 4410;
+        let frames = audio.frames().div_ceil(hop);
+        let mut json = curves(audio.sample_rate(), hop, frames);
+        json["curves"][0]["values"] = (0..frames).map(|f| [2.0, 20.0, 10.0][(f + k) % 3]).collect();
+        let file = write_curves(dir.path(), &format!("{name}.json"), &json);
+        let processed = pairs.join("processed").join(format!("{name}.wav"));
+        ok(afx_in(&["render", "--plugin", "fx", "-i", arg(&raw), "-o", arg(&processed), "--automation", arg(&file)]));
+    }
+    let run = dir.path().join("run");
+    let train = ["train", "--chain", "fx", "--pairs", arg(&pairs), "--out", arg(&run), "--automation-hop", "1024"];
+    let extra = ["--grad", "exact", "--steps", "4", "--batch", "2", "--val-every", "2", "--val-pairs", "1"];
+    let out = ok(afx_in(&[&train[..], &extra[..]].concat()));
+    assert!(stdout(&out).contains("4 steps"), "{}", stdout(&out));
+    let validations: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "validation")
+        .collect();
+    assert!(!validations.is_empty());
+    for v in &validations {
+        assert!(v["mrstft"]["trained"].as_f64().unwrap().is_finite() && v["failed"] == 0, "{v}");
+    }
+}

@@ -254,7 +254,8 @@ impl TestSet {
     fn new(config: &CompareConfig, pool: &mut Pool, source: &dyn PairSource) -> Result<TestSet, EvalError> {
         let seed = item_seed(config.train.seed ^ TEST_STREAM, 0);
         let frames = config.train.frames();
-        let request = PairRequest { frames, batch: config.test_items, corruption: config.train.corruption, seed };
+        let hop = config.train.automation_hop.unwrap_or(0);
+        let request = PairRequest { frames, batch: config.test_items, corruption: config.train.corruption, seed, hop };
         let (pairs, random_theta) = held_out_with_random_theta(source, pool, &request)?;
         if pairs.is_empty() {
             return Err(EvalError::NoData(format!("no test example rendered: {}", pairs.first_error())));

@@ -81,7 +81,8 @@ pub struct Args {
     clip_seconds: Option<f64>,
     /// Parameters that move: the controller predicts one row of parameters every N frames (at the training rate,
     /// 22.05 kHz; DeepAFx: 1024), rendered as automation, trained on clips afx renders along hidden random
-    /// trajectories (the processed clip is the model's reference). Takes --data [with --resume: the run's]
+    /// trajectories from --data, or on --pairs (the processed clip is the model's reference either way) [with
+    /// --resume: the run's]
     #[arg(long, value_name = "N")]
     automation_hop: Option<usize>,
     /// With --automation-hop: predict one set of parameters per clip, held for all its rows: the fixed-parameter

@@ -325,15 +325,61 @@ pub fn real_gradients(
 ) -> Result<Gradients, TrainError> {
     let mut timing = MethodTiming::default();
     let thetas = theta_rows(batch.theta)?;
-    let forward = real_forward(pool, loss, batch, &thetas, &mut timing)?;
+    let p = pool.num_params();
+    let lead = lead_rows(batch.preroll, batch.hop, thetas.first().map_or(0, Vec::len), p)?;
+    let rendered = over_preroll(&thetas, lead, p);
+    let forward = real_forward(pool, loss, batch, &rendered, &mut timing)?;
     let started = Instant::now();
-    let estimates = backward(pool, &forward, &thetas)?;
+    let estimates = backward(pool, &forward, &rendered)?;
+    let estimates = estimates.into_iter().map(|e| e.map(|g| fold_preroll(g, lead, p))).collect();
     let seconds = started.elapsed().as_secs_f64();
     match part {
         Backward::Estimator => timing.spsa_s = seconds,
         Backward::Proxy => timing.proxy_s = seconds,
     }
     Ok(forward.gradients(&pool.config().spec.chain, &thetas, estimates, timing))
+}
+
+/// Rows a trajectory θ of `len` values (P = `p` per row) gains over a pre-roll: with automation (`hop` > 0) the
+/// chain renders the pre-roll first, so θ must cover it too: its frames in whole hops, each row held at the first
+/// row's values. 0 without a pre-roll or for fixed parameters.
+pub fn lead_rows(preroll: &[Audio], hop: usize, len: usize, p: usize) -> Result<usize, TrainError> {
+    let Some(first) = preroll.first() else { return Ok(0) };
+    if hop == 0 || len <= p {
+        return Ok(0);
+    }
+    if !first.frames().is_multiple_of(hop) || preroll.iter().any(|x| x.frames() != first.frames()) {
+        return Err(TrainError::Config(format!(
+            "a pre-roll of {} frames is not whole hops of {hop}: a trajectory cannot cover it",
+            first.frames()
+        )));
+    }
+    Ok(first.frames() / hop)
+}
+
+/// Each θ with `lead` rows of its first row's values in front (see [`lead_rows`]).
+pub fn over_preroll(thetas: &[Vec<f32>], lead: usize, p: usize) -> Vec<Vec<f32>> {
+    if lead == 0 {
+        return thetas.to_vec();
+    }
+    thetas.iter().map(|t| t[..p].repeat(lead).into_iter().chain(t.iter().copied()).collect()).collect()
+}
+
+/// The gradient of θ from the gradient of [`over_preroll`]'s θ: the lead rows are the first row held, so their
+/// gradients add to its.
+fn fold_preroll(mut grad: Vec<f32>, lead: usize, p: usize) -> Vec<f32> {
+    if lead == 0 {
+        return grad;
+    }
+    let mut first: Vec<f32> = grad[lead * p..(lead + 1) * p].to_vec();
+    for row in grad[..lead * p].chunks_exact(p) {
+        for (f, g) in first.iter_mut().zip(row) {
+            *f += g;
+        }
+    }
+    grad.drain(..lead * p);
+    grad[..p].copy_from_slice(&first);
+    grad
 }
 
 /// Renders `batch` at `thetas` through the pool, then the loss of every item that rendered and its gradient
@@ -463,4 +509,25 @@ pub(crate) fn theta_leaf(theta: &Tensor, device: &Device) -> Result<Var, TrainEr
 /// θ `(B, P)` as one `Vec` per item.
 pub fn theta_rows(theta: &Tensor) -> Result<Vec<Vec<f32>>, TrainError> {
     Ok(theta.detach().to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trajectory_extends_over_a_preroll_and_its_gradient_folds_back() {
+        let preroll = vec![Audio::silence(8000, 1, 300)];
+        // P = 2, 3 rows at a hop of 100: the pre-roll adds 3 rows held at row 0.
+        assert_eq!(lead_rows(&preroll, 100, 6, 2).unwrap(), 3);
+        assert_eq!(lead_rows(&preroll, 100, 2, 2).unwrap(), 0, "fixed parameters render as they are");
+        assert_eq!(lead_rows(&[], 100, 6, 2).unwrap(), 0);
+        assert!(lead_rows(&preroll, 128, 6, 2).is_err(), "300 frames are not whole hops of 128");
+        let theta = vec![vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]];
+        let extended = over_preroll(&theta, 3, 2);
+        assert_eq!(extended[0], vec![0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        let grad: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        // Row 0 gets the three lead rows' gradients too: (1 + 3 + 5 + 7, 2 + 4 + 6 + 8).
+        assert_eq!(fold_preroll(grad, 3, 2), vec![16.0, 20.0, 9.0, 10.0, 11.0, 12.0]);
+    }
 }

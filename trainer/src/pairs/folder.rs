@@ -229,8 +229,11 @@ impl PairFolder {
 
     /// The [`PREROLL_S`] before `start` in `samples`, zeros where it reaches before the file's start (a file
     /// was processed from its start, with the effects at rest, as they stay on silence).
-    fn preroll(&self, samples: &[f32], start: usize) -> Audio {
+    /// With automation (`hop` > 0) the pre-roll is whole hops, at least [`PREROLL_S`], so the trajectory's rows
+    /// keep their frames when it is rendered first.
+    fn preroll(&self, samples: &[f32], start: usize, hop: usize) -> Audio {
         let frames = (PREROLL_S * f64::from(self.rate)).round() as usize;
+        let frames = if hop > 0 { frames.div_ceil(hop) * hop } else { frames };
         let from = start.saturating_sub(frames);
         let mut pre = vec![0.0; frames - (start - from)];
         pre.extend_from_slice(&samples[from..start]);
@@ -258,7 +261,10 @@ impl PairSource for FolderPairs<'_> {
                         f.dir.display()
                     ))
                 })?;
-            let reference = if f.reference {
+            let reference = if request.hop > 0 {
+                // With automation, the model finds the moves that turn this crop into its processed version.
+                f.crop(&f.pairs[j].processed, start, frames)
+            } else if f.reference {
                 let others: Vec<usize> = f.train.iter().copied().filter(|&k| k != j).collect();
                 match random_crop(&mut rng, &others, frames, |k| &f.pairs[k].processed, &f.pairs) {
                     Some((k, s)) => f.crop(&f.pairs[k].processed, s, frames),
@@ -268,7 +274,7 @@ impl PairSource for FolderPairs<'_> {
                 f.silence(frames)
             };
             out.input_a.push(f.crop(&f.pairs[j].raw, start, frames));
-            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start));
+            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start, request.hop));
             out.target_a.push(f.crop(&f.pairs[j].processed, start, frames));
             out.reference_b.push(reference);
             out.names.push(f.infos[j].name.clone());
@@ -287,9 +293,11 @@ impl PairSource for FolderPairs<'_> {
         for (k, &j) in f.held_out.iter().enumerate() {
             let start = validation_start(&f.pairs[j].raw, frames);
             out.input_a.push(f.crop(&f.pairs[j].raw, start, frames));
-            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start));
+            out.preroll_a.push(f.preroll(&f.pairs[j].raw, start, request.hop));
             out.target_a.push(f.crop(&f.pairs[j].processed, start, frames));
-            out.reference_b.push(if f.reference {
+            out.reference_b.push(if request.hop > 0 {
+                f.crop(&f.pairs[j].processed, start, frames)
+            } else if f.reference {
                 let r = &f.pairs[f.train[k % f.train.len()]].processed;
                 f.crop(r, loudest(r, frames), frames)
             } else {

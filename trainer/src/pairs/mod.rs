@@ -104,6 +104,10 @@ pub struct PairRequest {
     pub corruption: Corruption,
     /// Item `i` uses [`afx_spsa::item_seed`]`(seed, i)`, so a batch is the same whatever the worker count.
     pub seed: u64,
+    /// Frames per row of a trajectory θ when the run has automation, else 0. A pair folder then takes the
+    /// processed crop itself as the reference and a pre-roll of whole hops, so the trajectory extends over it
+    /// (see [`crate::method::real_gradients`]).
+    pub hop: usize,
 }
 
 /// Where training and validation pairs come from.

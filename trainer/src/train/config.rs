@@ -167,9 +167,9 @@ impl TrainConfig {
                     self.grad.name()
                 ));
             }
-            if self.corruption != Corruption::None || self.val_pairs.is_some() || self.no_reference {
-                return bad("--automation-hop trains on pairs afx renders along hidden trajectories from --data (the \
-                            processed clip as the reference): it takes no --pairs, --no-reference or corruption"
+            if self.corruption != Corruption::None || self.no_reference {
+                return bad("--automation-hop takes the processed clip as the model's reference: it takes no \
+                            --no-reference or corruption"
                     .into());
             }
         }

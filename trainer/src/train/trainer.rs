@@ -119,7 +119,8 @@ impl Trainer {
 
     /// The request for `batch` items with `seed` (the config's L and corruption).
     fn request(&self, batch: usize, seed: u64) -> PairRequest {
-        PairRequest { frames: self.config.frames(), batch, corruption: self.config.corruption, seed }
+        let hop = self.config.automation_hop.unwrap_or(0);
+        PairRequest { frames: self.config.frames(), batch, corruption: self.config.corruption, seed, hop }
     }
 
     /// One update on a fresh batch from `source` (a [`PairSource`]; any [`crate::ClipSource`] is one).

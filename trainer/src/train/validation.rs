@@ -63,10 +63,14 @@ impl Trainer {
             (!pairs.preroll_a.is_empty()).then(|| crate::pairs::chain_inputs(&pairs.input_a, &pairs.preroll_a));
         // The trained θ may be a trajectory (with automation); the baselines are fixed parameters.
         let hop = self.config.automation_hop.unwrap_or(0);
+        let p = self.chain.num_params();
         let render = |pool: &mut Pool, thetas: &[Vec<f32>]| -> Vec<Option<afx_core::Audio>> {
-            let hop = if thetas.first().is_some_and(|t| t.len() > self.chain.num_params()) { hop } else { 0 };
+            let hop = if thetas.first().is_some_and(|t| t.len() > p) { hop } else { 0 };
+            let lead =
+                crate::method::lead_rows(&pairs.preroll_a, hop, thetas.first().map_or(0, Vec::len), p).unwrap_or(0);
+            let thetas = crate::method::over_preroll(thetas, lead, p);
             let mut pool = pool.trajectories(hop, Scoring::Whole);
-            let outputs = pool.render_batch(prerolled.as_deref().unwrap_or(&pairs.input_a), thetas);
+            let outputs = pool.render_batch(prerolled.as_deref().unwrap_or(&pairs.input_a), &thetas);
             let scored = |(i, y): (usize, afx_core::Audio)| match prerolled {
                 Some(_) => crate::pairs::tail(&y, pairs.input_a[i].frames()),
                 None => y,
@@ -178,8 +182,13 @@ impl ValidationSet {
         source: &S,
     ) -> Result<ValidationSet, TrainError> {
         let seed = item_seed(config.seed ^ VALIDATION_STREAM, 0);
-        let request =
-            PairRequest { frames: config.frames(), batch: config.val_items, corruption: config.corruption, seed };
+        let request = PairRequest {
+            frames: config.frames(),
+            batch: config.val_items,
+            corruption: config.corruption,
+            seed,
+            hop: config.automation_hop.unwrap_or(0),
+        };
         let (pairs, random_theta) = held_out_with_random_theta(source, pool, &request)?;
         if pairs.is_empty() {
             return Err(TrainError::NoData(format!("no validation pair rendered: {}", pairs.first_error())));
