@@ -14,6 +14,7 @@
 mod arrays;
 mod errors;
 mod files;
+mod perturbed;
 mod plugin;
 mod pool;
 mod scan;
@@ -45,6 +46,6 @@ fn _afx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker::worker_main, m)?)?;
     m.add_class::<plugin::Plugin>()?;
     m.add_class::<pool::Pool>()?;
-    m.add_class::<pool::PerturbedRenders>()?;
+    m.add_class::<perturbed::PerturbedRenders>()?;
     Ok(())
 }
