@@ -128,7 +128,11 @@ def test_bad_input_raises_naming_the_argument(amen):
         x, theta, grad_y = batch(amen, 2, 1000, p)
         with pytest.raises(TypeError, match="theta must be a float32 NumPy array, got a ndarray of dtype float64"):
             pool.render(x, theta.astype(np.float64))
-        with pytest.raises(ValueError, match=rf"theta must have shape \(batch, parameters\) = \(2, {p}\), got \[2, {p + 1}\]"):
+        with pytest.raises(
+            ValueError,
+            match=rf"theta must have shape \(batch, parameters\) = \(2, {p}\), or \(batch, frames, parameters\) "
+            rf"= \(2, F, {p}\) for parameters that move, got \[2, {p + 1}\]",
+        ):
             pool.render(x, np.zeros((2, p + 1), np.float32))
         with pytest.raises(ValueError, match=r"theta\[1, 0\] = 1.5 is outside the normalised range \[0, 1\]"):
             bad = theta.copy()
