@@ -77,20 +77,37 @@ pub enum RenderError {
 /// mapping, padding, latency trimming, checks) lives once in this module.
 pub(crate) trait Backend {
     fn info(&self) -> &PluginInfo;
-    /// An instance in its initial state, at `sample_rate`, accepting blocks of up to `settings.block_size`
-    /// frames, with every parameter at `values` (plain units, checked) from sample 0 on.
-    fn instantiate<'a>(
-        &'a mut self,
-        sample_rate: u32,
-        settings: &RenderSettings,
-        values: &[f32],
-    ) -> Result<Box<dyn Instance + 'a>, RenderError>;
+    /// An instance in its initial state, as `setup` says.
+    fn instantiate<'a>(&'a mut self, setup: &Setup<'_>) -> Result<Box<dyn Instance + 'a>, RenderError>;
 
     /// A [`RenderError::Plugin`] naming this backend's plugin: how every format reports what its plugin or
     /// hosting crate answered.
     fn error(&self, message: String) -> RenderError {
         RenderError::Plugin { plugin: self.info().name.clone(), message }
     }
+}
+
+/// What a new instance is made for: `sample_rate`, blocks of up to `settings.block_size` frames, and every
+/// parameter at `values` (plain units, checked) from sample 0 on.
+#[derive(Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    pub sample_rate: u32,
+    pub settings: &'a RenderSettings,
+    pub values: &'a [f32],
+}
+
+/// One `process` call: frames `start..start + frames` of every port buffer, and the parameter changes due in
+/// them.
+pub(crate) struct Block<'a> {
+    /// One buffer per audio input port (sidechains included); writable, see [`Instance::process`].
+    pub inputs: &'a mut [Vec<f32>],
+    /// One buffer per audio output port.
+    pub outputs: &'a mut [Vec<f32>],
+    pub start: usize,
+    pub frames: usize,
+    /// In order of offset (relative to `start`); each format applies them in its own way (see
+    /// [`crate::automation`]).
+    pub changes: &'a [ParamChange],
 }
 
 /// A parameter's new value, due at frame `offset` of a `process` call (relative to its `start`).
@@ -105,22 +122,13 @@ pub(crate) struct ParamChange {
 
 /// One running plugin instance.
 pub(crate) trait Instance {
-    /// Processes `frames` frames starting at `start` of every port buffer. `inputs` has one buffer per audio
-    /// input port (sidechains included), `outputs` one per audio output port. `changes` (in order of offset)
-    /// take effect from their offset on, each format in its own way (see [`crate::automation`]).
+    /// Processes `block`: its frames of every port buffer, its parameter changes from their offsets on.
     ///
     /// Inputs are writable because CLAP and VST3 hand plugins writable input pointers: they are the render's own
     /// scratch, refilled for every render and lane and never read again after the block that used them, so a
     /// plugin that writes to its input changes no signal, and the backends need no per-block copy (which cost
     /// ~3 % of a ZamComp render).
-    fn process(
-        &mut self,
-        inputs: &mut [Vec<f32>],
-        outputs: &mut [Vec<f32>],
-        start: usize,
-        frames: usize,
-        changes: &[ParamChange],
-    ) -> Result<(), RenderError>;
+    fn process(&mut self, block: Block<'_>) -> Result<(), RenderError>;
     /// The latency the plugin reports now, in frames.
     fn latency(&self) -> Result<usize, RenderError>;
 }
@@ -319,13 +327,14 @@ pub(crate) fn render(
             // never contend for this lock.
             static INSTANTIATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
             let _one_at_a_time = INSTANTIATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            backend.instantiate(rate, settings, values)?
+            backend.instantiate(&Setup { sample_rate: rate, settings, values })?
         };
         // The first block ends early at the first change, if that comes within it: the latency, which places the
         // later changes, is known only after the first block, and a change at input frame c reaches the plugin at
         // c + latency >= c.
         let first = automation.first_change().map_or(block, |c| c.min(block));
-        instance.process(&mut scratch.inputs, &mut scratch.outputs, 0, first, &[])?;
+        let (inputs, outputs) = (&mut scratch.inputs, &mut scratch.outputs);
+        instance.process(Block { inputs, outputs, start: 0, frames: first, changes: &[] })?;
         // Latency is read after the first block: LV2 plugins report it through a control output written in run().
         let latency = instance.latency()?;
         if latency > max_latency(rate) {
@@ -352,7 +361,8 @@ pub(crate) fn render(
                 scratch.schedule[next..next + due].iter().map(|c| ParamChange { offset: c.offset - start, ..*c }),
             );
             next += due;
-            instance.process(&mut scratch.inputs, &mut scratch.outputs, start, end - start, &scratch.block_changes)?;
+            let (inputs, outputs, changes) = (&mut scratch.inputs, &mut scratch.outputs, &scratch.block_changes);
+            instance.process(Block { inputs, outputs, start, frames: end - start, changes })?;
             start = end;
         }
         drop(instance);

@@ -21,7 +21,7 @@ use clack_host::prelude::*;
 
 use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{ParamKind, ParamSpec, Scale};
-use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
+use crate::render::{Backend, Block, Instance, RenderError, Setup};
 
 /// afx's side of the CLAP host interface. Offline rendering needs no callbacks, but a plugin may call one
 /// anyway: DPF plugins that report latency (ZaMaximX2) call `clap_host_latency.changed` without checking that the
@@ -348,12 +348,8 @@ impl Backend for ClapBackend {
         &self.info
     }
 
-    fn instantiate<'a>(
-        &'a mut self,
-        sample_rate: u32,
-        settings: &RenderSettings,
-        values: &[f32],
-    ) -> Result<Box<dyn Instance + 'a>, RenderError> {
+    fn instantiate<'a>(&'a mut self, setup: &Setup<'_>) -> Result<Box<dyn Instance + 'a>, RenderError> {
+        let Setup { sample_rate, settings, values } = *setup;
         let block_size = settings.block_size;
         let mut instance = new_instance(&self.entry, &self.plugin_id, &self.host).map_err(|e| self.error(e))?;
         let max_frames = u32::try_from(block_size).map_err(|_| self.error(format!("block size {block_size}")))?;
@@ -445,14 +441,8 @@ pub(crate) fn split_ports<'s, T>(
 }
 
 impl Instance for ClapInstance<'_> {
-    fn process(
-        &mut self,
-        inputs: &mut [Vec<f32>],
-        outputs: &mut [Vec<f32>],
-        start: usize,
-        frames: usize,
-        changes: &[ParamChange],
-    ) -> Result<(), RenderError> {
+    fn process(&mut self, block: Block<'_>) -> Result<(), RenderError> {
+        let Block { inputs, outputs, start, frames, changes } = block;
         let range = start..start + frames;
         for change in changes {
             let (time, id) = (change.offset as u32, self.param_ids[change.param]);

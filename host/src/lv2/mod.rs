@@ -18,7 +18,7 @@ use livi::{PortIndex, PortType};
 
 use crate::info::{AudioPort, Format, PluginInfo};
 use crate::param::{Choice, ParamKind, ParamSpec, Scale};
-use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
+use crate::render::{Backend, Block, Instance, RenderError, Setup};
 
 const LV2_CORE: &str = "http://lv2plug.in/ns/lv2core#";
 const PORT_PROPS: &str = "http://lv2plug.in/ns/ext/port-props#";
@@ -314,12 +314,8 @@ impl Backend for Lv2Backend {
         &self.info
     }
 
-    fn instantiate<'a>(
-        &'a mut self,
-        sample_rate: u32,
-        settings: &RenderSettings,
-        values: &[f32],
-    ) -> Result<Box<dyn Instance + 'a>, RenderError> {
+    fn instantiate<'a>(&'a mut self, setup: &Setup<'_>) -> Result<Box<dyn Instance + 'a>, RenderError> {
+        let Setup { sample_rate, settings, values } = *setup;
         let features = self.features(settings.block_size)?;
         // SAFETY: the sample rate is positive and finite (Audio refuses 0); the plugin's library and metadata
         // come from an installed bundle that lilv validated. Native code is trusted here: afx isolates
@@ -413,14 +409,8 @@ impl Lv2Instance<'_> {
 impl Instance for Lv2Instance<'_> {
     /// Control ports hold for a whole run(), so the call is split where a change is due: at its frame, but no
     /// sooner than `min_split` frames after the previous change (see [`crate::automation`]).
-    fn process(
-        &mut self,
-        inputs: &mut [Vec<f32>],
-        outputs: &mut [Vec<f32>],
-        start: usize,
-        frames: usize,
-        changes: &[ParamChange],
-    ) -> Result<(), RenderError> {
+    fn process(&mut self, block: Block<'_>) -> Result<(), RenderError> {
+        let Block { inputs, outputs, start, frames, changes } = block;
         self.pending.extend(changes.iter().map(|c| (start + c.offset, c.param, c.value)));
         let (mut pos, end) = (start, start + frames);
         while pos < end {

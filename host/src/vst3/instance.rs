@@ -19,7 +19,7 @@ use super::module::Module;
 use super::params::normalize_exactly;
 use crate::info::PluginInfo;
 use crate::param::ParamSpec;
-use crate::render::{Backend, Instance, ParamChange, RenderError, RenderSettings};
+use crate::render::{Backend, Block, Instance, ParamChange, RenderError, Setup};
 
 pub(crate) struct Vst3Backend {
     info: PluginInfo,
@@ -42,12 +42,8 @@ impl Backend for Vst3Backend {
         &self.info
     }
 
-    fn instantiate<'a>(
-        &'a mut self,
-        sample_rate: u32,
-        settings: &RenderSettings,
-        values: &[f32],
-    ) -> Result<Box<dyn Instance + 'a>, RenderError> {
+    fn instantiate<'a>(&'a mut self, setup: &Setup<'_>) -> Result<Box<dyn Instance + 'a>, RenderError> {
+        let Setup { sample_rate, settings, values } = *setup;
         let block_size = settings.block_size;
         // A new component per render, never a kept one reset with setActive(0)/setActive(1): that was ~3 % faster
         // on ZamComp but not a reset for 4 of the 17 zam plugins (ZamEQ2, ZamTube, ZamDynamicEQ, ZamGrains render
@@ -132,14 +128,8 @@ impl Vst3Instance<'_> {
 }
 
 impl Instance for Vst3Instance<'_> {
-    fn process(
-        &mut self,
-        inputs: &mut [Vec<f32>],
-        outputs: &mut [Vec<f32>],
-        start: usize,
-        frames: usize,
-        changes: &[ParamChange],
-    ) -> Result<(), RenderError> {
+    fn process(&mut self, block: Block<'_>) -> Result<(), RenderError> {
+        let Block { inputs, outputs, start, frames, changes } = block;
         self.queue_changes(changes)?;
         let b = &mut *self.buffers;
         if inputs.len() != b.input_ptrs.len() || outputs.len() != b.output_ptrs.len() {
