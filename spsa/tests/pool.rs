@@ -378,20 +378,16 @@ fn run_each_hands_over_every_result_once_and_draws_jobs_only_a_few_ahead() {
     }
 }
 
+/// An SPSA job of fixed parameters, ε = 0.01.
+fn spsa_job(input: &Arc<Audio>, theta: &[f32], g: &Arc<Audio>, k: u32, seed: u64) -> Job {
+    let (theta, grad, scoring) = (theta.to_vec(), g.clone(), afx_spsa::estimator::Scoring::Whole);
+    Job::Spsa { input: input.clone(), theta, hop: 0, grad, epsilon: 1e-2, perturbations: k, seed, scoring }
+}
+
 /// One SPSA item as the pool would compute it unsplit, in this process.
 fn spsa_direct(chain: &str, input: &Arc<Audio>, theta: &[f32], g: &Arc<Audio>, k: u32, seed: u64) -> Vec<f32> {
     let mut executor = Executor::new(&spec(chain)).unwrap();
-    let job = Job::Spsa {
-        hop: 0,
-        scoring: afx_spsa::estimator::Scoring::Whole,
-        input: input.clone(),
-        theta: theta.to_vec(),
-        grad: g.clone(),
-        epsilon: 1e-2,
-        perturbations: k,
-        seed,
-    };
-    executor.run(&job).unwrap().into_gradient().unwrap()
+    executor.run(&spsa_job(input, theta, g, k, seed)).unwrap().into_gradient().unwrap()
 }
 
 #[test]
@@ -405,16 +401,7 @@ fn an_spsa_item_split_over_workers_gives_the_unsplit_estimate_bit_for_bit() {
     for (isolation, workers) in [(process(), 1), (process(), 2), (Isolation::Thread, 2)] {
         let mut pool = pool("fx", isolation, workers);
         // One item of K = 16: split into parts (4 with 2 workers, 2 with one).
-        let job = Job::Spsa {
-            hop: 0,
-            scoring: afx_spsa::estimator::Scoring::Whole,
-            input: input.clone(),
-            theta: theta.to_vec(),
-            grad: g.clone(),
-            epsilon: 1e-2,
-            perturbations: 16,
-            seed: 9,
-        };
+        let job = spsa_job(&input, &theta, &g, 16, 9);
         assert_eq!(gradient(pool.run(vec![job]).remove(0)), one_item, "{workers} workers");
         // Five items of K = 3: not split (at least two per worker); then one by one, each split.
         let whole = pool.spsa_batch(&vec![input.clone(); 5], &thetas, &vec![g.clone(); 5], 1e-2, 3, 4);
