@@ -14,7 +14,7 @@ STEPS=${STEPS:-2500}
 source scripts/release-afx.sh
 out=out/automation-task
 mkdir -p "$out"
-[ -f out/eval/corpus/manifest.json ] || $afx dataset build-demo --out out/eval/corpus
+demo_corpus out/eval/corpus
 for kind in moving fixed; do
   flags=(--automation-hop 1024)
   [ "$kind" = fixed ] && flags+=(--fixed-parameters)

@@ -13,7 +13,7 @@ source scripts/release-afx.sh
 bash scripts/package-testfx.sh --release >/dev/null
 out=out/eval
 mkdir -p "$out"
-[ -f "$out/corpus/manifest.json" ] || $afx dataset build-demo --out "$out/corpus"
+demo_corpus "$out/corpus"
 scoring=whole,causal,window:1,window:3
 
 echo "== 1. the test effect (exact reference), hop $HOP"

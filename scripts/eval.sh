@@ -17,7 +17,7 @@ bash scripts/package-testfx.sh --release >/dev/null
 out=out/eval
 mkdir -p "$out"
 
-[ -f "$out/corpus/manifest.json" ] || $afx dataset build-demo --out "$out/corpus"
+demo_corpus "$out/corpus"
 
 echo "== 1. compare on eq_comp: $MINUTES min per method, proxy built here ($PROXY_MINUTES min)"
 rm -rf "$out/compare/runs"

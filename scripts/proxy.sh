@@ -12,7 +12,7 @@ source scripts/release-afx.sh
 out=out/proxy
 mkdir -p "$out"
 
-[ -f "$out/corpus/manifest.json" ] || $afx dataset build-demo --out "$out/corpus"
+demo_corpus "$out/corpus"
 echo "== 1. collect"
 $afx collect --chain eq_comp --data "$out/corpus" --out "$out/data" --examples 4096 --seed 7 2> >(quiet)
 echo "== 2. train the proxy"

@@ -13,14 +13,12 @@ use afx_spsa::{Pool, item_seed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use super::{PairBatch, PairRequest, PairSource, synthetic::uniform};
+use super::synthetic::{draw_clip, uniform};
+use super::{PairBatch, PairRequest, PairSource};
 use crate::{ClipSource, TrainError};
 
 /// The chance that a row of θ* changes a given parameter.
 pub const SWITCH: f64 = 0.25;
-
-/// How often a source may say "no clip" for one item before the batch fails.
-const CLIP_TRIES: usize = 8;
 
 /// Pairs rendered along hidden trajectories from the clips of `source`, one row per `hop` frames.
 pub struct MovingPairs<'a, S: ClipSource + ?Sized> {
@@ -72,13 +70,7 @@ pub fn sample_moving_pairs<S: ClipSource + ?Sized>(
     let mut theta_star = Vec::with_capacity(batch);
     for i in 0..batch {
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, i));
-        let clip = (0..CLIP_TRIES).find_map(|_| source.clip(rng.next_u64(), frames)).ok_or_else(|| {
-            TrainError::NoData(format!(
-                "the source ({} recordings) gave no clip of {frames} frames in {CLIP_TRIES} tries",
-                source.len()
-            ))
-        })?;
-        clips.push(clip);
+        clips.push(draw_clip(source, &mut rng, frames)?);
         theta_star.push(random_trajectory(&mut rng, rows, p));
     }
     let targets = pool.trajectories(hop, Scoring::Whole).render_batch(&clips, &theta_star);

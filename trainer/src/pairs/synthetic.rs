@@ -45,14 +45,7 @@ pub fn sample_pairs<S: ClipSource + ?Sized>(
     let mut theta_corrupt = Vec::with_capacity(batch);
     for i in 0..batch {
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, i));
-        let clip = (0..CLIP_TRIES).find_map(|_| source.clip(rng.next_u64(), 2 * frames)).ok_or_else(|| {
-            TrainError::NoData(format!(
-                "the source ({} recordings) gave no clip of {} frames in {CLIP_TRIES} tries",
-                source.len(),
-                2 * frames
-            ))
-        })?;
-        clips.push(clip);
+        clips.push(draw_clip(source, &mut rng, 2 * frames)?);
         theta_star.push(uniform(&mut rng, p));
         theta_corrupt.push(uniform(&mut rng, p));
     }
@@ -93,6 +86,21 @@ impl<T: ClipSource + ?Sized> PairSource for T {
     fn describe(&self) -> String {
         format!("self-supervised pairs rendered at random parameters from {} recordings", self.len())
     }
+}
+
+/// A clip of `frames` frames from `source`, drawn with `rng`: up to [`CLIP_TRIES`] tries, then an error saying the
+/// source has none that long.
+pub(super) fn draw_clip<S: ClipSource + ?Sized>(
+    source: &S,
+    rng: &mut ChaCha8Rng,
+    frames: usize,
+) -> Result<Audio, TrainError> {
+    (0..CLIP_TRIES).find_map(|_| source.clip(rng.next_u64(), frames)).ok_or_else(|| {
+        TrainError::NoData(format!(
+            "the source ({} recordings) gave no clip of {frames} frames in {CLIP_TRIES} tries",
+            source.len()
+        ))
+    })
 }
 
 /// P values uniform in [0, 1].
