@@ -22,7 +22,9 @@
 pub mod atomic;
 pub mod audio;
 pub mod audio_file;
+pub mod file_error;
 pub mod run_folder;
 
 pub use audio::{Audio, AudioError};
+pub use file_error::FileError;
 pub use run_folder::RunFolder;

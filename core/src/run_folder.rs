@@ -17,25 +17,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use crate::FileError;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-/// Why a run folder's file could not be read or written. The messages name the file, as `{path}: {reason}`.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    /// A file that does not parse, serialise or has another format version; or an atomic write that failed.
-    #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
-}
-
-impl RunError {
-    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
-        let path = path.into();
-        move |source| RunError::Io { path, source }
-    }
-}
 
 /// The metadata written beside a checkpoint's weights: enough to check its format and find the weights.
 pub trait CheckpointMeta: DeserializeOwned {
@@ -75,21 +60,21 @@ impl RunFolder {
     }
 
     /// Writes `config` as `config.json` (pretty JSON, atomically).
-    pub fn write_config<T: Serialize>(&self, config: &T) -> Result<(), RunError> {
+    pub fn write_config<T: Serialize>(&self, config: &T) -> Result<(), FileError> {
         write_json(&self.config_path(), config)
     }
 
-    pub fn read_config<T: DeserializeOwned>(&self) -> Result<T, RunError> {
+    pub fn read_config<T: DeserializeOwned>(&self) -> Result<T, FileError> {
         read_json(&self.config_path())
     }
 
     /// Writes `value` as pretty JSON to the file `name` of the folder, atomically.
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), RunError> {
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), FileError> {
         write_json(&self.dir.join(name), value)
     }
 
     /// Writes `bytes` to the file `name` of the folder, atomically (a report, a plot).
-    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), FileError> {
         write_atomic(&self.dir.join(name), bytes)
     }
 
@@ -99,12 +84,12 @@ impl RunFolder {
     }
 
     /// The newest complete checkpoint: its metadata and the path of its weights (none when there is none).
-    pub fn latest_checkpoint<M: CheckpointMeta>(&self) -> Result<Option<(M, PathBuf)>, RunError> {
+    pub fn latest_checkpoint<M: CheckpointMeta>(&self) -> Result<Option<(M, PathBuf)>, FileError> {
         let dir = self.checkpoints();
-        let Some(path) = dir.latest().map_err(RunError::io(dir.path()))? else { return Ok(None) };
+        let Some(path) = dir.latest().map_err(FileError::io(dir.path()))? else { return Ok(None) };
         let meta: M = read_json(&path)?;
         if meta.format_version() != M::FORMAT_VERSION {
-            return Err(RunError::Format {
+            return Err(FileError::Format {
                 path,
                 message: format!(
                     "{} format {} (this afx reads {})",
@@ -124,17 +109,17 @@ impl RunFolder {
     }
 
     /// The metrics log, opened to append (created if missing).
-    pub fn metrics_log<R: Serialize>(&self) -> Result<MetricsLog<R>, RunError> {
+    pub fn metrics_log<R: Serialize>(&self) -> Result<MetricsLog<R>, FileError> {
         MetricsLog::open(&self.metrics_path())
     }
 
     /// Every record of the metrics log (none when there is no log yet).
-    pub fn read_metrics<R: DeserializeOwned>(&self) -> Result<Vec<R>, RunError> {
+    pub fn read_metrics<R: DeserializeOwned>(&self) -> Result<Vec<R>, FileError> {
         read_metrics(&self.metrics_path())
     }
 
     /// Drops the metrics of steps after `step` (a resumed run writes them again) and returns the records kept.
-    pub fn truncate_metrics<R: MetricsRecord>(&self, step: u64) -> Result<Vec<R>, RunError> {
+    pub fn truncate_metrics<R: MetricsRecord>(&self, step: u64) -> Result<Vec<R>, FileError> {
         truncate_metrics(&self.metrics_path(), step)
     }
 }
@@ -208,28 +193,28 @@ pub struct MetricsLog<R> {
 }
 
 impl<R: Serialize> MetricsLog<R> {
-    pub fn open(path: &Path) -> Result<MetricsLog<R>, RunError> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(RunError::io(path))?;
+    pub fn open(path: &Path) -> Result<MetricsLog<R>, FileError> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(FileError::io(path))?;
         Ok(MetricsLog { path: path.to_path_buf(), file, record: PhantomData })
     }
 
-    pub fn append(&mut self, record: &R) -> Result<(), RunError> {
+    pub fn append(&mut self, record: &R) -> Result<(), FileError> {
         let line = serde_json::to_string(record)
-            .map_err(|e| RunError::Format { path: self.path.clone(), message: e.to_string() })?;
-        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(RunError::io(&self.path))
+            .map_err(|e| FileError::Format { path: self.path.clone(), message: e.to_string() })?;
+        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(FileError::io(&self.path))
     }
 }
 
 /// Every record in a metrics file (none when it is missing; a line that does not parse, such as a torn last line
 /// from a kill, is skipped).
-pub fn read_metrics<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, RunError> {
+pub fn read_metrics<R: DeserializeOwned>(path: &Path) -> Result<Vec<R>, FileError> {
     Ok(read_lines(path)?.unwrap_or_default().into_iter().map(|(_, record)| record).collect())
 }
 
 /// Drops the records of steps after `step` (they are redone after a resume), atomically, and returns those kept.
 /// The lines kept are written back as they were read. Without a log there is nothing to drop (the log is created
 /// when it is opened).
-pub fn truncate_metrics<R: MetricsRecord>(path: &Path, step: u64) -> Result<Vec<R>, RunError> {
+pub fn truncate_metrics<R: MetricsRecord>(path: &Path, step: u64) -> Result<Vec<R>, FileError> {
     let Some(lines) = read_lines::<R>(path)? else { return Ok(vec![]) };
     let (mut text, mut kept) = (String::new(), vec![]);
     for (line, record) in lines.into_iter().filter(|(_, r)| r.step() <= step) {
@@ -243,15 +228,15 @@ pub fn truncate_metrics<R: MetricsRecord>(path: &Path, step: u64) -> Result<Vec<
 
 /// The lines of a metrics file that parse as `R`, with their records (`None` when the file is missing; a line
 /// that does not parse, such as a torn last line from a kill, is skipped).
-fn read_lines<R: DeserializeOwned>(path: &Path) -> Result<Option<Vec<(String, R)>>, RunError> {
+fn read_lines<R: DeserializeOwned>(path: &Path) -> Result<Option<Vec<(String, R)>>, FileError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(RunError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => return Err(FileError::Io { path: path.to_path_buf(), source: e }),
     };
     let mut records = vec![];
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(RunError::io(path))?;
+        let line = line.map_err(FileError::io(path))?;
         if let Ok(record) = serde_json::from_str::<R>(&line) {
             records.push((line, record));
         }
@@ -261,20 +246,19 @@ fn read_lines<R: DeserializeOwned>(path: &Path) -> Result<Option<Vec<(String, R)
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed
 /// ([`crate::atomic::write`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    crate::atomic::write(path, bytes).map_err(|message| RunError::Format { path: path.to_path_buf(), message })
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    crate::atomic::write(path, bytes).map_err(|message| FileError::format(path, message))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| RunError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), FileError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| FileError::format(path, e))?;
     write_atomic(path, text.as_bytes())
 }
 
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, RunError> {
-    let text = std::fs::read_to_string(path).map_err(RunError::io(path))?;
-    serde_json::from_str(&text).map_err(|e| RunError::Format { path: path.to_path_buf(), message: e.to_string() })
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
+    let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
+    serde_json::from_str(&text).map_err(|e| FileError::format(path, e))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use afx_core::Audio;
 use afx_core::audio_file::{is_audio, load_audio};
+use afx_core::run_folder::read_json;
+use afx_core::{Audio, FileError};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -56,13 +57,10 @@ impl Manifest {
     pub fn for_folder(dir: &Path) -> Result<Manifest, DatasetError> {
         let path = dir.join(MANIFEST);
         if path.exists() {
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;
-            let manifest: Manifest = serde_json::from_str(&text)
-                .map_err(|e| DatasetError::Manifest { path: path.clone(), reason: e.to_string() })?;
+            let manifest: Manifest = read_json(&path)?;
             if manifest.version != 1 {
                 let reason = format!("version {} is not supported (expected 1)", manifest.version);
-                return Err(DatasetError::Manifest { path, reason });
+                return Err(FileError::format(&path, reason).into());
             }
             return Ok(manifest);
         }
@@ -75,12 +73,12 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<(), DatasetError> {
         let path = dir.join(MANIFEST);
         let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        afx_core::atomic::write(&path, text.as_bytes()).map_err(|reason| DatasetError::Manifest { path, reason })
+        Ok(afx_core::atomic::write(&path, text.as_bytes()).map_err(|reason| FileError::format(&path, reason))?)
     }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| DatasetError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(FileError::io(dir))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
@@ -144,7 +142,7 @@ impl Corpus {
     pub fn open(dir: &Path, split: Split, sample_rate: u32) -> Result<Corpus, DatasetError> {
         if !dir.is_dir() {
             let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a folder");
-            return Err(DatasetError::Io { path: dir.into(), source });
+            return Err(FileError::Io { path: dir.into(), source }.into());
         }
         let manifest = Manifest::for_folder(dir)?;
         let (mut clips, mut skipped) = (vec![], vec![]);

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use afx_core::FileError;
 use afx_core::audio_file::load_audio;
 
 use crate::DatasetError;
@@ -47,7 +48,7 @@ pub fn build(out: &Path) -> Result<Manifest, DatasetError> {
             "{SONIC_PI_SAMPLES} is missing: install Debian's sonic-pi-samples (scripts/setup-debian.sh does)"
         )));
     }
-    let io = |path: &Path, source| DatasetError::Io { path: path.into(), source };
+    let io = |path: &Path, source| DatasetError::File(FileError::Io { path: path.into(), source });
     for sub in ["music", "speech"] {
         std::fs::create_dir_all(out.join(sub)).map_err(|e| io(&out.join(sub), e))?;
     }

@@ -33,13 +33,14 @@ pub use corpus::{Corpus, Manifest, ManifestEntry, Split};
 
 use std::path::PathBuf;
 
+use afx_core::FileError;
+
 /// Why a corpus or a file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {reason}")]
-    Manifest { path: PathBuf, reason: String },
+    /// A file or folder could not be read or written, or a manifest is not valid.
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{dir} holds no usable audio for the {split} split{}", if .skipped.is_empty() { String::new() } else { format!(" ({} files could not be decoded: {})", .skipped.len(), .skipped.join("; ")) })]
     Empty { dir: PathBuf, split: Split, skipped: Vec<String> },
     #[error("resampling from {from} Hz to {to} Hz failed: {reason}")]

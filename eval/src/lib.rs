@@ -36,13 +36,11 @@ pub enum EvalError {
     Collect(#[from] afx_proxy::collect::CollectError),
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
     #[error("no data: {0}")]
     NoData(String),
     /// A report or a run folder's file could not be read or written.
     #[error(transparent)]
-    Run(#[from] afx_core::run_folder::RunError),
+    File(#[from] afx_core::FileError),
 }
 
 impl From<afx_trainer::TrainError> for EvalError {
@@ -54,6 +52,6 @@ impl From<afx_trainer::TrainError> for EvalError {
 impl EvalError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EvalError {
         let path = path.into();
-        move |source| EvalError::Io { path, source }
+        move |source| EvalError::File(afx_core::FileError::Io { path, source })
     }
 }

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use afx_core::FileError;
 use serde::Deserialize;
 
 use crate::info::Format;
@@ -28,10 +29,9 @@ use crate::suggest;
 /// Why `plugins.toml` could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// The file could not be read or does not parse.
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: [{table}]: {message}")]
     Invalid { path: PathBuf, table: String, message: String },
 }
@@ -105,14 +105,13 @@ impl Config {
     /// Reads and checks a `plugins.toml`. Parse errors carry the line and column; errors found after parsing
     /// name the table (`[plugins.comp.params.thr]`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
         Config::parse(&text, path)
     }
 
     /// Parses `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| FileError::format(path, e))?;
         config.path = path.into();
         config.validate()?;
         Ok(config)

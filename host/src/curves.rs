@@ -24,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
+use afx_core::FileError;
 use serde::{Deserialize, Serialize};
 
 use crate::automation::Automation;
@@ -63,10 +64,9 @@ pub struct Curve {
 /// Why a curves file could not be read, written or applied. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CurvesError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a curves file: {message}")]
-    Format { path: PathBuf, message: String },
+    /// The file could not be read or written, or is not a curves file.
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: {source}")]
@@ -77,9 +77,9 @@ impl Curves {
     /// Reads and checks the file's own shape (version, hop, equal lengths, finite values). Whether it fits a
     /// chain and an input is [`Curves::automation`]'s check.
     pub fn read(path: &Path) -> Result<Curves, CurvesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CurvesError::Io { path: path.into(), source })?;
-        let curves: Curves = serde_json::from_str(&text)
-            .map_err(|e| CurvesError::Format { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
+        let curves: Curves =
+            serde_json::from_str(&text).map_err(|e| FileError::format(path, format!("not a curves file: {e}")))?;
         curves.check().map_err(|message| CurvesError::Invalid { path: path.into(), message })?;
         Ok(curves)
     }
@@ -88,8 +88,7 @@ impl Curves {
     pub fn write(&self, path: &Path) -> Result<(), CurvesError> {
         let mut json = serde_json::to_string_pretty(self).expect("curves serialise");
         json.push('\n');
-        afx_core::atomic::write(path, json.as_bytes())
-            .map_err(|e| CurvesError::Io { path: path.into(), source: std::io::Error::other(e) })
+        Ok(afx_core::atomic::write(path, json.as_bytes()).map_err(|e| FileError::format(path, e))?)
     }
 
     /// The curves of `chain`'s trainable parameters in `automations` (one per stage, as a render takes them),

@@ -5,9 +5,9 @@
 //! so save → load gives the same bits and the replayed render is bit-identical.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use afx_core::atomic;
+use afx_core::{FileError, atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::ChainLayout;
@@ -15,12 +15,9 @@ use crate::chain::ChainLayout;
 /// Why a preset could not be read, written or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum PresetError {
-    #[error("cannot read preset {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("preset {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("cannot write preset {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    /// The preset file could not be read, parsed or written.
+    #[error("preset {0}")]
+    File(#[from] FileError),
     #[error("preset is for chain {preset:?} ({preset_stages}), not for {chain:?} ({chain_stages})")]
     WrongChain { preset: String, preset_stages: String, chain: String, chain_stages: String },
     #[error("preset stage {stage:?}: {message}")]
@@ -99,15 +96,13 @@ impl Preset {
     }
 
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| PresetError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| PresetError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
+        Ok(toml::from_str(&text).map_err(|e| FileError::format(path, format!("is not valid: {e}")))?)
     }
 
     /// Writes the preset as TOML through a temporary file and a rename.
     pub fn save(&self, path: &Path) -> Result<(), PresetError> {
-        let write_err = |message: String| PresetError::Write { path: path.to_path_buf(), message };
-        let text = toml::to_string_pretty(self).map_err(|e| write_err(e.to_string()))?;
-        atomic::write(path, text.as_bytes()).map_err(write_err)
+        let text = toml::to_string_pretty(self).map_err(|e| FileError::format(path, e))?;
+        Ok(atomic::write(path, text.as_bytes()).map_err(|e| FileError::format(path, e))?)
     }
 }

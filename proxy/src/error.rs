@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use afx_core::FileError;
+
 use crate::collect::CollectError;
 
 /// Why a proxy could not be trained, loaded or used.
@@ -9,14 +11,9 @@ pub enum ProxyError {
     Data(#[from] CollectError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
-    /// A file of the proxy's run folder (config, checkpoint metadata, metrics, report) could not be read or
-    /// written.
+    /// A file (of the proxy's run folder: config, checkpoint, metrics, report) could not be read or written.
     #[error(transparent)]
-    Run(#[from] afx_core::run_folder::RunError),
+    File(#[from] FileError),
     #[error("{0}")]
     Config(String),
     #[error("{proxy} is a proxy of chain {proxy_chain:?} ({proxy_params}), not of chain {chain:?} ({chain_params})")]
@@ -30,6 +27,6 @@ pub enum ProxyError {
 impl ProxyError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ProxyError {
         let path = path.into();
-        move |source| ProxyError::Io { path, source }
+        move |source| ProxyError::File(FileError::Io { path, source })
     }
 }

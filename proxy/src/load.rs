@@ -7,6 +7,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+use afx_core::FileError;
+
 use crate::ProxyError;
 use crate::model::Proxy;
 use crate::train::latest_checkpoint;
@@ -17,10 +19,10 @@ impl Proxy {
     pub fn load(dir: &Path, device: &Device) -> Result<Proxy, ProxyError> {
         let (checkpoint, weights) =
             latest_checkpoint(dir)?.ok_or_else(|| ProxyError::NoCheckpoint { path: dir.to_path_buf() })?;
-        let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&weights, device)
-            .map_err(|e| ProxyError::Format { path: weights.clone(), message: e.to_string() })?;
+        let tensors: HashMap<String, Tensor> =
+            candle_core::safetensors::load(&weights, device).map_err(|e| FileError::format(&weights, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         Proxy::new(checkpoint.meta, vb, dir)
-            .map_err(|e| ProxyError::Format { path: weights, message: format!("does not fit its metadata: {e}") })
+            .map_err(|e| FileError::format(&weights, format!("does not fit its metadata: {e}")).into())
     }
 }

@@ -2,18 +2,16 @@
 
 use std::path::PathBuf;
 
+use afx_core::FileError;
+
 /// Why training, resuming or inference failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
-    /// A file of the run folder (config, checkpoint metadata, metrics, report) could not be read or written.
+    /// A file (of the run folder: config, checkpoint, metrics, report) could not be read or written.
     #[error(transparent)]
-    Run(#[from] afx_core::run_folder::RunError),
+    File(#[from] FileError),
     #[error(transparent)]
     Chain(#[from] afx_host::ChainError),
     #[error(transparent)]
@@ -63,6 +61,6 @@ impl From<afx_proxy::ProxyError> for TrainError {
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.into();
-        move |source| TrainError::Io { path, source }
+        move |source| TrainError::File(FileError::Io { path, source })
     }
 }

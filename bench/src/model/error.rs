@@ -17,5 +17,5 @@ pub enum ModelError {
 /// An I/O error on `path`, as the trainer reports one.
 pub(super) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.into();
-    move |source| TrainError::Io { path, source }
+    move |source| TrainError::File(afx_core::FileError::Io { path, source })
 }

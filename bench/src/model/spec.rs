@@ -237,7 +237,7 @@ impl ModelBenchSpec {
 
     pub fn read(path: &Path) -> Result<ModelBenchSpec, TrainError> {
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Format { path: path.into(), message: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| TrainError::File(afx_core::FileError::format(path, e)))
     }
 
     pub fn write(&self, path: &Path) -> Result<(), TrainError> {
