@@ -46,15 +46,12 @@ pub struct Args {
     /// Validate every this many steps (the points of the plot)
     #[arg(long)]
     val_every: Option<u64>,
-    /// Plugin worker processes [default: one per core]
-    #[arg(long)]
-    workers: Option<usize>,
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    compute: super::ComputeArgs,
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
-    let device = afx_trainer::device(&args.device)?;
+    let device = afx_trainer::device(&args.compute.device)?;
     let mut train = TrainConfig { seed: args.seed, ..TrainConfig::default() };
     override_with(&mut train.steps, args.steps);
     override_with(&mut train.batch, args.batch);
@@ -82,7 +79,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let val_set = Corpus::open(&args.source.data, Split::Val, rate).context("--data")?;
     let config_path = super::config_path(config);
     let super::train::Setup { chain, mut pool } =
-        super::train::setup(&args.source.chain, config_path.as_deref(), args.workers, None)?;
+        super::train::setup(&args.source.chain, config_path.as_deref(), args.compute.workers, None)?;
     let needs_proxy = args.methods.iter().any(|m| m.needs_proxy());
     match (&args.proxy, needs_proxy) {
         (Some(p), true) => compare_config.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),

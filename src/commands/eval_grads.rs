@@ -53,16 +53,12 @@ pub struct Args {
     /// one SPSA estimator per scoring
     #[arg(long, value_delimiter = ',', default_value = "whole")]
     scoring: Vec<Scoring>,
-    /// Plugin worker processes [default: one per core]
-    #[arg(long)]
-    workers: Option<usize>,
-    /// cpu, or cuda (needs a build with --features cuda)
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    compute: super::ComputeArgs,
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
-    let device = afx_trainer::device(&args.device)?;
+    let device = afx_trainer::device(&args.compute.device)?;
     let eval = GradEvalConfig {
         examples: args.examples,
         seed: args.seed,
@@ -84,7 +80,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     let corpus = Corpus::open(&args.source.data, Split::Train, eval.sample_rate).with_context(|| "--data")?;
     let config_path = super::config_path(config);
     let super::train::Setup { chain, mut pool } =
-        super::train::setup(&args.source.chain, config_path.as_deref(), args.workers, None)?;
+        super::train::setup(&args.source.chain, config_path.as_deref(), args.compute.workers, None)?;
     let report = eval_grads(&chain, &mut pool, &corpus, &eval, &device, |what| eprintln!("eval-grads: {what}"))?;
     afx_eval::report::write_grad_report(&args.out, &report)?;
     if args.json {

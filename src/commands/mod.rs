@@ -29,6 +29,48 @@ pub fn override_with<T>(field: &mut T, given: Option<T>) {
     }
 }
 
+/// The flags of a training run that `afx train` and `afx train-proxy` share: where it lives and how long it
+/// trains.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Run folder (config.json, metrics.jsonl, checkpoints/, report.md; a controller's run adds loss.png)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its newest checkpoint
+    #[arg(long)]
+    pub resume: bool,
+    /// Training steps (also the horizon of the learning-rate decay) [with --resume: the run's; more trains it on]
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Stop after this many minutes of training
+    #[arg(long, value_name = "MINUTES")]
+    pub minutes: Option<f64>,
+    /// Examples per training step
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Initial learning rate (decays along a cosine: to a tenth in `train`; in `train-proxy` to 1e-4, or to a
+    /// tenth when lower)
+    #[arg(long, value_name = "RATE")]
+    pub lr: Option<f64>,
+    /// Seed of everything random in the run (weights, batches, perturbations): the same seed, the same run
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Validate (and checkpoint) every this many steps
+    #[arg(long, value_name = "STEPS")]
+    pub val_every: Option<u64>,
+}
+
+/// Where a command that trains runs: its plugin workers and the network's device.
+#[derive(clap::Args)]
+pub struct ComputeArgs {
+    /// Plugin worker processes [default: one per core]
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// cpu, or cuda (needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
 /// `--format lv2|clap|vst3`.
 pub fn parse_format(s: &str) -> Result<afx_host::Format, String> {
     s.parse()

@@ -48,25 +48,8 @@ pub struct Args {
     /// Proxy folder written by `afx train-proxy` (for np-fh, np-hh and proxy)
     #[arg(long)]
     proxy: Option<PathBuf>,
-    /// Run folder (config, metrics.jsonl, checkpoints, loss.png, report.md)
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue the run in --out from its newest checkpoint
-    #[arg(long)]
-    resume: bool,
-    /// Training steps (also the horizon of the learning-rate decay) [with --resume: the run's; more trains it on]
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Stop after this many minutes of training
-    #[arg(long)]
-    minutes: Option<f64>,
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Initial learning rate (decays along a cosine to a tenth)
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// SPSA perturbation size ε (normalised parameter units)
     #[arg(long)]
     epsilon: Option<f32>,
@@ -93,19 +76,12 @@ pub struct Args {
     /// "Gradients of trajectories") [default: window:1]
     #[arg(long)]
     scoring: Option<afx_spsa::estimator::Scoring>,
-    /// Validate (and checkpoint) every this many steps
-    #[arg(long)]
-    val_every: Option<u64>,
-    /// Plugin worker processes [default: one per core]
-    #[arg(long)]
-    workers: Option<usize>,
+    #[command(flatten)]
+    compute: super::ComputeArgs,
     /// Seconds a worker may take to load the chain, and one render, before it is killed [default: 30 to load,
     /// 60 per render]
     #[arg(long)]
     timeout: Option<f64>,
-    /// cpu, or cuda (needs a build with --features cuda)
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 /// The training set-up shared by `afx train` and `afx bench train`.
@@ -138,12 +114,12 @@ pub fn setup(
 }
 
 pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
-    let device = afx_trainer::device(&args.device)?;
+    let device = afx_trainer::device(&args.compute.device)?;
     let config_path = super::config_path(config);
-    let previous: Option<RunConfig> = if args.resume {
-        let path = args.out.join("config.json");
+    let previous: Option<RunConfig> = if args.run.resume {
+        let path = args.run.out.join("config.json");
         let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("--resume: {} is not a run folder (no config.json)", args.out.display()))?;
+            .with_context(|| format!("--resume: {} is not a run folder (no config.json)", args.run.out.display()))?;
         Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?)
     } else {
         None
@@ -161,7 +137,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
     {
         bail!(
             "--resume: the run in {} was trained on {}; resume it with {}",
-            args.out.display(),
+            args.run.out.display(),
             if run.config.val_pairs.is_some() { "a pair folder" } else { "a corpus" },
             if run.config.val_pairs.is_some() { "--pairs DIR" } else { "--data DIR" }
         );
@@ -184,7 +160,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give --data CORPUS or --pairs DIR"),
     };
-    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.workers, args.timeout)?;
+    let Setup { chain, mut pool } = setup(&name, config_path.as_deref(), args.compute.workers, args.timeout)?;
     tracing::info!(chain = %chain.describe(), "training");
 
     let bar = ProgressBar::new(train_config.steps);
@@ -229,10 +205,10 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
             Data { train: &folder_train, validation: &folder_val }
         }
     };
-    let summary = if args.resume {
-        train::resume_with(&args.out, Some(&train_config), &chain, &mut pool, data, options)?
+    let summary = if args.run.resume {
+        train::resume_with(&args.run.out, Some(&train_config), &chain, &mut pool, data, options)?
     } else {
-        train::train(&args.out, &train_config, &chain, &mut pool, data, options)?
+        train::train(&args.run.out, &train_config, &chain, &mut pool, data, options)?
     };
     bar.finish_and_clear();
     println!("{} steps, {:.2} s/step, {} failed items", summary.steps, summary.mean_step_s, summary.failed_items);
@@ -247,7 +223,7 @@ pub fn run(args: Args, config: Option<&Path>) -> anyhow::Result<()> {
             m.random
         );
     }
-    println!("run: {} (report.md, metrics.jsonl, loss.png, checkpoints/)", args.out.display());
+    println!("run: {} (report.md, metrics.jsonl, loss.png, checkpoints/)", args.run.out.display());
     Ok(())
 }
 
@@ -307,16 +283,16 @@ fn apply(args: &Args, c: &mut TrainConfig) {
         // Absolute, so that --resume from another folder finds it.
         c.proxy = Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
     }
-    override_with(&mut c.steps, args.steps);
-    if args.minutes.is_some() {
-        c.minutes = args.minutes;
+    override_with(&mut c.steps, args.run.steps);
+    if args.run.minutes.is_some() {
+        c.minutes = args.run.minutes;
     }
-    override_with(&mut c.batch, args.batch);
-    if let Some(v) = args.lr {
+    override_with(&mut c.batch, args.run.batch);
+    if let Some(v) = args.run.lr {
         c.lr = v;
         c.lr_final = v / 10.0;
     }
-    override_with(&mut c.seed, args.seed);
+    override_with(&mut c.seed, args.run.seed);
     override_with(&mut c.spsa.epsilon, args.epsilon);
     override_with(&mut c.spsa.perturbations, args.perturbations);
     override_with(&mut c.fd_step, args.fd_step);
@@ -329,7 +305,7 @@ fn apply(args: &Args, c: &mut TrainConfig) {
         c.spsa.scoring = afx_spsa::estimator::Scoring::Window(1);
     }
     override_with(&mut c.spsa.scoring, args.scoring);
-    if let Some(v) = args.val_every {
+    if let Some(v) = args.run.val_every {
         c.val_every = v;
         c.checkpoint_every = v;
     }

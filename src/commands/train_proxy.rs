@@ -15,26 +15,11 @@ pub struct Args {
     /// Dataset folder written by `afx collect` (its last shards are held out for validation)
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Proxy folder (config.json, metrics.jsonl, checkpoints/, report.md)
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue the proxy run in --out from its newest checkpoint
-    #[arg(long)]
-    resume: bool,
-    /// Training steps (also the horizon of the learning-rate decay)
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Stop after this many minutes
-    #[arg(long)]
-    minutes: Option<f64>,
-    #[arg(long)]
-    batch: Option<usize>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// Frames per training patch (a receptive field of context precedes it)
     #[arg(long)]
     patch: Option<usize>,
-    /// Initial learning rate (cosine decay to 1e-4, or to a tenth when lower)
-    #[arg(long)]
-    lr: Option<f64>,
     /// TCN channels
     #[arg(long)]
     channels: Option<usize>,
@@ -44,11 +29,6 @@ pub struct Args {
     /// Weight of the time-domain L1 term beside the MRSTFT
     #[arg(long)]
     l1_weight: Option<f64>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Validate and checkpoint every this many steps
-    #[arg(long)]
-    val_every: Option<u64>,
     /// cpu, or cuda (needs a build with --features cuda)
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -81,16 +61,16 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     });
     let options =
         ProxyTrainOptions { device, on_step: Some(on_step), on_validation: Some(on_validation), stop_after: None };
-    let summary = if args.resume {
+    let summary = if args.run.resume {
         if args.data.is_some() {
             bail!("--resume continues on the run's own dataset; leave out --data");
         }
-        let run: ProxyRun = serde_json::from_str(
-            &std::fs::read_to_string(args.out.join("config.json"))
-                .with_context(|| format!("--resume: {} is not a proxy run (no config.json)", args.out.display()))?,
-        )?;
+        let run: ProxyRun =
+            serde_json::from_str(&std::fs::read_to_string(args.run.out.join("config.json")).with_context(|| {
+                format!("--resume: {} is not a proxy run (no config.json)", args.run.out.display())
+            })?)?;
         bar.set_length(run.config.steps);
-        train::resume_proxy(&args.out, options)?
+        train::resume_proxy(&args.run.out, options)?
     } else {
         let Some(data) = &args.data else { bail!("--data is required (a folder written by `afx collect`)") };
         let manifest = collect::scan(data)?;
@@ -113,7 +93,7 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
             tcn: config.tcn.clone(),
         };
         bar.set_length(config.steps);
-        train::train_proxy(&args.out, data, meta, &config, options)?
+        train::train_proxy(&args.run.out, data, meta, &config, options)?
     };
     bar.finish_and_clear();
     println!("{} steps in {:.1} min, {:.2} s/step", summary.steps, summary.minutes, summary.mean_step_s);
@@ -127,16 +107,16 @@ pub fn run(args: Args, config: Option<&std::path::Path>) -> anyhow::Result<()> {
             q.identity_si_sdr
         );
     }
-    println!("proxy: {} (report.md, metrics.jsonl, checkpoints/)", args.out.display());
+    println!("proxy: {} (report.md, metrics.jsonl, checkpoints/)", args.run.out.display());
     Ok(())
 }
 
 fn apply(args: &Args, c: &mut ProxyTrainConfig) {
-    override_with(&mut c.steps, args.steps);
-    c.minutes = args.minutes;
-    override_with(&mut c.batch, args.batch);
+    override_with(&mut c.steps, args.run.steps);
+    c.minutes = args.run.minutes;
+    override_with(&mut c.batch, args.run.batch);
     override_with(&mut c.patch, args.patch);
-    if let Some(v) = args.lr {
+    if let Some(v) = args.run.lr {
         c.lr = v;
         c.lr_final = c.lr_final.min(v / 10.0);
     }
@@ -145,6 +125,6 @@ fn apply(args: &Args, c: &mut ProxyTrainConfig) {
         c.tcn.batch_norm = true;
     }
     override_with(&mut c.time_l1_weight, args.l1_weight);
-    override_with(&mut c.seed, args.seed);
-    override_with(&mut c.val_every, args.val_every);
+    override_with(&mut c.seed, args.run.seed);
+    override_with(&mut c.val_every, args.run.val_every);
 }
