@@ -443,7 +443,7 @@ impl Pool {
         let seeds = item_seeds(seed, items, x.len())?;
         let results = self.run(py, |pool| {
             let mut pool = pool.trajectories(control.hop, control.scoring);
-            pool.spsa_batch_seeded(&x, &thetas, &grads, epsilon, k, &seeds)
+            pool.spsa_batch(&x, &thetas, &grads, epsilon, k, &seeds)
         })?;
         gradients(py, results, self.chain.num_params(), control.frames)
     }

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use afx_host::Audio;
-use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec};
+use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand, WorkerSpec, item_seeds};
 
 struct Args {
     dir: PathBuf,
@@ -91,7 +91,10 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let gradients = [
-        ("spsa.json", pool.spsa_batch(&inputs, &thetas, &grads, args.epsilon, args.k, args.seed)),
+        (
+            "spsa.json",
+            pool.spsa_batch(&inputs, &thetas, &grads, args.epsilon, args.k, &item_seeds(args.seed, inputs.len())),
+        ),
         ("fd.json", pool.finite_difference_batch(&inputs, &thetas, &grads, args.fd_step)),
     ];
     for (file, results) in gradients {

@@ -211,6 +211,11 @@ impl fmt::Display for ItemError {
     }
 }
 
+/// The seeds of the `n` items of a batch seeded with `seed`: [`item_seed`] of each index.
+pub fn item_seeds(seed: u64, n: usize) -> Vec<u64> {
+    (0..n).map(|i| item_seed(seed, i)).collect()
+}
+
 /// The seed of item `index` of a batch seeded with `seed`: independent of how items are spread over workers.
 pub fn item_seed(seed: u64, index: usize) -> u64 {
     // SplitMix64's finaliser: nearby (seed, index) pairs give unrelated streams.

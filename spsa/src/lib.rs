@@ -38,7 +38,7 @@ mod watchdog;
 pub mod wire;
 pub mod worker;
 
-pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed};
+pub use job::{FailureKind, ItemError, Job, JobOutput, item_seed, item_seeds};
 pub use pool::{Isolation, PerturbedRenders, Pool, PoolConfig, PoolError, Shared, Trajectories, WorkerCommand};
 pub use task::{Renderer, Task, TaskSet};
 pub use worker::WorkerSpec;

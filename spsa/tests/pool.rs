@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use afx_host::Audio;
 use afx_spsa::worker::Executor;
-use afx_spsa::{FailureKind, Isolation, Job, Pool, PoolConfig, Renderer, Task, WorkerCommand, WorkerSpec, item_seed};
+use afx_spsa::{
+    FailureKind, Isolation, Job, Pool, PoolConfig, Renderer, Task, WorkerCommand, WorkerSpec, item_seed, item_seeds,
+};
 use afx_testkit::{TESTFX_PLUGINS_TOML, amen_mono, cosine, head, testfx};
 
 struct Setup {
@@ -154,18 +156,7 @@ fn single_perturbation_spsa_is_unbiased_its_mean_converges_to_finite_differences
         .remove(0),
     );
     let runs = 600;
-    let jobs = (0..runs)
-        .map(|i| Job::Spsa {
-            hop: 0,
-            scoring: afx_spsa::estimator::Scoring::Whole,
-            input: input.clone(),
-            theta: theta.to_vec(),
-            grad: g.clone(),
-            epsilon: 1e-2,
-            perturbations: 1,
-            seed: item_seed(5, i),
-        })
-        .collect();
+    let jobs = (0..runs).map(|i| spsa_job(&input, &theta, &g, 1, item_seed(5, i))).collect();
     let estimates: Vec<Vec<f32>> = pool.run(jobs).into_iter().map(gradient).collect();
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     let fd64: Vec<f64> = fd.iter().map(|&x| f64::from(x)).collect();
@@ -196,7 +187,7 @@ fn the_same_seed_gives_identical_gradients_whatever_the_workers_and_isolation() 
     for (isolation, workers) in [(process(), 1), (process(), 2), (Isolation::Thread, 1), (Isolation::Thread, 2)] {
         let mut pool = pool("fx", isolation, workers);
         let (inputs, thetas, grads) = jobs();
-        let batch = pool.spsa_batch(&inputs, &thetas, &grads, 1e-2, 2, 42);
+        let batch = pool.spsa_batch(&inputs, &thetas, &grads, 1e-2, 2, &item_seeds(42, inputs.len()));
         runs.push(batch.into_iter().map(Result::unwrap).collect::<Vec<_>>());
     }
     for run in &runs[1..] {
@@ -404,12 +395,12 @@ fn an_spsa_item_split_over_workers_gives_the_unsplit_estimate_bit_for_bit() {
         let job = spsa_job(&input, &theta, &g, 16, 9);
         assert_eq!(gradient(pool.run(vec![job]).remove(0)), one_item, "{workers} workers");
         // Five items of K = 3: not split (at least two per worker); then one by one, each split.
-        let whole = pool.spsa_batch(&vec![input.clone(); 5], &thetas, &vec![g.clone(); 5], 1e-2, 3, 4);
+        let whole = pool.spsa_batch(&vec![input.clone(); 5], &thetas, &vec![g.clone(); 5], 1e-2, 3, &item_seeds(4, 5));
         assert_eq!(whole.into_iter().map(Result::unwrap).collect::<Vec<_>>(), batch, "{workers} workers");
         for (i, t) in thetas.iter().enumerate() {
             let seeds = [item_seed(4, i)];
             use std::slice::from_ref;
-            let alone = pool.spsa_batch_seeded(from_ref(&input), from_ref(t), from_ref(&g), 1e-2, 3, &seeds);
+            let alone = pool.spsa_batch(from_ref(&input), from_ref(t), from_ref(&g), 1e-2, 3, &seeds);
             assert_eq!(alone.into_iter().next().unwrap().unwrap(), batch[i], "item {i} alone, {workers} workers");
         }
     }
@@ -420,12 +411,12 @@ fn renders_made_ahead_give_the_renders_and_the_spsa_estimates_bit_for_bit() {
     let (theta, theta_star) = ([0.3f32, 0.6, 0.45], [0.6f32, 0.3, 0.7]);
     let (input, g) = problem("fx", &theta, &theta_star);
     let thetas: Vec<Vec<f32>> = (0..3).map(|i| theta.iter().map(|t| t + 0.05 * i as f32).collect()).collect();
-    let seeds: Vec<u64> = (0..3).map(|i| item_seed(6, i)).collect();
+    let seeds = item_seeds(6, 3);
     let inputs = vec![input.clone(); 3];
     for (isolation, workers) in [(process(), 2), (Isolation::Thread, 1)] {
         let mut pool = pool("fx", isolation, workers);
         let rendered: Vec<Audio> = pool.render_batch(&inputs, &thetas).into_iter().map(Result::unwrap).collect();
-        let estimates = pool.spsa_batch_seeded(&inputs, &thetas, &vec![g.clone(); 3], 1e-2, 3, &seeds);
+        let estimates = pool.spsa_batch(&inputs, &thetas, &vec![g.clone(); 3], 1e-2, 3, &seeds);
         let mut ahead: Vec<Option<Audio>> = vec![None; 3];
         let renders = pool.render_perturbed_each(&inputs, &thetas, 1e-2, 3, &seeds, |i, y| {
             assert!(ahead[i].replace(y.unwrap()).is_none(), "item {i} reported twice");
@@ -451,16 +442,7 @@ fn a_crash_in_a_part_of_a_split_item_fails_that_item_alone() {
     let mut pool = Pool::new(config).unwrap();
     // Two items of K = 8, each split in two parts; the second's drive sits where the armed fault fires.
     let faulty = vec![1.0, 0.5, 0.5];
-    let job = |theta: &[f32]| Job::Spsa {
-        hop: 0,
-        scoring: afx_spsa::estimator::Scoring::Whole,
-        input: input.clone(),
-        theta: theta.to_vec(),
-        grad: g.clone(),
-        epsilon: 1e-2,
-        perturbations: 8,
-        seed: 3,
-    };
+    let job = |theta: &[f32]| spsa_job(&input, theta, &g, 8, 3);
     let mut results = pool.run(vec![job(&theta), job(&faulty)]).into_iter();
     assert_eq!(gradient(results.next().unwrap()), spsa_direct("fx", &input, &theta, &g, 8, 3));
     let error = results.next().unwrap().unwrap_err();

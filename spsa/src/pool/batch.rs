@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use afx_host::{Audio, Automation};
 
-use crate::job::{FailureKind, ItemError, Job, item_seed};
+use crate::job::{FailureKind, ItemError, Job};
 
 use super::{Control, Pool};
 use crate::estimator::{Frames, Scoring};
@@ -67,23 +67,10 @@ impl Pool {
         result.map(|o| o.into_audio().expect("render jobs give audio"))
     }
 
-    /// SPSA estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, K perturbations of size ε each; item `i` is
-    /// seeded with [`item_seed`]`(seed, i)`, so results do not depend on the number of workers.
+    /// SPSA estimates of `(∂y/∂θ)ᵀ g` for every item of a batch, K perturbations of size ε each, item `i` drawing
+    /// them from `seeds[i]`. Seeds from [`item_seeds`](crate::item_seeds)`(seed, n)` make the results
+    /// independent of the number of workers; a sub-batch keeps the seeds its items have in the batch.
     pub fn spsa_batch<A: Shared, G: Shared>(
-        &mut self,
-        inputs: &[A],
-        thetas: &[Vec<f32>],
-        grads: &[G],
-        epsilon: f32,
-        perturbations: u32,
-        seed: u64,
-    ) -> Vec<Result<Vec<f32>, ItemError>> {
-        let seeds: Vec<u64> = (0..inputs.len()).map(|i| item_seed(seed, i)).collect();
-        self.spsa_batch_seeded(inputs, thetas, grads, epsilon, perturbations, &seeds)
-    }
-
-    /// [`Pool::spsa_batch`] with each item's own seed (a sub-batch keeps the seeds its items have in the batch).
-    pub fn spsa_batch_seeded<A: Shared, G: Shared>(
         &mut self,
         inputs: &[A],
         thetas: &[Vec<f32>],
@@ -107,10 +94,10 @@ impl Pool {
     }
 
     /// Renders every item at its θ and at the K pairs θ± of SPSA's perturbations (seeded as
-    /// [`Pool::spsa_batch_seeded`] seeds them) in one batch, before `g = ∂L/∂y` is known, as DeepAFx's layer
+    /// [`Pool::spsa_batch`] seeds them) in one batch, before `g = ∂L/∂y` is known, as DeepAFx's layer
     /// renders its three instances in the forward pass. Each item's render at θ goes to `done(index, result)` as
     /// it arrives; its perturbed renders are kept, and [`PerturbedRenders::vjp`] later gives
-    /// `spsa_batch_seeded`'s estimate for any `g`, bit for bit, without rendering.
+    /// `spsa_batch`'s estimate for any `g`, bit for bit, without rendering.
     ///
     /// A training step then runs one batch instead of two (the workers start and drain once), and every job is
     /// one render, the smallest unit to share out: the last jobs leave less of a tail. The cost is memory: 2K
@@ -166,7 +153,7 @@ impl Pool {
                     let (chain, theta) = (chain.clone(), thetas[item].clone());
                     failed[item].get_or_insert(ItemError { chain, theta, kind, stderr: String::new() });
                 }
-                // Named by the item's θ, as `spsa_batch_seeded` names it, not the perturbed θ of the render.
+                // Named by the item's θ, as `spsa_batch` names it, not the perturbed θ of the render.
                 Err(e) => {
                     failed[item].get_or_insert(ItemError { theta: thetas[item].clone(), ..e });
                 }
@@ -231,7 +218,7 @@ pub struct PerturbedRenders {
 
 impl PerturbedRenders {
     /// The SPSA estimate of `(∂y/∂θ)ᵀ g` for `g` given one slice per channel, of the renders' shape: what
-    /// [`Pool::spsa_batch_seeded`] returns for this item, bit for bit. No render; a dot product per pair.
+    /// [`Pool::spsa_batch`] returns for this item, bit for bit. No render; a dot product per pair.
     ///
     /// # Panics
     /// When `g` does not have the renders' shape ([`PerturbedRenders::shape`]).

@@ -48,7 +48,7 @@ pub struct Spsa {
 impl Spsa {
     pub fn new(config: SpsaConfig) -> Result<Spsa, TrainError> {
         // The loss on rendered audio runs on the CPU: its input and gradient travel to and from the workers.
-        let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&config.loss, DType::F32, &Device::Cpu)?;
         Ok(Spsa { config, loss })
     }
 
@@ -71,7 +71,7 @@ impl GradMethod for Spsa {
             // Item i keeps the seed it would have in the whole batch, whichever items failed before it.
             let seeds: Vec<u64> = forward.kept.iter().map(|&i| afx_spsa::item_seed(seed, i)).collect();
             let mut pool = pool.trajectories(hop, scoring);
-            Ok(pool.spsa_batch_seeded(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
+            Ok(pool.spsa_batch(&forward.inputs, &kept_thetas, &forward.grad_y, epsilon, k, &seeds))
         })
     }
 }
