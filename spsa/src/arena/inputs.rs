@@ -7,7 +7,7 @@ use std::sync::Arc;
 use afx_host::Audio;
 
 use crate::job::Job;
-use crate::wire::{SharedAudio, WireError};
+use crate::wire::{Planar, SharedAudio, WireError};
 
 use super::mapping::{Mapping, memory_file, write_planar};
 use super::{ALIGN, ENV, MAX_BYTES, Placements};
@@ -23,7 +23,7 @@ pub(crate) struct Arena {
 
 /// The bytes `at` takes, up to the next aligned offset.
 fn span_of(at: &SharedAudio) -> usize {
-    at.len().next_multiple_of(ALIGN)
+    at.planar.len().next_multiple_of(ALIGN)
 }
 
 impl Arena {
@@ -73,22 +73,15 @@ impl Arena {
         }
         let to_write = if keep { new } else { distinct };
         for audio in to_write {
-            let (Ok(channels), Ok(frames)) = (u16::try_from(audio.num_channels()), u32::try_from(audio.frames()))
-            else {
+            let Some(planar) = Planar::of(audio) else {
                 // Too large to describe: it goes inline, where encoding reports it.
                 continue;
             };
-            let at = SharedAudio {
-                batch: self.batch,
-                offset: end as u64,
-                sample_rate: audio.sample_rate(),
-                channels,
-                frames,
-            };
-            if end + at.len() > MAX_BYTES {
+            let at = SharedAudio { batch: self.batch, offset: end as u64, planar };
+            if end + at.planar.len() > MAX_BYTES {
                 continue;
             }
-            end = (end + at.len()).next_multiple_of(ALIGN);
+            end = (end + at.planar.len()).next_multiple_of(ALIGN);
             placements.places.insert(Arc::as_ptr(audio) as usize, at);
             order.push((audio.clone(), at));
         }
@@ -156,12 +149,17 @@ impl ArenaView {
         if let Some((_, audio)) = self.cache.iter().find(|(a, _)| *a == at) {
             return Ok(audio.clone());
         }
-        let end = (at.offset as usize).checked_add(at.len()).ok_or_else(|| bad(at))?;
+        let end = (at.offset as usize).checked_add(at.planar.len()).ok_or_else(|| bad(at))?;
         if !self.map.reach(&self.fd, end)? {
             return Err(bad(at));
         }
         // The pool does not write the arena while a batch runs.
-        let audio = self.map.read_audio(at.offset as usize, at.sample_rate, at.channels as usize, at.frames as usize);
+        let audio = self.map.read_audio(
+            at.offset as usize,
+            at.planar.sample_rate,
+            at.planar.channels as usize,
+            at.planar.frames as usize,
+        );
         let audio = Arc::new(audio?);
         // A few recent buffers: the jobs of one SPSA item (its input and gradient), or items that share an
         // input, on this worker.
@@ -218,7 +216,8 @@ mod tests {
         let big = Arc::new(Audio::new(8000, vec![vec![0.5; 200_000]]).unwrap());
         let placements = arena.write_batch(&[Job::Render { hop: 0, input: big.clone(), theta: vec![] }]).unwrap();
         assert_eq!(&*view.resolve(placements.get(&big).unwrap()).unwrap(), &*big);
-        let outside = SharedAudio { batch: 9, offset: 1 << 40, sample_rate: 8000, channels: 1, frames: 1 };
+        let outside =
+            SharedAudio { batch: 9, offset: 1 << 40, planar: Planar { sample_rate: 8000, channels: 1, frames: 1 } };
         assert!(view.resolve(outside).is_err());
     }
 

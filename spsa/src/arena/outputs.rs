@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use afx_host::Audio;
 
-use crate::wire::{OutputAudio, WireError};
+use crate::wire::{OutputAudio, Planar, WireError};
 
 use super::mapping::{Mapping, memory_file, write_planar};
 use super::{MAX_OUTPUT_BYTES, OUTPUT_BUFFERS, OUTPUTS_ENV};
@@ -35,11 +35,11 @@ impl Outputs {
         let bad = || WireError::Malformed(format!("output audio {at:?} lies outside the worker's buffers"));
         let b = usize::from(at.buffer);
         let (Some(file), Some(map)) = (self.files.get(b), self.maps.get_mut(b)) else { return Err(bad()) };
-        if !map.reach(file, at.len())? {
+        if !map.reach(file, at.planar.len())? {
             return Err(bad());
         }
         // The worker does not write this buffer again before the pool has read it (see the module docs).
-        map.read_audio(0, at.sample_rate, at.channels as usize, at.frames as usize)
+        map.read_audio(0, at.planar.sample_rate, at.planar.channels as usize, at.planar.frames as usize)
     }
 }
 
@@ -80,12 +80,7 @@ impl OutputWriter {
     /// is larger than a buffer may be, or the buffer cannot grow.
     pub(crate) fn write(&mut self, audio: &Audio) -> Option<OutputAudio> {
         let len = audio.num_channels() * audio.frames() * 4;
-        let at = OutputAudio {
-            buffer: u8::try_from(self.next).ok()?,
-            sample_rate: audio.sample_rate(),
-            channels: u16::try_from(audio.num_channels()).ok()?,
-            frames: u32::try_from(audio.frames()).ok()?,
-        };
+        let at = OutputAudio { buffer: u8::try_from(self.next).ok()?, planar: Planar::of(audio)? };
         if len > MAX_OUTPUT_BYTES {
             return None;
         }
@@ -127,7 +122,7 @@ mod tests {
                 assert_eq!(bytemuck::cast_slice::<f32, u32>(b), bytemuck::cast_slice::<f32, u32>(a));
             }
         }
-        let outside = OutputAudio { buffer: 1, sample_rate: 8000, channels: 1, frames: 1 << 20 };
+        let outside = OutputAudio { buffer: 1, planar: Planar { sample_rate: 8000, channels: 1, frames: 1 << 20 } };
         assert!(outputs.read(outside).is_err(), "past the end of what the worker wrote");
         assert!(outputs.read(OutputAudio { buffer: 2, ..outside }).is_err(), "no third buffer");
     }

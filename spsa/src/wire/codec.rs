@@ -8,7 +8,7 @@ use crate::job::{FailureKind, Job, JobOutput};
 
 use super::frame::{finish, room};
 use super::job::put_job as put_job_fields;
-use super::primitives::{Cursor, OUTPUT, put_bytes, put_f32s, put_inline_audio, put_str, put_u32};
+use super::primitives::{Cursor, OUTPUT, put_bytes, put_f32s, put_inline_audio, put_planar, put_str, put_u32};
 use super::refs::{OutputAudio, Placement, SharedAudio, inline};
 use super::{Message, WireError};
 
@@ -79,9 +79,7 @@ pub fn encode_output_result(id: u64, at: OutputAudio, out: &mut Vec<u8>) {
     out.push(OK_AUDIO);
     out.push(OUTPUT);
     out.push(at.buffer);
-    put_u32(out, at.sample_rate);
-    out.extend_from_slice(&at.channels.to_le_bytes());
-    put_u32(out, at.frames);
+    put_planar(out, at.planar);
     finish(out, 0).expect("a few dozen bytes fit in a frame");
 }
 

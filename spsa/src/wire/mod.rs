@@ -45,7 +45,7 @@ pub use codec::{
     OutputRef, decode, decode_from_worker, decode_with, encode, encode_job, encode_output_result, encode_result,
 };
 pub use frame::{frame_len, read_frame, write_frame};
-pub use refs::{OutputAudio, Placement, SharedAudio, inline};
+pub use refs::{OutputAudio, Placement, Planar, SharedAudio, inline};
 
 /// Bumped on any change to the format above.
 pub const VERSION: u32 = 6;
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn output_audio_goes_by_reference_and_only_a_pool_with_buffers_reads_it() {
-        let at = OutputAudio { buffer: 1, sample_rate: 48_000, channels: 2, frames: 3 };
+        let at = OutputAudio { buffer: 1, planar: Planar { sample_rate: 48_000, channels: 2, frames: 3 } };
         let mut frame = vec![];
         encode_output_result(7, at, &mut frame);
         assert!(frame.len() < 32, "a reference, not samples: {} bytes", frame.len());
@@ -213,7 +213,8 @@ mod tests {
     #[test]
     fn shared_audio_goes_by_reference_and_comes_back_from_the_resolver() {
         let input = Arc::new(Audio::new(48_000, vec![vec![0.5; 1000], vec![-0.5; 1000]]).unwrap());
-        let at = SharedAudio { batch: 7, offset: 4096, sample_rate: 48_000, channels: 2, frames: 1000 };
+        let at =
+            SharedAudio { batch: 7, offset: 4096, planar: Planar { sample_rate: 48_000, channels: 2, frames: 1000 } };
         let job = Job::Render { hop: 0, input: input.clone(), theta: vec![0.5] };
         let mut frame = vec![];
         let place = |a: &Arc<Audio>| Arc::ptr_eq(a, &input).then_some(at);

@@ -7,7 +7,7 @@ use afx_host::Audio;
 
 use super::WireError;
 use super::frame::room;
-use super::refs::{OutputAudio, Placement, SharedAudio};
+use super::refs::{OutputAudio, Placement, Planar, SharedAudio};
 
 pub(super) const INLINE: u8 = 1;
 pub(super) const SHARED: u8 = 2;
@@ -49,21 +49,28 @@ pub(super) fn put_audio(out: &mut Vec<u8>, a: &Arc<Audio>, shared: Placement<'_>
     out.push(SHARED);
     out.extend_from_slice(&at.batch.to_le_bytes());
     out.extend_from_slice(&at.offset.to_le_bytes());
-    put_u32(out, at.sample_rate);
-    out.extend_from_slice(&at.channels.to_le_bytes());
-    put_u32(out, at.frames);
+    put_planar(out, at.planar);
     Ok(())
+}
+
+pub(super) fn put_planar(out: &mut Vec<u8>, planar: Planar) {
+    put_u32(out, planar.sample_rate);
+    out.extend_from_slice(&planar.channels.to_le_bytes());
+    put_u32(out, planar.frames);
 }
 
 pub(super) fn put_inline_audio(out: &mut Vec<u8>, a: &Audio) -> Result<(), WireError> {
     let samples = a.num_channels().saturating_mul(a.frames()).saturating_mul(4);
     room(out, 11 + samples)?;
-    let channels = u16::try_from(a.num_channels())
-        .map_err(|_| WireError::Malformed(format!("{} channels: the protocol allows 65535", a.num_channels())))?;
+    let planar = Planar::of(a).ok_or_else(|| {
+        WireError::Malformed(format!(
+            "{} channels of {} frames: the protocol allows 65535 channels of 2^32 - 1 frames",
+            a.num_channels(),
+            a.frames()
+        ))
+    })?;
     out.push(INLINE);
-    put_u32(out, a.sample_rate());
-    out.extend_from_slice(&channels.to_le_bytes());
-    put_u32(out, a.frames() as u32);
+    put_planar(out, planar);
     out.reserve(samples);
     for c in a.channels() {
         put_samples(out, c);
@@ -142,12 +149,7 @@ impl Cursor<'_, '_> {
         match self.u8()? {
             INLINE => self.inline_audio(),
             OUTPUT => {
-                let at = OutputAudio {
-                    buffer: self.u8()?,
-                    sample_rate: self.u32()?,
-                    channels: self.u16()?,
-                    frames: self.u32()?,
-                };
+                let at = OutputAudio { buffer: self.u8()?, planar: self.planar()? };
                 (self.read_output)(at)
             }
             SHARED => Err(WireError::Malformed("shared audio in a result".into())),
@@ -155,12 +157,14 @@ impl Cursor<'_, '_> {
         }
     }
 
+    fn planar(&mut self) -> Result<Planar, WireError> {
+        Ok(Planar { sample_rate: self.u32()?, channels: self.u16()?, frames: self.u32()? })
+    }
+
     fn inline_audio(&mut self) -> Result<Audio, WireError> {
-        let rate = self.u32()?;
-        let channels = self.u16()? as usize;
-        let frames = self.u32()? as usize;
-        let planar = (0..channels).map(|_| self.floats(frames)).collect::<Result<Vec<_>, _>>()?;
-        Audio::new(rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
+        let Planar { sample_rate, channels, frames } = self.planar()?;
+        let planar = (0..channels).map(|_| self.floats(frames as usize)).collect::<Result<Vec<_>, _>>()?;
+        Audio::new(sample_rate, planar).map_err(|e| WireError::Malformed(e.to_string()))
     }
 
     /// A job's audio: in the frame, or in the arena.
@@ -168,13 +172,7 @@ impl Cursor<'_, '_> {
         match self.u8()? {
             INLINE => Ok(Arc::new(self.inline_audio()?)),
             SHARED => {
-                let at = SharedAudio {
-                    batch: self.u64()?,
-                    offset: self.u64()?,
-                    sample_rate: self.u32()?,
-                    channels: self.u16()?,
-                    frames: self.u32()?,
-                };
+                let at = SharedAudio { batch: self.u64()?, offset: self.u64()?, planar: self.planar()? };
                 (self.resolve)(at)
             }
             t => Err(WireError::Malformed(format!("unknown audio tag {t}"))),

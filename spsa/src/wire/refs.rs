@@ -5,52 +5,47 @@ use std::sync::Arc;
 
 use afx_host::Audio;
 
-/// Where a job's audio lies in the pool's shared arena: `channels` planar runs of `frames` f32 from byte
-/// `offset`, written for batch `batch` (an arena is rewritten between batches).
+/// The layout of audio outside the frame: `channels` planar runs of `frames` f32 at `sample_rate`. On the wire:
+/// the rate (u32), channels (u16) and frames (u32), little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Planar {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub frames: u32,
+}
+
+impl Planar {
+    /// `audio`'s layout; `None` when it has more channels or frames than the protocol can describe.
+    pub fn of(audio: &Audio) -> Option<Planar> {
+        let channels = u16::try_from(audio.num_channels()).ok()?;
+        let frames = u32::try_from(audio.frames()).ok()?;
+        Some(Planar { sample_rate: audio.sample_rate(), channels, frames })
+    }
+
+    /// Bytes of samples.
+    pub fn len(&self) -> usize {
+        self.channels as usize * self.frames as usize * 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a job's audio lies in the pool's shared arena: its samples from byte `offset`, written for batch
+/// `batch` (an arena is rewritten between batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SharedAudio {
     pub batch: u64,
     pub offset: u64,
-    pub sample_rate: u32,
-    pub channels: u16,
-    pub frames: u32,
+    pub planar: Planar,
 }
 
-impl SharedAudio {
-    /// Bytes of samples from `offset`.
-    pub fn len(&self) -> usize {
-        planar_bytes(self.channels, self.frames)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The bytes of `channels` planar runs of `frames` f32.
-fn planar_bytes(channels: u16, frames: u32) -> usize {
-    channels as usize * frames as usize * 4
-}
-
-/// Where a result's audio lies in its worker's output buffers: `channels` planar runs of `frames` f32 from
-/// byte 0 of buffer `buffer`.
+/// Where a result's audio lies in its worker's output buffers: its samples from byte 0 of buffer `buffer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputAudio {
     pub buffer: u8,
-    pub sample_rate: u32,
-    pub channels: u16,
-    pub frames: u32,
-}
-
-impl OutputAudio {
-    /// Bytes of samples.
-    pub fn len(&self) -> usize {
-        planar_bytes(self.channels, self.frames)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    pub planar: Planar,
 }
 
 /// No audio is in an arena: every job's audio goes in its frame.
