@@ -162,7 +162,7 @@ pub fn compare(
             .map_err(|e| EvalError::Flag { flag: format!("--methods {}", method.name()), message: e.to_string() })?;
     }
     let test = TestSet::new(config, pool, data.validation)?;
-    let loss = MrStftLoss::new(&config.train.spsa.loss.mrstft_without_l1(), DType::F32, &Device::Cpu)?;
+    let loss = MrStftLoss::new(&config.train.spsa.loss.without_l1(), DType::F32, &Device::Cpu)?;
     let score = |outputs: &[Option<Audio>], thetas: Option<&[Vec<f32>]>| test.score(&loss, outputs, thetas);
 
     let mut methods = vec![];

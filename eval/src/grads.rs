@@ -400,7 +400,7 @@ pub fn eval_grads(
     let theta = Tensor::from_vec(thetas.concat(), (pairs.len(), width), &Device::Cpu)?;
     let hop = config.hop.unwrap_or(0);
     let batch = MethodBatch { hop, ..MethodBatch::new(&pairs.input_a, &pairs.target_a, &theta, 0) };
-    let loss = MrStftLoss::new(&config.loss.mrstft(), DType::F32, &Device::Cpu)?;
+    let loss = MrStftLoss::new(&config.loss, DType::F32, &Device::Cpu)?;
 
     let mut runs: Vec<(EstimatorSpec, Gradients, f64)> = vec![];
     for (index, (spec, method)) in methods.iter_mut().enumerate() {

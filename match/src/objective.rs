@@ -56,7 +56,7 @@ impl Objective {
         let rows: Vec<f32> = target.channels().iter().flatten().copied().collect();
         let frames = target.frames();
         let target = Tensor::from_vec(rows, (channels, frames), &Device::Cpu)?;
-        let loss = MrStftLoss::new(&LossConfig::default().mrstft_without_l1(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&LossConfig::default().without_l1(), DType::F32, &Device::Cpu)?;
         let target = loss.prepare(&target)?;
         Ok(Objective::Target { input: slice(input, range), target, channels, frames, loss })
     }

@@ -13,8 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::spectral_cpu;
 use crate::stft::Stft;
 
-/// Settings of [`MrStftLoss`].
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of [`MrStftLoss`], and the loss afx trains and scores with, as a run stores it: every gradient
+/// method and the trainer train on it; validation, `afx eval-grads`, `afx compare` and `afx match` score with its
+/// MRSTFT alone ([`MrStftConfig::without_l1`]). Defaults: FFT sizes 256, 512, 1024 (hop n/4), no time-domain
+/// term.
+///
+/// In a run's `config.json` it sits inside the `spsa` object (where these fields have always been stored), so
+/// runs of every afx version read and write the same JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MrStftConfig {
     /// FFT sizes; each resolution uses a Hann window of that size and hop n_fft / 4.
     pub fft_sizes: Vec<usize>,
@@ -22,42 +28,19 @@ pub struct MrStftConfig {
     pub time_l1_weight: f64,
 }
 
+/// The loss of a run: [`MrStftConfig`] under the name the trainer, the methods and `afx match` use for it.
+pub type LossConfig = MrStftConfig;
+
 impl Default for MrStftConfig {
-    /// FFT sizes 512, 1024, 2048 (hops 128, 256, 512), no time-domain term.
     fn default() -> Self {
-        Self { fft_sizes: vec![512, 1024, 2048], time_l1_weight: 0.0 }
+        MrStftConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 }
     }
 }
 
-/// The loss afx trains and scores with, as a run stores it: every gradient method and the trainer train on it,
-/// validation, `afx eval-grads`, `afx compare` and `afx match` score with its MRSTFT alone
-/// ([`LossConfig::mrstft_without_l1`]). Defaults: FFT sizes 256, 512, 1024 (hop n/4), no time-domain term.
-///
-/// In a run's `config.json` it sits inside the `spsa` object (where these fields have always been stored), so
-/// runs of every afx version read and write the same JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LossConfig {
-    /// FFT sizes of the MRSTFT loss (hop = n/4).
-    pub fft_sizes: Vec<usize>,
-    /// Weight of the time-domain L1 term.
-    pub time_l1_weight: f64,
-}
-
-impl Default for LossConfig {
-    fn default() -> Self {
-        LossConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 }
-    }
-}
-
-impl LossConfig {
-    /// The training loss: MRSTFT plus the weighted L1.
-    pub fn mrstft(&self) -> MrStftConfig {
-        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: self.time_l1_weight }
-    }
-
+impl MrStftConfig {
     /// The MRSTFT alone (validation reports it without the time-domain term).
-    pub fn mrstft_without_l1(&self) -> MrStftConfig {
-        MrStftConfig { fft_sizes: self.fft_sizes.clone(), time_l1_weight: 0.0 }
+    pub fn without_l1(&self) -> MrStftConfig {
+        MrStftConfig { time_l1_weight: 0.0, ..self.clone() }
     }
 }
 
@@ -88,21 +71,21 @@ impl MrStftLoss {
         if pred.dims() != target.dims() {
             bail!("mrstft: prediction {:?} and target {:?} differ in shape", pred.dims(), target.dims())
         }
-        let mut total: Option<Tensor> = None;
-        for stft in &self.stfts {
-            let term = spectral_terms(stft, &pred, &target)?;
-            total = Some(match total {
-                Some(t) => (t + term)?,
-                None => term,
-            });
-        }
-        let Some(total) = total else { bail!("mrstft: no resolutions") };
+        let terms = self.stfts.iter().map(|stft| spectral_terms(stft, &pred, &target)).collect::<Result<Vec<_>>>()?;
+        self.total(terms, || (&pred - &target)?.abs()?.mean_all())
+    }
+
+    /// The mean of the resolutions' `terms`, summed in order, plus the weighted time-domain term (`l1` is only
+    /// computed when it weighs something).
+    fn total(&self, terms: Vec<Tensor>, l1: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+        let mut terms = terms.into_iter();
+        let Some(first) = terms.next() else { bail!("mrstft: no resolutions") };
+        let total = terms.try_fold(first, |total, term| total + term)?;
         let spectral = (total / self.stfts.len() as f64)?;
         if self.time_l1_weight == 0.0 {
             return Ok(spectral);
         }
-        let l1 = (&pred - &target)?.abs()?.mean_all()?;
-        spectral + (l1 * self.time_l1_weight)?
+        spectral + (l1()? * self.time_l1_weight)?
     }
 }
 
@@ -158,36 +141,22 @@ impl MrStftLoss {
     fn per_item_with(&self, pred: &Tensor, target: &Tensor, spectra: Option<&[Tensor]>) -> Result<Tensor> {
         let (pred, target) = (pred.clone(), target.clone());
         let batch = pred.dim(0)?;
-        let mut total: Option<Tensor> = None;
+        let mut terms = Vec::with_capacity(self.stfts.len());
         for (r, stft) in self.stfts.iter().enumerate() {
             if let Some(sums) = fused_sums(stft, &pred, &target, spectra.map(|s| &s[r]))? {
                 // [Σ (|T| − |P|)², Σ |T|², Σ |ln|T| − ln|P||] per item
                 let bins = (stft.frames(pred.dim(1)?) * stft.bins()) as f64;
                 let convergence = (sums.narrow(1, 0, 1)?.sqrt()? / sums.narrow(1, 1, 1)?.sqrt()?)?;
-                let term = (convergence + (sums.narrow(1, 2, 1)? / bins)?)?.squeeze(1)?;
-                total = Some(match total {
-                    Some(total) => (total + term)?,
-                    None => term,
-                });
+                terms.push((convergence + (sums.narrow(1, 2, 1)? / bins)?)?.squeeze(1)?);
                 continue;
             }
             let p = stft.magnitude(&pred)?.reshape((batch, ()))?;
             let t = stft.magnitude(&target)?.reshape((batch, ()))?;
             let convergence = ((&t - &p)?.sqr()?.sum(1)?.sqrt()? / t.sqr()?.sum(1)?.sqrt()?)?;
             let log_mag = (t.log()? - p.log()?)?.abs()?.mean(1)?;
-            let term = (convergence + log_mag)?;
-            total = Some(match total {
-                Some(total) => (total + term)?,
-                None => term,
-            });
+            terms.push((convergence + log_mag)?);
         }
-        let Some(total) = total else { bail!("mrstft: no resolutions") };
-        let spectral = (total / self.stfts.len() as f64)?;
-        if self.time_l1_weight == 0.0 {
-            return Ok(spectral);
-        }
-        let l1 = (&pred - &target)?.abs()?.mean(1)?;
-        spectral + (l1 * self.time_l1_weight)?
+        self.total(terms, || (&pred - &target)?.abs()?.mean(1))
     }
 }
 

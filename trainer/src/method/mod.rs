@@ -116,7 +116,7 @@ pub fn build(
     sample_rate: u32,
     device: &Device,
 ) -> Result<Box<dyn GradMethod>, TrainError> {
-    let loss = settings.spsa.loss.mrstft();
+    let loss = settings.spsa.loss.clone();
     match kind {
         GradKind::Spsa => return Ok(Box::new(spsa::Spsa::new(settings.spsa.clone())?)),
         GradKind::Fd => return Ok(Box::new(fd::FiniteDifference::new(settings.fd_step, &loss)?)),

@@ -43,7 +43,7 @@ impl Trainer {
         let predicted = self.predict(&refs(&pairs.input_a), &refs(&pairs.reference_b))?;
         let theta = theta_rows(&predicted)?;
         let defaults = vec![self.chain.default_theta(); n];
-        let loss = MrStftLoss::new(&self.config.spsa.loss.mrstft_without_l1(), DType::F32, &Device::Cpu)?;
+        let loss = MrStftLoss::new(&self.config.spsa.loss.without_l1(), DType::F32, &Device::Cpu)?;
         let score = |outputs: &[Option<&afx_core::Audio>]| -> Result<Vec<Option<f64>>, TrainError> {
             outputs
                 .iter()
