@@ -33,8 +33,7 @@ impl Effect {
     /// Renders `input` with every parameter at the given plain value (one per [`PluginInfo::params`]).
     pub fn render(&mut self, input: &Audio, values: &[f32], settings: &RenderSettings) -> Result<Audio, RenderError> {
         let mut output = Audio::silence(input.sample_rate(), input.num_channels(), input.frames());
-        self.render_into(input, values, settings, &mut output)?;
-        Ok(output)
+        self.render_into(input, values, settings, &mut output).map(|()| output)
     }
 
     /// Like [`Effect::render`], reusing `output`'s buffers.

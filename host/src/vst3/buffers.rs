@@ -4,7 +4,9 @@
 use std::ptr;
 
 use vst3::ComWrapper;
-use vst3::Steinberg::Vst::{AudioBusBuffers, AudioBusBuffers__type0, ProcessContext};
+use vst3::Steinberg::Vst::ProcessModes_::kOffline;
+use vst3::Steinberg::Vst::SymbolicSampleSizes_::kSample32;
+use vst3::Steinberg::Vst::{AudioBusBuffers, AudioBusBuffers__type0, IParameterChanges, ProcessContext, ProcessData};
 
 use super::class::Layout;
 use super::com::ParameterChanges;
@@ -64,5 +66,35 @@ pub(super) fn link_buses(buses: &mut [AudioBusBuffers], pointers: &mut [*mut f32
         let channels = bus.numChannels as usize;
         bus.__field0.channelBuffers32 = pointers[first..].as_mut_ptr();
         first += channels;
+    }
+}
+
+/// The interface pointer of a parameter change list, as `ProcessData` takes it (null if it has none).
+pub(super) fn changes_ptr(changes: &ComWrapper<ParameterChanges>) -> *mut IParameterChanges {
+    changes.as_com_ref::<IParameterChanges>().map_or(ptr::null_mut(), |r| r.as_ptr())
+}
+
+/// One offline block of `frames` 32-bit float samples through `inputs` and `outputs` (linked to their channel
+/// pointers), with the change lists `changes` (in, out) and no events.
+pub(super) fn offline_block(
+    frames: usize,
+    inputs: &mut [AudioBusBuffers],
+    outputs: &mut [AudioBusBuffers],
+    changes: (*mut IParameterChanges, *mut IParameterChanges),
+    context: *mut ProcessContext,
+) -> ProcessData {
+    ProcessData {
+        processMode: kOffline as i32,
+        symbolicSampleSize: kSample32 as i32,
+        numSamples: frames as i32,
+        numInputs: inputs.len() as i32,
+        numOutputs: outputs.len() as i32,
+        inputs: inputs.as_mut_ptr(),
+        outputs: outputs.as_mut_ptr(),
+        inputParameterChanges: changes.0,
+        outputParameterChanges: changes.1,
+        inputEvents: ptr::null_mut(),
+        outputEvents: ptr::null_mut(),
+        processContext: context,
     }
 }

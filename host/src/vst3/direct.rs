@@ -9,7 +9,7 @@ use vst3::Steinberg::Vst::ProcessModes_::kOffline;
 use vst3::Steinberg::Vst::SymbolicSampleSizes_::kSample32;
 use vst3::Steinberg::Vst::{
     AudioBusBuffers, AudioBusBuffers__type0, BusDirection, BusInfo, IAudioProcessor, IAudioProcessorTrait, IComponent,
-    IComponentTrait, IEditController, IEditControllerTrait, IParameterChanges, ParamID, ProcessData, ProcessSetup,
+    IComponentTrait, IEditController, IEditControllerTrait, ParamID, ProcessSetup,
 };
 use vst3::Steinberg::{IPluginBaseTrait, kResultOk};
 use vst3::{ComPtr, ComWrapper};
@@ -17,6 +17,7 @@ use vst3::{ComPtr, ComWrapper};
 use crate::denormals::FlushDenormals;
 use crate::direct::loops::{DirectError, DirectRender, Ports, direct_error};
 use crate::plugin::Effect;
+use crate::vst3::buffers::{changes_ptr, link_buses, offline_block};
 use crate::vst3::com::ParameterChanges;
 use crate::vst3::module::{self, AUDIO_MODULE_CLASS, Module, cid_hex};
 
@@ -173,10 +174,7 @@ impl DirectRender for DirectVst3 {
             let normalized = unsafe { controller.plainParamToNormalized(id, f64::from(value)) };
             self.changes_in.set_at_start(id, normalized);
         }
-        let changes = |c: &ComWrapper<ParameterChanges>| {
-            c.as_com_ref::<IParameterChanges>().map_or(ptr::null_mut(), |r| r.as_ptr())
-        };
-        let (changes_in, changes_out) = (changes(&self.changes_in), changes(&self.changes_out));
+        let changes = (changes_ptr(&self.changes_in), changes_ptr(&self.changes_out));
         let mut result = kResultOk;
         for start in (0..padded).step_by(block) {
             for (pointer, buffer) in self.input_ptrs.iter_mut().zip(&mut self.ports.inputs) {
@@ -188,20 +186,8 @@ impl DirectRender for DirectVst3 {
             link_buses(&mut self.input_buses, &mut self.input_ptrs);
             link_buses(&mut self.output_buses, &mut self.output_ptrs);
             self.changes_out.clear();
-            let mut data = ProcessData {
-                processMode: kOffline as i32,
-                symbolicSampleSize: kSample32 as i32,
-                numSamples: block as i32,
-                numInputs: self.input_buses.len() as i32,
-                numOutputs: self.output_buses.len() as i32,
-                inputs: self.input_buses.as_mut_ptr(),
-                outputs: self.output_buses.as_mut_ptr(),
-                inputParameterChanges: changes_in,
-                outputParameterChanges: changes_out,
-                inputEvents: ptr::null_mut(),
-                outputEvents: ptr::null_mut(),
-                processContext: ptr::null_mut(),
-            };
+            let mut data =
+                offline_block(block, &mut self.input_buses, &mut self.output_buses, changes, ptr::null_mut());
             // SAFETY: the component is active and processing; every bus has `numChannels` pointers to distinct
             // buffers with at least `block` (= maxSamplesPerBlock) frames left; the change lists outlive the call.
             result = unsafe { processor.process(&mut data) };
@@ -266,14 +252,5 @@ impl Drop for DirectVst3 {
     fn drop(&mut self) {
         let _serial = module::serial();
         self.controller.release();
-    }
-}
-
-/// Points each bus at its run of channel pointers.
-fn link_buses(buses: &mut [AudioBusBuffers], pointers: &mut [*mut f32]) {
-    let mut first = 0;
-    for bus in buses {
-        bus.__field0.channelBuffers32 = pointers[first..].as_mut_ptr();
-        first += bus.numChannels as usize;
     }
 }

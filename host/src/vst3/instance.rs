@@ -2,18 +2,13 @@
 //! [`Instance`] that processes it block by block.
 
 use std::ffi::c_char;
-use std::ptr;
 use std::rc::Rc;
 
-use vst3::ComWrapper;
-use vst3::Steinberg::Vst::ProcessModes_::kOffline;
-use vst3::Steinberg::Vst::SymbolicSampleSizes_::kSample32;
-use vst3::Steinberg::Vst::{IAudioProcessorTrait, IEditControllerTrait, IParameterChanges, ParamID, ProcessData};
+use vst3::Steinberg::Vst::{IAudioProcessorTrait, IEditControllerTrait, ParamID};
 use vst3::Steinberg::kResultOk;
 
-use super::buffers::{Buffers, link_buses};
+use super::buffers::{Buffers, changes_ptr, link_buses, offline_block};
 use super::class::Layout;
-use super::com::ParameterChanges;
 use super::component::Plugin;
 use super::module::Module;
 use super::params::normalize_exactly;
@@ -158,23 +153,8 @@ impl Instance for Vst3Instance<'_> {
         b.context.projectTimeSamples = start as i64;
         b.context.continousTimeSamples = start as i64;
         b.changes_out.clear();
-        let changes = |c: &ComWrapper<ParameterChanges>| {
-            c.as_com_ref::<IParameterChanges>().map_or(ptr::null_mut(), |r| r.as_ptr())
-        };
-        let mut data = ProcessData {
-            processMode: kOffline as i32,
-            symbolicSampleSize: kSample32 as i32,
-            numSamples: frames as i32,
-            numInputs: b.input_buses.len() as i32,
-            numOutputs: b.output_buses.len() as i32,
-            inputs: b.input_buses.as_mut_ptr(),
-            outputs: b.output_buses.as_mut_ptr(),
-            inputParameterChanges: changes(&b.changes_in),
-            outputParameterChanges: changes(&b.changes_out),
-            inputEvents: ptr::null_mut(),
-            outputEvents: ptr::null_mut(),
-            processContext: &mut b.context,
-        };
+        let changes = (changes_ptr(&b.changes_in), changes_ptr(&b.changes_out));
+        let mut data = offline_block(frames, &mut b.input_buses, &mut b.output_buses, changes, &mut b.context);
         // SAFETY: the component is active and processing. Every bus has `numChannels` pointers to buffers of at
         // least `frames` (<= maxSamplesPerBlock) samples: input and output slices of `frames` checked above, taken
         // from distinct `Vec`s we hold exclusively for the call. The parameter change lists and the context outlive
