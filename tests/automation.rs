@@ -19,6 +19,13 @@ fn afx_testfx(dir: &Path, args: &[&str]) -> Output {
     cmd.args(args).output().unwrap()
 }
 
+/// `afx --config DIR/plugins.toml ARGS` in `dir`, that plugins.toml naming the test effect `fx` (and `fx_nan`).
+fn afx_with_testfx_config(dir: &Path) -> impl Fn(&[&str]) -> Output + '_ {
+    let config = dir.join("plugins.toml");
+    std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
+    move |args| afx_testfx(dir, &[&["--config", arg(&config)][..], args].concat())
+}
+
 /// `afx render` of the test effect (LV2) with `extra` arguments.
 fn render_testfx(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let render = ["render", "--plugin", "urn:afx:testfx", "--format", "lv2", "-i", arg(input), "-o", arg(output)];
@@ -29,6 +36,22 @@ fn write_curves(dir: &Path, name: &str, json: &serde_json::Value) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(json).unwrap()).unwrap();
     path
+}
+
+/// The amen loop (mono) written into a test's folder, its samples, and [`curves`] over it at a hop.
+struct Clip {
+    input: PathBuf,
+    rate: u32,
+    x: Vec<Vec<f32>>,
+    frames: usize,
+    curves: serde_json::Value,
+}
+
+fn clip(dir: &Path, hop: usize) -> Clip {
+    let input = amen_mono_wav(dir);
+    let (rate, x) = read_wav(&input);
+    let frames = x[0].len().div_ceil(hop);
+    Clip { input, rate, x, frames, curves: curves(rate, hop, frames) }
 }
 
 /// Steps for the test effect: `drive` and `gain` move, one value per hop.
@@ -49,11 +72,8 @@ fn curves(rate: u32, hop: usize, frames: usize) -> serde_json::Value {
 #[test]
 fn render_replays_a_curves_file_bit_for_bit_against_the_effects_core() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono_wav(dir.path());
-    let (rate, x) = read_wav(&input);
     let hop = 3000;
-    let frames = x[0].len().div_ceil(hop);
-    let json = curves(rate, hop, frames);
+    let Clip { input, rate, x, frames, curves: json } = clip(dir.path(), hop);
     let file = write_curves(dir.path(), "curves.json", &json);
     let output = dir.path().join("out.wav");
     let out = ok(render_testfx(dir.path(), &input, &output, &["--automation", arg(&file), "--set", "tone=900"]));
@@ -78,11 +98,8 @@ fn render_replays_a_curves_file_bit_for_bit_against_the_effects_core() {
 #[test]
 fn bad_curves_are_refused_naming_the_curve_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono_wav(dir.path());
-    let (rate, x) = read_wav(&input);
     let hop = 4096;
-    let frames = x[0].len().div_ceil(hop);
-    let good = curves(rate, hop, frames);
+    let Clip { input, rate, frames, curves: good, .. } = clip(dir.path(), hop);
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, Vec<String>)> = vec![
         ("unknown", Box::new(|j| j["curves"][0]["param"] = "driv".into()), vec!["no parameter \"driv\"".into()]),
@@ -123,9 +140,7 @@ fn bad_curves_are_refused_naming_the_curve_and_nothing_is_written() {
 #[test]
 fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("plugins.toml");
-    std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
-    let afx_in = |args: &[&str]| afx_testfx(dir.path(), &[&["--config", arg(&config)][..], args].concat());
+    let afx_in = afx_with_testfx_config(dir.path());
     let (data, run) = (demo_corpus(), dir.path().join("run"));
     let train = ["train", "--chain", "fx", "--data", arg(data), "--out", arg(&run), "--automation-hop", "1024"];
     let out =
@@ -193,9 +208,7 @@ fn a_run_trained_with_automation_writes_curves_that_render_replays_bit_for_bit()
 #[test]
 fn a_pair_folder_processed_with_moving_settings_trains_a_controller_with_automation() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("plugins.toml");
-    std::fs::write(&config, TESTFX_PLUGINS_TOML).unwrap();
-    let afx_in = |args: &[&str]| afx_testfx(dir.path(), &[&["--config", arg(&config)][..], args].concat());
+    let afx_in = afx_with_testfx_config(dir.path());
     let pairs = dir.path().join("pairs");
     std::fs::create_dir_all(pairs.join("raw")).unwrap();
     std::fs::create_dir_all(pairs.join("processed")).unwrap();

@@ -27,6 +27,18 @@ impl Case {
         afx(self.dir.path(), &args)
     }
 
+    /// A WAV file `name` in the case's folder.
+    fn wav(&self, name: &str, rate: u32, channels: &[Vec<f32>]) -> PathBuf {
+        let path = self.path(name);
+        write_wav(&path, rate, channels);
+        path
+    }
+
+    /// `afx render --plugin PLUGIN` of another input file than the case's.
+    fn render_file(&self, plugin: &str, input: &std::path::Path) -> std::process::Output {
+        afx(self.dir.path(), &["render", "--plugin", plugin, "-i", arg(input), "-o", arg(&self.output)])
+    }
+
     /// The run failed with every needle in its message and left nothing behind in the folder.
     fn assert_failed(&self, out: &std::process::Output, needles: &[&str]) {
         fails_with(out, needles);
@@ -97,34 +109,30 @@ fn a_value_outside_the_range_is_refused_never_clamped() {
 fn unreadable_non_wav_and_empty_inputs_are_refused() {
     let c = Case::new();
     let missing = c.path("missing.wav");
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&missing), "-o", arg(&c.output)]);
+    let out = c.render_file(ZAM_COMP, &missing);
     c.assert_failed(&out, &["missing.wav", "cannot open"]);
 
     let text = c.path("notes.wav");
     std::fs::write(&text, "this is not audio").unwrap();
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&text), "-o", arg(&c.output)]);
+    let out = c.render_file(ZAM_COMP, &text);
     c.assert_failed(&out, &["notes.wav", "is not a readable WAV file"]);
 
-    let empty = c.path("empty.wav");
-    write_wav(&empty, 44_100, &[vec![]]);
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&empty), "-o", arg(&c.output)]);
+    let empty = c.wav("empty.wav", 44_100, &[vec![]]);
+    let out = c.render_file(ZAM_COMP, &empty);
     c.assert_failed(&out, &["empty.wav", "holds no audio"]);
 
-    let nan = c.path("nan.wav");
-    write_wav(&nan, 44_100, &[vec![0.1, f32::NAN, 0.2]]);
-    let out = afx(c.dir.path(), &["render", "--plugin", ZAM_COMP, "-i", arg(&nan), "-o", arg(&c.output)]);
+    let nan = c.wav("nan.wav", 44_100, &[vec![0.1, f32::NAN, 0.2]]);
+    let out = c.render_file(ZAM_COMP, &nan);
     c.assert_failed(&out, &["nan.wav", "NaN", "frame 1"]);
 }
 
 #[test]
 fn a_channel_layout_the_plugin_cannot_take_is_refused() {
     let c = Case::new();
-    let three = c.path("three.wav");
     let amen = recording("loop_amen.flac");
     let (rate, x) = (amen.sample_rate(), amen.channels().to_vec());
-    write_wav(&three, rate, &[x[0].clone(), x[1].clone(), x[0].clone()]);
-    let out =
-        afx(c.dir.path(), &["render", "--plugin", "urn:zamaudio:ZaMaximX2", "-i", arg(&three), "-o", arg(&c.output)]);
+    let three = c.wav("three.wav", rate, &[x[0].clone(), x[1].clone(), x[0].clone()]);
+    let out = c.render_file("urn:zamaudio:ZaMaximX2", &three);
     c.assert_failed(&out, &["ZaMaximX2", "3-channel", "2 main inputs"]);
 }
 
@@ -132,10 +140,9 @@ fn a_channel_layout_the_plugin_cannot_take_is_refused() {
 fn nan_from_a_plugin_is_an_error_naming_the_plugin_and_the_parameters() {
     // x42 fil4's filters blow up at a 1 Hz sample rate: a real plugin producing NaN.
     let c = Case::new();
-    let odd = c.path("one-hertz.wav");
     let x = recording("loop_amen.flac").channels().to_vec();
-    write_wav(&odd, 1, &[x[0][..4000].to_vec()]);
-    let out = afx(c.dir.path(), &["render", "--plugin", FIL4_MONO, "-i", arg(&odd), "-o", arg(&c.output)]);
+    let odd = c.wav("one-hertz.wav", 1, &[x[0][..4000].to_vec()]);
+    let out = c.render_file(FIL4_MONO, &odd);
     c.assert_failed(&out, &["x42-eq - Parametric Equalizer Mono produced NaN", "freq1=160", "gain1=0"]);
 }
 

@@ -37,29 +37,43 @@ fn fails_cleanly(what: &str, out: &Output, needles: &[&str]) {
     }
 }
 
+/// `afx render`, `afx train` and `afx collect` of the test effect in `format` with `fault` armed and `extra`
+/// flags, each of which must fail cleanly with every needle in its error and write no output. Returns the three
+/// runs' outputs.
+fn render_train_collect_fail(
+    dir: &Path,
+    (format, id): (&str, &str),
+    fault: &str,
+    extra: &[&str],
+    needles: &[&str],
+) -> [Output; 3] {
+    let input = amen_mono_wav(dir);
+    let corpus = demo_corpus().to_str().unwrap();
+    let output = dir.join(format!("{format}-{fault}.wav"));
+    let render = ["render", "--plugin", id, "--format", format, "-i", arg(&input), "-o", arg(&output)];
+    let rendered = afx_with_fault(dir, fault, &[&render[..], extra].concat());
+    fails_cleanly(&format!("render {format} {fault}"), &rendered, needles);
+    assert!(!output.exists(), "render {format} {fault} wrote its output");
+
+    let run = dir.join(format!("run-{format}-{fault}"));
+    let train = ["train", "--chain", id, "--data", corpus, "--steps", "2", "--out", arg(&run)];
+    let trained = afx_with_fault(dir, fault, &[&train[..], extra].concat());
+    fails_cleanly(&format!("train {format} {fault}"), &trained, needles);
+
+    let shards = dir.join(format!("shards-{format}-{fault}"));
+    let collect = ["collect", "--chain", id, "--data", corpus, "--examples", "4", "--out", arg(&shards)];
+    let collected = afx_with_fault(dir, fault, &[&collect[..], extra].concat());
+    fails_cleanly(&format!("collect {format} {fault}"), &collected, needles);
+    assert!(!shards.join("manifest.json").exists(), "collect {format} {fault} wrote a manifest");
+    [rendered, trained, collected]
+}
+
 #[test]
 fn a_plugin_that_crashes_while_loading_fails_render_train_and_collect_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono_wav(dir.path());
-    let corpus = demo_corpus().to_str().unwrap();
-    for (format, id) in FORMATS {
+    for format in FORMATS {
         for (fault, needles) in [("load-segfault", ["signal 11", "SIGSEGV"]), ("load-abort", ["signal 6", "SIGABRT"])] {
-            let output = dir.path().join(format!("{format}-{fault}.wav"));
-            let render = ["render", "--plugin", id, "--format", format, "-i", input.to_str().unwrap()];
-            let out = afx_with_fault(dir.path(), fault, &[&render[..], &["-o", output.to_str().unwrap()]].concat());
-            fails_cleanly(&format!("render {format} {fault}"), &out, &needles);
-            assert!(!output.exists(), "render {format} {fault} wrote its output");
-
-            let run = dir.path().join(format!("run-{format}-{fault}"));
-            let train = ["train", "--chain", id, "--data", corpus, "--steps", "2", "--out", run.to_str().unwrap()];
-            let out = afx_with_fault(dir.path(), fault, &train);
-            fails_cleanly(&format!("train {format} {fault}"), &out, &needles);
-
-            let shards = dir.path().join(format!("shards-{format}-{fault}"));
-            let collect =
-                ["collect", "--chain", id, "--data", corpus, "--examples", "4", "--out", shards.to_str().unwrap()];
-            let out = afx_with_fault(dir.path(), fault, &collect);
-            fails_cleanly(&format!("collect {format} {fault}"), &out, &needles);
+            render_train_collect_fail(dir.path(), format, fault, &[], &needles);
         }
     }
 }
@@ -67,23 +81,9 @@ fn a_plugin_that_crashes_while_loading_fails_render_train_and_collect_with_a_cle
 #[test]
 fn a_plugin_that_hangs_while_loading_fails_render_train_and_collect_after_the_time_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let input = amen_mono_wav(dir.path());
-    let corpus = demo_corpus().to_str().unwrap();
-    for (format, id) in FORMATS {
-        let output = dir.path().join(format!("{format}.wav"));
-        let render =
-            ["render", "--plugin", id, "--format", format, "-i", input.to_str().unwrap(), "--timeout", "2", "-o"];
-        let out = afx_with_fault(dir.path(), "load-hang", &[&render[..], &[output.to_str().unwrap()]].concat());
-        fails_cleanly(&format!("render {format}"), &out, &["timed out after 2"]);
-        assert!(!output.exists(), "render {format} wrote its output");
-
-        let run = dir.path().join(format!("run-{format}"));
-        let train = ["train", "--chain", id, "--data", corpus, "--steps", "2", "--timeout", "2", "--out", arg(&run)];
-        fails_cleanly(&format!("train {format}"), &afx_with_fault(dir.path(), "load-hang", &train), &["timed out"]);
-
-        let shards = dir.path().join(format!("shards-{format}"));
-        let collect =
-            ["collect", "--chain", id, "--data", corpus, "--examples", "4", "--timeout", "2", "--out", arg(&shards)];
-        fails_cleanly(&format!("collect {format}"), &afx_with_fault(dir.path(), "load-hang", &collect), &["timed out"]);
+    for format in FORMATS {
+        let [rendered, ..] =
+            render_train_collect_fail(dir.path(), format, "load-hang", &["--timeout", "2"], &["timed out"]);
+        assert!(stderr(&rendered).contains("timed out after 2"), "{}", stderr(&rendered));
     }
 }

@@ -100,22 +100,26 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// plugins.toml entries for the test effect (LV2): `fx`, its three continuous parameters trained, and `fx_nan`, the
 /// same parameters with the fault fixed at 4 (NaN): every render of it is non-finite, as a plugin that breaks on
 /// some material would be.
-pub const TESTFX_PLUGINS_TOML: &str = r#"
-[plugins.fx]
-format = "lv2"
-id = "urn:afx:testfx"
-params.drive = { train = true }
-params.tone = { train = true }
-params.gain = { train = true }
+pub const TESTFX_PLUGINS_TOML: &str = concat!(
+    "\n[plugins.fx]\n",
+    testfx_entry!(),
+    "\n[plugins.fx_nan]\n",
+    testfx_entry!(),
+    "params.fault = { value = 4.0 }\n"
+);
 
-[plugins.fx_nan]
-format = "lv2"
+/// The body of a plugins.toml entry for the test effect (LV2) with its three continuous parameters trained.
+macro_rules! testfx_entry {
+    () => {
+        r#"format = "lv2"
 id = "urn:afx:testfx"
 params.drive = { train = true }
 params.tone = { train = true }
 params.gain = { train = true }
-params.fault = { value = 4.0 }
-"#;
+"#
+    };
+}
+use testfx_entry;
 
 /// afx's own test effect, built and packaged for every format: put these folders in `LV2_PATH`, `CLAP_PATH`
 /// and `VST3_PATH`.

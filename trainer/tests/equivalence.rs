@@ -28,7 +28,7 @@ fn first_20_losses_of_a_fixed_seed_run_are_unchanged() {
     let mut pool = common::pool("eq_comp");
     let source = common::train_set();
     let mut trainer = Trainer::new(config, chain, Device::Cpu).unwrap();
-    let losses: Vec<f64> = (0..STEPS).map(|_| trainer.step(&mut pool, &source).unwrap().loss).collect();
+    let losses: Vec<f64> = (0..STEPS).map(|_| trainer.step(&mut pool, source).unwrap().loss).collect();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
 
     if std::env::var_os("AFX_RECORD_LOSSES").is_some() {

@@ -57,6 +57,26 @@ fn clips() -> (Vec<Audio>, Vec<Audio>) {
     (inputs, targets)
 }
 
+/// What each test starts from: the clips, a pool of `CHAIN`, an untrained proxy path on an MRSTFT of
+/// `fft_sizes`, and θ for the batch.
+struct Case {
+    inputs: Vec<Audio>,
+    targets: Vec<Audio>,
+    pool: afx_spsa::Pool,
+    loss_config: MrStftConfig,
+    path: ProxyPath,
+    theta: Var,
+}
+
+fn case(fft_sizes: Vec<usize>) -> Case {
+    let (inputs, targets) = clips();
+    let pool = pool(CHAIN);
+    let theta = theta_var(inputs.len(), pool.num_params());
+    let loss_config = MrStftConfig { fft_sizes, time_l1_weight: 0.0 };
+    let path = ProxyPath::new(proxy(&VarMap::new()), &loss_config, &Device::Cpu).unwrap();
+    Case { inputs, targets, pool, loss_config, path, theta }
+}
+
 fn theta_var(batch: usize, p: usize) -> Var {
     let values: Vec<f32> = (0..batch * p).map(|i| 0.2 + 0.6 * ((i * 37 % 17) as f32 / 17.0)).collect();
     Var::from_tensor(&Tensor::from_vec(values, (batch, p), &Device::Cpu).unwrap()).unwrap()
@@ -71,14 +91,9 @@ fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_through_the_proxy() {
-    let (inputs, targets) = clips();
-    let mut pool = pool(CHAIN);
+    let Case { inputs, targets, mut pool, loss_config, path, theta } = case(vec![256, 512, 1024]);
     let p = pool.num_params();
-    let varmap = VarMap::new();
-    let loss_config = MrStftConfig { fft_sizes: vec![256, 512, 1024], time_l1_weight: 0.0 };
-    let mut method =
-        NpFh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap(), &loss_config).unwrap();
-    let theta = theta_var(inputs.len(), p);
+    let mut method = NpFh::new(path, &loss_config).unwrap();
 
     let before = pool.renders();
     let step = method.gradients(&mut pool, MethodBatch::new(&inputs, &targets, theta.as_tensor(), 0)).unwrap();
@@ -126,13 +141,9 @@ fn np_fh_renders_the_real_chain_forwards_its_exact_output_and_backpropagates_thr
 
 #[test]
 fn np_hh_trains_on_the_proxy_without_rendering() {
-    let (inputs, targets) = clips();
-    let mut pool = pool(CHAIN);
+    let Case { inputs, targets, mut pool, loss_config, path, theta } = case(vec![256, 512]);
     let p = pool.num_params();
-    let varmap = VarMap::new();
-    let loss_config = MrStftConfig { fft_sizes: vec![256, 512], time_l1_weight: 0.0 };
-    let mut method = NpHh::new(ProxyPath::new(proxy(&varmap), &loss_config, &Device::Cpu).unwrap(), "np-hh");
-    let theta = theta_var(inputs.len(), p);
+    let mut method = NpHh::new(path, "np-hh");
     let before = pool.renders();
     let step = method.gradients(&mut pool, MethodBatch::new(&inputs, &targets, theta.as_tensor(), 0)).unwrap();
     assert_eq!(pool.renders(), before, "np-hh renders nothing in a training step");

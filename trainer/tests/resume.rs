@@ -8,7 +8,7 @@ use std::path::Path;
 use afx_core::RunFolder;
 use afx_trainer::metrics::Record;
 use afx_trainer::run::CheckpointMeta;
-use afx_trainer::train::{Data, TrainConfig, TrainOptions, resume, train};
+use afx_trainer::train::{TrainConfig, TrainOptions, resume, train};
 
 fn losses(run: &Path) -> Vec<(u64, String)> {
     // Timings differ between runs; everything else must not.
@@ -55,8 +55,7 @@ fn resume_after_a_stop_continues_exactly_from_the_last_checkpoint() {
     };
     let chain = common::chain_info("zam_comp");
     let mut pool = common::pool("zam_comp");
-    let (train_set, validation_set) = (common::train_set(), common::validation_set());
-    let data = Data { train: &train_set, validation: &validation_set };
+    let data = common::data();
 
     let whole = dir.path().join("whole");
     train(&whole, &config, &chain, &mut pool, data, TrainOptions::default()).unwrap();

@@ -10,7 +10,7 @@ use afx_core::RunFolder;
 use afx_host::Preset;
 use afx_trainer::infer::{TrainedModel, infer, infer_run, render_preset};
 use afx_trainer::metrics::Record;
-use afx_trainer::train::{Data, TrainConfig, TrainOptions, resume, train};
+use afx_trainer::train::{TrainConfig, TrainOptions, resume, train};
 use afx_trainer::{TrainError, resample};
 use candle_core::Device;
 
@@ -32,8 +32,7 @@ fn training_through_zam_comp_beats_baselines_and_its_run_infers_and_replays() {
     };
     let chain = common::chain_info("zam_comp");
     let mut pool = common::pool("zam_comp");
-    let (train_set, validation_set) = (common::train_set(), common::validation_set());
-    let data = Data { train: &train_set, validation: &validation_set };
+    let data = common::data();
     let started = Instant::now();
     let summary = train(&run, &config, &chain, &mut pool, data, TrainOptions::default()).unwrap();
     let v = summary.validation.clone().unwrap();

@@ -80,7 +80,7 @@ fn trainer_and_set(fx: &mut Pool) -> (Trainer, ValidationSet) {
     let config = config();
     let trainer = Trainer::new(config.clone(), fx_info(), Device::Cpu).unwrap();
     assert_eq!(fx.num_params(), trainer.chain().num_params());
-    let set = ValidationSet::new(&config, fx, &common::validation_set()).unwrap();
+    let set = ValidationSet::new(&config, fx, common::validation_set()).unwrap();
     assert_eq!(set.pairs.len(), config.val_items, "every validation pair should render through fx");
     (trainer, set)
 }

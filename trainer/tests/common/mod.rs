@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use afx_core::Audio;
 use afx_host::{Chain, Config, Host};
 use afx_spsa::{Isolation, Pool, PoolConfig, WorkerSpec};
 use afx_trainer::ChainInfo;
 use afx_trainer::resample::to_rate;
+use afx_trainer::train::Data;
 
 pub const RATE: u32 = 22_050;
 
@@ -37,10 +39,19 @@ pub fn recordings(names: &[&str]) -> Vec<Audio> {
     names.iter().map(|n| to_rate(&afx_testkit::recording(n), RATE).unwrap()).collect()
 }
 
-pub fn train_set() -> Vec<Audio> {
-    recordings(&["loop_amen.flac", "loop_breakbeat.flac", "loop_compus.flac", "guit_em9.flac", "loop_mika.flac"])
+pub fn train_set() -> &'static Vec<Audio> {
+    static SET: OnceLock<Vec<Audio>> = OnceLock::new();
+    SET.get_or_init(|| {
+        recordings(&["loop_amen.flac", "loop_breakbeat.flac", "loop_compus.flac", "guit_em9.flac", "loop_mika.flac"])
+    })
 }
 
-pub fn validation_set() -> Vec<Audio> {
-    recordings(&["loop_tabla.flac", "guit_e_fifths.flac", "loop_safari.flac"])
+pub fn validation_set() -> &'static Vec<Audio> {
+    static SET: OnceLock<Vec<Audio>> = OnceLock::new();
+    SET.get_or_init(|| recordings(&["loop_tabla.flac", "guit_e_fifths.flac", "loop_safari.flac"]))
+}
+
+/// The training and validation sets as a run takes them.
+pub fn data() -> Data<'static> {
+    Data { train: train_set(), validation: validation_set() }
 }
