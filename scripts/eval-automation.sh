@@ -8,13 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXAMPLES=${EXAMPLES:-32}
 HOP=${HOP:-1024}
+scoring=whole,causal,window:1,window:3
 
 source scripts/release-afx.sh
-bash scripts/package-testfx.sh --release >/dev/null
-out=out/eval
-mkdir -p "$out"
-demo_corpus "$out/corpus"
-scoring=whole,causal,window:1,window:3
+eval_folder
 
 echo "== 1. the test effect (exact reference), hop $HOP"
 LV2_PATH=target/testfx/lv2 $afx eval-grads --chain urn:afx:testfx --data "$out/corpus" --examples "$EXAMPLES" \

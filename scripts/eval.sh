@@ -13,11 +13,7 @@ MINUTES=${MINUTES:-2}
 PROXY_MINUTES=${PROXY_MINUTES:-10}
 
 source scripts/release-afx.sh
-bash scripts/package-testfx.sh --release >/dev/null
-out=out/eval
-mkdir -p "$out"
-
-demo_corpus "$out/corpus"
+eval_folder
 
 echo "== 1. compare on eq_comp: $MINUTES min per method, proxy built here ($PROXY_MINUTES min)"
 rm -rf "$out/compare/runs"
