@@ -17,6 +17,14 @@
 //! `AFX_TESTFX_FAULT=load-abort|load-segfault|load-hang` instead breaks the plugin where a host loads or
 //! describes it ([`fire_load_fault`], called by every format's entry point): no render fault is armed then.
 //!
+//! The hostile faults, armed the same two ways (`AFX_TESTFX_FAULT=<name>` at render, `load-<name>` at load; no
+//! `fault` parameter value), do what a sandbox or process isolation should stop or survive: `write-file` writes
+//! the file `AFX_TESTFX_TARGET` names, `connect` sends a few bytes to 127.0.0.1 port `AFX_TESTFX_PORT`, `fork`
+//! leaves a stray child, `threads` starts a thousand sleeping threads, `stdout` floods stdout and `close-stdio`
+//! closes descriptors 0 to 2; `alloc` allocates until it runs out of memory and aborts. All but `alloc` then go on:
+//! a render's output is the unfaulted one bit for bit. They fire once per instance, at its first armed block, and
+//! once per process at load. [`Fault`] says what each one does exactly.
+//!
 //! `AFX_TESTFX_LATENCY=L` (read when the effect is made, like the fault; a whole number of frames, at most
 //! [`MAX_LATENCY`]; unset, empty or unparsable is 0) makes the effect a lookahead plugin that reports `L` frames
 //! of latency (CLAP's latency extension, VST3's `getLatencySamples`, LV2's `latency` control output): the input
@@ -33,6 +41,8 @@
 //! model) is from the true one. The f64 twin differs from [`TestFx::process`] only by f32 rounding; it skips the
 //! flushing of values below 1e-30, a change far below anything measurable.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The LV2 plugin URI of the packaged effect.
@@ -137,7 +147,11 @@ pub fn param_index(id: &str) -> Option<usize> {
     PARAMS.iter().position(|p| p.id == id)
 }
 
-/// A deliberate failure of [`TestFx::process`].
+/// A deliberate failure of [`TestFx::process`] or of loading the plugin.
+///
+/// The fatal ones ([`Fault::is_fatal`]) end or hang the process; the hostile ones misbehave towards the host
+/// (its files, network, memory, processes, threads, stdio) and then let the effect go on as if there were no
+/// fault. `Nan` corrupts the output only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fault {
     #[default]
@@ -150,10 +164,85 @@ pub enum Fault {
     Hang,
     /// Writes NaN to every output sample.
     Nan,
+    /// Writes [`HOSTILE_TEXT`] to the file [`FaultTargets::file`] names; a failed write is ignored.
+    WriteFile,
+    /// Connects to 127.0.0.1 at [`FaultTargets::port`] and sends [`HOSTILE_TEXT`]; failures are ignored.
+    Connect,
+    /// Allocates and touches memory in [`ALLOC_CHUNK`] pieces until an allocation fails, then aborts, as a plugin
+    /// that dies of running out of memory (stopping at [`ALLOC_CAP`], where it aborts too).
+    Alloc,
+    /// Forks a child in a session of its own, named [`HOSTILE_NAME`], that sleeps [`HOSTILE_SLEEP`]: a stray
+    /// process outliving the host's process group, holding the host's inherited file descriptors.
+    Fork,
+    /// Starts up to [`HOSTILE_THREADS`] threads named [`HOSTILE_NAME`] that sleep [`HOSTILE_SLEEP`], stopping at
+    /// the first that cannot start.
+    Threads,
+    /// Floods stdout with [`STDOUT_LINES_BYTES`] of `x` lines, then [`STDOUT_TAIL_BYTES`] with no newline.
+    Stdout,
+    /// Closes file descriptors 0, 1 and 2.
+    CloseStdio,
+}
+
+/// The file `write-file` writes and the bytes `connect` sends.
+pub const HOSTILE_TEXT: &str = "afx test effect was here\n";
+/// The name of the `fork` fault's child and of the `threads` fault's threads, to find them by.
+pub const HOSTILE_NAME: &str = "afx-hostile";
+/// How long the `fork` fault's child and the `threads` fault's threads live.
+pub const HOSTILE_SLEEP: Duration = Duration::from_secs(600);
+/// How many threads the `threads` fault starts at most.
+pub const HOSTILE_THREADS: usize = 1000;
+/// The stack of each of the `threads` fault's threads: small, so the thread count runs out before memory.
+const HOSTILE_STACK: usize = 64 << 10;
+/// The `alloc` fault allocates in pieces of this many bytes.
+pub const ALLOC_CHUNK: usize = 16 << 20;
+/// The `alloc` fault gives up (and aborts) after this many bytes, so a machine with no memory limit survives it.
+pub const ALLOC_CAP: u64 = 64 << 30;
+/// How much the `stdout` fault prints in newline-terminated lines of `x`.
+pub const STDOUT_LINES_BYTES: usize = 16 << 20;
+/// How much the `stdout` fault prints after the lines, with no newline: a last line a host reading lines never
+/// sees end.
+pub const STDOUT_TAIL_BYTES: usize = 1 << 20;
+
+/// Every fault with an `AFX_TESTFX_FAULT` name, by that name (the render-time one; `load-` makes the load-time
+/// one, except for `nan`).
+const NAMED: [(&str, Fault); 11] = [
+    ("abort", Fault::Abort),
+    ("segfault", Fault::Segfault),
+    ("hang", Fault::Hang),
+    ("nan", Fault::Nan),
+    ("write-file", Fault::WriteFile),
+    ("connect", Fault::Connect),
+    ("alloc", Fault::Alloc),
+    ("fork", Fault::Fork),
+    ("threads", Fault::Threads),
+    ("stdout", Fault::Stdout),
+    ("close-stdio", Fault::CloseStdio),
+];
+
+/// Where the hostile faults aim. Read from the environment once, where a fault is read, and passed to
+/// [`Fault::fire`] so tests can aim a fault without setting the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultTargets {
+    /// `AFX_TESTFX_TARGET`: the file `write-file` writes. Without it nothing is written.
+    pub file: Option<PathBuf>,
+    /// `AFX_TESTFX_PORT`: the 127.0.0.1 port `connect` connects to. Without it (or with no port number) no
+    /// connection is made.
+    pub port: Option<u16>,
+}
+
+impl FaultTargets {
+    /// The targets `AFX_TESTFX_TARGET` and `AFX_TESTFX_PORT` name (an unset or empty one is none).
+    pub fn from_env() -> FaultTargets {
+        FaultTargets {
+            file: std::env::var_os("AFX_TESTFX_TARGET").filter(|v| !v.is_empty()).map(PathBuf::from),
+            port: std::env::var("AFX_TESTFX_PORT").ok().and_then(|v| v.trim().parse().ok()),
+        }
+    }
 }
 
 impl Fault {
-    /// The fault with this `fault` parameter value (0..=4); anything else is no fault.
+    /// The fault with this `fault` parameter value (0..=4); anything else is no fault. The hostile faults have no
+    /// value: only `AFX_TESTFX_FAULT` arms them.
     pub fn from_value(value: f32) -> Fault {
         match value.round() as i32 {
             1 => Fault::Abort,
@@ -164,15 +253,14 @@ impl Fault {
         }
     }
 
-    /// The fault named by an `AFX_TESTFX_FAULT` value (`abort`, `segfault`, `hang`, `nan`); anything else is none.
+    /// The fault named by an `AFX_TESTFX_FAULT` value (`abort`, `segfault`, `hang`, `nan`, `write-file`,
+    /// `connect`, `alloc`, `fork`, `threads`, `stdout`, `close-stdio`); anything else is none.
     pub fn from_name(name: &str) -> Fault {
-        match name.trim() {
-            "abort" => Fault::Abort,
-            "segfault" => Fault::Segfault,
-            "hang" => Fault::Hang,
-            "nan" => Fault::Nan,
-            _ => Fault::None,
-        }
+        Fault::by_name(name.trim())
+    }
+
+    fn by_name(name: &str) -> Fault {
+        NAMED.iter().find(|(n, _)| *n == name).map_or(Fault::None, |&(_, f)| f)
     }
 
     /// The fault `AFX_TESTFX_FAULT` asks for.
@@ -180,14 +268,12 @@ impl Fault {
         std::env::var("AFX_TESTFX_FAULT").map(|v| Fault::from_name(&v)).unwrap_or_default()
     }
 
-    /// The load-time fault named by an `AFX_TESTFX_FAULT` value (`load-abort`, `load-segfault`, `load-hang`);
-    /// anything else (the render faults included) is none.
+    /// The load-time fault named by an `AFX_TESTFX_FAULT` value: `load-` and a render-time name other than `nan`
+    /// (`load-abort`, `load-write-file`, ...); anything else (the render faults included) is none.
     pub fn from_load_name(name: &str) -> Fault {
-        match name.trim() {
-            "load-abort" => Fault::Abort,
-            "load-segfault" => Fault::Segfault,
-            "load-hang" => Fault::Hang,
-            _ => Fault::None,
+        match name.trim().strip_prefix("load-").map(Fault::by_name) {
+            Some(Fault::Nan) | None => Fault::None,
+            Some(fault) => fault,
         }
     }
 
@@ -196,9 +282,24 @@ impl Fault {
         std::env::var("AFX_TESTFX_FAULT").map(|v| Fault::from_load_name(&v)).unwrap_or_default()
     }
 
-    /// Crashes or hangs the process as this fault says (`Nan` and `None` return: they are no crash).
-    fn fire_fatal(self, stage: &str) {
-        if matches!(self, Fault::Abort | Fault::Segfault | Fault::Hang) {
+    /// Whether [`Fault::fire`] never returns: the process crashes, aborts or hangs.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, Fault::Abort | Fault::Segfault | Fault::Hang | Fault::Alloc)
+    }
+
+    /// Whether [`Fault::fire`] misbehaves towards the host and then returns, leaving the effect's output alone.
+    pub fn is_hostile(self) -> bool {
+        matches!(
+            self,
+            Fault::WriteFile | Fault::Connect | Fault::Fork | Fault::Threads | Fault::Stdout | Fault::CloseStdio
+        )
+    }
+
+    /// Does what this fault says, `stage` telling where in the last words printed first to stderr: the fatal
+    /// faults do not return, the hostile ones return once done. `Nan` and `None` do nothing here (the NaN is
+    /// written by [`TestFx::process`]).
+    pub fn fire(self, stage: &str, targets: &FaultTargets) {
+        if self.is_fatal() || self.is_hostile() {
             // Like a real plugin's last words: hosts should capture and show them with the failure.
             eprintln!("afx test effect: deliberate {self:?} fault {stage}");
         }
@@ -215,15 +316,131 @@ impl Fault {
             Fault::Hang => loop {
                 std::thread::sleep(Duration::from_secs(1));
             },
+            Fault::Alloc => allocate_until_failure(),
+            Fault::WriteFile => {
+                if let Some(file) = &targets.file {
+                    // A denied write is what a sandboxed host should cause: the effect goes on regardless.
+                    let _ = std::fs::write(file, HOSTILE_TEXT);
+                }
+            }
+            Fault::Connect => {
+                if let Some(port) = targets.port {
+                    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+                        let _ = stream.write_all(HOSTILE_TEXT.as_bytes());
+                    }
+                }
+            }
+            Fault::Fork => fork_a_stray(),
+            Fault::Threads => {
+                spawn_sleepers(HOSTILE_THREADS);
+            }
+            Fault::Stdout => {
+                let _ = flood_stdout();
+            }
+            Fault::CloseStdio => close_stdio(),
         }
     }
 }
 
-/// Fires the load-time fault `AFX_TESTFX_FAULT` asks for (`load-abort`, `load-segfault`, `load-hang`), if any.
-/// Each format's entry point calls it (LV2 `lv2_descriptor`, CLAP entry init, VST3 `GetPluginFactory`), so a
-/// host that merely loads or describes the plugin crashes or hangs, like one with a broken plugin installed.
+/// The `alloc` fault: keeps allocating and touching [`ALLOC_CHUNK`]s until one cannot be had, then aborts
+/// with a line on stderr, as a plugin out of memory dies. Where the kernel kills instead (an OOM killer, a
+/// cgroup limit), the process dies of SIGKILL before that.
+fn allocate_until_failure() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity((ALLOC_CAP / ALLOC_CHUNK as u64) as usize);
+    let mut total: u64 = 0;
+    while total < ALLOC_CAP {
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(ALLOC_CHUNK).is_err() {
+            eprintln!("afx test effect: allocation failed after {} MiB", total >> 20);
+            std::process::abort();
+        }
+        // One write per page makes the memory resident, not merely reserved.
+        for byte in chunk.spare_capacity_mut().iter_mut().step_by(4096) {
+            byte.write(1);
+        }
+        kept.push(std::hint::black_box(chunk));
+        total += ALLOC_CHUNK as u64;
+    }
+    eprintln!("afx test effect: allocated {} MiB without a failure; giving up", total >> 20);
+    std::process::abort()
+}
+
+/// The `fork` fault: a child in a new session, named [`HOSTILE_NAME`], that sleeps [`HOSTILE_SLEEP`] and exits.
+/// A failed fork is ignored. Nothing on other systems than Unix.
+fn fork_a_stray() {
+    #[cfg(unix)]
+    {
+        // SAFETY: fork has no memory-safety preconditions; in a multithreaded parent the child may only call
+        // async-signal-safe functions, and it calls nothing else (setsid, prctl, sleep, _exit). Not harmless,
+        // on purpose: the stray child is what a host's process isolation should contain.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above; the name is a NUL-terminated string that outlives the call.
+            unsafe {
+                libc::setsid();
+                #[cfg(target_os = "linux")]
+                libc::prctl(libc::PR_SET_NAME, c"afx-hostile".as_ptr());
+                let mut left = HOSTILE_SLEEP.as_secs() as libc::c_uint;
+                while left > 0 {
+                    left = libc::sleep(left);
+                }
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// Starts up to `count` threads named [`HOSTILE_NAME`] that sleep [`HOSTILE_SLEEP`], stopping at the first that
+/// cannot start; returns how many started.
+fn spawn_sleepers(count: usize) -> usize {
+    (0..count)
+        .take_while(|_| {
+            std::thread::Builder::new()
+                .name(HOSTILE_NAME.into())
+                .stack_size(HOSTILE_STACK)
+                .spawn(|| std::thread::sleep(HOSTILE_SLEEP))
+                .is_ok()
+        })
+        .count()
+}
+
+/// The `stdout` fault's text, flushed; stops at the first error (a closed stdout, say).
+fn flood_stdout() -> std::io::Result<()> {
+    let mut line = [b'x'; 1024];
+    line[1023] = b'\n';
+    let mut out = std::io::stdout().lock();
+    for _ in 0..STDOUT_LINES_BYTES / line.len() {
+        out.write_all(&line)?;
+    }
+    out.write_all(&vec![b'x'; STDOUT_TAIL_BYTES])?;
+    out.flush()
+}
+
+/// The `close-stdio` fault: closes file descriptors 0, 1 and 2. Nothing on other systems than Unix.
+fn close_stdio() {
+    #[cfg(unix)]
+    for fd in 0..=2 {
+        // SAFETY: not safe, on purpose: the descriptors belong to the host (and to std's stdio handles, which
+        // then report EBADF, or write into whatever file the host opens next under these numbers); a plugin
+        // that closes them is what this fault imitates.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Fires the load-time fault `AFX_TESTFX_FAULT` asks for (`load-abort`, `load-segfault`, `load-hang`,
+/// `load-alloc`, or a hostile `load-write-file`, `load-connect`, ...), if any. Each format's entry point calls it
+/// (LV2 `lv2_descriptor`, CLAP entry init, VST3 `GetPluginFactory`), so a host that merely loads or describes the
+/// plugin crashes, hangs or is misbehaved against, like one with a broken plugin installed. A hostile load fault
+/// fires once per process, however often a host calls the entry point.
 pub fn fire_load_fault() {
-    Fault::load_from_env().fire_fatal("at load");
+    static HOSTILE: std::sync::Once = std::sync::Once::new();
+    let fault = Fault::load_from_env();
+    if fault.is_fatal() {
+        fault.fire("at load", &FaultTargets::default());
+    } else if fault.is_hostile() {
+        HOSTILE.call_once(|| fault.fire("at load", &FaultTargets::from_env()));
+    }
 }
 
 /// With `AFX_TESTFX_FAULT` set, the fault fires when `drive` is at least this many dB (its top 1/24).
@@ -277,6 +494,11 @@ pub struct TestFx {
     z: f32,
     /// The fault from `AFX_TESTFX_FAULT`, read once here so a render cannot change it halfway.
     env_fault: Fault,
+    /// Where a hostile `env_fault` aims, read with it.
+    targets: FaultTargets,
+    /// Whether a hostile fault has fired: it fires once per instance, at the first armed block, so a long render
+    /// does not fork or flood stdout once per block.
+    misbehaved: bool,
     /// The latency's delay line, in front of the effect: one slot per frame of latency, empty for none.
     delay: Vec<f32>,
     /// The slot of `delay` that holds the oldest input, the next one out.
@@ -301,6 +523,8 @@ impl TestFx {
             gain: 1.0,
             z: 0.0,
             env_fault: Fault::from_env(),
+            targets: FaultTargets::from_env(),
+            misbehaved: false,
             delay: vec![0.0; frames.min(MAX_LATENCY)],
             delay_pos: 0,
         };
@@ -414,17 +638,24 @@ impl TestFx {
         self.z * self.gain
     }
 
-    /// Misbehaves as [`TestFx::fault`] says; true when `output` holds the (NaN) result already.
-    fn trigger_fault(&self, output: &mut [f32]) -> bool {
+    /// Misbehaves as [`TestFx::fault`] says; true when `output` holds the (NaN) result already. A hostile fault
+    /// fires on the first armed block only and returns false: the block is then processed as without a fault.
+    fn trigger_fault(&mut self, output: &mut [f32]) -> bool {
         match self.fault() {
             Fault::None => false,
             Fault::Nan => {
                 output.fill(f32::NAN);
                 true
             }
-            fatal => {
-                fatal.fire_fatal("in process");
+            fatal if fatal.is_fatal() => {
+                fatal.fire("in process", &self.targets);
                 unreachable!("a fatal fault returned")
+            }
+            hostile => {
+                if !std::mem::replace(&mut self.misbehaved, true) {
+                    hostile.fire("in process", &self.targets);
+                }
+                false
             }
         }
     }
@@ -970,12 +1201,138 @@ mod tests {
 
     #[test]
     fn load_faults_and_render_faults_never_arm_each_other() {
-        for (load, render) in [("load-abort", "abort"), ("load-segfault", "segfault"), ("load-hang", "hang")] {
-            assert_eq!(Fault::from_name(load), Fault::None, "{load} armed a render fault");
+        for (render, fault) in NAMED.into_iter().filter(|&(_, f)| f != Fault::Nan) {
+            let load = format!("load-{render}");
+            assert_eq!(Fault::from_name(&load), Fault::None, "{load} armed a render fault");
             assert_eq!(Fault::from_load_name(render), Fault::None, "{render} armed a load fault");
-            assert_eq!(Fault::from_load_name(load), Fault::from_name(render));
+            assert_eq!(Fault::from_load_name(&load), fault, "{load}");
+            assert_eq!(Fault::from_name(render), fault, "{render}");
         }
         assert_eq!(Fault::from_load_name("load-nan"), Fault::None);
+        assert_eq!(Fault::from_load_name("load-load-abort"), Fault::None);
+        assert_eq!(Fault::from_load_name("load-"), Fault::None);
+    }
+
+    #[test]
+    fn hostile_fault_names() {
+        for (name, fault) in [
+            ("write-file", Fault::WriteFile),
+            ("connect", Fault::Connect),
+            ("alloc", Fault::Alloc),
+            ("fork", Fault::Fork),
+            ("threads", Fault::Threads),
+            ("stdout", Fault::Stdout),
+            ("close-stdio", Fault::CloseStdio),
+        ] {
+            assert_eq!(Fault::from_name(name), fault);
+            assert_eq!(Fault::from_name(&format!(" {name}\n")), fault);
+            assert_eq!(Fault::from_load_name(&format!("load-{name}")), fault);
+            assert_eq!(Fault::from_load_name(name), Fault::None);
+            assert_eq!(Fault::from_name(&format!("load-{name}")), Fault::None);
+        }
+        // Env-only: no `fault` parameter value reaches them.
+        assert!((0..=PARAMS[FAULT].max as i32 + 2).all(|v| !Fault::from_value(v as f32).is_hostile()));
+        assert_eq!(Fault::from_name("Write-File"), Fault::None);
+        assert_eq!(c"afx-hostile".to_str(), Ok(HOSTILE_NAME));
+    }
+
+    #[test]
+    fn every_fault_either_ends_the_process_or_returns() {
+        for (name, fault) in NAMED {
+            let (fatal, hostile) = (fault.is_fatal(), fault.is_hostile());
+            assert!(!(fatal && hostile), "{name} is both");
+            assert_eq!(fatal || hostile, fault != Fault::Nan, "{name}");
+        }
+        assert!(Fault::Alloc.is_fatal() && Fault::Abort.is_fatal() && Fault::Hang.is_fatal());
+        assert!(!Fault::None.is_fatal() && !Fault::None.is_hostile());
+    }
+
+    #[test]
+    fn write_file_writes_the_target_and_survives_a_denied_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("was-here.txt");
+        Fault::WriteFile.fire("in a test", &FaultTargets { file: Some(file.clone()), port: None });
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), HOSTILE_TEXT);
+        // A directory that does not exist stands for a denied write: the fault returns all the same.
+        let denied = dir.path().join("missing/was-here.txt");
+        Fault::WriteFile.fire("in a test", &FaultTargets { file: Some(denied.clone()), port: None });
+        assert!(!denied.exists());
+        Fault::WriteFile.fire("in a test", &FaultTargets::default());
+    }
+
+    #[test]
+    fn connect_sends_the_text_to_the_port() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Fault::Connect.fire("in a test", &FaultTargets { file: None, port: Some(port) });
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        stream.read_to_string(&mut got).unwrap();
+        assert_eq!(got, HOSTILE_TEXT);
+        // Nobody listening, or no port: the fault returns all the same.
+        drop(listener);
+        Fault::Connect.fire("in a test", &FaultTargets { file: None, port: Some(port) });
+        Fault::Connect.fire("in a test", &FaultTargets::default());
+    }
+
+    #[test]
+    fn sleepers_are_named_threads() {
+        assert_eq!(spawn_sleepers(3), 3);
+        if cfg!(target_os = "linux") {
+            let named = || {
+                std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .filter(|task| {
+                        let comm = task.as_ref().unwrap().path().join("comm");
+                        std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == HOSTILE_NAME)
+                    })
+                    .count()
+            };
+            // Each thread names itself once it runs, which may be after spawn returns.
+            let start = std::time::Instant::now();
+            while named() < 3 && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(named() >= 3, "{} threads named {HOSTILE_NAME}", named());
+        }
+    }
+
+    #[test]
+    fn a_hostile_fault_fires_once_when_armed_and_leaves_the_output_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("was-here.txt");
+        let input = signal(3000);
+        let hostile = |drive: f32| {
+            let mut fx = TestFx::with_latency(RATE, 7);
+            fx.env_fault = Fault::WriteFile;
+            fx.targets = FaultTargets { file: Some(file.clone()), port: None };
+            fx.set_param(DRIVE, drive);
+            fx
+        };
+        let clean = |drive: f32| {
+            let mut fx = TestFx::with_latency(RATE, 7);
+            fx.env_fault = Fault::None;
+            fx.set_param(DRIVE, drive);
+            render(&mut fx, &input, 256)
+        };
+        // Not armed below ARMED_DRIVE_DB.
+        let mut fx = hostile(ARMED_DRIVE_DB - 1.0);
+        assert!(same_bits(&render(&mut fx, &input, 256), &clean(ARMED_DRIVE_DB - 1.0)));
+        assert!(!file.exists());
+        // Armed: the file is written at the first block and the output is the unfaulted one.
+        let mut fx = hostile(24.0);
+        assert_eq!(fx.fault(), Fault::WriteFile);
+        let mut out = vec![0.0; 256];
+        fx.process(&input[..256], &mut out);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), HOSTILE_TEXT);
+        std::fs::remove_file(&file).unwrap();
+        let mut rest = input[256..].to_vec();
+        rest.chunks_mut(100).for_each(|b| fx.process_in_place(b));
+        out.extend(rest);
+        assert!(same_bits(&out, &clean(24.0)));
+        // Once per instance: the later blocks wrote nothing.
+        assert!(!file.exists());
     }
 
     /// The effect in f64 with row `f` of `rows` from sample `f·hop` on: the finite-difference reference of
