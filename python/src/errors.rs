@@ -25,7 +25,7 @@ create_exception!(
     ItemError,
     AfxError,
     "Why one item of a batch failed. Attributes: `index` (the item), `kind` (\"crashed\", \"timed_out\", \
-     \"non_finite\", \"plugin\", \"protocol\" or \"too_large\"), `signal` (the worker's signal number when it \
+     \"non_finite\", \"plugin\", \"protocol\", \"too_large\" or \"sandbox\"), `signal` (the worker's signal number when it \
      crashed, else None), `theta` (the item's parameters, [] for plain-value renders), `chain` and `stderr` (the \
      worker's last lines). Pool methods return these in their error list; they are raised only by single renders."
 );
@@ -57,6 +57,7 @@ pub fn item_error(py: Python<'_>, index: usize, error: &afx_spsa::ItemError) -> 
         FailureKind::Plugin(_) => ("plugin", None),
         FailureKind::Protocol(_) => ("protocol", None),
         FailureKind::TooLarge(_) => ("too_large", None),
+        FailureKind::Sandbox(_) => ("sandbox", None),
     };
     value.setattr("index", index)?;
     value.setattr("kind", kind)?;

@@ -145,6 +145,8 @@ pub enum FailureKind {
     Protocol(String),
     /// A job or its result does not fit in one frame of the worker protocol (see [`crate::wire`]).
     TooLarge(String),
+    /// The worker ran into a cap of its sandbox (memory, threads, CPU time) and was ended ([`afx_sandbox`]).
+    Sandbox(String),
 }
 
 impl FailureKind {
@@ -168,6 +170,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Plugin(m) => write!(f, "{m}"),
             FailureKind::Protocol(m) => write!(f, "worker protocol error: {m}"),
             FailureKind::TooLarge(m) => write!(f, "{m}"),
+            FailureKind::Sandbox(m) => write!(f, "sandbox: {m}"),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{Isolation, PoolConfig, PoolError};
 /// A live worker of either kind.
 pub(super) struct Worker {
     pub(super) chain: ChainLayout,
+    pub(super) sandbox: Option<afx_sandbox::Report>,
     kind: WorkerKind,
 }
 
@@ -31,15 +32,15 @@ impl Worker {
             |message: String, stderr: String| PoolError::Start { chain: config.spec.chain.clone(), message, stderr };
         match &config.isolation {
             Isolation::Process(command) => {
-                let (worker, chain) = ProcessWorker::start(command, config, arena_fd)
+                let (worker, chain, sandbox) = ProcessWorker::start(command, config, arena_fd)
                     .await
                     .map_err(|(kind, stderr)| start_error(kind.to_string(), stderr))?;
-                Ok(Worker { chain, kind: WorkerKind::Process(Box::new(worker)) })
+                Ok(Worker { chain, sandbox, kind: WorkerKind::Process(Box::new(worker)) })
             }
             Isolation::Thread => {
                 let (worker, chain) =
                     ThreadWorker::start(config).await.map_err(|kind| start_error(kind.to_string(), String::new()))?;
-                Ok(Worker { chain, kind: WorkerKind::Thread(worker) })
+                Ok(Worker { chain, sandbox: None, kind: WorkerKind::Thread(worker) })
             }
         }
     }

@@ -94,6 +94,27 @@ pub struct PoolConfig {
     /// The [`Task`](crate::Task)s of worker threads ([`Isolation::Thread`]); worker processes know those their
     /// program passes to [`main_with_args`](crate::worker::main_with_args).
     pub tasks: TaskSet,
+    /// How worker processes are confined; worker threads ([`Isolation::Thread`]) cannot be.
+    pub sandbox: Sandbox,
+}
+
+/// How a pool confines its worker processes ([`afx_sandbox`]): each in a folder of its own (its only writable
+/// place, removed when the worker ends), with no network, no new processes, and caps on memory, threads and
+/// CPU time. On by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sandbox {
+    /// `false`: workers run with the user's rights (a plugin that must write outside, say a licensed one).
+    pub enabled: bool,
+    /// Each worker's memory cap in bytes [default: [`afx_sandbox::default_memory`] of the worker count].
+    pub memory: Option<u64>,
+    /// Each worker's thread cap.
+    pub threads: usize,
+}
+
+impl Default for Sandbox {
+    fn default() -> Sandbox {
+        Sandbox { enabled: true, memory: None, threads: afx_sandbox::DEFAULT_THREADS }
+    }
 }
 
 impl PoolConfig {
@@ -107,7 +128,13 @@ impl PoolConfig {
             job_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(30),
             tasks: crate::task::no_tasks,
+            sandbox: Sandbox::default(),
         }
+    }
+
+    /// The memory cap each worker process gets: the configured one, or the default for the worker count.
+    pub fn worker_memory(&self) -> u64 {
+        self.sandbox.memory.unwrap_or_else(|| afx_sandbox::default_memory(self.workers))
     }
 }
 
@@ -128,6 +155,8 @@ pub struct Pool {
     config: Arc<PoolConfig>,
     workers: Vec<Option<Worker>>,
     chain: ChainLayout,
+    /// The protections in force in the workers, as the first one said in its hello (`None`: threads).
+    sandbox: Option<afx_sandbox::Report>,
     renders: u64,
     /// Where batches put their audio for worker processes; `None` for threads (or without memfd).
     arena: Option<Arena>,
@@ -191,8 +220,9 @@ impl Pool {
             }
             Ok::<_, PoolError>(workers)
         })?;
-        let chain = workers[0].as_ref().expect("every worker started").chain.clone();
-        Ok(Pool { runtime, config, workers, chain, renders: 0, arena, control: Control::default() })
+        let first = workers[0].as_ref().expect("every worker started");
+        let (chain, sandbox) = (first.chain.clone(), first.sandbox.clone());
+        Ok(Pool { runtime, config, workers, chain, sandbox, renders: 0, arena, control: Control::default() })
     }
 
     /// This pool with batch methods that take trajectories at `hop` frames per row (each θ F·P values, F ≥ 1),
@@ -213,6 +243,12 @@ impl Pool {
     /// caller learns it from here instead of loading the plugins itself.
     pub fn chain(&self) -> &ChainLayout {
         &self.chain
+    }
+
+    /// The protections in force in the worker processes, as the first worker reported them (what the kernel
+    /// gave; see [`afx_sandbox::Report`]); `None` for worker threads.
+    pub fn sandbox(&self) -> Option<&afx_sandbox::Report> {
+        self.sandbox.as_ref()
     }
 
     /// P: the chain's number of trainable parameters.

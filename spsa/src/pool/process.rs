@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use afx_host::ChainLayout;
+use afx_sandbox::{Caps, Folder, Policy, Report};
 
 use crate::arena::{OUTPUT_BUFFERS, OUTPUTS_ENV, Outputs, Placements};
 use crate::job::{FailureKind, Job, JobOutput};
@@ -23,7 +24,8 @@ use super::{PoolConfig, WorkerCommand};
 /// A failure that ended the worker: what happened and its last stderr lines.
 pub(super) type Fatal = (FailureKind, String);
 
-/// The last lines a worker process wrote to stderr.
+/// The last lines a worker process wrote to stderr, each cut at [`StderrTail::LINE`] bytes: what error reports
+/// show, bounded however much a plugin prints.
 #[derive(Default)]
 struct StderrTail {
     lines: VecDeque<String>,
@@ -31,6 +33,31 @@ struct StderrTail {
 
 impl StderrTail {
     const KEEP: usize = 40;
+    const LINE: usize = 1000;
+
+    /// Reads `stderr` to its end into `tail`, a line at a time, never holding more than one cut line.
+    async fn follow(mut stderr: BufReader<tokio::process::ChildStderr>, tail: Arc<Mutex<StderrTail>>) {
+        let mut line = Vec::with_capacity(Self::LINE);
+        while let Ok(buf) = stderr.fill_buf().await {
+            if buf.is_empty() {
+                break;
+            }
+            let (used, ends) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            let room = Self::LINE.saturating_sub(line.len());
+            line.extend_from_slice(&buf[..(used - usize::from(ends)).min(room)]);
+            stderr.consume(used);
+            if ends {
+                tail.lock().expect("stderr lock").push(String::from_utf8_lossy(&line).into_owned());
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            tail.lock().expect("stderr lock").push(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
 
     fn push(&mut self, line: String) {
         if self.lines.len() == Self::KEEP {
@@ -54,6 +81,11 @@ pub(super) struct ProcessWorker {
     payload: Vec<u8>,
     /// Where the worker writes rendered audio (see [`crate::arena`]); `None`: it comes in the frames.
     outputs: Option<Outputs>,
+    /// The sandboxed worker's folder, removed when this drops (after `child`, whose drop kills the process),
+    /// and its caps, which name the exit codes of [`afx_sandbox`].
+    #[expect(dead_code, reason = "held for its drop: the folder goes with the worker")]
+    folder: Option<Folder>,
+    caps: Option<Policy>,
 }
 
 impl ProcessWorker {
@@ -61,8 +93,19 @@ impl ProcessWorker {
         command: &WorkerCommand,
         config: &PoolConfig,
         arena_fd: Option<RawFd>,
-    ) -> Result<(ProcessWorker, ChainLayout), Fatal> {
+    ) -> Result<(ProcessWorker, ChainLayout, Option<Report>), Fatal> {
         let mut spawn = Command::new(&command.program);
+        // The sandbox: a folder of the worker's own (its HOME, XDG folders and TMPDIR), and its caps.
+        let folder = match config.sandbox.enabled {
+            true => Some(Folder::new("afx-worker-").map_err(|e| {
+                (FailureKind::Plugin(format!("cannot make the worker's sandbox folder: {e}")), String::new())
+            })?),
+            false => None,
+        };
+        let caps = folder.as_ref().map(|folder| {
+            Caps { memory: Some(config.worker_memory()), threads: Some(config.sandbox.threads) }.policy(folder)
+        });
+
         // The descriptors the worker inherits: the pool's arena (inputs) and its own output buffers.
         let mut inherited = [None; 1 + OUTPUT_BUFFERS];
         if let Some(fd) = arena_fd {
@@ -87,8 +130,17 @@ impl ProcessWorker {
         let mut child = spawn
             .args(&command.args)
             // A task's renders are timed inside the worker (see `WorkerSpec::task_render_limit`).
-            .args(WorkerSpec { task_render_limit: Some(config.job_timeout), ..config.spec.clone() }.to_args())
+            .args(
+                WorkerSpec {
+                    task_render_limit: Some(config.job_timeout),
+                    sandbox: caps.clone(),
+                    ..config.spec.clone()
+                }
+                .to_args(),
+            )
             .envs(command.env.iter().map(|(k, v)| (k, v)))
+            // After the command's own: the sandbox's HOME, XDG folders and TMPDIR win.
+            .envs(folder.iter().flat_map(Folder::env))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,13 +150,8 @@ impl ProcessWorker {
                 (FailureKind::Plugin(format!("cannot run {}: {e}", command.program.display())), String::new())
             })?;
         let stderr = Arc::new(Mutex::new(StderrTail::default()));
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let tail = stderr.clone();
-        let stderr_task = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                tail.lock().expect("stderr lock").push(line);
-            }
-        });
+        let pipe = BufReader::new(child.stderr.take().expect("piped"));
+        let stderr_task = tokio::spawn(StderrTail::follow(pipe, stderr.clone()));
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         grow_pipe(stdin.as_raw_fd());
         grow_pipe(stdout.as_raw_fd());
@@ -117,13 +164,19 @@ impl ProcessWorker {
             frame: vec![],
             payload: vec![],
             outputs,
+            folder,
+            caps,
         };
         let hello = tokio::time::timeout(config.start_timeout, worker.read_message()).await;
         match hello {
-            Ok(Ok(Message::Hello { version, layout })) if version == wire::VERSION => {
-                match serde_json::from_str(&layout) {
-                    Ok(layout) => Ok((worker, layout)),
-                    Err(e) => Err(worker
+            Ok(Ok(Message::Hello { version, layout, sandbox })) if version == wire::VERSION => {
+                let sandbox = (!sandbox.is_empty()).then(|| serde_json::from_str(&sandbox)).transpose();
+                match (serde_json::from_str(&layout), sandbox) {
+                    (Ok(layout), Ok(sandbox)) => Ok((worker, layout, sandbox)),
+                    (_, Err(e)) => Err(worker
+                        .fail(FailureKind::Protocol(format!("the worker's sandbox report is not valid: {e}")))
+                        .await),
+                    (Err(e), _) => Err(worker
                         .fail(FailureKind::Protocol(format!("the worker's chain description is not valid: {e}")))
                         .await),
                 }
@@ -197,7 +250,15 @@ impl ProcessWorker {
         let kind = match status {
             Ok(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
-                FailureKind::Crashed { signal: status.signal(), code: status.code() }
+                let caps = self.caps.as_ref();
+                let cap = status
+                    .code()
+                    .zip(caps)
+                    .and_then(|(code, caps)| afx_sandbox::exit_reason(code, caps.memory, caps.threads));
+                match cap {
+                    Some(reason) => FailureKind::Sandbox(reason),
+                    None => FailureKind::Crashed { signal: status.signal(), code: status.code() },
+                }
             }
             _ => {
                 let _ = self.child.kill().await;

@@ -30,10 +30,11 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
     out.clear();
     out.extend_from_slice(&[0; 4]);
     match message {
-        Message::Hello { version, layout } => {
+        Message::Hello { version, layout, sandbox } => {
             out.push(HELLO);
             put_u32(out, *version);
             put_str(out, layout)?;
+            put_str(out, sandbox)?;
         }
         Message::Job { id, job } => {
             let bulk = put_job(out, *id, job, &inline)?;
@@ -168,7 +169,12 @@ fn decode_all(
 ) -> Result<Message, WireError> {
     let mut r = Cursor { data: payload, at: 0, resolve, read_output };
     let message = match r.u8()? {
-        HELLO => Message::Hello { version: r.u32()?, layout: r.str()? },
+        HELLO => {
+            let (version, layout) = (r.u32()?, r.str()?);
+            // A worker of another version is told apart by its version alone (the pool names both).
+            let sandbox = if version == super::VERSION { r.str()? } else { String::new() };
+            Message::Hello { version, layout, sandbox }
+        }
         JOB => {
             let id = r.u64()?;
             Message::Job { id, job: r.job()? }

@@ -48,7 +48,7 @@ pub use frame::{frame_len, read_frame, write_frame};
 pub use refs::{OutputAudio, Placement, Planar, SharedAudio, inline};
 
 /// Bumped on any change to the format above.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Frames larger than this are refused: no legitimate job comes close, a corrupt length would.
 pub const MAX_FRAME: usize = 1 << 31;
@@ -56,11 +56,13 @@ pub const MAX_FRAME: usize = 1 << 31;
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// The worker's first frame: its protocol version and the chain it loaded, as the JSON of an
-    /// [`afx_host::ChainLayout`] (parsed by the pool once the versions match).
+    /// The worker's first frame: its protocol version, the chain it loaded, as the JSON of an
+    /// [`afx_host::ChainLayout`] (parsed by the pool once the versions match), and the protections in force in
+    /// it, as the JSON of an [`afx_sandbox::Report`] (empty when it runs without a sandbox).
     Hello {
         version: u32,
         layout: String,
+        sandbox: String,
     },
     Job {
         id: u64,
@@ -103,7 +105,11 @@ mod tests {
     fn every_message_round_trips_bit_exactly() {
         let audio = Audio::new(44_100, vec![vec![0.5, -0.25, f32::MIN_POSITIVE], vec![1.0, 0.0, -1.0]]).unwrap();
         let audio = Arc::new(audio);
-        round_trip(Message::Hello { version: VERSION, layout: r#"{"name":"eq_comp","stages":[]}"#.into() });
+        round_trip(Message::Hello {
+            version: VERSION,
+            layout: r#"{"name":"eq_comp","stages":[]}"#.into(),
+            sandbox: r#"{"enforced":["threads: at most 256"],"missing":[]}"#.into(),
+        });
         round_trip(Message::Job { id: 3, job: Job::Render { hop: 0, input: audio.clone(), theta: vec![0.1, 0.9] } });
         for sidechain in [None, Some(audio.clone())] {
             let values = vec![
@@ -257,7 +263,10 @@ mod tests {
         }
         let audio = Arc::new(Audio::new(8000, vec![vec![0.5, -1.0]]).unwrap());
         let frames = [
-            (Message::Hello { version: VERSION, layout: "{}".into() }, "0b0000000106000000020000007b7d"),
+            (
+                Message::Hello { version: VERSION, layout: "{}".into(), sandbox: String::new() },
+                "0f0000000107000000020000007b7d00000000",
+            ),
             (
                 Message::Job { id: 1, job: Job::Render { hop: 0, input: audio.clone(), theta: vec![0.25] } },
                 concat!("2900000002010000000000000001", samples!(), "010000000000803e", "00000000"),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use afx_host::{Format, RenderSettings};
+use afx_sandbox::Policy;
 
 pub use executor::Executor;
 pub use process::{keep_freed_memory, main_with_args, serve};
@@ -37,6 +38,9 @@ pub struct WorkerSpec {
     /// the pool's own limit on it is loose). The pool sets its job time limit here for worker processes; leave
     /// it `None` anywhere else: exiting ends the whole process, not one thread.
     pub task_render_limit: Option<Duration>,
+    /// The sandbox the worker process confines itself to before it loads its chain ([`afx_sandbox::apply`]):
+    /// the pool sets it for each process it starts, with the worker's own folder. `None`: no sandbox.
+    pub sandbox: Option<Policy>,
 }
 
 impl WorkerSpec {
@@ -48,6 +52,7 @@ impl WorkerSpec {
             catalogue: None,
             block_size: RenderSettings::default().block_size,
             task_render_limit: None,
+            sandbox: None,
         }
     }
 
@@ -66,6 +71,9 @@ impl WorkerSpec {
         args.extend(["--block-size".to_string(), self.block_size.to_string()]);
         if let Some(limit) = self.task_render_limit {
             args.extend(["--task-render-limit-ms".to_string(), limit.as_millis().to_string()]);
+        }
+        if let Some(policy) = &self.sandbox {
+            args.extend(policy.to_args());
         }
         args
     }
@@ -89,6 +97,7 @@ impl WorkerSpec {
                     let ms = v.parse().map_err(|_| format!("--task-render-limit-ms: {v:?} is not a number"))?;
                     spec.task_render_limit = Some(Duration::from_millis(ms));
                 }
+                other if Policy::read_arg(&mut spec.sandbox, other, value)? => {}
                 other => return Err(format!("unknown worker argument {other:?}")),
             }
         }
@@ -110,6 +119,7 @@ mod tests {
             catalogue: Some("/tmp/afx catalogue.json".into()),
             block_size: 64,
             task_render_limit: Some(Duration::from_millis(2500)),
+            sandbox: Some(Policy { writable: "/tmp/afx-worker-x".into(), memory: Some(1 << 30), threads: Some(64) }),
             ..WorkerSpec::new(Some("plugins.toml".into()), "eq_comp")
         };
         assert_eq!(WorkerSpec::from_args(spec.to_args()), Ok(spec));

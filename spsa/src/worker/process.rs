@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 
+use afx_sandbox::Report;
+
 use crate::arena::{ArenaView, OutputWriter};
 use crate::job::FailureKind;
 use crate::task::TaskSet;
@@ -10,17 +12,26 @@ use crate::wire::{self, Message, OutputRef};
 
 use super::{Executor, WorkerSpec};
 
-/// The worker process's main loop: say hello, then answer each job frame on `output` until `input` closes.
+/// The worker process's main loop: say hello (with `sandbox`, the protections in force, if any), then answer
+/// each job frame on `output` until `input` closes.
 pub fn serve(
     spec: &WorkerSpec,
     tasks: TaskSet,
+    sandbox: Option<&Report>,
     input: impl Read + Send + 'static,
     output: &mut impl Write,
 ) -> Result<(), String> {
     let mut executor = Executor::new(spec).map_err(|e| e.to_string())?.with_tasks(tasks());
+    afx_sandbox::check_threads();
     let mut frame = vec![];
     let layout = serde_json::to_string(executor.chain().layout()).map_err(|e| format!("describing the chain: {e}"))?;
-    let hello = Message::Hello { version: wire::VERSION, layout };
+    let sandbox = sandbox.map(|r| serde_json::to_string(r).expect("a report serialises")).unwrap_or_default();
+    let hello = Message::Hello { version: wire::VERSION, layout, sandbox };
+    // What one job may compute in its wall-clock limit: past that, CPU time spent between jobs ends the worker.
+    let cpu_budget = spec.task_render_limit.filter(|_| spec.sandbox.is_some()).map(|limit| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        limit.as_secs().saturating_add(1).saturating_mul(cores).saturating_add(10)
+    });
     wire::encode(&hello, &mut frame).map_err(|e| format!("encoding hello: {e}"))?;
     wire::write_frame(output, &frame).map_err(|e| format!("writing hello: {e}"))?;
     // The pool's shared arena, where a batch's audio lies, and this worker's output buffers (see `crate::arena`).
@@ -34,7 +45,11 @@ pub fn serve(
         let Message::Job { id, job } = wire::decode_with(&payload?, &mut resolve).map_err(|e| e.to_string())? else {
             return Err("expected a job frame".into());
         };
+        if let Some(seconds) = cpu_budget {
+            afx_sandbox::cpu_budget(seconds);
+        }
         let result = executor.run_ref(&job);
+        afx_sandbox::check_threads();
         let in_buffer = match (&result, outputs.as_mut()) {
             (Ok(OutputRef::Audio(audio)), Some(outputs)) => outputs.write(audio),
             _ => None,
@@ -129,9 +144,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>, tasks: TaskSet) ->
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Confined after the pipes and before any plugin library is opened (the shared buffers are inherited
+    // descriptors: mapping them needs no path).
+    let report = spec.sandbox.as_ref().map(afx_sandbox::apply);
     let input = std::io::BufReader::with_capacity(1 << 20, input);
     let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
-    match serve(&spec, tasks, input, &mut output) {
+    match serve(&spec, tasks, report.as_ref(), input, &mut output) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("afx worker ({}): {e}", spec.chain);
