@@ -62,6 +62,14 @@ pub struct PluginEntry {
     /// Parameter id → how afx treats it.
     #[serde(default)]
     pub params: BTreeMap<String, ParamEntry>,
+    /// `false`: the workers that host this plugin run without a sandbox (a licensed plugin that must write
+    /// outside its folder, say). Default `true`.
+    #[serde(default = "sandboxed")]
+    pub sandbox: bool,
+}
+
+fn sandboxed() -> bool {
+    true
 }
 
 /// How afx treats one parameter: trained (optionally over a narrower range or another scale) or fixed.
@@ -168,6 +176,16 @@ impl Config {
     }
 
     /// Chain and plugin names, for error messages.
+    /// The plugins of `name` (a chain's, or the one plugin's) whose entry says `sandbox = false`; empty for a
+    /// name this file does not define.
+    pub fn unsandboxed<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
+        let members: Vec<&str> = match self.chains.get(name) {
+            Some(chain) => chain.plugins.iter().map(String::as_str).collect(),
+            None => vec![name],
+        };
+        members.into_iter().filter(|p| self.plugins.get(*p).is_some_and(|e| !e.sandbox)).collect()
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.chains.keys().chain(self.plugins.keys()).map(String::as_str)
     }
@@ -198,6 +216,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.plugins["comp"].params["rat"].scale, Some(Scale::Log));
         assert_eq!(c.chains["c"].plugins, ["comp"]);
+        assert!(c.unsandboxed("c").is_empty());
+    }
+
+    #[test]
+    fn a_plugin_may_leave_the_sandbox_and_its_chains_with_it() {
+        let c = parse(
+            "[plugins.eq]\nformat = \"lv2\"\nid = \"x\"\n[plugins.lic]\nformat = \"vst3\"\nid = \"y\"\nsandbox = false\n\
+             [chains.both]\nplugins = [\"eq\", \"lic\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.unsandboxed("both"), ["lic"]);
+        assert_eq!(c.unsandboxed("lic"), ["lic"]);
+        assert!(c.unsandboxed("eq").is_empty());
+        assert!(c.unsandboxed("urn:other").is_empty());
     }
 
     #[test]

@@ -153,8 +153,8 @@ pub(crate) fn search_folders() -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = std::env::var_os("CLAP_PATH")
         .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        folders.push(Path::new(&home).join(".clap"));
+    if let Some(home) = afx_sandbox::user_home() {
+        folders.push(home.join(".clap"));
     }
     folders.extend(SYSTEM_FOLDERS.iter().map(PathBuf::from));
     folders

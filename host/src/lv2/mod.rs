@@ -34,8 +34,8 @@ pub(crate) fn search_folders() -> Vec<PathBuf> {
         return std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect();
     }
     let mut folders = vec![];
-    if let Some(home) = std::env::var_os("HOME") {
-        folders.push(Path::new(&home).join(".lv2"));
+    if let Some(home) = afx_sandbox::user_home() {
+        folders.push(home.join(".lv2"));
     }
     folders.push(PathBuf::from(format!("/usr/lib/{}-linux-gnu/lv2", std::env::consts::ARCH)));
     folders.extend(["/usr/lib/lv2", "/usr/local/lib/lv2"].map(PathBuf::from));

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use afx_sandbox::{Caps, Folder};
+
 use super::cache::Entry;
 use super::files::{Fingerprint, PluginFile, describe_file};
 use crate::info::{Format, PluginInfo};
@@ -31,13 +33,21 @@ struct Report {
 /// line on stdout, `{"plugins": [...], "problems": [...], "error": null}`. Returns the exit code: 0 also when the
 /// file cannot be described (the report says why), 1 only when stdout cannot be written.
 pub fn describe_main(format: Format, path: &Path) -> i32 {
+    // The report goes out on a handle of its own, fd 1 then being stderr: a plugin that prints to stdout or
+    // closes it cannot lose or corrupt the report.
+    let mut out = match report_pipe() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("cannot set up the report's pipe: {e}");
+            return 1;
+        }
+    };
     let report = match describe_file(format, path) {
         Ok(d) => Report { plugins: d.plugins, problems: d.problems, error: None },
         Err(e) => Report { error: Some(e.message), ..Report::default() },
     };
     let line = serde_json::to_string(&report).expect("a report serialises");
-    // A fresh line: a plugin may have left a partial one on stdout.
-    match std::io::Write::write_all(&mut std::io::stdout().lock(), format!("\n{line}\n").as_bytes()) {
+    match std::io::Write::write_all(&mut out, format!("\n{line}\n").as_bytes()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("cannot write the description of {}: {e}", path.display());
@@ -46,11 +56,46 @@ pub fn describe_main(format: Format, path: &Path) -> i32 {
     }
 }
 
+/// A handle on this process's stdout for the report, with fd 1 pointed at stderr.
+fn report_pipe() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) returns a new descriptor (or -1) that nothing else owns; dup2(2, 1) makes fd 1
+    // another name for stderr, which every process has open.
+    unsafe {
+        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(fd))
+    }
+}
+
+/// What the parent keeps of a child's stdout (the report is its last line) and stderr: the last bytes, so a
+/// plugin that floods them costs no memory.
+const KEEP_STDOUT: usize = 4 << 20;
+const KEEP_STDERR: usize = 64 << 10;
+
+/// Reads `pipe` to its end, keeping its last `keep` bytes.
+fn read_tail(mut pipe: impl Read, keep: usize) -> Vec<u8> {
+    let mut kept = std::collections::VecDeque::with_capacity(keep.min(1 << 16));
+    let mut chunk = vec![0u8; 1 << 16];
+    while let Ok(n) = pipe.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        kept.extend(&chunk[..n]);
+        let excess = kept.len().saturating_sub(keep);
+        kept.drain(..excess);
+    }
+    kept.into()
+}
+
 /// Describes every file in a child of its own, `jobs` at a time. Each result says whether it may be cached (a
 /// child that could not even be started says nothing about its file).
 pub(super) fn run_all(
     program: &Path,
     args: &[std::ffi::OsString],
+    sandbox: Option<Caps>,
     todo: Vec<(PluginFile, Fingerprint)>,
     timeout: Duration,
     jobs: usize,
@@ -63,7 +108,7 @@ pub(super) fn run_all(
                 loop {
                     let next = queue.lock().expect("no scan thread panics holding the queue").next();
                     let Some((file, fingerprint)) = next else { break };
-                    let (plugins, failed, keep) = match run_one(program, args, &file, timeout) {
+                    let (plugins, failed, keep) = match run_one(program, args, sandbox, &file, timeout) {
                         Outcome::Report(r) if r.error.is_some() => (vec![], r.error, true),
                         Outcome::Report(r) => {
                             let failed = (!r.problems.is_empty()).then(|| r.problems.join("; "));
@@ -90,10 +135,24 @@ enum Outcome {
     NotStarted(String),
 }
 
-fn run_one(program: &Path, args: &[std::ffi::OsString], file: &PluginFile, timeout: Duration) -> Outcome {
+fn run_one(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    sandbox: Option<Caps>,
+    file: &PluginFile,
+    timeout: Duration,
+) -> Outcome {
     let mut command = Command::new(program);
+    command.args(args);
+    // The child's folder lives until its outcome is known (this function's end).
+    let folder = match sandbox.map(|_| Folder::new("afx-scan-")).transpose() {
+        Ok(folder) => folder,
+        Err(e) => return Outcome::NotStarted(format!("cannot make the describing process's sandbox folder: {e}")),
+    };
+    if let (Some(caps), Some(folder)) = (sandbox, &folder) {
+        command.args(caps.policy(folder).to_args()).envs(folder.env());
+    }
     command
-        .args(args)
         .arg("--format")
         .arg(file.format.as_str())
         .arg(&file.path)
@@ -113,10 +172,8 @@ fn run_one(program: &Path, args: &[std::ffi::OsString], file: &PluginFile, timeo
     ] {
         let sender = sender.clone();
         std::thread::spawn(move || {
-            let mut bytes = vec![];
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
+            let keep = if stream == 0 { KEEP_STDOUT } else { KEEP_STDERR };
+            let bytes = pipe.map(|pipe| read_tail(pipe, keep)).unwrap_or_default();
             let _ = sender.send((stream, bytes));
         });
     }
@@ -137,8 +194,11 @@ fn run_one(program: &Path, args: &[std::ffi::OsString], file: &PluginFile, timeo
     }
     let report =
         String::from_utf8_lossy(&stdout).lines().rev().find_map(|line| serde_json::from_str::<Report>(line).ok());
-    match report {
-        Some(report) if status.success() => Outcome::Report(report),
+    let cap =
+        sandbox.zip(status.code()).and_then(|(caps, code)| afx_sandbox::exit_reason(code, caps.memory, caps.threads));
+    match (report, cap) {
+        (Some(report), None) if status.success() => Outcome::Report(report),
+        (_, Some(cap)) => Outcome::Failed(format!("sandbox: {cap}{}", stderr_tail(&stderr))),
         _ => Outcome::Failed(format!("{}{}", exit_reason(status), stderr_tail(&stderr))),
     }
 }
@@ -228,7 +288,7 @@ mod tests {
         let file = PluginFile { format: Format::Clap, path: "/x/A.clap".into() };
         let print = Fingerprint { size: 1, modified_ns: 1, files: 1 };
         let args = ["-c".into(), script.into(), "sh".into()];
-        run_all(Path::new("/bin/sh"), &args, vec![(file, print)], timeout, 2).remove(0)
+        run_all(Path::new("/bin/sh"), &args, None, vec![(file, print)], timeout, 2).remove(0)
     }
 
     #[test]
@@ -262,7 +322,8 @@ mod tests {
         let print = Fingerprint { size: 1, modified_ns: 1, files: 1 };
         let no_args: [std::ffi::OsString; 0] = [];
         let (entry, keep) =
-            run_all(Path::new("/nonexistent/afx"), &no_args, vec![(file, print)], Duration::from_secs(1), 1).remove(0);
+            run_all(Path::new("/nonexistent/afx"), &no_args, None, vec![(file, print)], Duration::from_secs(1), 1)
+                .remove(0);
         assert!(!keep);
         assert!(entry.failed.unwrap().starts_with("cannot start /nonexistent/afx"));
     }

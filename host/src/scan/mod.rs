@@ -30,6 +30,7 @@ mod cache;
 mod child;
 mod files;
 
+use afx_sandbox::Caps;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -114,6 +115,7 @@ pub struct Scanner {
     cache_file: Option<PathBuf>,
     rescan: bool,
     format: Option<Format>,
+    sandbox: Option<Caps>,
 }
 
 impl Scanner {
@@ -129,7 +131,17 @@ impl Scanner {
             cache_file: default_cache_file(),
             rescan: false,
             format: None,
+            sandbox: Some(Caps::default_for(std::thread::available_parallelism().map_or(1, |n| n.get()))),
         }
+    }
+
+    /// How each child is confined: in a folder of its own with these caps ([`afx_sandbox`]; the default, with
+    /// [`Caps::default_for`] the number of cores), or with the user's rights (`None`). The program's `main`
+    /// applies the policy it is given as arguments ([`afx_sandbox::Policy::to_args`]) before
+    /// [`describe_main`].
+    pub fn sandbox(mut self, caps: Option<Caps>) -> Scanner {
+        self.sandbox = caps;
+        self
     }
 
     /// How long one child may take before it is killed and its file counted as failed.
@@ -160,6 +172,32 @@ impl Scanner {
     pub fn format(mut self, format: Option<Format>) -> Scanner {
         self.format = format;
         self
+    }
+
+    /// The protections a child of this scanner runs with, as one such child reports them: the program is run
+    /// with the sandbox's arguments and `--sandbox-report`, and prints [`afx_sandbox::Report`] as one JSON line.
+    pub fn sandbox_report(&self) -> afx_sandbox::Report {
+        let Some(caps) = self.sandbox else { return afx_sandbox::Report::off() };
+        let not_checked =
+            |why: String| afx_sandbox::Report { missing: vec![format!("not checked: {why}")], ..Default::default() };
+        let folder = match afx_sandbox::Folder::new("afx-scan-") {
+            Ok(folder) => folder,
+            Err(e) => return not_checked(e.to_string()),
+        };
+        let out = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .args(caps.policy(&folder).to_args())
+            .arg("--sandbox-report")
+            .envs(folder.env())
+            .output();
+        match out {
+            Ok(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .rev()
+                .find_map(|line| serde_json::from_str(line).ok())
+                .unwrap_or_else(|| not_checked(format!("the child printed no report ({})", out.status))),
+            Err(e) => not_checked(format!("cannot start {}: {e}", self.program.display())),
+        }
     }
 
     /// Scans: every plugin file found is taken from the cache when unchanged, else described by a child.
@@ -194,7 +232,7 @@ impl Scanner {
         stats.cached = entries.iter().filter(|(_, cached)| *cached).count();
         stats.described = todo.len();
         tracing::debug!("scan: {} files, {} from the cache, {} to describe", stats.files, stats.cached, todo.len());
-        entries.extend(child::run_all(&self.program, &self.args, todo, self.timeout, self.jobs));
+        entries.extend(child::run_all(&self.program, &self.args, self.sandbox, todo, self.timeout, self.jobs));
         if let Some(path) = &self.cache_file {
             // Keep the formats this scan did not look at; drop the files of the others that are gone.
             cache.entries.retain(|file, _| self.format.is_some_and(|f| f != file.format));

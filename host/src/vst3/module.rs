@@ -58,8 +58,8 @@ pub(crate) fn standard_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("VST3_PATH")
         .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".vst3"));
+    if let Some(home) = afx_sandbox::user_home() {
+        dirs.push(home.join(".vst3"));
     }
     dirs.push("/usr/lib/vst3".into());
     dirs.push("/usr/local/lib/vst3".into());
