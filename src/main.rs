@@ -13,6 +13,14 @@ struct Cli {
     /// plugins.toml to use [default: $AFX_CONFIG, else ./plugins.toml when it exists]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Confine every process that runs plugin code (workers, scan children): on, or off to let plugins act with
+    /// your rights (see the README's "Plugins are untrusted code")
+    #[arg(long, global = true, value_enum, default_value_t = Switch::On)]
+    sandbox: Switch,
+    /// Memory cap of each process that runs plugin code, e.g. 2G or 512M [default: half the memory available,
+    /// shared by the workers]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = afx_sandbox::parse_bytes)]
+    worker_memory: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +66,13 @@ enum Command {
 /// candle's spin count before an idle elementwise worker sleeps (its default: 25 000).
 const CANDLE_SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
 
+/// A setting that is on or off.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
 fn main() -> ExitCode {
     // Before any thread: see its doc. Collect and training make and drop megabytes of audio per job.
     afx_spsa::worker::keep_freed_memory();
@@ -74,6 +89,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    commands::set_sandbox(commands::SandboxFlags { enabled: cli.sandbox == Switch::On, memory: cli.worker_memory });
     if let Command::Worker { args } = cli.command {
         // The pool talks to workers over stdout: nothing else may print there.
         return afx_spsa::worker::main_with_args(args, afx_proxy::collect::worker_tasks);

@@ -76,6 +76,33 @@ pub fn parse_format(s: &str) -> Result<afx_host::Format, String> {
     s.parse()
 }
 
+/// The sandbox flags of this run (`--sandbox`, `--worker-memory`), set once by `main`.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxFlags {
+    pub enabled: bool,
+    pub memory: Option<u64>,
+}
+
+static SANDBOX: std::sync::OnceLock<SandboxFlags> = std::sync::OnceLock::new();
+
+/// Sets the run's sandbox flags; with the sandbox off, says so once.
+pub fn set_sandbox(flags: SandboxFlags) {
+    if !flags.enabled {
+        warn_unsandboxed("--sandbox off: plugins run with your rights (files, network, processes)");
+    }
+    let _ = SANDBOX.set(flags);
+}
+
+fn sandbox_flags() -> SandboxFlags {
+    *SANDBOX.get_or_init(|| SandboxFlags { enabled: true, memory: None })
+}
+
+/// The one warning a run gives about running plugins without a sandbox.
+fn warn_unsandboxed(why: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| eprintln!("warning: {why}"));
+}
+
 /// Which chain a command's worker pool hosts, and how.
 #[derive(Default)]
 pub struct PoolRequest<'a> {
@@ -99,8 +126,28 @@ pub struct PoolRequest<'a> {
 pub fn start_pool(request: &PoolRequest<'_>) -> anyhow::Result<afx_spsa::Pool> {
     use afx_spsa::{Isolation, Pool, PoolConfig, WorkerCommand};
     let isolation = Isolation::Process(WorkerCommand::current_exe("worker")?);
-    let config = PoolConfig::new(worker_spec(request)?, isolation);
-    Ok(Pool::new(config.with_limits(request.workers, time_limit(request.timeout)?))?)
+    let mut config =
+        PoolConfig::new(worker_spec(request)?, isolation).with_limits(request.workers, time_limit(request.timeout)?);
+    let flags = sandbox_flags();
+    config.sandbox.enabled = flags.enabled;
+    config.sandbox.memory = flags.memory;
+    if flags.enabled
+        && let Some(path) = request.config
+    {
+        let unsandboxed = afx_host::Config::load(path)?.unsandboxed(request.chain).join(", ");
+        if !unsandboxed.is_empty() {
+            warn_unsandboxed(&format!(
+                "{unsandboxed}: sandbox = false in {}: its workers run with your rights",
+                path.display()
+            ));
+            config.sandbox.enabled = false;
+        }
+    }
+    let pool = Pool::new(config)?;
+    if let Some(report) = pool.sandbox().filter(|r| !r.missing.is_empty()) {
+        tracing::warn!("the workers' sandbox lacks: {}", report.missing.join("; "));
+    }
+    Ok(pool)
 }
 
 /// What a worker of `request` hosts (see [`afx_spsa::launch::scanned_spec`]): its plugins found by a fresh scan

@@ -40,7 +40,10 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
 /// The scanner the CLI uses: this very program's hidden `describe` command describes each file.
 pub fn scanner() -> anyhow::Result<Scanner> {
     let exe = std::env::current_exe().context("cannot find the afx executable to describe plugin files with")?;
-    Ok(Scanner::new(exe, ["describe"]))
+    let flags = super::sandbox_flags();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let caps = afx_sandbox::Caps { memory: flags.memory, ..afx_sandbox::Caps::default_for(jobs) };
+    Ok(Scanner::new(exe, ["describe"]).sandbox(flags.enabled.then_some(caps)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -49,13 +52,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         scanner = scanner.jobs(jobs);
     }
     let catalogue = scanner.scan();
+    let sandbox = scanner.sandbox_report();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &catalogue)?;
+        let mut json = serde_json::to_value(&catalogue)?;
+        json["sandbox"] = serde_json::to_value(&sandbox)?;
+        serde_json::to_writer_pretty(&mut out, &json)?;
         writeln!(out)?;
     } else {
         print_text(&mut out, &catalogue)?;
     }
+    eprintln!("sandbox of each plugin process: {sandbox}");
     let s = catalogue.stats;
     eprintln!(
         "{} plugins, {} failed files ({} files: {} described, {} from the cache)",
@@ -110,15 +117,39 @@ fn print_text(out: &mut impl Write, catalogue: &Catalogue) -> std::io::Result<()
     Ok(())
 }
 
-/// `afx describe --format F PATH` (hidden): what one scan child does.
+/// `afx describe [--sandbox-dir DIR --sandbox-memory BYTES --sandbox-threads N] --format F PATH` (hidden): what
+/// one scan child does; with `--sandbox-report` instead of a file, it prints the protections in force.
 #[derive(clap::Args)]
 pub struct DescribeArgs {
-    #[arg(long, value_parser = super::parse_format)]
-    format: Format,
-    path: std::path::PathBuf,
+    #[arg(long, value_parser = super::parse_format, required_unless_present = "sandbox_report")]
+    format: Option<Format>,
+    #[arg(required_unless_present = "sandbox_report")]
+    path: Option<std::path::PathBuf>,
+    #[arg(long)]
+    sandbox_report: bool,
+    #[arg(long)]
+    sandbox_dir: Option<std::path::PathBuf>,
+    #[arg(long, requires = "sandbox_dir")]
+    sandbox_memory: Option<u64>,
+    #[arg(long, requires = "sandbox_dir")]
+    sandbox_threads: Option<usize>,
 }
 
-/// Describes one plugin file in this process and prints one JSON line; the exit code for `main`.
+/// Describes one plugin file in this process, confined first when asked, and prints one JSON line; the exit
+/// code for `main`.
 pub fn describe(args: DescribeArgs) -> std::process::ExitCode {
-    std::process::ExitCode::from(afx_host::scan::describe_main(args.format, &args.path).clamp(0, 255) as u8)
+    let report = match args.sandbox_dir {
+        Some(writable) => afx_sandbox::apply(&afx_sandbox::Policy {
+            writable,
+            memory: args.sandbox_memory,
+            threads: args.sandbox_threads,
+        }),
+        None => afx_sandbox::Report::off(),
+    };
+    if args.sandbox_report {
+        println!("{}", serde_json::to_string(&report).expect("a report serialises"));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let (Some(format), Some(path)) = (args.format, args.path) else { unreachable!("clap requires both") };
+    std::process::ExitCode::from(afx_host::scan::describe_main(format, &path).clamp(0, 255) as u8)
 }
