@@ -27,7 +27,7 @@ pub struct Plugin {
 #[pymethods]
 impl Plugin {
     #[new]
-    #[pyo3(signature = (plugin, format=None, config=None, timeout=None, block_size=None))]
+    #[pyo3(signature = (plugin, format=None, config=None, timeout=None, block_size=None, sandbox=true))]
     fn new(
         py: Python<'_>,
         plugin: &str,
@@ -35,9 +35,20 @@ impl Plugin {
         config: Option<PathBuf>,
         timeout: Option<f64>,
         block_size: Option<usize>,
+        sandbox: bool,
     ) -> PyResult<Plugin> {
-        let options =
-            PoolOptions { chain: plugin, config, format, workers: Some(1), isolation: "process", timeout, block_size };
+        let (workers, isolation, worker_memory) = (Some(1), "process", None);
+        let options = PoolOptions {
+            chain: plugin,
+            config,
+            format,
+            workers,
+            isolation,
+            timeout,
+            block_size,
+            sandbox,
+            worker_memory,
+        };
         let started = pool::start(py, &options)?;
         let chain = started.pool.chain().clone();
         Ok(Plugin { started: Mutex::new(started), chain })

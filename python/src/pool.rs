@@ -25,6 +25,10 @@ pub struct PoolOptions<'a> {
     pub isolation: &'a str,
     pub timeout: Option<f64>,
     pub block_size: Option<usize>,
+    /// Confine the worker processes (and scan children): see `afx_sandbox`.
+    pub sandbox: bool,
+    /// Each worker's memory cap in bytes [default: `afx_sandbox::default_memory`].
+    pub worker_memory: Option<u64>,
 }
 
 /// A started engine pool and the catalogue file its workers read (removed when the pool goes).
@@ -57,15 +61,30 @@ pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
     if options.block_size == Some(0) {
         return Err(PyValueError::new_err("block_size=0: give at least 1 frame per process call"));
     }
-    let scanner = scan::scanner(py, None, limit, false)?;
+    let caps = afx_sandbox::Caps {
+        memory: options.worker_memory,
+        ..afx_sandbox::Caps::default_for(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    };
+    let scanner = scan::scanner(py, None, limit, false)?.sandbox(options.sandbox.then_some(caps));
     let (spec, catalogue) = py
         .detach(|| {
             afx_spsa::launch::scanned_spec(options.chain, config.as_deref(), format, options.block_size, &scanner)
         })
         .map_err(errors::afx_error)?;
-    let pool_config = PoolConfig::new(spec, isolation).with_limits(options.workers, limit);
+    let mut pool_config = PoolConfig::new(spec, isolation).with_limits(options.workers, limit);
+    pool_config.sandbox.enabled = options.sandbox;
+    pool_config.sandbox.memory = options.worker_memory;
     let pool = py.detach(|| afx_spsa::Pool::new(pool_config)).map_err(errors::afx_error)?;
     Ok(Started { pool, _catalogue: catalogue })
+}
+
+/// `worker_memory=`: bytes as an int, or a size as `--worker-memory` takes it ("2G", "512M").
+fn memory_cap(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let text = match value.extract::<u64>() {
+        Ok(bytes) => bytes.to_string(),
+        Err(_) => value.extract::<String>()?,
+    };
+    afx_sandbox::parse_bytes(&text).map_err(|e| PyValueError::new_err(format!("worker_memory={e}")))
 }
 
 /// A trainable parameter of `chain` as a dict: `stage`, then the fields of `afx scan --json`'s parameters.
@@ -325,7 +344,7 @@ fn grads_like(grad_y: &Bound<'_, PyAny>, shape: BatchShape, sample_rate: u32) ->
 #[pymethods]
 impl Pool {
     #[new]
-    #[pyo3(signature = (chain, workers=None, isolation="process", config=None, format=None, sample_rate=44_100, timeout=None, block_size=None))]
+    #[pyo3(signature = (chain, workers=None, isolation="process", config=None, format=None, sample_rate=44_100, timeout=None, block_size=None, sandbox=true, worker_memory=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -337,11 +356,15 @@ impl Pool {
         sample_rate: u32,
         timeout: Option<f64>,
         block_size: Option<usize>,
+        sandbox: bool,
+        worker_memory: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Pool> {
         if sample_rate == 0 {
             return Err(PyValueError::new_err("sample_rate=0: give the rate of the audio in Hz"));
         }
-        let options = PoolOptions { chain, config, format, workers, isolation, timeout, block_size };
+        let worker_memory = worker_memory.map(memory_cap).transpose()?;
+        let options =
+            PoolOptions { chain, config, format, workers, isolation, timeout, block_size, sandbox, worker_memory };
         let started = start(py, &options)?;
         let chain = started.pool.chain().clone();
         let workers = started.pool.config().workers;

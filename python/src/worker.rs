@@ -65,17 +65,43 @@ pub fn worker_main(args: Vec<String>) {
 }
 
 fn describe(args: &[String]) -> i32 {
-    match args {
-        [flag, format, path] if flag == "--format" => match format.parse() {
-            Ok(format) => afx_host::scan::describe_main(format, std::path::Path::new(path)),
-            Err(e) => {
-                eprintln!("afx describe: {e}");
-                2
+    // [--sandbox-dir DIR [--sandbox-memory N] [--sandbox-threads N]] --format F PATH, as the scanner passes them.
+    let mut policy = None;
+    let (mut format, mut path, mut report_only) = (None, None, false);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || rest.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+        let parsed = match arg.as_str() {
+            "--sandbox-report" => {
+                report_only = true;
+                Ok(())
             }
-        },
-        _ => {
-            eprintln!("afx describe: expected --format F PATH, got {args:?}");
-            2
+            "--format" => {
+                value().and_then(|f| f.parse::<afx_host::Format>().map_err(|e| e.to_string())).map(|f| format = Some(f))
+            }
+            flag if flag.starts_with("--") => match afx_sandbox::Policy::read_arg(&mut policy, flag, value) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("unknown argument {flag:?}")),
+                Err(e) => Err(e),
+            },
+            other => {
+                path = Some(std::path::PathBuf::from(other));
+                Ok(())
+            }
+        };
+        if let Err(e) = parsed {
+            eprintln!("afx describe: {e} (expected [--sandbox-dir DIR ...] --format F PATH, got {args:?})");
+            return 2;
         }
     }
+    let report = policy.as_ref().map_or_else(afx_sandbox::Report::off, afx_sandbox::apply);
+    if report_only {
+        println!("{}", serde_json::to_string(&report).expect("a report serialises"));
+        return 0;
+    }
+    let (Some(format), Some(path)) = (format, path) else {
+        eprintln!("afx describe: expected --format F PATH, got {args:?}");
+        return 2;
+    };
+    afx_host::scan::describe_main(format, &path)
 }

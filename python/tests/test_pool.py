@@ -122,6 +122,30 @@ def test_a_segfaulting_item_is_reported_and_the_batch_completes(amen, monkeypatc
     assert np.array_equal(np.delete(y, 2, axis=0), y_after)
 
 
+def test_the_sandbox_caps_a_worker_and_is_named_in_the_item_error(amen, monkeypatch, tmp_path):
+    # The test effect allocates without bound in the armed item; the worker's memory cap ends it there.
+    monkeypatch.setenv("AFX_TESTFX_FAULT", "alloc")
+    with afx.Pool(TESTFX, format="lv2", workers=2, worker_memory="256M") as pool:
+        x, theta, _ = batch(amen, 3, 4410, 3)
+        theta[1, 0] = 0.99
+        y, errors = pool.render(x, theta)
+    assert [e is None for e in errors] == [True, False, True]
+    assert (errors[1].kind, errors[1].signal) == ("sandbox", None)
+    assert "sandbox: memory cap 256 MiB exceeded" in str(errors[1])
+    assert np.isfinite(np.delete(y, 1, axis=0)).all()
+    # Off, the armed write lands where the plugin aims it; on (the default), it does not.
+    target = tmp_path / "written-by-the-plugin.txt"
+    monkeypatch.setenv("AFX_TESTFX_FAULT", "write-file")
+    monkeypatch.setenv("AFX_TESTFX_TARGET", str(target))
+    for sandbox in (True, False):
+        with afx.Pool(TESTFX, format="lv2", workers=1, sandbox=sandbox) as pool:
+            _, errors = pool.render(x[1:2], theta[1:2])
+        assert errors == [None]
+        assert target.exists() == (not sandbox)
+    with pytest.raises(ValueError, match="worker_memory"):
+        afx.Pool(TESTFX, format="lv2", worker_memory="1M")
+
+
 def test_bad_input_raises_naming_the_argument(amen):
     with afx.Pool(COMP, workers=1) as pool:
         p = pool.num_params
