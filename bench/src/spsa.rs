@@ -1,7 +1,8 @@
 //! Throughput of the pool, measured side by side in one run: renders through isolated (process) workers vs
 //! in-process (thread) workers vs a direct loop on this thread; SPSA with 1 vs 2 workers against two threads
-//! rendering directly (the machine's limit); and one SPSA item of K = 16 on 1 vs 2 workers. Every measure is
-//! taken once per round, the rounds interleaved, so machine noise hits all alike.
+//! rendering directly (the machine's limit); one SPSA item of K = 16 on 1 vs 2 workers; and the sandbox's cost:
+//! 2-worker SPSA and a worker's start with the sandbox on (the default, as in every other measure) and off.
+//! Every measure is taken once per round, the rounds interleaved, so machine noise hits all alike.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -44,6 +45,13 @@ pub struct PoolBench {
     pub one_item_k16_2_workers_s: f64,
     /// 1-worker over 2-worker time of that one item (target >= 1.8 on 2 cores).
     pub one_item_k16_speedup: f64,
+    /// Renders per second of the 2-worker SPSA run without the sandbox, and the sandboxed run's over it (target
+    /// >= 0.97).
+    pub renders_per_s_unsandboxed: f64,
+    pub sandboxed_over_unsandboxed: f64,
+    /// Seconds from starting one worker to its hello (the chain loaded), with and without the sandbox.
+    pub worker_start_s: f64,
+    pub worker_start_unsandboxed_s: f64,
 }
 
 /// Why the benchmark could not run.
@@ -181,16 +189,32 @@ pub fn pool_throughput(
     };
     let spsa_jobs = |round: usize| (0..renders).map(|k| spsa_job(1, item_seed(round as u64, k))).collect();
     let mut two = Pool::new(config(Isolation::Process(worker.clone()), 2))?;
+    let unsandboxed = |workers| {
+        let mut config = config(Isolation::Process(worker.clone()), workers);
+        config.sandbox.enabled = false;
+        config
+    };
+    let mut two_open = Pool::new(unsandboxed(2))?;
     let pair = DirectThreads::start(spec, &input, &theta, 2)?;
     let (mut one_rate, mut two_rate, mut pair_rate, mut k16_one, mut k16_two) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let (mut open_rate, mut starts, mut starts_open) = (vec![], vec![], vec![]);
     for round in 0..=rounds.max(1) {
         let start = Instant::now();
         check(processes.run(spsa_jobs(round)))?;
         let one_time = start.elapsed();
-        let start = Instant::now();
+        let started = Instant::now();
         check(two.run(spsa_jobs(round)))?;
-        let two_time = start.elapsed();
+        let two_time = started.elapsed();
+        let started = Instant::now();
+        check(two_open.run(spsa_jobs(round)))?;
+        let open_time = started.elapsed();
+        let started = Instant::now();
+        drop(Pool::new(config(Isolation::Process(worker.clone()), 1))?);
+        let start_time = started.elapsed();
+        let started = Instant::now();
+        drop(Pool::new(unsandboxed(1))?);
+        let start_open_time = started.elapsed();
         let pair_time = pair.run(renders)?;
         let start = Instant::now();
         check(processes.run(vec![spsa_job(16, round as u64)]))?;
@@ -204,8 +228,12 @@ pub fn pool_throughput(
             pair_rate.push(2.0 * renders as f64 / pair_time.as_secs_f64());
             k16_one.push(k16_one_time.as_secs_f64());
             k16_two.push(k16_two_time.as_secs_f64());
+            open_rate.push(renders as f64 / open_time.as_secs_f64());
+            starts.push(start_time.as_secs_f64());
+            starts_open.push(start_open_time.as_secs_f64());
         }
     }
+    let open = median(open_rate);
     let (one, two, pair) = (median(one_rate), median(two_rate), median(pair_rate));
     let (k16_one, k16_two) = (median(k16_one), median(k16_two));
     Ok(PoolBench {
@@ -225,13 +253,17 @@ pub fn pool_throughput(
         one_item_k16_1_worker_s: k16_one,
         one_item_k16_2_workers_s: k16_two,
         one_item_k16_speedup: k16_one / k16_two,
+        renders_per_s_unsandboxed: 2.0 * open,
+        sandboxed_over_unsandboxed: two / open,
+        worker_start_s: median(starts),
+        worker_start_unsandboxed_s: median(starts_open),
     })
 }
 
 /// `afx bench spsa`'s report of one chain, measured over `rounds` rounds.
 pub fn report(r: &PoolBench, rounds: usize) -> String {
     format!(
-        "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s\n  two direct threads {:.0} renders/s: 2-worker SPSA over that limit {:.3}x (target >= 0.9)\n  one SPSA item, K = 16: 1 worker {:.1} ms, 2 workers {:.1} ms: speedup {:.2}x (target >= 1.8)",
+        "{}: {} s renders, median of {} rounds\n  per render: direct {:.2} ms, thread worker {:.2} ms, process worker {:.2} ms\n  isolated/in-process {:.3}x (target <= 1.10), in-process/direct {:.3}x\n  SPSA items/s: 1 worker {:.1}, 2 workers {:.1}: speedup {:.2}x (target >= 1.8), {:.0} renders/s\n  two direct threads {:.0} renders/s: 2-worker SPSA over that limit {:.3}x (target >= 0.9)\n  one SPSA item, K = 16: 1 worker {:.1} ms, 2 workers {:.1} ms: speedup {:.2}x (target >= 1.8)\n  sandbox: 2-worker SPSA {:.0} renders/s, {:.0} without: {:.3}x (target >= 0.97); a worker starts in {:.1} ms, {:.1} ms without",
         r.chain,
         r.seconds,
         rounds,
@@ -248,7 +280,12 @@ pub fn report(r: &PoolBench, rounds: usize) -> String {
         r.over_direct_limit,
         r.one_item_k16_1_worker_s * 1e3,
         r.one_item_k16_2_workers_s * 1e3,
-        r.one_item_k16_speedup
+        r.one_item_k16_speedup,
+        r.renders_per_s,
+        r.renders_per_s_unsandboxed,
+        r.sandboxed_over_unsandboxed,
+        r.worker_start_s * 1e3,
+        r.worker_start_unsandboxed_s * 1e3
     )
 }
 
@@ -263,6 +300,8 @@ pub fn json_summary(results: &[PoolBench]) -> Option<serde_json::Value> {
         "renders_per_s": first.renders_per_s,
         "over_direct_limit": first.over_direct_limit,
         "one_item_k16_speedup": first.one_item_k16_speedup,
+        "sandboxed_over_unsandboxed": first.sandboxed_over_unsandboxed,
+        "worker_start_s": first.worker_start_s,
         "chains": results,
     }))
 }
