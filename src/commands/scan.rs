@@ -42,7 +42,8 @@ pub fn scanner() -> anyhow::Result<Scanner> {
     let exe = std::env::current_exe().context("cannot find the afx executable to describe plugin files with")?;
     let flags = super::sandbox_flags();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let caps = afx_sandbox::Caps { memory: flags.memory, ..afx_sandbox::Caps::default_for(jobs) };
+    let default = afx_sandbox::Caps::default_for(jobs);
+    let caps = afx_sandbox::Caps { memory: flags.memory.or(default.memory), ..default };
     Ok(Scanner::new(exe, ["describe"]).sandbox(flags.enabled.then_some(caps)))
 }
 
@@ -55,9 +56,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sandbox = scanner.sandbox_report();
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut json = serde_json::to_value(&catalogue)?;
-        json["sandbox"] = serde_json::to_value(&sandbox)?;
-        serde_json::to_writer_pretty(&mut out, &json)?;
+        // Written straight from the types (a serde_json::Value would print each f32 as the f64 it widens to).
+        #[derive(serde::Serialize)]
+        struct ScanJson<'a> {
+            #[serde(flatten)]
+            catalogue: &'a afx_host::scan::Catalogue,
+            sandbox: &'a afx_sandbox::Report,
+        }
+        serde_json::to_writer_pretty(&mut out, &ScanJson { catalogue: &catalogue, sandbox: &sandbox })?;
         writeln!(out)?;
     } else {
         print_text(&mut out, &catalogue)?;

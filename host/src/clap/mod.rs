@@ -150,14 +150,7 @@ pub(crate) fn host_info() -> HostInfo {
 
 /// `CLAP_PATH` (colon-separated), then `~/.clap`, then the system folders.
 pub(crate) fn search_folders() -> Vec<PathBuf> {
-    let mut folders: Vec<PathBuf> = std::env::var_os("CLAP_PATH")
-        .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
-        .unwrap_or_default();
-    if let Some(home) = afx_sandbox::user_home() {
-        folders.push(home.join(".clap"));
-    }
-    folders.extend(SYSTEM_FOLDERS.iter().map(PathBuf::from));
-    folders
+    crate::scan::files::search_path("CLAP_PATH", ".clap", &SYSTEM_FOLDERS)
 }
 
 /// Every `.clap` file under `folders`, recursively, in folder order and sorted within each folder so the order

@@ -143,6 +143,17 @@ pub fn describe_file(format: Format, path: &Path) -> Result<FileDescription, Des
     Ok(FileDescription { plugins, problems })
 }
 
+/// The folders a format's plugins are searched in: `variable` (colon-separated, empty entries skipped), then
+/// `home_folder` in the user's home ([`afx_sandbox::user_home`]), then the `system` folders.
+pub(crate) fn search_path(variable: &str, home_folder: &str, system: &[&str]) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::env::var_os(variable)
+        .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default();
+    folders.extend(afx_sandbox::user_home().map(|home| home.join(home_folder)));
+    folders.extend(system.iter().map(PathBuf::from));
+    folders
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@
 
 mod cache;
 mod child;
-mod files;
+pub(crate) mod files;
 
 use afx_sandbox::Caps;
 use std::ffi::OsString;
@@ -139,9 +139,8 @@ impl Scanner {
     /// [`Caps::default_for`] the number of cores), or with the user's rights (`None`). The program's `main`
     /// applies the policy it is given as arguments ([`afx_sandbox::Policy::to_args`]) before
     /// [`describe_main`].
-    pub fn sandbox(mut self, caps: Option<Caps>) -> Scanner {
-        self.sandbox = caps;
-        self
+    pub fn sandbox(self, caps: Option<Caps>) -> Scanner {
+        Scanner { sandbox: caps, ..self }
     }
 
     /// How long one child may take before it is killed and its file counted as failed.

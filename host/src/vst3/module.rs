@@ -55,15 +55,7 @@ pub(crate) fn serial() -> Serial {
 /// `VST3_PATH` (colon-separated; afx's own variable, VST3 defines none, like `LV2_PATH` and `CLAP_PATH`), then
 /// the folders hosts search on Linux, in the order the VST3 spec lists them.
 pub(crate) fn standard_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("VST3_PATH")
-        .map(|paths| std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect())
-        .unwrap_or_default();
-    if let Some(home) = afx_sandbox::user_home() {
-        dirs.push(home.join(".vst3"));
-    }
-    dirs.push("/usr/lib/vst3".into());
-    dirs.push("/usr/local/lib/vst3".into());
-    dirs
+    crate::scan::files::search_path("VST3_PATH", ".vst3", &["/usr/lib/vst3", "/usr/local/lib/vst3"])
 }
 
 /// Every `*.vst3` bundle (or single-file plugin) under `dirs`, searched recursively, sorted and deduplicated.
