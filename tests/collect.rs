@@ -28,11 +28,47 @@ fn corpus() -> &'static Path {
 }
 
 fn collect(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    collect_in_job(dir, out, extra, &[])
+}
+
+/// [`collect`] as an array job whose scheduler set `job_env`.
+fn collect_in_job(dir: &Path, out: &Path, extra: &[&str], job_env: &[(&str, &str)]) -> std::process::Output {
     let config = repo_config();
     let mut args = vec!["--config", arg(&config), "collect", "--chain", "zam_comp", "--data", arg(corpus())];
     args.extend(["--out", arg(out), "--examples", "10", "--shard-size", "3", "--seconds", "0.25", "--workers", "2"]);
     args.extend(extra);
-    afx(dir, &args)
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_afx"));
+    command.current_dir(dir).env_remove("AFX_CONFIG");
+    for name in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX"] {
+        command.env_remove(name);
+    }
+    command.envs(job_env.iter().copied()).args(&args).output().expect("run afx")
+}
+
+#[test]
+fn an_array_job_takes_its_shards_from_slurm_or_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_index = dir.path().join("by-index");
+    ok(collect(dir.path(), &by_index, &["--shard", "1/2"]));
+    let expected = shards(&by_index);
+    assert_eq!(
+        expected.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+        ["shard-00001.safetensors", "shard-00003.safetensors"]
+    );
+    let jobs: [&[(&str, &str)]; 3] = [
+        &[("SLURM_ARRAY_TASK_ID", "1")],
+        &[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MIN", "1")],
+        &[("JOB_COMPLETION_INDEX", "1")],
+    ];
+    for (i, job_env) in jobs.into_iter().enumerate() {
+        let out = dir.path().join(format!("job-{i}"));
+        ok(collect_in_job(dir.path(), &out, &["--shard", "env/2"], job_env));
+        assert!(shards(&out) == expected, "{job_env:?}: not the shards of --shard 1/2");
+    }
+    let out = dir.path().join("no-job");
+    let failed = collect_in_job(dir.path(), &out, &["--shard", "env/2"], &[]);
+    fails_with(&failed, &["--shard env/2", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]);
+    assert!(!out.exists(), "a refused collect made its folder");
 }
 
 fn shards(dir: &Path) -> Vec<(String, Vec<u8>)> {

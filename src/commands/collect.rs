@@ -17,7 +17,9 @@ pub struct Args {
     /// Examples in the whole collection (all shards of all machines)
     #[arg(long)]
     examples: usize,
-    /// This machine's part: shards j with j mod N == I (e.g. Slurm's $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)
+    /// This machine's part: shards j with j mod N == I; env/N takes I from a Slurm array job
+    /// ($SLURM_ARRAY_TASK_ID, counted from $SLURM_ARRAY_TASK_MIN) or a Kubernetes Indexed Job
+    /// ($JOB_COMPLETION_INDEX)
     #[arg(long, default_value = "0/1")]
     shard: ShardSlice,
     #[arg(long, default_value_t = 0)]
