@@ -11,6 +11,7 @@ packages=(
   sonic-pi-samples espeak-ng         # real recordings (CC0) and speech for the demo corpus
   sox libsox-fmt-mp3                 # conversion (tests make OGG and MP3 files from the recordings)
   python3 python3-venv               # the Python module (python/) and its tests
+  util-linux iproute2                # unshare and ip: test_ray.py's cluster runs in a network namespace
 )
 
 if [ "$(id -u)" -ne 0 ]; then

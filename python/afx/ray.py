@@ -1,0 +1,465 @@
+"""afx.ray: the plugin pool across a Ray cluster, with ``afx.Pool``'s interface.
+
+A GPU box trains; CPU nodes render. ``afx.ray.Pool(chain)`` starts one Ray actor per node (or per ``workers``
+CPUs of a node), each owning a local ``afx.Pool`` with its own crash-proof worker processes, and splits every
+batch over the actors in proportion to their workers, in item order. Items keep the seeds they have in the whole
+batch (``items=`` of the local pools), so renders and SPSA estimates are bit for bit what one ``afx.Pool`` gives
+for the same seeds, whatever the split. ``afx.torch.PluginLayer(afx.ray.Pool(...))`` trains through it unchanged.
+
+``afx.ray.collect(...)`` (or ``python -m afx.ray collect ...``) runs the shards of ``afx collect`` as Ray tasks and
+writes the dataset the one-machine command writes (see ``collect``).
+
+Faults: a plugin that crashes is an item error, as locally. An actor or node that is lost (killed, removed) fails
+the items it held in that call: they come back as ``afx.ItemError`` with ``kind == "node_lost"`` and NaN rows,
+never retried (a retry could render a plugin's crash twice, and the step's other items are already done); the
+pool then replaces the actor where the cluster still has room and goes on with the others. A pool with no live
+actor left raises ``afx.AfxError``.
+
+>>> import ray, afx.ray
+>>> ray.init(address="auto")                                   # doctest: +SKIP
+>>> pool = afx.ray.Pool("eq_comp", config="plugins.toml")      # doctest: +SKIP
+>>> y, errors = pool.render(x, theta)                          # doctest: +SKIP
+"""
+
+import itertools
+import os
+import tempfile
+
+import numpy as np
+
+import afx
+
+__all__ = ["Pool", "RayPerturbedRenders", "collect"]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - the message is the point
+        raise afx.AfxError("afx.ray needs Ray: pip install ray") from e
+    return ray
+
+
+def _error_state(error):
+    """An ``afx.ItemError`` as plain data (its attributes), to cross between processes."""
+    if error is None:
+        return None
+    return {
+        "message": str(error),
+        "kind": error.kind,
+        "signal": error.signal,
+        "theta": list(error.theta),
+        "chain": error.chain,
+        "stderr": error.stderr,
+    }
+
+
+def _item_error(index, state):
+    """The ``afx.ItemError`` of item ``index`` from its plain data."""
+    error = afx.ItemError(state["message"])
+    error.index = index
+    for key in ("kind", "signal", "theta", "chain", "stderr"):
+        setattr(error, key, state[key])
+    return error
+
+
+def _config_in_force(config):
+    """The plugins.toml the CLI and ``afx.Pool`` would use: ``config``, else ``$AFX_CONFIG``, else
+    ``./plugins.toml`` when it exists."""
+    if config is not None:
+        return config
+    if os.environ.get("AFX_CONFIG"):
+        return os.environ["AFX_CONFIG"]
+    return "plugins.toml" if os.path.exists("plugins.toml") else None
+
+
+def _lost(start, stop, chain, why):
+    """The error of an item whose actor was lost."""
+    return {"message": f"items {start}..{stop - 1}: the Ray actor holding them was lost ({why})", "kind": "node_lost",
+            "signal": None, "theta": [], "chain": chain, "stderr": ""}
+
+
+class _Node:
+    """The actor: one local ``afx.Pool`` on one node, and the perturbed renders it holds for ``vjp``."""
+
+    def __init__(self, chain, workers, config_text, options):
+        self.config = None
+        if config_text is not None:
+            # The driver's plugins.toml, here: nodes need not share a filesystem with it.
+            handle, self.config = tempfile.mkstemp(prefix="afx-plugins-", suffix=".toml")
+            with os.fdopen(handle, "w") as file:
+                file.write(config_text)
+        self.pool = afx.Pool(chain, workers=workers, config=self.config, **options)
+        self.renders = {}
+
+    def describe(self):
+        import ray
+
+        return {
+            "workers": self.pool.workers,
+            "node": ray.get_runtime_context().get_node_id(),
+            "params": self.pool.params,
+            "num_params": self.pool.num_params,
+            "chain": self.pool.chain,
+        }
+
+    def plain_values(self, theta_row):
+        return self.pool.plain_values(theta_row)
+
+    def render(self, x, theta, hop):
+        y, errors = self.pool.render(x, theta, hop=hop)
+        return y, [_error_state(e) for e in errors]
+
+    def spsa(self, x, theta, grad_y, k, epsilon, seed, items, hop, scoring):
+        g, errors = self.pool.spsa(x, theta, grad_y, k=k, epsilon=epsilon, seed=seed, items=items, hop=hop,
+                                   scoring=scoring)
+        return g, [_error_state(e) for e in errors]
+
+    def finite_difference(self, x, theta, grad_y, step, hop):
+        g, errors = self.pool.finite_difference(x, theta, grad_y, step=step, hop=hop)
+        return g, [_error_state(e) for e in errors]
+
+    def render_perturbed(self, key, x, theta, k, epsilon, seed, items, hop, scoring):
+        y, errors, renders = self.pool.render_perturbed(x, theta, k=k, epsilon=epsilon, seed=seed, items=items,
+                                                        hop=hop, scoring=scoring)
+        self.renders[key] = renders
+        return y, [_error_state(e) for e in errors]
+
+    def vjp(self, key, grad_y):
+        g, errors = self.renders.pop(key).vjp(grad_y)
+        return g, [_error_state(e) for e in errors]
+
+    def forget(self, key):
+        self.renders.pop(key, None)
+
+    def close(self):
+        self.pool.close()
+        if self.config is not None:
+            os.unlink(self.config)
+
+
+class RayPerturbedRenders:
+    """What ``Pool.render_perturbed`` returns for the backward pass: each actor keeps its slice's renders; ``vjp``
+    asks each for its slice's dot products. A slice whose actor was lost gives ``node_lost`` errors."""
+
+    def __init__(self, pool, key, slices, shape):
+        self._pool, self._key, self._slices, self._shape = pool, key, slices, shape
+
+    def vjp(self, grad_y):
+        grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+        calls = [(actor, s, self._pool._call(actor, "vjp", self._key, grad_y[s])) for actor, s in self._slices]
+        self._slices = []
+        return self._pool._gather(calls, self._shape)
+
+    def __del__(self):
+        for actor, _ in getattr(self, "_slices", []):
+            try:
+                actor.forget.remote(self._key)
+            except Exception:  # the actor or Ray may be gone already: nothing is held then
+                pass
+
+
+class Pool:
+    """``afx.Pool`` over a Ray cluster: one actor per node (``workers`` CPUs each, default all of the node's),
+    started on the cluster ``ray.init`` connected to (or a local one it starts).
+
+    Args:
+        chain: as for ``afx.Pool``.
+        workers: worker processes per actor [default: every CPU Ray sees on its node]; a node with more CPUs than
+            that gets one actor per ``workers`` of them.
+        nodes: at most this many nodes [default: every live node].
+        config: a plugins.toml on this machine; its text travels to the actors.
+        Other keywords (``format``, ``sample_rate``, ``timeout``, ``block_size``, ``sandbox``, ``worker_memory``)
+        go to each actor's ``afx.Pool``.
+    """
+
+    def __init__(self, chain, workers=None, nodes=None, config=None, **options):
+        self._ray = _ray()
+        if not self._ray.is_initialized():
+            self._ray.init()
+        config_path = _config_in_force(config)
+        self._config_text = open(config_path).read() if config_path else None
+        self._chain_name, self._workers, self._options = chain, workers, options
+        self._keys = itertools.count()
+        self._actors = []  # (actor, workers, node id)
+        for node in self._live_nodes()[:nodes]:
+            self._start_on(node)
+        if not self._actors:
+            raise afx.AfxError("afx.ray.Pool: the Ray cluster has no live node with a CPU to start an actor on")
+        first = self._ray.get(self._actors[0][0].describe.remote())
+        self.params, self.num_params, self.chain = first["params"], first["num_params"], first["chain"]
+        self.sample_rate = options.get("sample_rate", 44_100)
+
+    # -- the actors ---------------------------------------------------------------------------------------------
+    def _live_nodes(self):
+        nodes = [n for n in self._ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+        return sorted(nodes, key=lambda n: n["NodeID"])
+
+    def _start_on(self, node):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cpus = int(node["Resources"]["CPU"])
+        per_actor = min(self._workers or cpus, cpus)
+        actor_class = self._ray.remote(_Node)
+        for _ in range(max(1, cpus // per_actor)):
+            actor = actor_class.options(
+                num_cpus=per_actor,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+            ).remote(self._chain_name, per_actor, self._config_text, self._options)
+            self._actors.append((actor, per_actor, node["NodeID"]))
+
+    def _replace_lost(self, lost):
+        """Drops the lost actors and starts new ones on live nodes that have no actor of this pool and room."""
+        for actor in lost:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # already gone
+                pass
+        self._actors = [a for a in self._actors if all(a[0] is not gone for gone in lost)]
+        held = {node for _, _, node in self._actors}
+        available = self._ray.available_resources().get("CPU", 0)
+        for node in self._live_nodes():
+            if node["NodeID"] not in held and available >= 1:
+                try:
+                    self._start_on(node)
+                except Exception:  # no room after all: the pool goes on with the actors it has
+                    continue
+        if not self._actors:
+            raise afx.AfxError("afx.ray.Pool: every actor was lost and the cluster has no live node to replace them")
+
+    @property
+    def workers(self):
+        """Worker processes over all actors."""
+        return sum(w for _, w, _ in self._actors)
+
+    @property
+    def actors(self):
+        """How many actors (nodes, or parts of nodes) the batches are split over."""
+        return len(self._actors)
+
+    # -- splitting and gathering ---------------------------------------------------------------------------------
+    def _slices(self, n):
+        """Contiguous item ranges, in order, in proportion to each actor's workers."""
+        total = self.workers
+        bounds = [0]
+        for _, w, _ in self._actors:
+            bounds.append(min(n, bounds[-1] + -(-n * w // total)))
+        bounds[-1] = n
+        return [(actor, slice(a, b)) for (actor, _, _), a, b in zip(self._actors, bounds, bounds[1:]) if b > a]
+
+    def _call(self, actor, method, *args, **kwargs):
+        """``actor.method.remote(...)``, or ``None`` when the actor is no longer one of this pool's."""
+        if all(actor is not a for a, _, _ in self._actors):
+            return None
+        return getattr(actor, method).remote(*args, **kwargs)
+
+    def _gather(self, calls, shape):
+        """Each call's (array, error states) in item order; a lost actor's items as ``node_lost`` errors and NaN."""
+        out = np.full(shape, np.nan, dtype=np.float32)
+        errors = [None] * shape[0]
+        lost = []
+        for actor, s, ref in calls:
+            try:
+                if ref is None:
+                    raise self._ray.exceptions.RayActorError()
+                rows, states = self._ray.get(ref)
+            except self._ray.exceptions.RayActorError as e:
+                lost.append(actor)
+                for i in range(s.start, s.stop):
+                    errors[i] = _item_error(i, _lost(s.start, s.stop, self.chain, type(e).__name__))
+                continue
+            out[s] = rows
+            for i, state in zip(range(s.start, s.stop), states):
+                if state is not None:
+                    errors[i] = _item_error(i, state)
+        if lost:
+            self._replace_lost(lost)
+        return out, errors
+
+    def _run(self, method, x, per_item=(), items=None, lead=(), **kwargs):
+        """``method`` on each actor's slice of ``x``, of the per-item arrays and of ``items``: (actor, slice, ref)."""
+        calls = []
+        for actor, s in self._slices(x.shape[0]):
+            if items is not None:
+                kwargs["items"] = items[s]
+            calls.append((actor, s, self._call(actor, method, *lead, x[s], *(a[s] for a in per_item), **kwargs)))
+        return calls
+
+    @staticmethod
+    def _batch(x, theta):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        theta = np.ascontiguousarray(theta, dtype=np.float32)
+        if x.shape[0] != theta.shape[0]:
+            raise ValueError(f"x holds {x.shape[0]} items and theta {theta.shape[0]}: one θ per item")
+        return x, theta
+
+    # -- afx.Pool's methods ---------------------------------------------------------------------------------------
+    def plain_values(self, theta_row):
+        return self._ray.get(self._actors[0][0].plain_values.remote(np.asarray(theta_row, dtype=np.float32)))
+
+    def render(self, x, theta, hop=None):
+        x, theta = self._batch(x, theta)
+        return self._gather(self._run("render", x, (theta,), hop=hop), x.shape)
+
+    def spsa(self, x, theta, grad_y, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"):
+        x, theta = self._batch(x, theta)
+        grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+        items = list(range(x.shape[0])) if items is None else list(items)
+        calls = self._run("spsa", x, (theta, grad_y), items, k=k, epsilon=epsilon, seed=seed, hop=hop,
+                          scoring=scoring)
+        return self._gather(calls, theta.shape)
+
+    def finite_difference(self, x, theta, grad_y, step=0.01, hop=None):
+        x, theta = self._batch(x, theta)
+        grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+        return self._gather(self._run("finite_difference", x, (theta, grad_y), step=step, hop=hop), theta.shape)
+
+    def render_perturbed(self, x, theta, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"):
+        x, theta = self._batch(x, theta)
+        key = next(self._keys)
+        items = list(range(x.shape[0])) if items is None else list(items)
+        calls = self._run("render_perturbed", x, (theta,), items, lead=(key,), k=k, epsilon=epsilon, seed=seed,
+                          hop=hop, scoring=scoring)
+        y, errors = self._gather(calls, x.shape)
+        return y, errors, RayPerturbedRenders(self, key, [(actor, s) for actor, s, _ in calls], theta.shape)
+
+    def close(self):
+        for actor, _, _ in self._actors:
+            try:
+                self._ray.get(actor.close.remote())
+                self._ray.kill(actor)
+            except Exception:  # a lost actor has nothing left to close
+                pass
+        self._actors = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _collect_slice(program, config_text, args, index, count):
+    """A Ray task: ``afx collect ... --shard index/count`` into a folder of this node's own; the shard files' names
+    and bytes."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="afx-collect-") as folder:
+        command = [program]
+        if config_text is not None:
+            config = os.path.join(folder, "plugins.toml")
+            with open(config, "w") as file:
+                file.write(config_text)
+            command += ["--config", config]
+        out = os.path.join(folder, "out")
+        command += ["collect", *args, "--out", out, "--shard", f"{index}/{count}"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"afx collect --shard {index}/{count} failed ({done.returncode}): {done.stderr[-2000:]}")
+        names = sorted(n for n in os.listdir(out) if n.startswith("shard-") and n.endswith(".safetensors"))
+        return [(name, open(os.path.join(out, name), "rb").read()) for name in names]
+
+
+def _write_atomic(path, data):
+    """``data`` to ``path`` through a temporary name in the same folder, synced and renamed: never half a file."""
+    handle, temporary = tempfile.mkstemp(prefix=".afx-", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def collect(chain, data, out, examples, *, shards=None, program="afx", config=None, seed=0, shard_size=64,
+            seconds=1.5, sample_rate=22_050, workers=None, timeout=None):
+    """``afx collect`` across a Ray cluster: the collection's shards in ``shards`` slices (default: one per live
+    node), each an ``afx collect --shard I/N`` run as a Ray task on a node (``program``: the ``afx`` CLI there; the
+    corpus ``data`` must be at that path on every node, ``config`` travels along). The driver writes each shard
+    into ``out`` as its task returns it, atomically; when every slice is in, it runs ``afx collect --shard 0/1``
+    here, which finds every shard present and writes ``manifest.json`` last. The result is byte for byte what
+    ``afx collect`` on one machine writes with the same arguments.
+
+    A slice whose node is lost fails (Ray does not retry it: the other slices' shards are written) and this
+    raises ``afx.AfxError`` naming it; run it again and only the slices with missing shards run. Returns the
+    number of shards written by this call.
+    """
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init()
+    config_path = _config_in_force(config)
+    config_text = open(config_path).read() if config_path else None
+    os.makedirs(out, exist_ok=True)
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+    count = shards or max(1, len(nodes))
+    args = ["--chain", chain, "--data", str(data), "--examples", str(examples), "--seed", str(seed),
+            "--shard-size", str(shard_size), "--seconds", str(seconds), "--sample-rate", str(sample_rate)]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    total = -(-examples // shard_size)
+    present = set(os.listdir(out))
+    todo = [i for i in range(count) if any(f"shard-{j:05}.safetensors" not in present for j in range(i, total, count))]
+    task = ray.remote(num_cpus=1, max_retries=0)(_collect_slice)
+    pending = {task.remote(program, config_text, args, i, count): i for i in todo}
+    written, failed = 0, {}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(done[0])
+        try:
+            files = ray.get(done[0])
+        except Exception as e:  # a lost node, or afx collect failing there: the slice is redone on the next run
+            failed[index] = f"{type(e).__name__}: {e}"[:500]
+            continue
+        for name, content in files:
+            path = os.path.join(out, name)
+            if not os.path.exists(path):
+                _write_atomic(path, content)
+                written += 1
+    if failed:
+        lines = "; ".join(f"--shard {i}/{count}: {why}" for i, why in sorted(failed.items()))
+        raise afx.AfxError(f"afx.ray.collect: {len(failed)} of {count} slices failed, their shards are missing "
+                           f"(run again to complete them): {lines}")
+    # Every shard is in: the manifest, written here last (afx collect renders nothing it finds present).
+    import subprocess
+
+    command = [program] + (["--config", config_path] if config_path else [])
+    command += ["collect", *args, "--out", str(out), "--shard", "0/1"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise afx.AfxError(f"afx.ray.collect: writing the manifest failed: {done.stderr[-2000:]}")
+    return written
+
+
+def _main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m afx.ray", description="afx across a Ray cluster")
+    commands = parser.add_subparsers(dest="command", required=True)
+    c = commands.add_parser("collect", help="afx collect's shards as Ray tasks over the cluster's nodes")
+    c.add_argument("--chain", required=True)
+    c.add_argument("--data", required=True, help="the corpus folder, at this path on every node")
+    c.add_argument("--out", required=True)
+    c.add_argument("--examples", type=int, required=True)
+    c.add_argument("--shards", type=int, help="slices of the collection [default: one per live node]")
+    c.add_argument("--afx", default="afx", help="the afx program on the nodes")
+    c.add_argument("--config")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--shard-size", type=int, default=64)
+    c.add_argument("--seconds", type=float, default=1.5)
+    c.add_argument("--sample-rate", type=int, default=22_050)
+    c.add_argument("--address", default=None, help="the Ray cluster [default: RAY_ADDRESS, or a local one]")
+    a = parser.parse_args(argv)
+    ray = _ray()
+    ray.init(address=a.address)
+    written = collect(a.chain, a.data, a.out, a.examples, shards=a.shards, program=a.afx, config=a.config,
+                      seed=a.seed, shard_size=a.shard_size, seconds=a.seconds, sample_rate=a.sample_rate)
+    print(f"wrote {written} shards into {a.out}; the manifest is written")
+
+
+if __name__ == "__main__":
+    _main()

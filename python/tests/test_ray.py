@@ -1,0 +1,79 @@
+"""afx.ray.Pool on a 2-node local Ray cluster (one CPU each) against afx.Pool: bit for bit the same renders and
+gradients for the same seeds; a PluginLayer training loop that loses a node halfway reports that step's items
+on it as errors and finishes on the other; a pool with no actor is a clear error.
+
+The cluster runs in a network namespace this test makes (``unshare --net`` with loopback up, and a PID namespace
+so nothing of it outlives the test): there Ray binds to 127.0.0.1 and cannot reach, or probe, anything else. Ray's
+token authentication is on; the test asserts that every address the cluster reports is loopback. Needs root (for
+the namespaces) and Ray (the ``test`` extra installs it); without them the test is skipped saying why, except
+under CI=true, where it fails.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CHILD = Path(__file__).with_name("ray_cluster.py")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def missing():
+    """Why this machine cannot run the test cluster, or None."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "Ray is not installed (pip install 'afx[test]' installs it)"
+    if os.geteuid() != 0:
+        return "the test cluster's network namespace needs root"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare (util-linux) and ip (iproute2) are needed for the test cluster's namespace"
+    return None
+
+
+def test_ray_pool_equals_the_local_pool_and_a_training_loop_survives_a_lost_node(afx_cli):
+    why = missing()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI: {why}")
+        pytest.skip(why)
+    # Ray's sockets live under the temp folder: a short path (AF_UNIX paths stop at 107 bytes).
+    temp = tempfile.mkdtemp(prefix="afx-ray-", dir="/tmp")
+    try:
+        command = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c",
+                   'ip link set lo up && exec "$0" "$@"', sys.executable, str(CHILD), temp, str(afx_cli),
+                   str(REPO / "plugins.toml")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, start_new_session=True)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    print(result)
+    assert result["all_loopback"], result["addresses"]
+    # Cluster collect: the first run lost a node's slice and said so, wrote no manifest and no partial file; the
+    # second completed it; the dataset equals one machine's afx collect byte for byte.
+    collect = result["collect"]
+    assert "1 of 2 slices failed" in collect["first_run"], collect
+    assert not collect["manifest_after_first"] and collect["partial_files"] == [], collect
+    assert collect["second_run_wrote"] >= 1, collect
+    assert collect["identical"] and "manifest.json" in collect["files"], collect
+    assert result["actors"] == 2
+    assert result["params_same"]
+    assert all(result["same_as_local"].values()), result["same_as_local"]
+    # The loop ran every step; only the steps right after the node went (those that still sent it items) lost
+    # anything, and only that node's items, as node_lost errors; then the pool went on with the other node.
+    assert result["steps"] == 24
+    failed = {int(step): kinds for step, kinds in result["failed"].items()}
+    assert failed, "losing a node cost no item: the test did not lose it"
+    assert all(step >= 10 for step in failed), failed
+    assert all(kind == "node_lost" for kinds in failed.values() for kind in kinds), failed
+    assert all(len(kinds) <= 2 for kinds in failed.values()), failed
+    assert max(failed) <= 11, f"items were still lost after the step that found the node gone: {failed}"
+    assert result["actors_after"] == 1
+    assert "no live node" in result["no_actor_error"]
