@@ -69,7 +69,9 @@ def batch(items, frames, params, seed):
 
 
 def main(args):
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+    # Render workers at normal priority: this machine is shared by the driver, both nodes and afx.Pool.
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
+                      RAY_worker_niceness="0")
     import numpy as np
     import ray
     from ray.cluster_utils import Cluster
