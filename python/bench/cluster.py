@@ -72,6 +72,9 @@ def main(args):
     # Render workers at normal priority: this machine is shared by the driver, both nodes and afx.Pool.
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
                       RAY_worker_niceness="0")
+    # Everything of Ray's in this run's folder (its "current cluster" file goes to $RAY_TMPDIR/ray).
+    os.environ["RAY_TMPDIR"] = os.environ[INSIDE]
+    os.makedirs(os.path.join(os.environ[INSIDE], "ray"), exist_ok=True)
     import numpy as np
     import ray
     from ray.cluster_utils import Cluster

@@ -83,6 +83,10 @@ def cluster_collect(cluster, second, temp_dir, program, config):
 
 
 def main(temp_dir, program, config):
+    # Everything of Ray's in the test's folder: its sockets, logs and the "current cluster" file (kept in
+    # $RAY_TMPDIR/ray whatever a node's temp_dir says).
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     result = {}
     node = dict(num_cpus=1, object_store_memory=100 << 20, include_dashboard=False, node_ip_address="127.0.0.1",
                 temp_dir=temp_dir)
