@@ -78,6 +78,17 @@ fn a_time_limit_that_is_not_a_positive_number_is_refused_before_anything_is_scan
 }
 
 #[test]
+fn a_bad_sandbox_switch_or_memory_cap_is_refused_naming_what_is_valid() {
+    let c = Case::new();
+    let out = c.render(&["--plugin", ZAM_COMP, "--sandbox", "maybe"]);
+    c.assert_failed(&out, &["--sandbox", "maybe", "on", "off"]);
+    for (bad, needle) in [("1M", "at least 64M"), ("lots", "not a size"), ("2X", "suffix must be K, M, G or T")] {
+        let out = c.render(&["--plugin", ZAM_COMP, "--worker-memory", bad]);
+        c.assert_failed(&out, &["--worker-memory", bad, needle]);
+    }
+}
+
+#[test]
 fn a_plugin_that_is_not_an_effect_is_refused() {
     let c = Case::new();
     // mda EPiano is an instrument: no audio input.
