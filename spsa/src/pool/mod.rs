@@ -205,6 +205,9 @@ impl Pool {
             return Err(PoolError::NoWorkers);
         }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // The default memory cap read once, so every worker of the pool (replacements too) gets the same one.
+        let mut config = config;
+        config.sandbox.memory = Some(config.worker_memory());
         let config = Arc::new(config);
         let arena = match &config.isolation {
             Isolation::Process(_) => {
