@@ -79,8 +79,68 @@ def _lost(start, stop, chain, why):
             "signal": None, "theta": [], "chain": chain, "stderr": ""}
 
 
+# How audio travels. Ray puts a call's argument or result into the call's own message when it is at most
+# ``max_direct_call_object_size`` (100 KiB unless the cluster was started with another), up to
+# ``task_rpc_inlined_bytes_limit`` (10 MiB) a call; larger ones go through the object stores, and between two
+# nodes that path costs several times the CPU per byte (on the 2-core bench machine, a 1.4 MB round trip to the
+# other node took 38 ms of CPU through the stores and 8 ms as pieces). So the arrays of a call, or of its result,
+# travel as float32 pieces of at most PIECE_BYTES while they fit in INLINE_BYTES together, and whole (each through
+# the store, zero-copy on the receiving node) past that. A cluster set up with a lower limit only sends the pieces
+# through the stores: slower, never different.
+PIECE_BYTES = 64 << 10
+INLINE_BYTES = 8 << 20
+
+
+def _piece(*shapes):
+    """Floats per piece for arrays of ``shapes`` travelling together; 0: each travels whole."""
+    return PIECE_BYTES // 4 if 4 * sum(int(np.prod(s)) for s in shapes) <= INLINE_BYTES else 0
+
+
+def _count(shape, piece):
+    """How many pieces an array of ``shape`` travels as, ``piece`` floats each (0: whole)."""
+    return 1 if piece == 0 else max(1, -(-int(np.prod(shape)) // piece))
+
+
+def _pieces(array, piece):
+    """``array`` as float32 pieces of ``piece`` floats (0: one), views of it in order: no copy when it is float32
+    and contiguous already."""
+    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    if piece == 0:
+        return [flat]
+    return [flat[i:i + piece] for i in range(0, max(1, flat.size), piece)]
+
+
+def _pack(*arrays):
+    """The arguments that carry ``arrays`` in one call: how they are cut (piece size, shapes), then every piece of
+    each in order."""
+    piece = _piece(*(a.shape for a in arrays))
+    return [(piece, [a.shape for a in arrays]), *itertools.chain.from_iterable(_pieces(a, piece) for a in arrays)]
+
+
+def _unpack(layout, pieces):
+    """The arrays ``_pack`` sent, from how they were cut and their pieces."""
+    piece, shapes = layout
+    arrays, at = [], 0
+    for shape in shapes:
+        n = _count(shape, piece)
+        arrays.append(pieces[at].reshape(shape) if n == 1 else np.concatenate(pieces[at:at + n]).reshape(shape))
+        at += n
+    return arrays
+
+
+def _returns(shape):
+    """How many results a call whose array result has ``shape`` returns: its error list, then the pieces."""
+    return 1 + _count(shape, _piece(shape))
+
+
+def _reply(array, errors):
+    """An actor's results: the item errors as plain data, then ``array``'s pieces (``_returns(array.shape)``)."""
+    return ([_error_state(e) for e in errors], *_pieces(array, _piece(array.shape)))
+
+
 class _Node:
-    """The actor: one local ``afx.Pool`` on one node, and the perturbed renders it holds for ``vjp``."""
+    """The actor: one local ``afx.Pool`` on one node, and the perturbed renders it holds for ``vjp``. Arrays come
+    and go as pieces (``_pack``, ``_reply``)."""
 
     def __init__(self, chain, workers, config_text, options):
         self.config = None
@@ -106,28 +166,26 @@ class _Node:
     def plain_values(self, theta_row):
         return self.pool.plain_values(theta_row)
 
-    def render(self, x, theta, hop):
-        y, errors = self.pool.render(x, theta, hop=hop)
-        return y, [_error_state(e) for e in errors]
+    def render(self, options, layout, *pieces):
+        x, theta = _unpack(layout, pieces)
+        return _reply(*self.pool.render(x, theta, **options))
 
-    def spsa(self, x, theta, grad_y, k, epsilon, seed, items, hop, scoring):
-        g, errors = self.pool.spsa(x, theta, grad_y, k=k, epsilon=epsilon, seed=seed, items=items, hop=hop,
-                                   scoring=scoring)
-        return g, [_error_state(e) for e in errors]
+    def spsa(self, options, layout, *pieces):
+        x, theta, grad_y = _unpack(layout, pieces)
+        return _reply(*self.pool.spsa(x, theta, grad_y, **options))
 
-    def finite_difference(self, x, theta, grad_y, step, hop):
-        g, errors = self.pool.finite_difference(x, theta, grad_y, step=step, hop=hop)
-        return g, [_error_state(e) for e in errors]
+    def finite_difference(self, options, layout, *pieces):
+        x, theta, grad_y = _unpack(layout, pieces)
+        return _reply(*self.pool.finite_difference(x, theta, grad_y, **options))
 
-    def render_perturbed(self, key, x, theta, k, epsilon, seed, items, hop, scoring):
-        y, errors, renders = self.pool.render_perturbed(x, theta, k=k, epsilon=epsilon, seed=seed, items=items,
-                                                        hop=hop, scoring=scoring)
-        self.renders[key] = renders
-        return y, [_error_state(e) for e in errors]
+    def render_perturbed(self, key, options, layout, *pieces):
+        x, theta = _unpack(layout, pieces)
+        y, errors, self.renders[key] = self.pool.render_perturbed(x, theta, **options)
+        return _reply(y, errors)
 
-    def vjp(self, key, grad_y):
-        g, errors = self.renders.pop(key).vjp(grad_y)
-        return g, [_error_state(e) for e in errors]
+    def vjp(self, key, layout, *pieces):
+        (grad_y,) = _unpack(layout, pieces)
+        return _reply(*self.renders.pop(key).vjp(grad_y))
 
     def forget(self, key):
         self.renders.pop(key, None)
@@ -147,7 +205,9 @@ class RayPerturbedRenders:
 
     def vjp(self, grad_y):
         grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-        calls = [(actor, s, self._pool._call(actor, "vjp", self._key, grad_y[s])) for actor, s in self._slices]
+        calls = [(actor, s, self._pool._call(actor, "vjp", (s.stop - s.start, *self._shape[1:]), self._key,
+                                             *_pack(grad_y[s])))
+                 for actor, s in self._slices]
         self._slices = []
         return self._pool._gather(calls, self._shape)
 
@@ -247,28 +307,30 @@ class Pool:
         bounds[-1] = n
         return [(actor, slice(a, b)) for (actor, _, _), a, b in zip(self._actors, bounds, bounds[1:]) if b > a]
 
-    def _call(self, actor, method, *args, **kwargs):
-        """``actor.method.remote(...)``, or ``None`` when the actor is no longer one of this pool's."""
+    def _call(self, actor, method, out_shape, *args):
+        """``actor.method.remote(*args)``, its results an error list and ``out_shape``'s pieces: their refs, or
+        ``None`` when the actor is no longer one of this pool's."""
         if all(actor is not a for a, _, _ in self._actors):
             return None
-        return getattr(actor, method).remote(*args, **kwargs)
+        return getattr(actor, method).options(num_returns=_returns(out_shape)).remote(*args)
 
     def _gather(self, calls, shape):
         """Each call's (array, error states) in item order; a lost actor's items as ``node_lost`` errors and NaN."""
         out = np.full(shape, np.nan, dtype=np.float32)
         errors = [None] * shape[0]
         lost = []
-        for actor, s, ref in calls:
+        for actor, s, refs in calls:
             try:
-                if ref is None:
+                if refs is None:
                     raise self._ray.exceptions.RayActorError()
-                rows, states = self._ray.get(ref)
+                states, *pieces = self._ray.get(refs)
             except self._ray.exceptions.RayActorError as e:
                 lost.append(actor)
                 for i in range(s.start, s.stop):
                     errors[i] = _item_error(i, _lost(s.start, s.stop, self.chain, type(e).__name__))
                 continue
-            out[s] = rows
+            # out[s] is a contiguous run of rows: the pieces land in it without another copy.
+            np.concatenate(pieces, out=out[s].reshape(-1))
             for i, state in zip(range(s.start, s.stop), states):
                 if state is not None:
                     errors[i] = _item_error(i, state)
@@ -276,13 +338,17 @@ class Pool:
             self._replace_lost(lost)
         return out, errors
 
-    def _run(self, method, x, per_item=(), items=None, lead=(), **kwargs):
-        """``method`` on each actor's slice of ``x``, of the per-item arrays and of ``items``: (actor, slice, ref)."""
+    def _run(self, method, out_width, arrays, items=None, key=None, **options):
+        """``method`` on each actor's slice of the per-item ``arrays`` (and of ``items``), its results rows of
+        ``out_width`` (a shape's tail): (actor, slice, refs) per actor."""
         calls = []
-        for actor, s in self._slices(x.shape[0]):
+        for actor, s in self._slices(arrays[0].shape[0]):
             if items is not None:
-                kwargs["items"] = items[s]
-            calls.append((actor, s, self._call(actor, method, *lead, x[s], *(a[s] for a in per_item), **kwargs)))
+                options["items"] = items[s]
+            lead = () if key is None else (key,)
+            out_shape = (s.stop - s.start, *out_width)
+            calls.append((actor, s, self._call(actor, method, out_shape, *lead, dict(options),
+                                               *_pack(*(a[s] for a in arrays)))))
         return calls
 
     @staticmethod
@@ -299,27 +365,28 @@ class Pool:
 
     def render(self, x, theta, hop=None):
         x, theta = self._batch(x, theta)
-        return self._gather(self._run("render", x, (theta,), hop=hop), x.shape)
+        return self._gather(self._run("render", x.shape[1:], (x, theta), hop=hop), x.shape)
 
     def spsa(self, x, theta, grad_y, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"):
         x, theta = self._batch(x, theta)
         grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
         items = list(range(x.shape[0])) if items is None else list(items)
-        calls = self._run("spsa", x, (theta, grad_y), items, k=k, epsilon=epsilon, seed=seed, hop=hop,
-                          scoring=scoring)
+        calls = self._run("spsa", theta.shape[1:], (x, theta, grad_y), items, k=k, epsilon=epsilon, seed=seed,
+                          hop=hop, scoring=scoring)
         return self._gather(calls, theta.shape)
 
     def finite_difference(self, x, theta, grad_y, step=0.01, hop=None):
         x, theta = self._batch(x, theta)
         grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-        return self._gather(self._run("finite_difference", x, (theta, grad_y), step=step, hop=hop), theta.shape)
+        calls = self._run("finite_difference", theta.shape[1:], (x, theta, grad_y), step=step, hop=hop)
+        return self._gather(calls, theta.shape)
 
     def render_perturbed(self, x, theta, k=1, epsilon=0.01, seed=0, items=None, hop=None, scoring="whole"):
         x, theta = self._batch(x, theta)
         key = next(self._keys)
         items = list(range(x.shape[0])) if items is None else list(items)
-        calls = self._run("render_perturbed", x, (theta,), items, lead=(key,), k=k, epsilon=epsilon, seed=seed,
-                          hop=hop, scoring=scoring)
+        calls = self._run("render_perturbed", x.shape[1:], (x, theta), items, key=key, k=k, epsilon=epsilon,
+                          seed=seed, hop=hop, scoring=scoring)
         y, errors = self._gather(calls, x.shape)
         return y, errors, RayPerturbedRenders(self, key, [(actor, s) for actor, s, _ in calls], theta.shape)
 

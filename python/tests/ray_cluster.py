@@ -110,6 +110,10 @@ def main(temp_dir, program, config):
         remote = afx.ray.Pool(COMP, workers=1)
         result["actors"] = remote.actors
         x, theta, grad_y = batch(6, 4410, remote.num_params, seed=1)
+        # 3 items of 16 s a node: 8.5 MB, past the inline budget (the short batch travels as pieces).
+        long = np.resize(x, (6, 16 * 44_100))
+        assert 3 * long[0].nbytes > afx.ray.INLINE_BYTES
+        moving = np.random.default_rng(2).uniform(0.05, 0.95, (6, 10, remote.num_params)).astype(np.float32)
         with afx.Pool(COMP, workers=2) as local:
             same = {}
             for name, call in {
@@ -118,6 +122,12 @@ def main(temp_dir, program, config):
                 "finite_difference": lambda p: p.finite_difference(x, theta, grad_y, step=0.01),
                 "render_perturbed": lambda p: p.render_perturbed(x, theta, k=2, epsilon=0.01, seed=5)[:2],
                 "vjp": lambda p: p.render_perturbed(x, theta, k=2, epsilon=0.01, seed=5)[2].vjp(grad_y),
+                # Parameters that move: θ and the gradients (batch, F, P).
+                "spsa_moving": lambda p: p.spsa(x, moving, grad_y, k=2, seed=5, hop=441, scoring="window:1"),
+                "vjp_moving": lambda p: p.render_perturbed(x, moving, k=2, seed=5, hop=441)[2].vjp(grad_y),
+                # Past afx.ray.INLINE_BYTES a node's arrays travel whole, through the object stores.
+                "render_whole": lambda p: p.render(long, theta),
+                "vjp_whole": lambda p: p.render_perturbed(long, theta, k=1, seed=2)[2].vjp(np.resize(grad_y, long.shape)),
             }.items():
                 (a, a_errors), (b, b_errors) = call(remote), call(local)
                 same[name] = bool(np.array_equal(a, b)) and a_errors == [None] * 6 and b_errors == [None] * 6

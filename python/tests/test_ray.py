@@ -36,6 +36,31 @@ def missing():
     return None
 
 
+def test_arrays_travel_as_pieces_within_the_inline_budget_and_whole_past_it():
+    import numpy as np
+
+    import afx.ray as afx_ray
+
+    rng = np.random.default_rng(0)
+    errors = [None] * 3
+    small = rng.standard_normal((3, 50_000)).astype(np.float32), rng.random((3, 4)).astype(np.float32)
+    # 3 items of 1 000 000 frames: 12 MB, past the 8 MiB a call may carry inline.
+    big = rng.standard_normal((3, 1_000_000)).astype(np.float32), small[1]
+    for arrays, whole in ((small, False), (big, True)):
+        layout, *pieces = afx_ray._pack(*arrays)
+        assert all(p.nbytes <= afx_ray.PIECE_BYTES for p in pieces) != whole
+        if whole:
+            # Whole arrays go as they are: no copy on the sending side.
+            assert len(pieces) == 2 and np.shares_memory(pieces[0], arrays[0])
+        else:
+            assert len(pieces) == -(-arrays[0].nbytes // afx_ray.PIECE_BYTES) + 1
+        for sent, got in zip(arrays, afx_ray._unpack(layout, pieces)):
+            assert got.dtype == np.float32 and np.array_equal(sent, got)
+        reply = afx_ray._reply(arrays[0], errors)
+        assert len(reply) == afx_ray._returns(arrays[0].shape) and reply[0] == errors
+        assert np.array_equal(np.concatenate(reply[1:]).reshape(arrays[0].shape), arrays[0])
+
+
 def test_ray_pool_equals_the_local_pool_and_a_training_loop_survives_a_lost_node(afx_cli):
     why = missing()
     if why:
