@@ -161,6 +161,7 @@ class _Node:
             "params": self.pool.params,
             "num_params": self.pool.num_params,
             "chain": self.pool.chain,
+            "held": len(self.renders),
         }
 
     def plain_values(self, theta_row):
@@ -178,17 +179,16 @@ class _Node:
         x, theta, grad_y = _unpack(layout, pieces)
         return _reply(*self.pool.finite_difference(x, theta, grad_y, **options))
 
-    def render_perturbed(self, key, options, layout, *pieces):
+    def render_perturbed(self, key, forget, options, layout, *pieces):
+        for old in forget:
+            self.renders.pop(old, None)
         x, theta = _unpack(layout, pieces)
         y, errors, self.renders[key] = self.pool.render_perturbed(x, theta, **options)
         return _reply(y, errors)
 
     def vjp(self, key, layout, *pieces):
         (grad_y,) = _unpack(layout, pieces)
-        return _reply(*self.renders.pop(key).vjp(grad_y))
-
-    def forget(self, key):
-        self.renders.pop(key, None)
+        return _reply(*self.renders[key].vjp(grad_y))
 
     def close(self):
         self.pool.close()
@@ -198,25 +198,33 @@ class _Node:
 
 class RayPerturbedRenders:
     """What ``Pool.render_perturbed`` returns for the backward pass: each actor keeps its slice's renders; ``vjp``
-    asks each for its slice's dot products. A slice whose actor was lost gives ``node_lost`` errors."""
+    asks each for its slice's dot products, as often as it is called. A slice whose actor was lost gives
+    ``node_lost`` errors. Once this object is gone, the pool's next ``render_perturbed`` tells the actors to drop
+    its renders (a call of its own costs about 1 ms of CPU here)."""
 
     def __init__(self, pool, key, slices, shape):
         self._pool, self._key, self._slices, self._shape = pool, key, slices, shape
 
     def vjp(self, grad_y):
         grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+        if grad_y.shape[0] != self._shape[0]:
+            raise ValueError(f"grad_y holds {grad_y.shape[0]} items and the renders {self._shape[0]}")
         calls = [(actor, s, self._pool._call(actor, "vjp", (s.stop - s.start, *self._shape[1:]), self._key,
                                              *_pack(grad_y[s])))
                  for actor, s in self._slices]
-        self._slices = []
         return self._pool._gather(calls, self._shape)
 
+    def __len__(self):
+        return self._shape[0]
+
+    def __repr__(self):
+        return f"afx.ray.RayPerturbedRenders(batch={self._shape[0]}, actors={len(self._slices)})"
+
     def __del__(self):
-        for actor, _ in getattr(self, "_slices", []):
-            try:
-                actor.forget.remote(self._key)
-            except Exception:  # the actor or Ray may be gone already: nothing is held then
-                pass
+        try:
+            self._pool._forget.extend((actor, self._key) for actor, _ in self._slices)
+        except AttributeError:  # half-built, or the interpreter is shutting down: nothing to tell
+            pass
 
 
 class Pool:
@@ -241,6 +249,7 @@ class Pool:
         self._config_text = open(config_path).read() if config_path else None
         self._chain_name, self._workers, self._options = chain, workers, options
         self._keys = itertools.count()
+        self._forget = []  # (actor, key) of perturbed renders no longer wanted, told with the next render_perturbed
         self._actors = []  # (actor, workers, node id)
         for node in self._live_nodes()[:nodes]:
             self._start_on(node)
@@ -338,14 +347,29 @@ class Pool:
             self._replace_lost(lost)
         return out, errors
 
+    def _forgotten(self, slices):
+        """Per actor of ``slices`` (by ``id``), the keys of renders it may drop: their ``RayPerturbedRenders`` are
+        gone. The keys of other live actors wait for a call to them; those of lost actors are dropped."""
+        told = {id(actor): [] for actor, _ in slices}
+        live = {id(actor) for actor, _, _ in self._actors}
+        keep = []
+        for actor, key in self._forget:
+            if id(actor) in told:
+                told[id(actor)].append(key)
+            elif id(actor) in live:
+                keep.append((actor, key))
+        self._forget = keep
+        return told
+
     def _run(self, method, out_width, arrays, items=None, key=None, **options):
         """``method`` on each actor's slice of the per-item ``arrays`` (and of ``items``), its results rows of
         ``out_width`` (a shape's tail): (actor, slice, refs) per actor."""
-        calls = []
-        for actor, s in self._slices(arrays[0].shape[0]):
+        calls, slices = [], self._slices(arrays[0].shape[0])
+        forgotten = self._forgotten(slices) if key is not None else None
+        for actor, s in slices:
             if items is not None:
                 options["items"] = items[s]
-            lead = () if key is None else (key,)
+            lead = () if key is None else (key, forgotten[id(actor)])
             out_shape = (s.stop - s.start, *out_width)
             calls.append((actor, s, self._call(actor, method, out_shape, *lead, dict(options),
                                                *_pack(*(a[s] for a in arrays)))))

@@ -41,6 +41,11 @@ def batch(items, frames, params, seed):
     return x, theta, rng.standard_normal(x.shape).astype(np.float32)
 
 
+def vjp_twice(renders, grad_y):
+    renders.vjp(grad_y)
+    return renders.vjp(-2 * grad_y)
+
+
 def corpus(folder):
     """Three real recordings, all in the training split."""
     os.makedirs(folder)
@@ -122,6 +127,8 @@ def main(temp_dir, program, config):
                 "finite_difference": lambda p: p.finite_difference(x, theta, grad_y, step=0.01),
                 "render_perturbed": lambda p: p.render_perturbed(x, theta, k=2, epsilon=0.01, seed=5)[:2],
                 "vjp": lambda p: p.render_perturbed(x, theta, k=2, epsilon=0.01, seed=5)[2].vjp(grad_y),
+                # As often as it is called (the second call, with another gradient).
+                "vjp_again": lambda p: vjp_twice(p.render_perturbed(x, theta, k=2, epsilon=0.01, seed=5)[2], grad_y),
                 # Parameters that move: θ and the gradients (batch, F, P).
                 "spsa_moving": lambda p: p.spsa(x, moving, grad_y, k=2, seed=5, hop=441, scoring="window:1"),
                 "vjp_moving": lambda p: p.render_perturbed(x, moving, k=2, seed=5, hop=441)[2].vjp(grad_y),
@@ -159,6 +166,8 @@ def main(temp_dir, program, config):
         result["steps"] = len(steps)
         result["failed"] = failed
         result["actors_after"] = remote.actors
+        # Each step's renders are dropped once PluginLayer is done with them (told with a later step's call).
+        result["renders_held_after"] = [ray.get(a.describe.remote())["held"] for a, _, _ in remote._actors]
         result["loss_first_last"] = [steps[0], steps[-1]]
 
         # A pool that gets no actor is a clear error.
