@@ -24,6 +24,7 @@ actor left raises ``afx.AfxError``.
 import itertools
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -237,24 +238,39 @@ class Pool:
             that gets one actor per ``workers`` of them.
         nodes: at most this many nodes [default: every live node].
         config: a plugins.toml on this machine; its text travels to the actors.
+        start_timeout: seconds to wait for the actors to start [60]. One still waiting then (its node's CPUs are
+            taken by other work) is left to start and joins the pool at the first call after it does; no call
+            ever waits for it. None started is an error.
         Other keywords (``format``, ``sample_rate``, ``timeout``, ``block_size``, ``sandbox``, ``worker_memory``)
         go to each actor's ``afx.Pool``.
     """
 
-    def __init__(self, chain, workers=None, nodes=None, config=None, **options):
+    def __init__(self, chain, workers=None, nodes=None, config=None, start_timeout=60.0, **options):
         self._ray = _ray()
         if not self._ray.is_initialized():
             self._ray.init()
         config_path = _config_in_force(config)
         self._config_text = open(config_path).read() if config_path else None
         self._chain_name, self._workers, self._options = chain, workers, options
+        self._start_timeout = start_timeout
         self._keys = itertools.count()
         self._forget = []  # (actor, key) of perturbed renders no longer wanted, told with the next render_perturbed
-        self._actors = []  # (actor, workers, node id)
+        self._actors = []  # (actor, workers, node id): started and answering
+        self._starting = []  # (actor, workers, node id, its describe()): started, not answering yet
         for node in self._live_nodes()[:nodes]:
             self._start_on(node)
-        if not self._actors:
+        if not self._starting:
             raise afx.AfxError("afx.ray.Pool: the Ray cluster has no live node with a CPU to start an actor on")
+        failures = self._admit(timeout=start_timeout)
+        if not self._actors:
+            self.close()
+            if failures:
+                raise failures[0]  # the actor's own error: a plugin or chain that will not load, say
+            raise afx.AfxError(f"afx.ray.Pool: no actor started within start_timeout={start_timeout} s: the "
+                               "nodes' CPUs are taken by other work")
+        if self._starting:
+            warnings.warn(f"afx.ray.Pool: {len(self._starting)} actor(s) not started after {start_timeout} s (their "
+                          f"nodes' CPUs are taken); going on with {len(self._actors)}, they join once started")
         first = self._ray.get(self._actors[0][0].describe.remote())
         self.params, self.num_params, self.chain = first["params"], first["num_params"], first["chain"]
         self.sample_rate = options.get("sample_rate", 44_100)
@@ -275,7 +291,29 @@ class Pool:
                 num_cpus=per_actor,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
             ).remote(self._chain_name, per_actor, self._config_text, self._options)
-            self._actors.append((actor, per_actor, node["NodeID"]))
+            self._starting.append((actor, per_actor, node["NodeID"], actor.describe.remote()))
+
+    def _admit(self, timeout=0):
+        """Moves the started actors that answer (within ``timeout`` s) into the pool; drops those that failed to
+        start. Returns their errors."""
+        if not self._starting:
+            return []
+        refs = [ref for *_, ref in self._starting]
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        ready = set(ready)
+        waiting, failures = [], []
+        for actor, workers, node, ref in self._starting:
+            if ref not in ready:
+                waiting.append((actor, workers, node, ref))
+                continue
+            try:
+                self._ray.get(ref)
+            except Exception as e:  # its afx.Pool would not start, or its node went
+                failures.append(e)
+                continue
+            self._actors.append((actor, workers, node))
+        self._starting = waiting
+        return failures
 
     def _replace_lost(self, lost):
         """Drops the lost actors and starts new ones on live nodes that have no actor of this pool and room."""
@@ -285,7 +323,7 @@ class Pool:
             except Exception:  # already gone
                 pass
         self._actors = [a for a in self._actors if all(a[0] is not gone for gone in lost)]
-        held = {node for _, _, node in self._actors}
+        held = {node for _, _, node in self._actors} | {node for _, _, node, _ in self._starting}
         available = self._ray.available_resources().get("CPU", 0)
         for node in self._live_nodes():
             if node["NodeID"] not in held and available >= 1:
@@ -293,8 +331,11 @@ class Pool:
                     self._start_on(node)
                 except Exception:  # no room after all: the pool goes on with the actors it has
                     continue
+        # With no actor left, the call waits for a replacement (up to start_timeout); else it joins later.
+        self._admit(timeout=0 if self._actors else self._start_timeout)
         if not self._actors:
-            raise afx.AfxError("afx.ray.Pool: every actor was lost and the cluster has no live node to replace them")
+            raise afx.AfxError("afx.ray.Pool: every actor was lost and no replacement started: the cluster has no "
+                               "live node with room for one")
 
     @property
     def workers(self):
@@ -364,6 +405,7 @@ class Pool:
     def _run(self, method, out_width, arrays, items=None, key=None, **options):
         """``method`` on each actor's slice of the per-item ``arrays`` (and of ``items``), its results rows of
         ``out_width`` (a shape's tail): (actor, slice, refs) per actor."""
+        self._admit()
         calls, slices = [], self._slices(arrays[0].shape[0])
         forgotten = self._forgotten(slices) if key is not None else None
         for actor, s in slices:
@@ -421,7 +463,9 @@ class Pool:
                 self._ray.kill(actor)
             except Exception:  # a lost actor has nothing left to close
                 pass
-        self._actors = []
+        for actor, *_ in self._starting:
+            self._ray.kill(actor)
+        self._actors, self._starting = [], []
 
     def __enter__(self):
         return self

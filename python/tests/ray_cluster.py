@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
 
@@ -85,6 +86,45 @@ def cluster_collect(cluster, second, temp_dir, program, config):
     result["identical"] = ones == theirs and all(
         filecmp.cmp(os.path.join(one, n), os.path.join(out, n), shallow=False) for n in ones)
     return result
+
+
+def crowded_node(cluster, node):
+    """A node whose CPU other work holds: the pool starts without it (warning), no call waits for it, and it joins
+    once its CPU is free."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    third = cluster.add_node(**node)
+    cluster.wait_for_nodes()
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ready(self):
+            return True
+
+    holder = Holder.options(scheduling_strategy=NodeAffinitySchedulingStrategy(third.node_id, soft=False)).remote()
+    ray.get(holder.ready.remote())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pool = afx.ray.Pool(COMP, workers=1, start_timeout=3)
+    out = {"actors": pool.actors, "warnings": [str(w.message) for w in caught]}
+    x, theta, _ = batch(4, 4410, pool.num_params, seed=3)
+    with afx.Pool(COMP, workers=1) as local:
+        expected, _ = local.render(x, theta)
+
+    def same():
+        y, errors = pool.render(x, theta)
+        return bool(np.array_equal(y, expected)) and errors == [None] * 4
+
+    out["same"] = same()
+    ray.kill(holder)
+    deadline = time.monotonic() + 60
+    while pool.actors < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        out["same"] = out["same"] and same()
+    out["actors_later"] = pool.actors
+    out["same_later"] = same()
+    pool.close()
+    return out
 
 
 def main(temp_dir, program, config):
@@ -177,6 +217,7 @@ def main(temp_dir, program, config):
         except afx.AfxError as e:
             result["no_actor_error"] = str(e)
         remote.close()
+        result["crowded"] = crowded_node(cluster, node)
     finally:
         ray.shutdown()
         cluster.shutdown()

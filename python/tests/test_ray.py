@@ -106,3 +106,8 @@ def test_ray_pool_equals_the_local_pool_and_a_training_loop_survives_a_lost_node
     # one per step.
     assert all(held <= 3 for held in result["renders_held_after"]), result["renders_held_after"]
     assert "no live node" in result["no_actor_error"]
+    # A node whose CPU other work holds: the pool starts with the other node and says so; no call waits; the node
+    # joins once its CPU is free; the renders are one machine's throughout.
+    crowded = result["crowded"]
+    assert crowded["actors"] == 1 and any("not started" in w for w in crowded["warnings"]), crowded
+    assert crowded["same"] and crowded["actors_later"] == 2 and crowded["same_later"], crowded
