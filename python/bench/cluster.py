@@ -9,7 +9,8 @@ turns every few steps, their order rotated each round. Printed: each engine's me
 The cluster runs in a network namespace of its own (``unshare --net`` as root, loopback only; Ray's token
 authentication on): the script starts itself there. Needs Ray (``pip install 'afx[ray]'``)::
 
-    python python/bench/cluster.py [--steps 10] [--rounds 3] [--batch 8] [--seconds 2] [--json results.json]
+    python python/bench/cluster.py [--steps 10] [--rounds 3] [--batch 8] [--seconds 2] [--plugin PATH --format vst3]
+                                   [--json results.json]
 """
 
 import argparse
@@ -36,6 +37,8 @@ def arguments():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--plugin", default=PLUGIN, help="another effect, for heavier work per byte of audio")
+    parser.add_argument("--format", default="vst3")
     parser.add_argument("--json", help="also write the results here")
     return parser.parse_args()
 
@@ -89,8 +92,8 @@ def main(args):
     try:
         cluster.add_node(**node)
         ray.init(address=cluster.address, log_to_driver=False)
-        remote = afx.ray.Pool(PLUGIN, workers=1, format="vst3")
-        local = afx.Pool(PLUGIN, workers=2, format="vst3")
+        remote = afx.ray.Pool(args.plugin, workers=1, format=args.format)
+        local = afx.Pool(args.plugin, workers=2, format=args.format)
         x, theta, grad_y = batch(args.batch, int(args.seconds * RATE), local.num_params, seed=0)
         renders_per_step = args.batch * 3
 
@@ -126,6 +129,7 @@ def main(args):
             "same_numbers": same,
             "batch": args.batch,
             "seconds": args.seconds,
+            "plugin": args.plugin,
             "ray": ray.__version__,
         }
         for name in names:
