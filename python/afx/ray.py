@@ -150,12 +150,20 @@ class _Node:
             handle, self.config = tempfile.mkstemp(prefix="afx-plugins-", suffix=".toml")
             with os.fdopen(handle, "w") as file:
                 file.write(config_text)
-        self.pool = afx.Pool(chain, workers=workers, config=self.config, **options)
         self.renders = {}
+        # A pool that will not start (a chain this node cannot load, bad options) is reported by describe(), as
+        # afx's own message: raised here, Ray would wrap it in its actor-death error and traceback.
+        self.pool, self.error = None, None
+        try:
+            self.pool = afx.Pool(chain, workers=workers, config=self.config, **options)
+        except (afx.AfxError, ValueError, TypeError) as e:
+            self.error = str(e) if isinstance(e, afx.AfxError) else f"{type(e).__name__}: {e}"
 
     def describe(self):
         import ray
 
+        if self.error is not None:
+            return {"error": self.error, "node": ray.get_runtime_context().get_node_id()}
         return {
             "workers": self.pool.workers,
             "node": ray.get_runtime_context().get_node_id(),
@@ -192,7 +200,8 @@ class _Node:
         return _reply(*self.renders[key].vjp(grad_y))
 
     def close(self):
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
         if self.config is not None:
             os.unlink(self.config)
 
@@ -226,6 +235,12 @@ class RayPerturbedRenders:
             self._pool._forget.extend((actor, self._key) for actor, _ in self._slices)
         except AttributeError:  # half-built, or the interpreter is shutting down: nothing to tell
             pass
+
+
+def _warn_failed(failures):
+    """Says which actors failed to start (the pool goes on with the others)."""
+    for error in failures:
+        warnings.warn(f"afx.ray.Pool: an actor failed to start and is left out: {error}")
 
 
 class Pool:
@@ -268,6 +283,7 @@ class Pool:
                 raise failures[0]  # the actor's own error: a plugin or chain that will not load, say
             raise afx.AfxError(f"afx.ray.Pool: no actor started within start_timeout={start_timeout} s: the "
                                "nodes' CPUs are taken by other work")
+        _warn_failed(failures)
         if self._starting:
             warnings.warn(f"afx.ray.Pool: {len(self._starting)} actor(s) not started after {start_timeout} s (their "
                           f"nodes' CPUs are taken); going on with {len(self._actors)}, they join once started")
@@ -307,9 +323,13 @@ class Pool:
                 waiting.append((actor, workers, node, ref))
                 continue
             try:
-                self._ray.get(ref)
-            except Exception as e:  # its afx.Pool would not start, or its node went
-                failures.append(e)
+                described = self._ray.get(ref)
+            except self._ray.exceptions.RayActorError as e:  # its node went while it started
+                failures.append(afx.AfxError(f"afx.ray.Pool: the actor on node {node} was lost starting: {e}"))
+                continue
+            if "error" in described:
+                self._ray.kill(actor)
+                failures.append(afx.AfxError(f"afx.ray.Pool: on node {node}: {described['error']}"))
                 continue
             self._actors.append((actor, workers, node))
         self._starting = waiting
@@ -332,7 +352,7 @@ class Pool:
                 except Exception:  # no room after all: the pool goes on with the actors it has
                     continue
         # With no actor left, the call waits for a replacement (up to start_timeout); else it joins later.
-        self._admit(timeout=0 if self._actors else self._start_timeout)
+        _warn_failed(self._admit(timeout=0 if self._actors else self._start_timeout))
         if not self._actors:
             raise afx.AfxError("afx.ray.Pool: every actor was lost and no replacement started: the cluster has no "
                                "live node with room for one")
@@ -405,7 +425,7 @@ class Pool:
     def _run(self, method, out_width, arrays, items=None, key=None, **options):
         """``method`` on each actor's slice of the per-item ``arrays`` (and of ``items``), its results rows of
         ``out_width`` (a shape's tail): (actor, slice, refs) per actor."""
-        self._admit()
+        _warn_failed(self._admit())
         calls, slices = [], self._slices(arrays[0].shape[0])
         forgotten = self._forgotten(slices) if key is not None else None
         for actor, s in slices:

@@ -217,6 +217,12 @@ def main(temp_dir, program, config):
         except afx.AfxError as e:
             result["no_actor_error"] = str(e)
         remote.close()
+        # A chain no node can load: the actors' own error, naming it.
+        try:
+            afx.ray.Pool("no_such_chain", workers=1)
+            result["bad_chain_error"] = None
+        except Exception as e:  # noqa: BLE001 - the test reads what the user would see
+            result["bad_chain_error"] = f"{type(e).__name__}: {e}"
         result["crowded"] = crowded_node(cluster, node)
     finally:
         ray.shutdown()

@@ -106,6 +106,9 @@ def test_ray_pool_equals_the_local_pool_and_a_training_loop_survives_a_lost_node
     # one per step.
     assert all(held <= 3 for held in result["renders_held_after"]), result["renders_held_after"]
     assert "no live node" in result["no_actor_error"]
+    # afx's own message, naming the chain and the node, not Ray's actor-death traceback.
+    bad_chain = result["bad_chain_error"] or ""
+    assert bad_chain.startswith("AfxError: afx.ray.Pool: on node ") and "no_such_chain" in bad_chain, bad_chain
     # A node whose CPU other work holds: the pool starts with the other node and says so; no call waits; the node
     # joins once its CPU is free; the renders are one machine's throughout.
     crowded = result["crowded"]
