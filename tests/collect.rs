@@ -37,8 +37,7 @@ fn collect_in_job(dir: &Path, out: &Path, extra: &[&str], job_env: &[(&str, &str
     let mut args = vec!["--config", arg(&config), "collect", "--chain", "zam_comp", "--data", arg(corpus())];
     args.extend(["--out", arg(out), "--examples", "10", "--shard-size", "3", "--seconds", "0.25", "--workers", "2"]);
     args.extend(extra);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_afx"));
-    command.current_dir(dir).env_remove("AFX_CONFIG");
+    let mut command = afx_command(dir);
     for name in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX"] {
         command.env_remove(name);
     }

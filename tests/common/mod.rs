@@ -12,14 +12,17 @@ pub fn repo_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins.toml")
 }
 
+/// The `afx` command run in `dir`, with no plugins.toml found by accident: for a test that sets more (its
+/// environment, say) before running it.
+pub fn afx_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_afx"));
+    command.current_dir(dir).env_remove("AFX_CONFIG");
+    command
+}
+
 /// `afx` with the given arguments, run in `dir`, with no plugins.toml found by accident.
 pub fn afx(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afx"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AFX_CONFIG")
-        .output()
-        .expect("run afx")
+    afx_command(dir).args(args).output().expect("run afx")
 }
 
 /// [`afx`] with `--config` the repository's plugins.toml.
