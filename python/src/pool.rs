@@ -61,8 +61,8 @@ pub fn start(py: Python<'_>, options: &PoolOptions<'_>) -> PyResult<Started> {
     if options.block_size == Some(0) {
         return Err(PyValueError::new_err("block_size=0: give at least 1 frame per process call"));
     }
-    let default = afx_sandbox::Caps::default_for(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let caps = afx_sandbox::Caps { memory: options.worker_memory.or(default.memory), ..default };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let caps = afx_sandbox::Caps::default_for(cores).with_memory(options.worker_memory);
     let scanner = scan::scanner(py, None, limit, false)?.sandbox(options.sandbox.then_some(caps));
     let (spec, catalogue) = py
         .detach(|| {

@@ -104,6 +104,11 @@ impl Caps {
         Caps { memory: Some(default_memory(children)), threads: Some(DEFAULT_THREADS) }
     }
 
+    /// These caps with the memory cap `memory` instead, where one is given (a `--worker-memory`, say).
+    pub fn with_memory(self, memory: Option<u64>) -> Caps {
+        Caps { memory: memory.or(self.memory), ..self }
+    }
+
     /// The policy of a child confined to `folder`.
     pub fn policy(&self, folder: &Folder) -> Policy {
         Policy { writable: folder.path().to_path_buf(), memory: self.memory, threads: self.threads }

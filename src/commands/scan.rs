@@ -42,8 +42,7 @@ pub fn scanner() -> anyhow::Result<Scanner> {
     let exe = std::env::current_exe().context("cannot find the afx executable to describe plugin files with")?;
     let flags = super::sandbox_flags();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let default = afx_sandbox::Caps::default_for(jobs);
-    let caps = afx_sandbox::Caps { memory: flags.memory.or(default.memory), ..default };
+    let caps = afx_sandbox::Caps::default_for(jobs).with_memory(flags.memory);
     Ok(Scanner::new(exe, ["describe"]).sandbox(flags.enabled.then_some(caps)))
 }
 
