@@ -162,11 +162,12 @@ class _Node:
     def describe(self):
         import ray
 
+        node = ray.get_runtime_context().get_node_id()
         if self.error is not None:
-            return {"error": self.error, "node": ray.get_runtime_context().get_node_id()}
+            return {"error": self.error, "node": node}
         return {
             "workers": self.pool.workers,
-            "node": ray.get_runtime_context().get_node_id(),
+            "node": node,
             "params": self.pool.params,
             "num_params": self.pool.num_params,
             "chain": self.pool.chain,
@@ -287,7 +288,7 @@ class Pool:
         if self._starting:
             warnings.warn(f"afx.ray.Pool: {len(self._starting)} actor(s) not started after {start_timeout} s (their "
                           f"nodes' CPUs are taken); going on with {len(self._actors)}, they join once started")
-        first = self._ray.get(self._actors[0][0].describe.remote())
+        first = self._described  # every actor runs the same chain
         self.params, self.num_params, self.chain = first["params"], first["num_params"], first["chain"]
         self.sample_rate = options.get("sample_rate", 44_100)
 
@@ -310,8 +311,8 @@ class Pool:
             self._starting.append((actor, per_actor, node["NodeID"], actor.describe.remote()))
 
     def _admit(self, timeout=0):
-        """Moves the started actors that answer (within ``timeout`` s) into the pool; drops those that failed to
-        start. Returns their errors."""
+        """Moves the started actors that answer (within ``timeout`` s) into the pool, keeping the last one's
+        ``describe()``; drops those that failed to start. Returns their errors."""
         if not self._starting:
             return []
         refs = [ref for *_, ref in self._starting]
@@ -332,6 +333,7 @@ class Pool:
                 failures.append(afx.AfxError(f"afx.ray.Pool: on node {node}: {described['error']}"))
                 continue
             self._actors.append((actor, workers, node))
+            self._described = described
         self._starting = waiting
         return failures
 

@@ -63,7 +63,7 @@ def cluster_collect(cluster, second, temp_dir, program, config):
     """afx.ray.collect over both nodes, the second lost mid-run; run again; against one machine's afx collect."""
     data = corpus(os.path.join(temp_dir, "corpus"))
     args = dict(examples=10, shard_size=3, seconds=0.25, workers=1, seed=3)
-    flags = ["--examples", "10", "--shard-size", "3", "--seconds", "0.25", "--workers", "1", "--seed", "3"]
+    flags = [item for name, value in args.items() for item in (f"--{name.replace('_', '-')}", str(value))]
     one = os.path.join(temp_dir, "one-machine")
     subprocess.run([program, "--config", config, "collect", "--chain", "zam_comp", "--data", data, "--out", one, *flags],
                    check=True, capture_output=True)
